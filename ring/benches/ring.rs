@@ -3,28 +3,38 @@
 //! parking: round trip with both sides parking, and wake-up latency of a parked glommio shard.
 //!
 //! `cargo bench -p ringcast-ring --features glommio --bench ring` (add `-- quick` for a short
-//! run).
-//! The producer and consumer threads are pinned to CPUs 0 and 1.
+//! run, `-- wake-only` for the glommio wake-up figure alone).
+//! The two sides are pinned to the first two CPUs of the process's affinity mask.
 
 use std::hint::black_box;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use hdrhistogram::Histogram;
-use nix::sched::{sched_setaffinity, CpuSet};
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 use ringcast_ring::mesh::mesh;
 
 const CAPACITY: usize = 1024;
 
-fn pin(cpu: usize) {
-    let cpus = thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+/// The CPUs this process may run on, read once before any thread is pinned (after a pin,
+/// the calling thread's own mask would shrink to one CPU).
+static CPUS: OnceLock<Vec<usize>> = OnceLock::new();
+
+fn allowed_cpus() -> Vec<usize> {
+    let set = sched_getaffinity(Pid::from_raw(0)).expect("sched_getaffinity");
+    (0..CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect()
+}
+
+/// Pins the calling thread to the `index`-th allowed CPU.
+fn pin(index: usize) {
+    let cpus = CPUS.get().expect("CPUS initialised in main");
     let mut set = CpuSet::new();
-    set.set(cpu % cpus).expect("cpu index");
+    set.set(cpus[index % cpus.len()]).expect("cpu index");
     sched_setaffinity(Pid::from_raw(0), &set).expect("sched_setaffinity");
 }
 
@@ -39,7 +49,7 @@ trait Receiver: Send + 'static {
 }
 
 struct Ours(ringcast_ring::Producer<u64>);
-struct OursRx(ringcast_ring::Consumer<u64>, Vec<u64>);
+struct OursRx(ringcast_ring::Consumer<u64>);
 impl Sender for Ours {
     fn send(&mut self, first: u64, n: usize) -> usize {
         if n == 1 {
@@ -54,9 +64,9 @@ impl Receiver for OursRx {
         if max == 1 {
             return self.0.pop().map(|v| *sum += v).map_or(0, |_| 1);
         }
-        self.1.clear();
-        let n = self.0.pop_into(&mut self.1, max);
-        *sum += self.1.iter().sum::<u64>();
+        let drain = self.0.drain(max);
+        let n = drain.len();
+        *sum += drain.sum::<u64>();
         n
     }
 }
@@ -109,22 +119,37 @@ impl Receiver for Crossbeam {
 
 type Pair = (Box<dyn Sender>, Box<dyn Receiver>);
 
+/// Keeps each endpoint on its own cache lines: two small boxes allocated back to back would
+/// otherwise share a line and the benchmark would measure false sharing, not the queue.
+#[repr(align(128))]
+struct Padded<T>(T);
+impl<T: Sender> Sender for Padded<T> {
+    fn send(&mut self, first: u64, n: usize) -> usize {
+        self.0.send(first, n)
+    }
+}
+impl<T: Receiver> Receiver for Padded<T> {
+    fn recv(&mut self, max: usize, sum: &mut u64) -> usize {
+        self.0.recv(max, sum)
+    }
+}
+
 fn make(kind: &str, capacity: usize) -> Pair {
     match kind {
         "ringcast-ring" => {
             let (tx, rx) = ringcast_ring::channel(capacity);
-            (
-                Box::new(Ours(tx)),
-                Box::new(OursRx(rx, Vec::with_capacity(64))),
-            )
+            (Box::new(Padded(Ours(tx))), Box::new(Padded(OursRx(rx))))
         }
         "rtrb" => {
             let (tx, rx) = rtrb::RingBuffer::new(capacity);
-            (Box::new(Rtrb(tx)), Box::new(RtrbRx(rx)))
+            (Box::new(Padded(Rtrb(tx))), Box::new(Padded(RtrbRx(rx))))
         }
         "crossbeam ArrayQueue" => {
             let q = Arc::new(ArrayQueue::new(capacity));
-            (Box::new(Crossbeam(q.clone())), Box::new(Crossbeam(q)))
+            (
+                Box::new(Padded(Crossbeam(q.clone()))),
+                Box::new(Padded(Crossbeam(q))),
+            )
         }
         _ => unreachable!(),
     }
@@ -231,9 +256,12 @@ fn round_trip_parking(rounds: u64) -> Histogram<u64> {
 }
 
 /// A glommio shard parked on its links; a plain thread sends a timestamp every `gap`. The
-/// shard records how long after the send it saw each message: the wake-up latency.
+/// shard records how long after the send it saw each message: the wake-up latency. The first
+/// `WARM_UP` messages are not recorded: a fresh executor's first wake-up lags by ~10 ms (seen
+/// on this machine; executor and io_uring start-up), which is a start-up cost, not a park cost.
 fn glommio_wake_latency(samples: u64, gap: Duration) -> Histogram<u64> {
-    let mut links = mesh::<u64>(2, 8).unwrap().into_iter();
+    const WARM_UP: u64 = 20;
+    let mut links = mesh::<u64>(2, 1024).unwrap().into_iter();
     let (sender, shard) = (links.next().unwrap(), links.next().unwrap());
     let base = Instant::now();
     let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(1))
@@ -241,7 +269,8 @@ fn glommio_wake_latency(samples: u64, gap: Duration) -> Histogram<u64> {
             let mut links = shard.bind();
             let mut histogram = Histogram::<u64>::new(3).unwrap();
             let mut inbox = Vec::with_capacity(8);
-            while histogram.len() < samples {
+            let mut seen = 0;
+            while seen < WARM_UP + samples {
                 inbox.clear();
                 if links.recv_into(&mut inbox, 8) == 0 {
                     links.park().await.unwrap();
@@ -249,7 +278,10 @@ fn glommio_wake_latency(samples: u64, gap: Duration) -> Histogram<u64> {
                 }
                 let now = base.elapsed().as_nanos() as u64;
                 for &sent in &inbox {
-                    histogram.record(now.saturating_sub(sent)).unwrap();
+                    seen += 1;
+                    if seen > WARM_UP {
+                        histogram.record(now.saturating_sub(sent)).unwrap();
+                    }
                 }
             }
             histogram
@@ -257,9 +289,14 @@ fn glommio_wake_latency(samples: u64, gap: Duration) -> Histogram<u64> {
         .unwrap();
     pin(0);
     let mut links = sender.bind();
-    for _ in 0..samples {
+    for _ in 0..WARM_UP + samples {
         thread::sleep(gap);
-        links.send(1, base.elapsed().as_nanos() as u64).unwrap();
+        let mut item = base.elapsed().as_nanos() as u64;
+        // The ring holds 1024 messages; it can only fill during the start-up lag.
+        while let Err(full) = links.send(1, item) {
+            item = full.0;
+            thread::sleep(gap);
+        }
     }
     handle.join().unwrap()
 }
@@ -281,12 +318,21 @@ fn print_histogram(label: &str, h: &Histogram<u64>) {
 }
 
 fn main() {
+    CPUS.set(allowed_cpus()).expect("set once");
     let quick = std::env::args().any(|a| a == "quick");
     let (items, runs, rounds, wakes) = if quick {
         (2_000_000, 1, 20_000, 200)
     } else {
         (50_000_000, 5, 500_000, 2_000)
     };
+    let wake_only = std::env::args().any(|a| a == "wake-only");
+    if !wake_only {
+        queue_benchmarks(items, runs, rounds);
+    }
+    wake_benchmark(wakes);
+}
+
+fn queue_benchmarks(items: u64, runs: usize, rounds: u64) {
     println!("ring benchmarks: {items} items per throughput run, median of {runs} runs, capacity {CAPACITY}\n");
     println!("| queue | batch 1 (M items/s) | batch 32 (M items/s) |");
     println!("|---|---|---|");
@@ -308,6 +354,9 @@ fn main() {
         "ringcast-ring mesh, both sides parking (eventfd)",
         &round_trip_parking(rounds / 10),
     );
+}
+
+fn wake_benchmark(wakes: u64) {
     println!("\nwake-up latency of a parked glommio shard (ns), one message every 1 ms\n");
     println!("| mode | p50 | p99 | p99.9 | samples |");
     println!("|---|---|---|---|---|");

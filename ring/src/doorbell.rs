@@ -46,8 +46,10 @@ impl Doorbell {
         }
     }
 
+    /// Rings unconditionally: wakes the consumer if it sleeps, or makes its next sleep return
+    /// at once. For a shard that must wake itself (work queued by one of its own tasks).
     #[cold]
-    fn ring(&self) {
+    pub fn ring(&self) {
         loop {
             match self.bell.write(1) {
                 Ok(_) => return,

@@ -75,4 +75,4 @@ pub mod mesh;
 #[cfg(not(loom))]
 pub use doorbell::Doorbell;
 pub use park::ParkFlag;
-pub use spsc::{channel, Consumer, Full, Producer};
+pub use spsc::{channel, Consumer, Drain, Full, Producer};

@@ -194,6 +194,21 @@ impl<T> BoundLinks<T> {
         result
     }
 
+    /// Wakes this shard's own parked loop (see `Doorbell::ring`): for work that one of the
+    /// shard's tasks queued while the loop sleeps. Costs a syscall; use it only off the busy
+    /// path.
+    pub fn wake_self(&self) {
+        self.links.doorbell.ring();
+    }
+
+    /// A waiter for this shard's doorbell that the caller owns, so the links need not stay
+    /// borrowed while a task sleeps: `prepare_park`, then `waiter.wait().await`, then
+    /// `retract_park`.
+    #[cfg(feature = "glommio")]
+    pub fn glommio_waiter(&self) -> io::Result<crate::doorbell::GlommioWaiter> {
+        self.links.doorbell.glommio_waiter()
+    }
+
     /// Parks the calling glommio task until a peer sends; the executor keeps running its other
     /// tasks, and sleeps in the kernel if it has nothing else. Returns at once if anything is
     /// waiting.

@@ -81,6 +81,37 @@ impl<T> Shared<T> {
     fn capacity(&self) -> usize {
         self.mask + 1
     }
+
+    /// The slot of position `pos`.
+    #[inline(always)]
+    fn slot(&self, pos: usize) -> &Cell<MaybeUninit<T>> {
+        let index = pos & self.mask;
+        debug_assert!(index < self.slots.len());
+        // SAFETY: `slots.len() == mask + 1` (set in `channel`, never changed), so
+        // `pos & mask < slots.len()`. Skipping the bounds check matters on the per-item path.
+        unsafe { self.slots.get_unchecked(index) }
+    }
+
+    /// Splits the `len` positions starting at `pos` into runs of contiguous slots: (first slot
+    /// index, run length), at most two, the second starting at slot 0.
+    #[inline(always)]
+    fn runs(&self, pos: usize, len: usize) -> [(usize, usize); 2] {
+        debug_assert!(len <= self.capacity());
+        let first = pos & self.mask;
+        let head_run = len.min(self.capacity() - first);
+        [(first, head_run), (0, len - head_run)]
+    }
+
+    /// The slot `offset` places into the run starting at slot index `first`.
+    ///
+    /// # Safety
+    /// `first + offset` must be below the capacity (true for runs from `runs`).
+    #[inline(always)]
+    unsafe fn slot_in_run(&self, first: usize, offset: usize) -> &Cell<MaybeUninit<T>> {
+        debug_assert!(first + offset < self.slots.len());
+        // SAFETY: the caller keeps the index within the slot array.
+        unsafe { self.slots.get_unchecked(first + offset) }
+    }
 }
 
 impl<T> Drop for Shared<T> {
@@ -92,7 +123,7 @@ impl<T> Drop for Shared<T> {
         debug_assert!(tail.wrapping_sub(head) <= self.capacity());
         let mut pos = head;
         while pos != tail {
-            self.slots[pos & self.mask].with_mut(|slot| {
+            self.slot(pos).with_mut(|slot| {
                 // SAFETY: positions head..tail hold initialized items that were not popped.
                 unsafe { (*slot).assume_init_drop() }
             });
@@ -163,7 +194,7 @@ impl<T> Producer<T> {
     /// `pos` must be in `tail..cached_head + capacity`, i.e. a free slot we own.
     #[inline]
     unsafe fn write_slot(&mut self, pos: usize, item: T) {
-        self.shared.slots[pos & self.shared.mask].with_mut(|slot| {
+        self.shared.slot(pos).with_mut(|slot| {
             // SAFETY: the caller guarantees the slot is free, so the consumer does not read it
             // and it holds no initialized item that would be leaked.
             unsafe { slot.write(MaybeUninit::new(item)) }
@@ -199,11 +230,24 @@ impl<T> Producer<T> {
         let free = self.free_slots(wanted);
         let start = self.tail;
         let mut pushed = 0;
-        while pushed < free {
-            let Some(item) = items.next() else { break };
-            // SAFETY: pushed < free, so position start + pushed is a free slot.
-            unsafe { self.write_slot(start.wrapping_add(pushed), item) };
-            pushed += 1;
+        // The free positions form at most two runs of contiguous slots (before and after the
+        // wrap point); writing run by run keeps the index arithmetic out of the inner loop.
+        for (first, len) in self.shared.runs(start, free) {
+            let mut run_pushed = 0;
+            while run_pushed < len {
+                let Some(item) = items.next() else { break };
+                // SAFETY: positions start..start + free are free slots we own, and
+                // `first + run_pushed` is one of them (`runs` splits exactly that range).
+                unsafe { self.shared.slot_in_run(first, run_pushed) }.with_mut(|slot| {
+                    // SAFETY: as above; the slot holds no initialized item.
+                    unsafe { slot.write(MaybeUninit::new(item)) }
+                });
+                run_pushed += 1;
+            }
+            pushed += run_pushed;
+            if run_pushed < len {
+                break;
+            }
         }
         if pushed > 0 {
             self.tail = start.wrapping_add(pushed);
@@ -274,7 +318,7 @@ impl<T> Consumer<T> {
     /// `pos` must be in `head..cached_tail`, i.e. a published slot not yet read.
     #[inline]
     unsafe fn read_slot(&mut self, pos: usize) -> T {
-        self.shared.slots[pos & self.shared.mask].with_mut(|slot| {
+        self.shared.slot(pos).with_mut(|slot| {
             // SAFETY: the caller guarantees the slot holds an initialized item that nobody
             // else reads; after this the slot counts as uninitialized (head moves past it).
             unsafe { slot.read().assume_init() }
@@ -305,17 +349,30 @@ impl<T> Consumer<T> {
     /// one store. Returns how many were moved. `out` grows only if the caller did not reserve
     /// room for `max` items.
     pub fn pop_into(&mut self, out: &mut Vec<T>, max: usize) -> usize {
+        let drain = self.drain(max);
+        let take = drain.len();
+        out.extend(drain);
+        take
+    }
+
+    /// Takes up to `max` items, oldest first, as an iterator that moves each item out as it
+    /// goes; the freed slots are published to the producer with one store when the iterator
+    /// is dropped. Items the iterator did not reach stay in the ring.
+    pub fn drain(&mut self, max: usize) -> Drain<'_, T> {
         let take = self.available(max).min(max);
         let start = self.head;
-        for i in 0..take {
-            // SAFETY: i < available, so start + i is a published, unread slot.
-            out.push(unsafe { self.read_slot(start.wrapping_add(i)) });
+        let [(first, first_len), (_, second_len)] = self.shared.runs(start, take);
+        // Claim the items now, so a leaked `Drain` can never let an item be read twice (it
+        // leaks the untaken ones instead); `Drop` gives the untaken ones back.
+        self.head = start.wrapping_add(take);
+        Drain {
+            consumer: self,
+            start,
+            run: first,
+            run_left: first_len,
+            second_len,
+            taken: 0,
         }
-        if take > 0 {
-            self.head = start.wrapping_add(take);
-            self.publish();
-        }
-        take
     }
 
     /// Items waiting right now (reloads the producer's position).
@@ -334,6 +391,69 @@ impl<T> Consumer<T> {
     pub fn is_abandoned(&self) -> bool {
         // Acquire pairs with the Release store in `Producer::drop`.
         self.shared.producer_gone.load(Ordering::Acquire)
+    }
+}
+
+/// The iterator of `Consumer::drain`: walks the claimed items run by run (at most two runs of
+/// contiguous slots) and publishes the new `head` on drop.
+pub struct Drain<'a, T> {
+    consumer: &'a mut Consumer<T>,
+    /// Position of the first claimed item.
+    start: usize,
+    /// Slot index of the next item in the current run.
+    run: usize,
+    /// Items left in the current run.
+    run_left: usize,
+    /// Length of the run after the wrap point (starting at slot 0) not yet entered.
+    second_len: usize,
+    /// Items taken so far.
+    taken: usize,
+}
+
+impl<T> Iterator for Drain<'_, T> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        if self.run_left == 0 {
+            if self.second_len == 0 {
+                return None;
+            }
+            (self.run, self.run_left, self.second_len) = (0, self.second_len, 0);
+        }
+        // SAFETY: the runs cover exactly the claimed positions, which are published and not
+        // yet read; `run` indexes the next of them and stays below the capacity.
+        let item = unsafe { self.consumer.shared.slot_in_run(self.run, 0) }.with_mut(|slot| {
+            // SAFETY: as above; after this the slot counts as uninitialized.
+            unsafe { slot.read().assume_init() }
+        });
+        self.run += 1;
+        self.run_left -= 1;
+        self.taken += 1;
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.run_left + self.second_len;
+        (left, Some(left))
+    }
+}
+
+impl<T> ExactSizeIterator for Drain<'_, T> {}
+
+impl<T> Drop for Drain<'_, T> {
+    fn drop(&mut self) {
+        // Give back what was not taken, then free the slots of what was.
+        self.consumer.head = self.start.wrapping_add(self.taken);
+        if self.taken > 0 {
+            self.consumer.publish();
+        }
+    }
+}
+
+impl<T> fmt::Debug for Drain<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Drain").field("left", &self.len()).finish()
     }
 }
 
@@ -527,6 +647,50 @@ mod tests {
                 "shift {shift} pushed {pushed} popped {popped}"
             );
         }
+    }
+
+    #[test]
+    fn drain_takes_in_order_and_leaves_the_rest() {
+        let (mut tx, mut rx) = channel::<u32>(8);
+        for i in 0..6 {
+            tx.push(i).unwrap();
+        }
+        let mut drain = rx.drain(4);
+        assert_eq!(drain.len(), 4);
+        assert_eq!(drain.next(), Some(0));
+        assert_eq!(drain.next(), Some(1));
+        drop(drain);
+        // Only the two taken slots were freed; the untaken two are still in the ring.
+        assert_eq!(tx.free_len(), 4);
+        assert_eq!(rx.drain(100).collect::<Vec<_>>(), [2, 3, 4, 5]);
+        assert_eq!(tx.free_len(), 8);
+        assert_eq!(rx.drain(3).count(), 0);
+    }
+
+    #[test]
+    fn leaked_drain_never_yields_an_item_twice() {
+        let drops = StdAtomicUsize::new(0);
+        let (mut tx, mut rx) = channel::<Counted<'_>>(4);
+        for _ in 0..3 {
+            tx.push(Counted(&drops)).unwrap();
+        }
+        let mut drain = rx.drain(3);
+        drop(drain.next());
+        std::mem::forget(drain);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        // The leaked iterator keeps its claim: the two items it did not reach are leaked
+        // (never dropped), never yielded a second time.
+        assert_eq!(rx.drain(10).count(), 0);
+        tx.push(Counted(&drops)).unwrap();
+        drop(rx.pop().expect("the new item"));
+        assert_eq!(drops.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            tx.free_len(),
+            4,
+            "the claimed slots were freed by the next pop"
+        );
+        drop((tx, rx));
+        assert_eq!(drops.load(Ordering::Relaxed), 2, "nothing dropped twice");
     }
 
     #[test]
