@@ -33,6 +33,8 @@ const BODY_MAX: usize = 10 << 20;
 const HTTP_IDLE: Duration = Duration::from_secs(60);
 /// Time a closing connection gets to take our close frame and hang up.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// A socket that takes no bytes for this long is a slow client (Centrifugo's write timeout).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most bytes written to the socket in one go when frames are coalesced.
 const WRITE_BATCH: usize = 64 << 10;
 
@@ -199,6 +201,7 @@ async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<()>
                 Ok(response) => {
                     stream.write_all(&response).await?;
                     stream.set_read_timeout(None)?;
+                    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
                     websocket(shard, stream, std::mem::take(&mut buffer)).await;
                     Ok(())
                 }
@@ -459,8 +462,13 @@ async fn run_websocket(
         if let Some(d) = out.pending_disconnect() {
             return End::Close(d.code, d.reason, d != Disconnect::SLOW);
         }
-        if write_queued(stream, out).await.is_err() {
-            return End::PeerClosed(None);
+        match write_queued(stream, out).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                out.disconnect(Disconnect::SLOW);
+                return End::Close(Disconnect::SLOW.code, Disconnect::SLOW.reason, false);
+            }
+            Err(_) => return End::PeerClosed(None),
         }
         // Backpressure: do not take more commands while this shard's backlog is long.
         shard.wait_for_room_all().await;

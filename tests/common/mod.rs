@@ -1,0 +1,320 @@
+//! Test harness: starts the real `ringcast` binary on a free port and talks to it over real
+//! sockets (a tiny HTTP/1.1 client and tungstenite's WebSocket client).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tungstenite::{Message, WebSocket};
+
+pub const API_KEY: &str = "test-api-key";
+pub const SECRET: &str = "test-secret";
+
+/// A running server process, killed on drop.
+pub struct Server {
+    child: Child,
+    pub address: SocketAddr,
+}
+
+impl Server {
+    /// Starts `ringcast serve` on 127.0.0.1, a free port, 2 shards and the test secrets, plus
+    /// `extra` flags.
+    pub fn start(extra: &[&str]) -> Server {
+        let mut args = vec![
+            "serve",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--shards",
+            "2",
+            "--api-key",
+            API_KEY,
+            "--token-hmac-secret-key",
+            SECRET,
+        ];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the ringcast binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let address = loop {
+            let line = lines
+                .next()
+                .expect("server printed its address before exiting")
+                .expect("stdout is readable");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .expect("address");
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, address }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/connection/websocket", self.address)
+    }
+
+    /// `POST /api/<method>` with the right key.
+    pub fn api(&self, method: &str, body: &Value) -> Value {
+        let (status, body) = self.http(
+            "POST",
+            &format!("/api/{method}"),
+            &[("X-API-Key", API_KEY)],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(status, 200, "api {method}: {body}");
+        serde_json::from_str(&body).expect("api answers JSON")
+    }
+
+    /// One HTTP/1.1 request on a fresh connection; returns status and body.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(body);
+        let response = self.raw(&bytes);
+        parse_response(&response)
+    }
+
+    /// Sends raw bytes on a fresh connection and returns everything the server sends back
+    /// until it closes (or 10 s pass).
+    pub fn raw(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut stream = TcpStream::connect(self.address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(bytes).unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        response
+    }
+
+    pub fn metric(&self, name: &str) -> u64 {
+        let (status, text) = self.http("GET", "/metrics", &[], b"");
+        assert_eq!(status, 200);
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("ringcast_{name} ")))
+            .unwrap_or_else(|| panic!("metric {name} in {text}"))
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn parse_response(response: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("HTTP status line in {text:?}"));
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+/// An HS256 connection token for `user` signed with the test secret.
+pub fn token(user: &str, ttl_seconds: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = serde_json::json!({"sub": user, "exp": now + ttl_seconds});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A WebSocket client speaking the Centrifugo JSON protocol.
+pub struct Client {
+    ws: WebSocket<TcpStream>,
+    next_id: u32,
+    /// Pushes and replies received but not yet asked for.
+    pending: std::collections::VecDeque<Value>,
+}
+
+/// How a connection ended, as the client saw it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Closed {
+    Code(u16),
+    NoCode,
+}
+
+impl Client {
+    pub fn open(server: &Server) -> Client {
+        let stream = TcpStream::connect(server.address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (ws, _) = tungstenite::client::client(server.ws_url(), stream).expect("handshake");
+        Client {
+            ws,
+            next_id: 1,
+            pending: Default::default(),
+        }
+    }
+
+    /// Opens and connects with a token for `user`; returns the connect result.
+    pub fn connect(server: &Server, user: &str) -> (Client, Value) {
+        let mut client = Client::open(server);
+        let reply = client.command("connect", serde_json::json!({"token": token(user, 3600)}));
+        assert!(reply.get("connect").is_some(), "connect failed: {reply}");
+        (client, reply)
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).expect("send");
+    }
+
+    /// Sends one command and returns its reply (pushes that arrive first are kept).
+    pub fn command(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut command = serde_json::Map::new();
+        command.insert("id".into(), id.into());
+        command.insert(method.into(), params);
+        self.send_text(&Value::Object(command).to_string());
+        self.reply(id)
+    }
+
+    /// Waits for the reply with `id`.
+    pub fn reply(&mut self, id: u32) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(at) = self
+                .pending
+                .iter()
+                .position(|v| v.get("id").and_then(Value::as_u64) == Some(u64::from(id)))
+            {
+                return self.pending.remove(at).unwrap();
+            }
+            assert!(Instant::now() < deadline, "no reply to command {id}");
+            match self.read_values() {
+                Ok(values) => self.pending.extend(values),
+                Err(closed) => panic!("connection closed ({closed:?}) waiting for reply {id}"),
+            }
+        }
+    }
+
+    pub fn subscribe(&mut self, channel: &str) {
+        let reply = self.command("subscribe", serde_json::json!({"channel": channel}));
+        assert!(
+            reply.get("subscribe").is_some(),
+            "subscribe {channel}: {reply}"
+        );
+    }
+
+    /// Next publication push: (channel, data, offset).
+    pub fn publication(&mut self) -> (String, Value, u64) {
+        loop {
+            let value = self
+                .next_value()
+                .expect("connection open while waiting for a publication");
+            if let Some(push) = value.get("push") {
+                if let Some(publication) = push.get("pub") {
+                    return (
+                        push["channel"].as_str().unwrap().to_owned(),
+                        publication["data"].clone(),
+                        publication["offset"].as_u64().unwrap_or(0),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The next JSON value (reply, push or ping), answering pings on the way.
+    pub fn next_value(&mut self) -> Result<Value, Closed> {
+        // Bounded by the socket's read timeout.
+        loop {
+            if let Some(value) = self.pending.pop_front() {
+                return Ok(value);
+            }
+            let values = self.read_values()?;
+            self.pending.extend(values);
+        }
+    }
+
+    fn read_values(&mut self) -> Result<Vec<Value>, Closed> {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(text)) => {
+                    let mut values = Vec::new();
+                    for line in text.split('\n') {
+                        let value: Value = serde_json::from_str(line)
+                            .unwrap_or_else(|e| panic!("server sent bad JSON {line:?}: {e}"));
+                        if value.as_object().is_some_and(|o| o.is_empty()) {
+                            // Server ping: answer with a pong (the server may be closing).
+                            let _ = self.ws.send(Message::text("{}"));
+                            continue;
+                        }
+                        values.push(value);
+                    }
+                    if !values.is_empty() {
+                        return Ok(values);
+                    }
+                }
+                Ok(Message::Close(frame)) => {
+                    return Err(frame.map_or(Closed::NoCode, |f| Closed::Code(u16::from(f.code))))
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    return Err(Closed::NoCode)
+                }
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    panic!("timed out waiting for the server")
+                }
+                Err(_) => return Err(Closed::NoCode),
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub fn expect_close(&mut self) -> Closed {
+        self.pending.clear();
+        loop {
+            match self.read_values() {
+                Ok(_) => continue,
+                Err(closed) => return closed,
+            }
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Delivery over real sockets with 2 shards: client and API publications reach subscribers on
+//! every shard, per-channel order and contiguous offsets hold under concurrent publishers,
+//! broadcast reaches 1,000 channels, and a slow consumer is cut without hurting the others.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{Client, Closed, Server};
+use serde_json::json;
+
+/// Enough connections that, with SO_REUSEPORT spreading them by 4-tuple hash, both shards
+/// get some (the chance that 8 all land on one of 2 shards is 2^-7 per role; both roles
+/// together make a single-shard run vanishingly rare), and channels owned by both shards.
+const CLIENTS: usize = 8;
+
+#[test]
+fn publications_from_clients_and_api_reach_subscribers_on_every_shard() {
+    let server = Server::start(&["--allow-publish-for-client", "true"]);
+    let channels = ["news", "room:1", "room:2", "sport"];
+    let mut subscribers: Vec<Client> = (0..CLIENTS)
+        .map(|i| {
+            let (mut client, _) = Client::connect(&server, &format!("sub{i}"));
+            for channel in channels {
+                client.subscribe(channel);
+            }
+            client
+        })
+        .collect();
+    let mut publishers: Vec<Client> = (0..CLIENTS)
+        .map(|i| Client::connect(&server, &format!("pub{i}")).0)
+        .collect();
+    for (i, publisher) in publishers.iter_mut().enumerate() {
+        let channel = channels[i % channels.len()];
+        let reply = publisher.command("publish", json!({"channel": channel, "data": {"from": i}}));
+        assert_eq!(reply["publish"], json!({}), "{reply}");
+    }
+    for channel in channels {
+        let result = server.api(
+            "publish",
+            &json!({"channel": channel, "data": {"from": "api"}}),
+        );
+        assert!(
+            result["result"]["offset"].as_u64().unwrap() >= 1,
+            "{result}"
+        );
+    }
+    for subscriber in &mut subscribers {
+        let mut got: HashMap<String, Vec<(serde_json::Value, u64)>> = HashMap::new();
+        for _ in 0..CLIENTS + channels.len() {
+            let (channel, data, offset) = subscriber.publication();
+            got.entry(channel).or_default().push((data, offset));
+        }
+        for channel in channels {
+            let publications = &got[channel];
+            let offsets: Vec<u64> = publications.iter().map(|p| p.1).collect();
+            let expected: Vec<u64> = (1..=offsets.len() as u64).collect();
+            assert_eq!(offsets, expected, "{channel}: contiguous offsets from 1");
+            assert_eq!(publications.last().unwrap().0, json!({"from": "api"}));
+        }
+    }
+    // Client publications carry the publisher's ClientInfo.
+    let mut watcher = Client::connect(&server, "watcher").0;
+    watcher.subscribe("info-check");
+    publishers[0].command("publish", json!({"channel": "info-check", "data": 1}));
+    let value = watcher.next_value().unwrap();
+    assert_eq!(value["push"]["pub"]["info"]["user"], "pub0", "{value}");
+    assert!(value["push"]["pub"]["info"]["client"].is_string());
+}
+
+#[test]
+fn order_holds_with_concurrent_publishers() {
+    const PER_PUBLISHER: u64 = 300;
+    let server = Server::start(&["--allow-publish-for-client", "true"]);
+    let mut subscribers: Vec<Client> = (0..4)
+        .map(|i| {
+            let mut client = Client::connect(&server, &format!("s{i}")).0;
+            client.subscribe("race");
+            client
+        })
+        .collect();
+    let address = server.address;
+    std::thread::scope(|scope| {
+        // Two WebSocket publishers and two API publishers, all at once.
+        for p in 0..2u64 {
+            let server = &server;
+            scope.spawn(move || {
+                let mut client = Client::connect(server, &format!("p{p}")).0;
+                for n in 0..PER_PUBLISHER {
+                    client.command(
+                        "publish",
+                        json!({"channel": "race", "data": {"p": p, "n": n}}),
+                    );
+                }
+            });
+        }
+        for p in 2..4u64 {
+            let server = &server;
+            scope.spawn(move || {
+                for n in 0..PER_PUBLISHER {
+                    server.api(
+                        "publish",
+                        &json!({"channel": "race", "data": {"p": p, "n": n}}),
+                    );
+                }
+            });
+        }
+        let _ = address;
+    });
+    let total = 4 * PER_PUBLISHER;
+    for subscriber in &mut subscribers {
+        let mut next_n = [0u64; 4];
+        for expected_offset in 1..=total {
+            let (_, data, offset) = subscriber.publication();
+            assert_eq!(offset, expected_offset, "offsets are contiguous, in order");
+            let p = data["p"].as_u64().unwrap() as usize;
+            assert_eq!(
+                data["n"].as_u64().unwrap(),
+                next_n[p],
+                "publisher {p} in order"
+            );
+            next_n[p] += 1;
+        }
+        assert_eq!(next_n, [PER_PUBLISHER; 4]);
+    }
+}
+
+#[test]
+fn broadcast_reaches_a_thousand_channels() {
+    let server = Server::start(&[]);
+    let names: Vec<String> = (0..1000).map(|i| format!("user#{i}")).collect();
+    // 128 channels per client at most, so 10 clients with 100 each.
+    let mut clients: Vec<Client> = names
+        .chunks(100)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut client = Client::connect(&server, &format!("b{i}")).0;
+            for name in chunk {
+                client.subscribe(name);
+            }
+            client
+        })
+        .collect();
+    let mut channels: Vec<serde_json::Value> = names.iter().map(|n| json!(n)).collect();
+    channels.insert(500, json!(""));
+    let reply = server.api(
+        "broadcast",
+        &json!({"channels": channels, "data": {"hello": 1}}),
+    );
+    let responses = reply["result"]["responses"].as_array().unwrap();
+    assert_eq!(responses.len(), 1001, "one entry per channel, in order");
+    assert_eq!(responses[500]["error"]["code"], 107, "empty channel name");
+    for (i, response) in responses.iter().enumerate().filter(|(i, _)| *i != 500) {
+        assert_eq!(response["result"]["offset"], 1, "entry {i}: {response}");
+    }
+    for (client, chunk) in clients.iter_mut().zip(names.chunks(100)) {
+        let mut seen: Vec<String> = (0..100).map(|_| client.publication().0).collect();
+        seen.sort();
+        let mut expected = chunk.to_vec();
+        expected.sort();
+        assert_eq!(seen, expected);
+    }
+}
+
+#[test]
+fn slow_consumer_is_disconnected_and_healthy_one_misses_nothing() {
+    const MESSAGES: usize = 400;
+    let server = Server::start(&["--client-queue-max-bytes", "65536"]);
+    let mut healthy = Client::connect(&server, "healthy").0;
+    healthy.subscribe("firehose");
+
+    // The slow one: subscribes, then never reads again.
+    let mut slow = TcpStream::connect(server.address).unwrap();
+    let request = format!(
+        "GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    slow.write_all(request.as_bytes()).unwrap();
+    let commands = format!(
+        "{{\"id\":1,\"connect\":{{\"token\":\"{}\"}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"firehose\"}}}}",
+        common::token("slow", 3600)
+    );
+    slow.write_all(&masked_text_frame(commands.as_bytes()))
+        .unwrap();
+    // Wait until the server has the subscription: both subscribers counted.
+    wait_until(|| server.metric("subscriptions") == 2);
+
+    let payload = "x".repeat(32 << 10);
+    let reader = std::thread::spawn(move || {
+        let mut got = 0;
+        while got < MESSAGES {
+            let (_, data, _) = healthy.publication();
+            assert_eq!(data["n"], got, "healthy subscriber misses nothing");
+            got += 1;
+        }
+        healthy
+    });
+    for n in 0..MESSAGES {
+        server.api(
+            "publish",
+            &json!({"channel": "firehose", "data": {"n": n, "pad": payload}}),
+        );
+    }
+    let mut healthy = reader.join().unwrap();
+    wait_until(|| server.metric("slow_disconnects_total") == 1);
+    // The healthy one is still connected and served.
+    server.api(
+        "publish",
+        &json!({"channel": "firehose", "data": {"n": "after"}}),
+    );
+    assert_eq!(healthy.publication().1["n"], "after");
+    drop(slow);
+}
+
+fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x81];
+    assert!(payload.len() < 65536);
+    if payload.len() < 126 {
+        frame.push(0x80 | payload.len() as u8);
+    } else {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+fn wait_until(mut condition: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("condition not met within 10 s");
+}
+
+#[test]
+fn unanswered_pings_disconnect_with_no_pong() {
+    let server = Server::start(&["--ping-interval-ms", "300", "--pong-timeout-ms", "200"]);
+    let (mut answering, reply) = Client::connect(&server, "a");
+    assert_eq!(
+        reply["connect"]["ping"], 1,
+        "ping interval rounded up to whole seconds"
+    );
+    assert_eq!(reply["connect"]["pong"], true);
+    // The silent client connects, then reads nothing (so it answers no ping).
+    let mut silent = Client::open(&server);
+    silent.send_text(&format!(
+        "{{\"id\":1,\"connect\":{{\"token\":\"{}\"}}}}",
+        common::token("b", 3600)
+    ));
+    // The answering client keeps talking for 1.5 s (five ping intervals); `Client` answers
+    // every ping it reads on the way.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        let reply = answering.command("rpc", json!({"method": "m"}));
+        assert_eq!(reply["error"]["code"], 104);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    answering.subscribe("alive");
+    server.api("publish", &json!({"channel": "alive", "data": 1}));
+    assert_eq!(answering.publication().1, json!(1));
+    assert_eq!(silent.expect_close(), Closed::Code(3012));
+}
