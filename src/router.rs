@@ -152,12 +152,9 @@ impl Outbox {
     pub fn send(&mut self, to: usize, msg: ShardMsg) {
         let backlog = &mut self.backlog[to];
         if backlog.is_empty() {
-            match self.links.send(to, msg) {
-                Ok(()) => return,
-                Err(Full(msg)) => {
-                    backlog.push_back(msg);
-                    self.links.wake_self();
-                }
+            if let Err(Full(msg)) = self.links.send(to, msg) {
+                backlog.push_back(msg);
+                self.links.wake_self();
             }
         } else {
             backlog.push_back(msg);

@@ -174,9 +174,7 @@ fn slow_consumer_is_disconnected_and_healthy_one_misses_nothing() {
 
     // The slow one: subscribes, then never reads again.
     let mut slow = TcpStream::connect(server.address).unwrap();
-    let request = format!(
-        "GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
+    let request = "GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     slow.write_all(request.as_bytes()).unwrap();
     let commands = format!(
         "{{\"id\":1,\"connect\":{{\"token\":\"{}\"}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"firehose\"}}}}",

@@ -1,0 +1,281 @@
+//! Bad input gets its defined answer, and a healthy client on the same server keeps working
+//! through all of it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{Client, Closed, Server};
+use serde_json::json;
+
+const UPGRADE: &str = "GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// A raw connection after a successful upgrade, for sending frames tungstenite would refuse
+/// to produce.
+fn upgraded(server: &Server) -> TcpStream {
+    let mut stream = TcpStream::connect(server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(UPGRADE.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert!(String::from_utf8_lossy(&head)
+        .contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    stream
+}
+
+fn frame(opcode: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x80 | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n @ 0..=125 => out.push(mask_bit | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        out.extend_from_slice(&[1, 2, 3, 4]);
+        out.extend(
+            payload
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
+        );
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// Reads server frames until a close frame; returns its code.
+fn close_code_of(stream: &mut TcpStream) -> Option<u16> {
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    let mut rest = &bytes[..];
+    // Bounded by the received bytes.
+    while rest.len() >= 2 {
+        let opcode = rest[0] & 0x0f;
+        let (len, header) = match rest[1] & 0x7f {
+            126 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(rest[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        let payload = &rest[header..header + len];
+        if opcode == 0x8 {
+            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+        }
+        rest = &rest[header + len..];
+    }
+    None
+}
+
+fn connect_command() -> String {
+    format!(
+        "{{\"id\":1,\"connect\":{{\"token\":\"{}\"}}}}",
+        common::token("u", 3600)
+    )
+}
+
+#[test]
+fn every_kind_of_bad_input_gets_its_answer_while_others_keep_working() {
+    let server = Server::start(&["--websocket-message-max-bytes", "1024"]);
+    let mut healthy = Client::connect(&server, "healthy").0;
+    healthy.subscribe("heartbeat");
+    let mut beat = 0;
+    let mut check_healthy = |healthy: &mut Client| {
+        beat += 1;
+        server.api("publish", &json!({"channel": "heartbeat", "data": beat}));
+        assert_eq!(
+            healthy.publication().1,
+            json!(beat),
+            "healthy client still served"
+        );
+    };
+
+    // Malformed HTTP.
+    let (status, _) = common::parse_response(&server.raw(b"GARBAGE\r\n\r\n"));
+    assert_eq!(status, 400);
+    let (status, _) = common::parse_response(&server.raw(&[b'x'; 20_000]));
+    assert_eq!(status, 431, "endless head");
+    check_healthy(&mut healthy);
+
+    // Bad upgrades: no key, wrong version, plain GET.
+    let no_key = UPGRADE.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
+    assert_eq!(
+        common::parse_response(&server.raw(no_key.as_bytes())).0,
+        400
+    );
+    let old = UPGRADE.replace("Version: 13", "Version: 8");
+    assert_eq!(common::parse_response(&server.raw(old.as_bytes())).0, 400);
+    let plain = server.http("GET", "/connection/websocket", &[], b"");
+    assert_eq!(plain.0, 400);
+    assert_eq!(server.http("GET", "/nowhere", &[], b"").0, 404);
+    check_healthy(&mut healthy);
+
+    // Bad frames: unmasked → 1002; invalid UTF-8 text → 1007; oversized message → 1009.
+    let mut stream = upgraded(&server);
+    stream.write_all(&frame(0x1, false, b"{}")).unwrap();
+    assert_eq!(close_code_of(&mut stream), Some(1002));
+    let mut stream = upgraded(&server);
+    stream
+        .write_all(&frame(0x1, true, &[0xff, 0xfe, 0xfd]))
+        .unwrap();
+    assert_eq!(close_code_of(&mut stream), Some(1007));
+    let mut stream = upgraded(&server);
+    stream.write_all(&frame(0x1, true, &[b' '; 2000])).unwrap();
+    assert_eq!(close_code_of(&mut stream), Some(1009));
+    check_healthy(&mut healthy);
+
+    // Protocol errors close with 3501 bad request: non-JSON, unknown method, a command
+    // before connect, a second connect.
+    for lines in [
+        vec!["not json".to_owned()],
+        vec![connect_command(), r#"{"id":2,"frobnicate":{}}"#.to_owned()],
+        vec![r#"{"id":1,"subscribe":{"channel":"x"}}"#.to_owned()],
+        vec![
+            connect_command(),
+            connect_command().replace("\"id\":1", "\"id\":2"),
+        ],
+        vec![
+            connect_command(),
+            r#"{"id":2,"subscribe":{"channel":""}}"#.to_owned(),
+        ],
+    ] {
+        let mut client = Client::open(&server);
+        for line in &lines {
+            client.send_text(line);
+        }
+        assert_eq!(client.expect_close(), Closed::Code(3501), "{lines:?}");
+    }
+    // No token while anonymous connects are off: 3501 too.
+    let mut client = Client::open(&server);
+    client.send_text(r#"{"id":1,"connect":{}}"#);
+    assert_eq!(client.expect_close(), Closed::Code(3501));
+    check_healthy(&mut healthy);
+
+    // Tokens: a bad one closes with 3500, an expired one gets error 109.
+    let mut client = Client::open(&server);
+    client.send_text(r#"{"id":1,"connect":{"token":"abc.def.ghi"}}"#);
+    assert_eq!(client.expect_close(), Closed::Code(3500));
+    let mut client = Client::open(&server);
+    let reply = client.command("connect", json!({"token": common::token("u", -60)}));
+    assert_eq!(
+        reply["error"],
+        json!({"code": 109, "message": "token expired"})
+    );
+
+    // Subscribe twice → 105; publish while forbidden → 103; `send` → close 3508.
+    let (mut client, _) = Client::connect(&server, "twice");
+    client.subscribe("dup");
+    let reply = client.command("subscribe", json!({"channel": "dup"}));
+    assert_eq!(reply["error"]["code"], 105, "{reply}");
+    let reply = client.command("publish", json!({"channel": "dup", "data": {}}));
+    assert_eq!(
+        reply["error"],
+        json!({"code": 103, "message": "permission denied"})
+    );
+    let reply = client.command("unsubscribe", json!({"channel": "never-subscribed"}));
+    assert_eq!(reply["unsubscribe"], json!({}));
+    client.send_text(r#"{"send":{"data":{}}}"#);
+    assert_eq!(client.expect_close(), Closed::Code(3508));
+    check_healthy(&mut healthy);
+
+    // API: wrong or missing key → 401 with an empty body; bad JSON → 400; missing data →
+    // error 107; unknown method → 404; GET → 405.
+    let body = br#"{"channel":"x","data":1}"#;
+    assert_eq!(
+        server.http("POST", "/api/publish", &[("X-API-Key", "wrong")], body),
+        (401, String::new())
+    );
+    assert_eq!(
+        server.http("POST", "/api/publish", &[], body),
+        (401, String::new())
+    );
+    assert_eq!(
+        server
+            .http(
+                "POST",
+                "/api/publish",
+                &[("Authorization", "apikey wrong")],
+                body
+            )
+            .0,
+        401
+    );
+    let key = [("Authorization", "apikey test-api-key")];
+    assert_eq!(server.http("POST", "/api/publish", &key, b"{nope").0, 400);
+    let (status, reply) = server.http("POST", "/api/publish", &key, br#"{"channel":"x"}"#);
+    assert_eq!(
+        (status, reply.as_str()),
+        (200, r#"{"error":{"code":107,"message":"bad request"}}"#)
+    );
+    assert_eq!(server.http("POST", "/api/nope", &key, b"{}").0, 404);
+    assert_eq!(server.http("GET", "/api/publish", &key, b"").0, 405);
+    check_healthy(&mut healthy);
+}
+
+#[test]
+fn http_keep_alive_serves_several_requests_on_one_connection() {
+    let server = Server::start(&[]);
+    let mut stream = TcpStream::connect(server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    // Two requests pipelined in one write, then a third after reading.
+    stream
+        .write_all(&[&request[..], &request[..]].concat())
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while seen.matches("200 OK").count() < 2 {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "server closed a keep-alive connection");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut rest = String::new();
+    stream.read_to_string(&mut rest).unwrap();
+    assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
+    assert!(rest.contains("Connection: close"));
+}
+
+#[test]
+fn anonymous_connect_when_allowed_and_connect_result_shape() {
+    let server = Server::start(&["--allow-anonymous-connect-without-token", "true"]);
+    let mut client = Client::open(&server);
+    let reply = client.command("connect", json!({"name": "js"}));
+    let result = &reply["connect"];
+    assert_eq!(result["client"].as_str().unwrap().len(), 36, "{reply}");
+    assert_eq!(result["ping"], 25);
+    assert_eq!(result["pong"], true);
+    assert!(result.get("expires").is_none());
+    // A token with exp reports expires/ttl.
+    let mut client = Client::open(&server);
+    let reply = client.command("connect", json!({"token": common::token("42", 120)}));
+    assert_eq!(reply["connect"]["expires"], true);
+    let ttl = reply["connect"]["ttl"].as_u64().unwrap();
+    assert!((110..=120).contains(&ttl), "{reply}");
+}
