@@ -166,23 +166,32 @@ fn parse_head(bytes: &[u8]) -> Option<Head> {
 
 /// Serves one connection until it closes.
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
-    if let Err(e) = serve_http(&shard, &mut stream).await {
-        // Peers vanish all the time; nothing to tell anyone beyond the connection itself.
-        let _ = e;
+    // The HTTP phase runs in its own (boxed) future and ends before the WebSocket phase
+    // starts: a task is as large as its largest state, and the idle WebSocket state should
+    // not carry the HTTP and API machinery (DESIGN invariant 6). I/O errors just end the
+    // connection: peers vanish all the time.
+    let upgraded = Box::pin(serve_http(&shard, &mut stream)).await;
+    if let Ok(Some(leftover)) = upgraded {
+        // A right-sized copy: the HTTP read buffer must not live as long as the connection.
+        let input = BytesMut::from(&leftover[..]);
+        drop(leftover);
+        websocket(&shard, &mut stream, input).await;
     }
 }
 
-async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<()> {
+/// Serves HTTP requests until the connection closes (`None`) or upgrades to WebSocket
+/// (`Some` with the bytes already read past the upgrade request).
+async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
     stream.set_read_timeout(Some(HTTP_IDLE))?;
     let mut buffer: Vec<u8> = Vec::new();
     // Bounded by the peer: every round handles one request or returns.
     loop {
         let head_len = match read_head(stream, &mut buffer).await? {
             HeadRead::Complete(len) => len,
-            HeadRead::Closed => return Ok(()),
+            HeadRead::Closed => return Ok(None),
             HeadRead::TooLarge => {
                 write_response(stream, &Response::empty(431), false).await?;
-                return Ok(());
+                return Ok(None);
             }
         };
         let Some(head) = parse_head(&buffer[..head_len]) else {
@@ -192,7 +201,7 @@ async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<()>
                 false,
             )
             .await?;
-            return Ok(());
+            return Ok(None);
         };
         buffer.drain(..head_len);
 
@@ -202,10 +211,12 @@ async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<()>
                     stream.write_all(&response).await?;
                     stream.set_read_timeout(None)?;
                     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-                    websocket(shard, stream, std::mem::take(&mut buffer)).await;
-                    Ok(())
+                    Ok(Some(buffer))
                 }
-                Err(response) => write_response(stream, &response, false).await,
+                Err(response) => {
+                    write_response(stream, &response, false).await?;
+                    Ok(None)
+                }
             };
         }
 
@@ -216,18 +227,18 @@ async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<()>
                 false,
             )
             .await?;
-            return Ok(());
+            return Ok(None);
         } else {
             let length = head.content_length.unwrap_or(0);
             if length > BODY_MAX {
                 write_response(stream, &Response::empty(413), false).await?;
-                return Ok(());
+                return Ok(None);
             }
             while buffer.len() < length {
                 let mut chunk = vec![0; (length - buffer.len()).min(64 << 10)];
                 let n = stream.read(&mut chunk).await?;
                 if n == 0 {
-                    return Ok(());
+                    return Ok(None);
                 }
                 buffer.extend_from_slice(&chunk[..n]);
             }
@@ -242,20 +253,15 @@ async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<()>
                 if method != "POST" {
                     Response::empty(405)
                 } else {
-                    api::handle(
-                        shard,
-                        &head,
-                        path.trim_start_matches("/api").trim_start_matches('/'),
-                        &body,
-                    )
-                    .await
+                    let method = path.trim_start_matches("/api").trim_start_matches('/');
+                    api::handle(shard, &head, method, &body).await
                 }
             }
             _ => Response::new(404, "text/plain", "Not Found"),
         };
         write_response(stream, &response, head.keep_alive).await?;
         if !head.keep_alive {
-            return Ok(());
+            return Ok(None);
         }
         if buffer.capacity() > 4096 {
             buffer.shrink_to(4096);
@@ -280,7 +286,7 @@ async fn read_head(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> io::Result<H
             return Ok(HeadRead::TooLarge);
         }
         searched = buffer.len().saturating_sub(3);
-        let mut chunk = [0u8; 2048];
+        let mut chunk = vec![0u8; 2048];
         let n = match stream.read(&mut chunk).await {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::TimedOut && buffer.is_empty() => 0,
@@ -365,7 +371,7 @@ enum Wake {
     Failed,
 }
 
-async fn websocket(shard: &Rc<Shard>, stream: &mut TcpStream, leftover: Vec<u8>) {
+async fn websocket(shard: &Rc<Shard>, stream: &mut TcpStream, input: BytesMut) {
     let now = Instant::now();
     let interval = Duration::from_millis(shard.config.ping_interval_ms);
     // The first ping comes at a random point in [interval/2, interval], so a shard's pings
@@ -382,14 +388,7 @@ async fn websocket(shard: &Rc<Shard>, stream: &mut TcpStream, leftover: Vec<u8>)
     ));
     shard.hub.borrow_mut().register(out.clone());
     let mut session = Session::new(shard.clone(), out.clone());
-    let end = run_websocket(
-        shard,
-        stream,
-        &out,
-        &mut session,
-        BytesMut::from(&leftover[..]),
-    )
-    .await;
+    let end = run_websocket(shard, stream, &out, &mut session, input).await;
     session.close();
     match end {
         End::Close(code, reason, flush) => {
@@ -412,7 +411,6 @@ async fn websocket(shard: &Rc<Shard>, stream: &mut TcpStream, leftover: Vec<u8>)
             let _ = stream.write_all(&ws::close_frame(code, "")).await;
         }
     }
-    shard.hub.borrow_mut().unregister(out.id);
 }
 
 /// After our close frame: stop sending and give the peer a moment to close its side.
@@ -519,4 +517,37 @@ async fn write_queued(stream: &mut TcpStream, out: &Outbound) -> io::Result<()> 
         stream.write_all(&batch).await?;
     }
     stream.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    /// An idle WebSocket connection costs its task (the `serve` future), its `Outbound` and
+    /// little else (DESIGN invariant 6); this budget keeps the future from quietly growing
+    /// (a stack buffer or a long-lived HTTP value in it costs every connection).
+    #[test]
+    fn idle_connection_task_stays_small() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(|| async {
+                let links = ringcast_ring::mesh::mesh(1, 8)
+                    .unwrap()
+                    .into_iter()
+                    .next()
+                    .unwrap();
+                let outbox = crate::router::Outbox::new(links.bind());
+                let config = crate::config::Config::default();
+                let shard = Rc::new(crate::shard::Shard::new(0, 1, config, outbox));
+                let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let stream = glommio::net::TcpStream::connect(listener.local_addr().unwrap())
+                    .await
+                    .unwrap();
+                let task = super::serve(shard, stream);
+                let size = std::mem::size_of_val(&task);
+                assert!(size <= 1200, "connection task is {size} bytes");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
 }

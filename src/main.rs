@@ -1,26 +1,13 @@
-//! ringcast: a thread-per-core real-time messaging server speaking the Centrifugo client
-//! protocol and server HTTP API. This file is the command line; the data flow starts in
-//! `server` (accept) and runs conn → session → shard/router → owner → hub (ARCHITECTURE.md).
-
-mod api;
-mod config;
-mod conn;
-mod hub;
-mod owner;
-mod protocol;
-mod router;
-mod server;
-mod session;
-mod shard;
-mod token;
-mod ws;
+//! The `ringcast` command line: serve, genconfig, checkconfig, gentoken. The server itself is
+//! the library (`src/lib.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, Overrides};
+use ringcast::config::{Config, Overrides};
+use ringcast::{server, token};
 
 #[derive(Parser)]
 #[command(

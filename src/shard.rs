@@ -355,7 +355,7 @@ impl Shard {
                 self.run_publish(*job);
             }
             ShardMsg::Deliver { channel, frame } => {
-                self.hub.borrow_mut().deliver(&channel, &frame);
+                self.hub.borrow_mut().deliver_remote(&channel, &frame);
             }
             ShardMsg::Published { request, results } => {
                 self.deliver_answer(request, Answer::Published(results))
