@@ -390,10 +390,18 @@ async fn websocket(shard: &Rc<Shard>, stream: &mut TcpStream, input: BytesMut) {
     let mut session = Session::new(shard.clone(), out.clone());
     let end = run_websocket(shard, stream, &out, &mut session, input).await;
     session.close();
+    // Boxed: the closing steps run once, and inline they would enlarge every idle task.
+    Box::pin(finish(stream, &out, end)).await;
+    shard.hub.borrow_mut().unregister(out.id);
+}
+
+/// Sends the close frame (after what is queued, unless the connection was too slow for that)
+/// and gives the peer a moment to hang up.
+async fn finish(stream: &mut TcpStream, out: &Outbound, end: End) {
     match end {
         End::Close(code, reason, flush) => {
             if flush {
-                let _ = write_queued(stream, &out).await;
+                let _ = write_queued(stream, out).await;
             }
             let _ = stream.set_write_timeout(Some(CLOSE_LINGER));
             if stream
@@ -407,7 +415,7 @@ async fn websocket(shard: &Rc<Shard>, stream: &mut TcpStream, input: BytesMut) {
         End::PeerClosed(code) => {
             // Echo the close as RFC 6455 asks (1005 "no code" cannot be sent back).
             let code = code.filter(|&c| c != 1005).unwrap_or(1000);
-            let _ = write_queued(stream, &out).await;
+            let _ = write_queued(stream, out).await;
             let _ = stream.write_all(&ws::close_frame(code, "")).await;
         }
     }

@@ -232,6 +232,17 @@ fn every_kind_of_bad_input_gets_its_answer_while_others_keep_working() {
     assert_eq!(server.http("POST", "/api/nope", &key, b"{}").0, 404);
     assert_eq!(server.http("GET", "/api/publish", &key, b"").0, 405);
     check_healthy(&mut healthy);
+
+    // Every refused connection is gone from the server's books; only the healthy one stays.
+    let mut connections = 0;
+    for _ in 0..100 {
+        connections = server.metric("connections");
+        if connections == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(connections, 1, "closed connections are unregistered");
 }
 
 #[test]
