@@ -177,12 +177,14 @@ fn every_kind_of_bad_input_gets_its_answer_while_others_keep_working() {
     let mut client = Client::open(&server);
     client.send_text(r#"{"id":1,"connect":{"token":"abc.def.ghi"}}"#);
     assert_eq!(client.expect_close(), Closed::Code(3500));
-    let mut client = Client::open(&server);
-    let reply = client.command("connect", json!({"token": common::token("u", -60)}));
+    let mut expired = Client::open(&server);
+    let reply = expired.command("connect", json!({"token": common::token("u", -60)}));
     assert_eq!(
         reply["error"],
         json!({"code": 109, "message": "token expired"})
     );
+    // After the error the server waits for the client to leave (as Centrifugo does).
+    drop(expired);
 
     // Subscribe twice → 105; publish while forbidden → 103; `send` → close 3508.
     let (mut client, _) = Client::connect(&server, "twice");
