@@ -12,14 +12,14 @@ use std::net::Shutdown;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use crate::api;
-use crate::hub::Outbound;
+use crate::hub::{Millis, Outbound};
 use crate::protocol::Disconnect;
 use crate::session::Session;
 use crate::shard::Shard;
@@ -372,14 +372,14 @@ enum Wake {
 }
 
 async fn websocket(shard: &Rc<Shard>, stream: &mut TcpStream, input: BytesMut) {
-    let now = Instant::now();
+    let now = Millis::now();
     let interval = Duration::from_millis(shard.config.ping_interval_ms);
     // The first ping comes at a random point in [interval/2, interval], so a shard's pings
     // do not all fall on the same tick.
     let mut jitter = [0u8; 2];
     let _ = getrandom::getrandom(&mut jitter);
-    let first_ping =
-        now + interval / 2 + interval.mul_f64(f64::from(u16::from_ne_bytes(jitter)) / 131_070.0);
+    let first_ping = now
+        .after(interval / 2 + interval.mul_f64(f64::from(u16::from_ne_bytes(jitter)) / 131_070.0));
     let out = Rc::new(Outbound::new(
         shard.next_connection_id(),
         shard.config.client_queue_max_bytes,
@@ -552,6 +552,7 @@ mod tests {
                     .unwrap();
                 let task = super::serve(shard, stream);
                 let size = std::mem::size_of_val(&task);
+                eprintln!("connection task: {size} bytes");
                 assert!(size <= 1200, "connection task is {size} bytes");
             })
             .unwrap()

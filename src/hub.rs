@@ -9,14 +9,40 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU64;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::protocol::Disconnect;
+
+/// A point in time in whole milliseconds since the process's clock epoch: 8 bytes where an
+/// `Instant` takes 16 (and `Option<Millis>` 8 where `Option<Instant>` takes 16), for the times
+/// every connection keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Millis(NonZeroU64);
+
+impl Millis {
+    pub fn now() -> Millis {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        let epoch = *EPOCH.get_or_init(Instant::now);
+        let ms = epoch.elapsed().as_millis() as u64;
+        Millis(NonZeroU64::MIN.saturating_add(ms))
+    }
+
+    pub fn after(self, duration: Duration) -> Millis {
+        Millis(self.0.saturating_add(duration.as_millis() as u64))
+    }
+
+    /// Time from `earlier` to `self` (zero if `earlier` is later).
+    pub fn since(self, earlier: Millis) -> Duration {
+        Duration::from_millis(self.0.get().saturating_sub(earlier.0.get()))
+    }
+}
 
 /// The shared, per-connection state: what the connection must send, and its timers.
 #[derive(Debug)]
@@ -30,28 +56,28 @@ pub struct Outbound {
     /// saves them a miss on a separately allocated buffer.
     first: RefCell<Option<Bytes>>,
     /// The frames after `first`, oldest first; empty while `first` is `None`.
-    rest: RefCell<VecDeque<Bytes>>,
+    rest: RefCell<Option<Box<VecDeque<Bytes>>>>,
     waker: RefCell<Option<Waker>>,
     disconnect: Cell<Option<Disconnect>>,
     pub id: u64,
     /// When the connection was accepted (for the stale check).
-    pub opened: Instant,
+    pub opened: Millis,
     /// Set once the client's connect succeeded.
     pub connected: Cell<bool>,
     /// Next server ping.
-    pub next_ping: Cell<Instant>,
+    pub next_ping: Cell<Millis>,
     /// Deadline for the pong to the last ping, if one is outstanding.
-    pub pong_due: Cell<Option<Instant>>,
+    pub pong_due: Cell<Option<Millis>>,
     /// When the connection's token expires, if it does.
-    pub expires_at: Cell<Option<Instant>>,
+    pub expires_at: Cell<Option<Millis>>,
 }
 
 impl Outbound {
-    pub fn new(id: u64, limit: usize, now: Instant, first_ping: Instant) -> Self {
+    pub fn new(id: u64, limit: usize, now: Millis, first_ping: Millis) -> Self {
         Outbound {
             id,
             first: RefCell::new(None),
-            rest: RefCell::new(VecDeque::new()),
+            rest: RefCell::new(None),
             queued_bytes: Cell::new(0),
             limit,
             disconnect: Cell::new(None),
@@ -79,10 +105,13 @@ impl Outbound {
         self.queued_bytes.set(queued);
         let mut first = self.first.borrow_mut();
         if first.is_none() {
-            debug_assert!(self.rest.borrow().is_empty());
+            debug_assert!(self.rest.borrow().as_ref().is_none_or(|r| r.is_empty()));
             *first = Some(frame);
         } else {
-            self.rest.borrow_mut().push_back(frame);
+            self.rest
+                .borrow_mut()
+                .get_or_insert_with(Default::default)
+                .push_back(frame);
         }
         drop(first);
         self.wake();
@@ -93,7 +122,12 @@ impl Outbound {
     pub fn pop(&self) -> Option<Bytes> {
         let mut first = self.first.borrow_mut();
         let frame = first.take()?;
-        *first = self.rest.borrow_mut().pop_front();
+        let mut rest = self.rest.borrow_mut();
+        *first = rest.as_mut().and_then(|r| r.pop_front());
+        if rest.as_ref().is_some_and(|r| r.is_empty()) {
+            // A drained backlog gives its buffer back: idle connections hold none.
+            *rest = None;
+        }
         self.queued_bytes.set(self.queued_bytes.get() - frame.len());
         Some(frame)
     }
@@ -270,7 +304,7 @@ mod tests {
     use super::*;
 
     fn conn(id: u64, limit: usize) -> Rc<Outbound> {
-        let now = Instant::now();
+        let now = Millis::now();
         Rc::new(Outbound::new(id, limit, now, now))
     }
 

@@ -5,13 +5,12 @@
 //!
 //! Owns only its own state; it reaches the rest of the shard through `Shard`.
 
-use std::collections::HashSet;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::hub::Outbound;
+use crate::hub::{Millis, Outbound};
 use crate::protocol::{self, code, Command, Disconnect, ParseError, Request};
 use crate::shard::Shard;
 use crate::token::{self, TokenError};
@@ -40,7 +39,9 @@ pub struct Session {
     client: String,
     user: String,
     conn_info: Option<String>,
-    channels: HashSet<String>,
+    /// Subscribed channels (at most `CHANNEL_LIMIT`; a Vec holds no allocation while empty
+    /// and is small to scan).
+    channels: Vec<Box<str>>,
     /// Replies of the frame being processed, newline-joined into one frame when flushed.
     replies: Vec<u8>,
 }
@@ -54,7 +55,7 @@ impl Session {
             client: String::new(),
             user: String::new(),
             conn_info: None,
-            channels: HashSet::new(),
+            channels: Vec::new(),
             replies: Vec::new(),
         }
     }
@@ -75,7 +76,8 @@ impl Session {
     fn flush_replies(&mut self) {
         if !self.replies.is_empty() {
             self.out.push(ws::text_frame(&self.replies));
-            self.replies.clear();
+            // Dropped, not cleared: an idle session keeps no reply buffer.
+            self.replies = Vec::new();
         }
     }
 
@@ -113,7 +115,8 @@ impl Session {
             Request::Subscribe(req) => self.subscribe(id, &req.channel),
             Request::Unsubscribe(req) => {
                 check_channel(&req.channel)?;
-                if self.channels.remove(&req.channel) {
+                if let Some(at) = self.channels.iter().position(|c| **c == *req.channel) {
+                    self.channels.swap_remove(at);
                     self.shard.unsubscribe(&req.channel, self.out.id);
                 }
                 protocol::empty_result(self.reply(), id, "unsubscribe");
@@ -221,8 +224,9 @@ impl Session {
         protocol::connect_reply(next_reply(&mut self.replies), id, &result);
         // Server-side subscriptions start after the reply is queued, like client ones.
         for channel in channels {
-            if self.channels.len() < CHANNEL_LIMIT && self.channels.insert(channel.clone()) {
+            if self.channels.len() < CHANNEL_LIMIT && !self.is_subscribed(&channel) {
                 self.shard.subscribe(&channel, &self.out);
+                self.channels.push(channel.into());
             }
         }
         Ok(())
@@ -234,7 +238,7 @@ impl Session {
         let ttl = at.saturating_sub(token::unix_now());
         self.out
             .expires_at
-            .set(Some(Instant::now() + Duration::from_secs(ttl)));
+            .set(Some(Millis::now().after(Duration::from_secs(ttl))));
         Some(ttl.min(u64::from(u32::MAX)) as u32)
     }
 
@@ -270,7 +274,7 @@ impl Session {
             // Private channels need a subscription token, which this server does not issue
             // yet; others need the client permission.
             Some(code::PERMISSION_DENIED)
-        } else if self.channels.contains(channel) {
+        } else if self.is_subscribed(channel) {
             Some(code::ALREADY_SUBSCRIBED)
         } else if self.channels.len() >= CHANNEL_LIMIT {
             Some(code::LIMIT_EXCEEDED)
@@ -284,14 +288,18 @@ impl Session {
         // Deliveries reach us only after this message is handled (from the ring loop) or
         // after a flush (a local publish), so the reply always precedes them.
         protocol::empty_result(self.reply(), id, "subscribe");
-        self.channels.insert(channel.to_owned());
+        self.channels.push(channel.into());
         self.shard.subscribe(channel, &self.out);
         Ok(())
     }
 
+    fn is_subscribed(&self, channel: &str) -> bool {
+        self.channels.iter().any(|c| **c == *channel)
+    }
+
     /// Leaves every channel and the user count; call once when the connection ends.
     pub fn close(&mut self) {
-        for channel in self.channels.drain() {
+        for channel in std::mem::take(&mut self.channels) {
             self.shard.unsubscribe(&channel, self.out.id);
         }
         if self.state == State::Connected {

@@ -12,6 +12,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::hub::Millis;
+
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalSender};
 use jsonwebtoken::DecodingKey;
@@ -409,10 +411,10 @@ impl Shard {
         let ping = ws::text_frame(b"{}");
         loop {
             glommio::timer::sleep(tick).await;
-            let now = Instant::now();
+            let now = Millis::now();
             for conn in self.hub.borrow().connections() {
                 if !conn.connected.get() {
-                    if now.duration_since(conn.opened) > STALE_CLOSE_DELAY {
+                    if now.since(conn.opened) > STALE_CLOSE_DELAY {
                         conn.disconnect(Disconnect::STALE);
                     }
                     continue;
@@ -424,7 +426,7 @@ impl Shard {
                 if conn
                     .expires_at
                     .get()
-                    .is_some_and(|at| now > at + EXPIRED_CLOSE_DELAY)
+                    .is_some_and(|at| now > at.after(EXPIRED_CLOSE_DELAY))
                 {
                     conn.disconnect(Disconnect::EXPIRED);
                     continue;
@@ -432,9 +434,9 @@ impl Shard {
                 if now >= conn.next_ping.get() {
                     conn.push(ping.clone());
                     if conn.pong_due.get().is_none() {
-                        conn.pong_due.set(Some(now + pong_timeout));
+                        conn.pong_due.set(Some(now.after(pong_timeout)));
                     }
-                    conn.next_ping.set(now + ping_interval);
+                    conn.next_ping.set(now.after(ping_interval));
                 }
             }
         }
