@@ -552,8 +552,7 @@ mod tests {
                     .unwrap();
                 let task = super::serve(shard, stream);
                 let size = std::mem::size_of_val(&task);
-                eprintln!("connection task: {size} bytes");
-                assert!(size <= 1200, "connection task is {size} bytes");
+                assert!(size <= 900, "connection task is {size} bytes");
             })
             .unwrap()
             .join()

@@ -350,26 +350,36 @@ impl std::fmt::Write for ByteSink<'_> {
     }
 }
 
-/// A random version-4 UUID, the shape Centrifugo gives client ids.
+/// A client id: a random version-4 UUID, the shape Centrifugo gives them, kept as its 16
+/// bytes (every connection holds one; the text form is built when a reply needs it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientId([u8; 16]);
+
+impl ClientId {
+    pub fn random() -> ClientId {
+        let mut b = [0u8; 16];
+        getrandom::getrandom(&mut b).expect("the OS random source works");
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        ClientId(b)
+    }
+}
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, byte) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A fresh client id in its text form.
 pub fn new_client_id() -> String {
-    let mut b = [0u8; 16];
-    getrandom::getrandom(&mut b).expect("the OS random source works");
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex = |range: std::ops::Range<usize>| {
-        b[range].iter().fold(String::new(), |mut s, x| {
-            let _ = write!(s, "{x:02x}");
-            s
-        })
-    };
-    format!(
-        "{}-{}-{}-{}-{}",
-        hex(0..4),
-        hex(4..6),
-        hex(6..8),
-        hex(8..10),
-        hex(10..16)
-    )
+    ClientId::random().to_string()
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub struct Session {
     shard: Rc<Shard>,
     out: Rc<Outbound>,
     state: State,
-    client: String,
+    client: protocol::ClientId,
     user: String,
     conn_info: Option<String>,
     /// Subscribed channels (at most `CHANNEL_LIMIT`; a Vec holds no allocation while empty
@@ -52,7 +52,7 @@ impl Session {
             shard,
             out,
             state: State::New,
-            client: String::new(),
+            client: protocol::ClientId::default(),
             user: String::new(),
             conn_info: None,
             channels: Vec::new(),
@@ -138,8 +138,11 @@ impl Session {
                 }
                 let mut raw = Vec::with_capacity(data.get().len());
                 protocol::put_raw(&mut raw, data.get().as_bytes());
-                let info =
-                    protocol::client_info(&self.user, &self.client, self.conn_info.as_deref());
+                let info = protocol::client_info(
+                    &self.user,
+                    &self.client.to_string(),
+                    self.conn_info.as_deref(),
+                );
                 // Replies queued so far go out before the publication can reach us.
                 self.flush_replies();
                 self.shard.publish_detached(
@@ -206,7 +209,7 @@ impl Session {
                 return Ok(());
             }
         }
-        self.client = protocol::new_client_id();
+        self.client = protocol::ClientId::random();
         self.user = user;
         self.conn_info = info;
         self.state = State::Connected;
@@ -215,7 +218,7 @@ impl Session {
         self.shard.hub.borrow_mut().add_user(&self.user);
         let ping_seconds = self.shard.config.ping_interval_ms.div_ceil(1000) as u32;
         let result = protocol::ConnectResult {
-            client: &self.client,
+            client: &self.client.to_string(),
             version: VERSION,
             ttl,
             subs: &channels,
@@ -255,7 +258,7 @@ impl Session {
                 protocol::refresh_reply(
                     next_reply(&mut self.replies),
                     id,
-                    &self.client,
+                    &self.client.to_string(),
                     VERSION,
                     ttl,
                 );
