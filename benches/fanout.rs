@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
-use ringcast::hub::{Hub, Outbound};
+use ringcast::hub::{Hub, Millis, Outbound};
 use ringcast::owner::ChannelOwner;
 use ringcast::router::owner_of;
 use ringcast_ring::mesh::{mesh, BoundLinks};
@@ -45,7 +45,7 @@ fn pin(cpu: usize) {
 }
 
 fn subscribers(hub: &mut Hub, count: usize, first_id: u64) -> Vec<Rc<Outbound>> {
-    let now = Instant::now();
+    let now = Millis::now();
     (0..count)
         .map(|i| {
             let conn = Rc::new(Outbound::new(first_id + i as u64, usize::MAX, now, now));

@@ -56,6 +56,8 @@ pub struct Outbound {
     /// saves them a miss on a separately allocated buffer.
     first: RefCell<Option<Bytes>>,
     /// The frames after `first`, oldest first; empty while `first` is `None`.
+    /// Boxed on purpose: 8 bytes in every connection instead of a 32-byte empty deque.
+    #[allow(clippy::box_collection)]
     rest: RefCell<Option<Box<VecDeque<Bytes>>>>,
     waker: RefCell<Option<Waker>>,
     disconnect: Cell<Option<Disconnect>>,
