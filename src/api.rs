@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use crate::conn::{Head, Response};
 use crate::protocol::{self, code, ByteSink};
-use crate::router::Published;
+use crate::router::{Published, ShardStats};
 use crate::session::{CHANNEL_MAX_LENGTH, VERSION};
 use crate::shard::Shard;
 
@@ -200,9 +200,13 @@ fn node_uid() -> &'static str {
 }
 
 async fn info(shard: &Rc<Shard>) -> Response {
-    let Some(stats) = shard.collect_stats().await else {
+    let Some(per_shard) = shard.collect_stats().await else {
         return error_response(code::INTERNAL);
     };
+    let mut stats = ShardStats::default();
+    for shard_stats in per_shard {
+        stats += shard_stats;
+    }
     let mut body = Vec::new();
     body.extend_from_slice(b"{\"result\":{\"nodes\":[{\"uid\":");
     protocol::put_str(&mut body, node_uid());
@@ -220,57 +224,69 @@ async fn info(shard: &Rc<Shard>) -> Response {
 
 /// `GET /metrics`: Prometheus text, every shard's counters summed.
 pub async fn metrics(shard: &Rc<Shard>) -> Response {
-    let Some(stats) = shard.collect_stats().await else {
+    let Some(per_shard) = shard.collect_stats().await else {
         return Response::new(500, "text/plain", "a shard did not answer");
     };
+    type Field = fn(&ShardStats) -> u64;
+    let metrics: [(&str, &str, &str, Field); 7] = [
+        ("connections", "gauge", "Open WebSocket connections.", |s| {
+            s.connections
+        }),
+        (
+            "subscriptions",
+            "gauge",
+            "Channel subscriptions of connected clients.",
+            |s| s.subscriptions,
+        ),
+        (
+            "channels",
+            "gauge",
+            "Channels with at least one subscriber, by owner shard.",
+            |s| s.channels,
+        ),
+        (
+            "messages_in_total",
+            "counter",
+            "WebSocket messages received from clients.",
+            |s| s.messages_in,
+        ),
+        (
+            "messages_out_total",
+            "counter",
+            "Publications handed to subscriber connections.",
+            |s| s.messages_out,
+        ),
+        (
+            "publications_total",
+            "counter",
+            "Publications accepted by channel owners.",
+            |s| s.publications,
+        ),
+        (
+            "slow_disconnects_total",
+            "counter",
+            "Connections closed because their send queue was full.",
+            |s| s.slow_disconnects,
+        ),
+    ];
     let mut text = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+    for (name, kind, help, field) in metrics {
+        let total: u64 = per_shard.iter().map(field).sum();
         let _ = writeln!(
             text,
-            "# HELP ringcast_{name} {help}\n# TYPE ringcast_{name} {kind}\nringcast_{name} {value}"
+            "# HELP ringcast_{name} {help}\n# TYPE ringcast_{name} {kind}\nringcast_{name} {total}"
         );
-    };
-    metric(
-        "connections",
-        "gauge",
-        "Open WebSocket connections.",
-        stats.connections,
-    );
-    metric(
-        "subscriptions",
-        "gauge",
-        "Channel subscriptions of connected clients.",
-        stats.subscriptions,
-    );
-    metric(
-        "channels",
-        "gauge",
-        "Channels with at least one subscriber.",
-        stats.channels,
-    );
-    metric(
-        "messages_in_total",
-        "counter",
-        "WebSocket messages received from clients.",
-        stats.messages_in,
-    );
-    metric(
-        "messages_out_total",
-        "counter",
-        "Publications handed to subscriber connections.",
-        stats.messages_out,
-    );
-    metric(
-        "publications_total",
-        "counter",
-        "Publications accepted by channel owners.",
-        stats.publications,
-    );
-    metric(
-        "slow_disconnects_total",
-        "counter",
-        "Connections closed because their send queue was full.",
-        stats.slow_disconnects,
-    );
+        let _ = writeln!(
+            text,
+            "# HELP ringcast_shard_{name} {help} Per shard.\n# TYPE ringcast_shard_{name} {kind}"
+        );
+        for (id, stats) in per_shard.iter().enumerate() {
+            let _ = writeln!(
+                text,
+                "ringcast_shard_{name}{{shard=\"{id}\"}} {}",
+                field(stats)
+            );
+        }
+    }
     Response::new(200, "text/plain; version=0.0.4", text)
 }

@@ -96,35 +96,24 @@ impl std::ops::AddAssign for ShardStats {
 #[derive(Debug)]
 pub enum ShardMsg {
     /// Shard `from` has its first local subscriber of `channel` (to the owner).
-    Subscribe {
-        channel: Arc<str>,
-        from: usize,
-    },
+    Subscribe { channel: Arc<str>, from: usize },
     /// Shard `from` lost its last local subscriber of `channel` (to the owner).
-    Unsubscribe {
-        channel: Arc<str>,
-        from: usize,
-    },
+    Unsubscribe { channel: Arc<str>, from: usize },
     /// Publications for channels the receiver owns.
     Publish(Box<PublishJob>),
     /// One encoded push frame for the receiver's local subscribers of `channel` (from the
     /// owner, in offset order).
-    Deliver {
-        channel: Arc<str>,
-        frame: Bytes,
-    },
+    Deliver { channel: Arc<str>, frame: Bytes },
     /// The owner's answer to a `PublishJob` with `reply`.
     Published {
         request: u64,
         results: Vec<Published>,
     },
     /// Asks for the receiver's counters.
-    StatsRequest {
-        request: u64,
-        from: usize,
-    },
+    StatsRequest { request: u64, from: usize },
     Stats {
         request: u64,
+        shard: usize,
         stats: ShardStats,
     },
 }

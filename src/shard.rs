@@ -40,7 +40,7 @@ const STALE_CLOSE_DELAY: Duration = Duration::from_secs(10);
 /// Answers another shard will send to a waiting task of this shard.
 enum Answer {
     Published(Vec<Published>),
-    Stats(ShardStats),
+    Stats(usize, ShardStats),
 }
 
 pub struct Shard {
@@ -216,7 +216,7 @@ impl Shard {
         for _ in 0..remote {
             match self.answer(request, &receiver).await? {
                 Answer::Published(more) => results.extend(more),
-                Answer::Stats(_) => unreachable!("publish request answered with stats"),
+                Answer::Stats(..) => unreachable!("publish request answered with stats"),
             }
         }
         self.waiting.borrow_mut().remove(&request);
@@ -238,8 +238,8 @@ impl Shard {
         }
     }
 
-    /// Counters summed over all shards, or `None` if a shard did not answer in time.
-    pub async fn collect_stats(&self) -> Option<ShardStats> {
+    /// Every shard's counters, indexed by shard, or `None` if a shard did not answer in time.
+    pub async fn collect_stats(&self) -> Option<Vec<ShardStats>> {
         let (request, receiver) = self.expect_answers(self.count - 1);
         for to in (0..self.count).filter(|&s| s != self.id) {
             self.send(
@@ -250,15 +250,16 @@ impl Shard {
                 },
             );
         }
-        let mut total = self.local_stats();
+        let mut all = vec![ShardStats::default(); self.count];
+        all[self.id] = self.local_stats();
         for _ in 1..self.count {
             match self.answer(request, &receiver).await? {
-                Answer::Stats(stats) => total += stats,
+                Answer::Stats(shard, stats) => all[shard] = stats,
                 Answer::Published(_) => unreachable!("stats request answered with publish"),
             }
         }
         self.waiting.borrow_mut().remove(&request);
-        Some(total)
+        Some(all)
     }
 
     fn expect_answers(&self, count: usize) -> (u64, local_channel::LocalReceiver<Answer>) {
@@ -364,11 +365,21 @@ impl Shard {
             }
             ShardMsg::StatsRequest { request, from } => {
                 let stats = self.local_stats();
-                self.send(from, ShardMsg::Stats { request, stats });
+                let shard = self.id;
+                self.send(
+                    from,
+                    ShardMsg::Stats {
+                        request,
+                        shard,
+                        stats,
+                    },
+                );
             }
-            ShardMsg::Stats { request, stats } => {
-                self.deliver_answer(request, Answer::Stats(stats))
-            }
+            ShardMsg::Stats {
+                request,
+                shard,
+                stats,
+            } => self.deliver_answer(request, Answer::Stats(shard, stats)),
         }
     }
 

@@ -12,27 +12,46 @@ use std::time::Duration;
 use common::{Client, Closed, Server};
 use serde_json::json;
 
-/// Enough connections that, with SO_REUSEPORT spreading them by 4-tuple hash, both shards
-/// get some (the chance that 8 all land on one of 2 shards is 2^-7 per role; both roles
-/// together make a single-shard run vanishingly rare), and channels owned by both shards.
 const CLIENTS: usize = 8;
+
+/// Opens connected clients (at least `CLIENTS`) until every shard has gained one: SO_REUSEPORT
+/// spreads connections by a hash of their addresses, so a few more may be needed.
+fn clients_on_every_shard(server: &Server, role: &str) -> Vec<Client> {
+    let before = server.shard_metric("connections");
+    let mut clients = Vec::new();
+    for i in 0..64 {
+        clients.push(Client::connect(server, &format!("{role}{i}")).0);
+        let now = server.shard_metric("connections");
+        if clients.len() >= CLIENTS && now.iter().zip(&before).all(|(n, b)| n > b) {
+            return clients;
+        }
+    }
+    panic!("64 connections never reached every shard");
+}
 
 #[test]
 fn publications_from_clients_and_api_reach_subscribers_on_every_shard() {
     let server = Server::start(&["--allow-publish-for-client", "true"]);
     let channels = ["news", "room:1", "room:2", "sport"];
-    let mut subscribers: Vec<Client> = (0..CLIENTS)
-        .map(|i| {
-            let (mut client, _) = Client::connect(&server, &format!("sub{i}"));
-            for channel in channels {
-                client.subscribe(channel);
-            }
-            client
-        })
+    // Subscribers and publishers on every shard, channels owned by both shards: every
+    // publication crosses shards on its way to some subscriber.
+    let mut subscribers = clients_on_every_shard(&server, "sub");
+    for client in &mut subscribers {
+        for channel in channels {
+            client.subscribe(channel);
+        }
+    }
+    let owners: std::collections::HashSet<u32> = channels
+        .iter()
+        .map(|c| ringcast::router::owner_of(c, 2) as u32)
         .collect();
-    let mut publishers: Vec<Client> = (0..CLIENTS)
-        .map(|i| Client::connect(&server, &format!("pub{i}")).0)
-        .collect();
+    assert_eq!(
+        owners.len(),
+        2,
+        "the test channels are owned by both shards"
+    );
+    let mut publishers = clients_on_every_shard(&server, "pub");
+    let published = publishers.len();
     for (i, publisher) in publishers.iter_mut().enumerate() {
         let channel = channels[i % channels.len()];
         let reply = publisher.command("publish", json!({"channel": channel, "data": {"from": i}}));
@@ -50,7 +69,7 @@ fn publications_from_clients_and_api_reach_subscribers_on_every_shard() {
     }
     for subscriber in &mut subscribers {
         let mut got: HashMap<String, Vec<(serde_json::Value, u64)>> = HashMap::new();
-        for _ in 0..CLIENTS + channels.len() {
+        for _ in 0..published + channels.len() {
             let (channel, data, offset) = subscriber.publication();
             got.entry(channel).or_default().push((data, offset));
         }

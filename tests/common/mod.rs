@@ -126,6 +126,19 @@ impl Server {
     }
 }
 
+impl Server {
+    /// A per-shard metric: `ringcast_shard_<name>{shard="i"}` for every shard, in order.
+    pub fn shard_metric(&self, name: &str) -> Vec<u64> {
+        let (status, text) = self.http("GET", "/metrics", &[], b"");
+        assert_eq!(status, 200);
+        let prefix = format!("ringcast_shard_{name}{{shard=\"");
+        text.lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(|rest| rest.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
