@@ -7,10 +7,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const SECRET: &str = "bench-secret";
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 const WARM_UP: usize = 200;
 
 fn rss_kib(pid: u32) -> u64 {
@@ -20,21 +21,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS")
-}
-
-fn masked_text(payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 65536);
-    let mut frame = vec![0x81];
-    if payload.len() < 126 {
-        frame.push(0x80 | payload.len() as u8);
-    } else {
-        frame.push(0x80 | 126);
-        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    // Zero mask: the payload goes out as is (valid: masking is XOR with the key).
-    frame.extend_from_slice(&[0, 0, 0, 0]);
-    frame.extend_from_slice(payload);
-    frame
 }
 
 /// Reads from `stream` until `needle` has been seen.
@@ -54,7 +40,9 @@ fn open(address: SocketAddr, token: &str) -> TcpStream {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut request = b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_vec();
-    request.extend(masked_text(
+    request.extend(common::frame(
+        0x1,
+        true,
         format!("{{\"id\":1,\"connect\":{{\"token\":\"{token}\"}}}}").as_bytes(),
     ));
     stream.write_all(&request).unwrap();
@@ -77,58 +65,9 @@ fn main() {
             .find_map(|a| a.parse().ok())
             .unwrap_or(10_000)
     };
-    let binary = env!("CARGO_BIN_EXE_ringcast");
-    let token = String::from_utf8(
-        Command::new(binary)
-            .args([
-                "gentoken",
-                "--user",
-                "idle",
-                "--ttl",
-                "0",
-                "--token-hmac-secret-key",
-                SECRET,
-            ])
-            .output()
-            .expect("gentoken")
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_owned();
-    let mut server = Command::new(binary)
-        .args([
-            "serve",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--shards",
-            "2",
-            "--api-key",
-            "k",
-            "--token-hmac-secret-key",
-            SECRET,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("server starts");
-    let mut out = server.stdout.take().unwrap();
-    let mut printed = Vec::new();
-    let mut byte = [0u8];
-    while !String::from_utf8_lossy(&printed).contains("shards") {
-        out.read_exact(&mut byte)
-            .expect("server prints its address");
-        printed.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&printed).into_owned();
-    let address: SocketAddr = text
-        .split("listening on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .expect("address");
-    let pid = server.id();
+    let token = common::token("idle", 24 * 3600);
+    let server = common::Server::start(&[]);
+    let (address, pid) = (server.address, server.pid());
 
     let mut streams: Vec<TcpStream> = (0..WARM_UP).map(|_| open(address, &token)).collect();
     let before = settle_rss(pid);
@@ -137,7 +76,7 @@ fn main() {
     for (i, stream) in streams.iter_mut().enumerate() {
         let subscribe = format!("{{\"id\":2,\"subscribe\":{{\"channel\":\"personal#{i}\"}}}}");
         stream
-            .write_all(&masked_text(subscribe.as_bytes()))
+            .write_all(&common::frame(0x1, true, subscribe.as_bytes()))
             .unwrap();
         read_until(stream, b"\"subscribe\":{}");
     }
@@ -156,6 +95,5 @@ fn main() {
         (subscribed.saturating_sub(before)) as f64 * 1024.0 / measured
     );
     drop(streams);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }

@@ -36,34 +36,6 @@ fn upgraded(server: &Server) -> TcpStream {
     stream
 }
 
-fn frame(opcode: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80 | opcode];
-    let mask_bit = if masked { 0x80 } else { 0 };
-    match payload.len() {
-        n @ 0..=125 => out.push(mask_bit | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    if masked {
-        out.extend_from_slice(&[1, 2, 3, 4]);
-        out.extend(
-            payload
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
-        );
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
-}
-
 /// Reads server frames until a close frame; returns its code.
 fn close_code_of(stream: &mut TcpStream) -> Option<u16> {
     let mut bytes = Vec::new();
@@ -134,15 +106,17 @@ fn every_kind_of_bad_input_gets_its_answer_while_others_keep_working() {
 
     // Bad frames: unmasked → 1002; invalid UTF-8 text → 1007; oversized message → 1009.
     let mut stream = upgraded(&server);
-    stream.write_all(&frame(0x1, false, b"{}")).unwrap();
+    stream.write_all(&common::frame(0x1, false, b"{}")).unwrap();
     assert_eq!(close_code_of(&mut stream), Some(1002));
     let mut stream = upgraded(&server);
     stream
-        .write_all(&frame(0x1, true, &[0xff, 0xfe, 0xfd]))
+        .write_all(&common::frame(0x1, true, &[0xff, 0xfe, 0xfd]))
         .unwrap();
     assert_eq!(close_code_of(&mut stream), Some(1007));
     let mut stream = upgraded(&server);
-    stream.write_all(&frame(0x1, true, &[b' '; 2000])).unwrap();
+    stream
+        .write_all(&common::frame(0x1, true, &[b' '; 2000]))
+        .unwrap();
     assert_eq!(close_code_of(&mut stream), Some(1009));
     check_healthy(&mut healthy);
 

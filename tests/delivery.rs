@@ -199,7 +199,7 @@ fn slow_consumer_is_disconnected_and_healthy_one_misses_nothing() {
         "{{\"id\":1,\"connect\":{{\"token\":\"{}\"}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"firehose\"}}}}",
         common::token("slow", 3600)
     );
-    slow.write_all(&masked_text_frame(commands.as_bytes()))
+    slow.write_all(&common::frame(0x1, true, commands.as_bytes()))
         .unwrap();
     // Wait until the server has the subscription: both subscribers counted.
     wait_until(|| server.metric("subscriptions") == 2);
@@ -229,20 +229,6 @@ fn slow_consumer_is_disconnected_and_healthy_one_misses_nothing() {
     );
     assert_eq!(healthy.publication().1["n"], "after");
     drop(slow);
-}
-
-fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0x81];
-    assert!(payload.len() < 65536);
-    if payload.len() < 126 {
-        frame.push(0x80 | payload.len() as u8);
-    } else {
-        frame.push(0x80 | 126);
-        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    frame.extend_from_slice(&[0, 0, 0, 0]);
-    frame.extend_from_slice(payload);
-    frame
 }
 
 fn wait_until(mut condition: impl FnMut() -> bool) {

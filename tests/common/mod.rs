@@ -64,6 +64,10 @@ impl Server {
         Server { child, address }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn ws_url(&self) -> String {
         format!("ws://{}/connection/websocket", self.address)
     }
@@ -330,4 +334,34 @@ impl Client {
             }
         }
     }
+}
+
+/// A raw client frame: `opcode`, masked or not (clients must mask; tests also send bad
+/// frames on purpose).
+pub fn frame(opcode: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x80 | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n @ 0..=125 => out.push(mask_bit | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        out.extend_from_slice(&[1, 2, 3, 4]);
+        out.extend(
+            payload
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
+        );
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
 }
