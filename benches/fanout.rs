@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
-use ringcast::hub::{Hub, Millis, Outbound};
+use ringcast::config::Config;
+use ringcast::hub::{Hub, Millis, Outbound, PendingSubscription, SubscribeStep};
 use ringcast::owner::ChannelOwner;
-use ringcast::router::owner_of;
+use ringcast::router::{owner_of, SubscribeAnswer};
 use ringcast_ring::mesh::{mesh, BoundLinks};
 
 const CHANNEL: &str = "bench";
@@ -49,7 +50,24 @@ fn subscribers(hub: &mut Hub, count: usize, first_id: u64) -> Vec<Rc<Outbound>> 
     (0..count)
         .map(|i| {
             let conn = Rc::new(Outbound::new(first_id + i as u64, usize::MAX, now, now));
-            hub.subscribe(CHANNEL, &conn);
+            let sub = PendingSubscription {
+                conn: conn.clone(),
+                command: 0,
+                positioned: false,
+                recoverable: false,
+                recovering: false,
+                reject_unrecovered: false,
+            };
+            // The first subscriber registers the shard; the owner's answer lets it join.
+            if let SubscribeStep::AskOwner { name, .. } = hub.subscribe(CHANNEL, sub) {
+                hub.subscribed(SubscribeAnswer {
+                    channel: name,
+                    registration: true,
+                    conn: conn.id,
+                    result: Ok(("bench".into(), 0)),
+                    recovery: None,
+                });
+            }
             conn
         })
         .collect()
@@ -84,7 +102,7 @@ fn follower(mut links: BoundLinks<Msg>, count: usize, cpu: usize) {
     loop {
         match recv_one(&mut links, &mut inbox) {
             Msg::Frame(frame) => {
-                let delivered = hub.deliver_remote(CHANNEL, &frame);
+                let delivered = hub.deliver_remote(CHANNEL, 0, &frame);
                 debug_assert_eq!(delivered, count);
             }
             Msg::Drain => drain(&conns),
@@ -116,23 +134,28 @@ fn run(total: usize, shards: usize, rounds: usize, cpus: &[usize]) -> f64 {
         assert!(matches!(recv_one(&mut links, &mut inbox), Msg::Done));
     }
     assert_eq!(owner_of(CHANNEL, 1), 0);
-    let mut owner = ChannelOwner::new(0, 1);
+    let mut owner = ChannelOwner::new(0, 1, Config::default());
     let mut hub = Hub::default();
     let local = subscribers(&mut hub, per_shard, 0);
     for shard in 0..shards {
-        owner.add_shard(CHANNEL, shard);
+        owner
+            .subscribe(CHANNEL, shard, true, None)
+            .0
+            .expect("plain channel");
     }
     let payload = br#"{"text":"hello, room","user":"42"}"#;
     let mut samples = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let started = Instant::now();
-        let outcome = owner.publish(CHANNEL, payload, None, None);
+        let outcome = owner
+            .publish(CHANNEL, payload, None, None, false)
+            .expect("plain channel");
         for shard in outcome.shards.iter().filter(|&s| s != 0) {
             links
                 .send(shard, Msg::Frame(outcome.frame.clone()))
                 .expect("room");
         }
-        hub.deliver(CHANNEL, &outcome.frame);
+        hub.deliver(CHANNEL, outcome.offset, &outcome.frame);
         for _ in 1..shards {
             assert!(matches!(recv_one(&mut links, &mut inbox), Msg::Done));
         }

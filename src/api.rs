@@ -54,6 +54,8 @@ pub async fn handle(shard: &Rc<Shard>, head: &Head, method: &str, body: &[u8]) -
         "publish" => publish(shard, body).await,
         "broadcast" => broadcast(shard, body).await,
         "info" => info(shard).await,
+        "history" => history(shard, body).await,
+        "history_remove" => history_remove(shard, body).await,
         _ => Response::new(404, "text/plain", "Not Found"),
     }
 }
@@ -88,6 +90,8 @@ struct PublishFields<'a> {
     data: Option<&'a RawValue>,
     #[serde(borrow, default)]
     tags: Option<&'a RawValue>,
+    #[serde(default)]
+    skip_history: bool,
 }
 
 impl PublishFields<'_> {
@@ -107,11 +111,16 @@ fn channel_error(channel: &str) -> Option<u32> {
     (channel.is_empty() || channel.len() > CHANNEL_MAX_LENGTH).then_some(code::BAD_REQUEST)
 }
 
-fn put_publish_result(out: &mut Vec<u8>, result: &Published) {
+/// `{"offset":N,"epoch":E}`, or `{}` for a publication without a position.
+fn put_publish_result(out: &mut Vec<u8>, offset: u64, epoch: &str) {
+    if offset == 0 {
+        out.extend_from_slice(b"{}");
+        return;
+    }
     out.extend_from_slice(b"{\"offset\":");
-    let _ = write!(ByteSink(out), "{}", result.offset);
+    let _ = write!(ByteSink(out), "{offset}");
     out.extend_from_slice(b",\"epoch\":");
-    protocol::put_str(out, &result.epoch);
+    protocol::put_str(out, epoch);
     out.push(b'}');
 }
 
@@ -126,16 +135,21 @@ async fn publish(shard: &Rc<Shard>, body: &[u8]) -> Response {
         return error_response(code::BAD_REQUEST);
     };
     let channel: Arc<str> = fields.channel.as_str().into();
-    let Some(results) = shard.publish(vec![(0, channel)], data, tags).await else {
+    let results = shard
+        .publish(vec![(0, channel)], data, tags, fields.skip_history)
+        .await;
+    let Some(Published { result, .. }) = results.and_then(|r| r.into_iter().next()) else {
         return error_response(code::INTERNAL);
     };
-    let Some(result) = results.first() else {
-        return error_response(code::INTERNAL);
-    };
-    let mut body = b"{\"result\":".to_vec();
-    put_publish_result(&mut body, result);
-    body.push(b'}');
-    Response::json(body)
+    match result {
+        Ok((offset, epoch)) => {
+            let mut body = b"{\"result\":".to_vec();
+            put_publish_result(&mut body, offset, &epoch);
+            body.push(b'}');
+            Response::json(body)
+        }
+        Err(code) => error_response(code),
+    }
 }
 
 async fn broadcast(shard: &Rc<Shard>, body: &[u8]) -> Response {
@@ -150,21 +164,22 @@ async fn broadcast(shard: &Rc<Shard>, body: &[u8]) -> Response {
         return error_response(code::BAD_REQUEST);
     };
     // One entry per requested channel, in request order: an error for bad names, the
-    // owner's answer for the rest.
-    let mut entries: Vec<Option<Result<Published, u32>>> = vec![None; channels.len()];
+    // owner's answer for the rest. An owner that did not answer in time leaves its
+    // channels' entries empty (reported as internal errors); answers that did arrive are
+    // reported as they are.
+    let mut entries: Vec<Result<(u64, Arc<str>), u32>> = vec![Err(code::INTERNAL); channels.len()];
     let mut valid = Vec::with_capacity(channels.len());
     for (index, channel) in channels.iter().enumerate() {
         match channel_error(channel) {
-            Some(code) => entries[index] = Some(Err(code)),
+            Some(code) => entries[index] = Err(code),
             None => valid.push((index as u32, Arc::<str>::from(channel.as_str()))),
         }
     }
-    let Some(results) = shard.publish(valid, data, tags).await else {
-        return error_response(code::INTERNAL);
-    };
-    for result in results {
-        let index = result.index as usize;
-        entries[index] = Some(Ok(result));
+    let (results, _complete) = shard
+        .publish_partial(valid, data, tags, fields.skip_history)
+        .await;
+    for published in results {
+        entries[published.index as usize] = published.result;
     }
     let mut body = b"{\"result\":{\"responses\":[".to_vec();
     for (i, entry) in entries.iter().enumerate() {
@@ -172,25 +187,58 @@ async fn broadcast(shard: &Rc<Shard>, body: &[u8]) -> Response {
             body.push(b',');
         }
         match entry {
-            Some(Ok(result)) => {
+            Ok((offset, epoch)) => {
                 body.extend_from_slice(b"{\"result\":");
-                put_publish_result(&mut body, result);
+                put_publish_result(&mut body, *offset, epoch);
                 body.push(b'}');
             }
-            Some(Err(code)) => {
+            Err(code) => {
                 body.extend_from_slice(b"{\"error\":");
                 body.extend(error_body(*code));
-                body.push(b'}');
-            }
-            None => {
-                body.extend_from_slice(b"{\"error\":");
-                body.extend(error_body(code::INTERNAL));
                 body.push(b'}');
             }
         }
     }
     body.extend_from_slice(b"]}}");
     Response::json(body)
+}
+
+async fn history(shard: &Rc<Shard>, body: &[u8]) -> Response {
+    let Ok(request) = serde_json::from_slice::<protocol::HistoryRequest>(body) else {
+        return bad_request();
+    };
+    if let Some(code) = channel_error(&request.channel) {
+        return error_response(code);
+    }
+    match shard.history(&request.channel, &request).await {
+        Some(Ok(page)) => {
+            let mut body = b"{\"result\":".to_vec();
+            protocol::put_history_result(&mut body, &page.publications, &page.epoch, page.offset);
+            body.push(b'}');
+            Response::json(body)
+        }
+        Some(Err(code)) => error_response(code),
+        None => error_response(code::INTERNAL),
+    }
+}
+
+async fn history_remove(shard: &Rc<Shard>, body: &[u8]) -> Response {
+    #[derive(Deserialize)]
+    struct Fields {
+        #[serde(default)]
+        channel: String,
+    }
+    let Ok(fields) = serde_json::from_slice::<Fields>(body) else {
+        return bad_request();
+    };
+    if let Some(code) = channel_error(&fields.channel) {
+        return error_response(code);
+    }
+    match shard.history_remove(&fields.channel).await {
+        Some(Ok(())) => Response::json(b"{\"result\":{}}".to_vec()),
+        Some(Err(code)) => error_response(code),
+        None => error_response(code::INTERNAL),
+    }
 }
 
 /// This node's id for `info`, fixed for the life of the process.
@@ -228,7 +276,7 @@ pub async fn metrics(shard: &Rc<Shard>) -> Response {
         return Response::new(500, "text/plain", "a shard did not answer");
     };
     type Field = fn(&ShardStats) -> u64;
-    let metrics: [(&str, &str, &str, Field); 7] = [
+    let metrics: [(&str, &str, &str, Field); 9] = [
         ("connections", "gauge", "Open WebSocket connections.", |s| {
             s.connections
         }),
@@ -267,6 +315,18 @@ pub async fn metrics(shard: &Rc<Shard>) -> Response {
             "counter",
             "Connections closed because their send queue was full.",
             |s| s.slow_disconnects,
+        ),
+        (
+            "history_disk_bytes",
+            "gauge",
+            "Bytes of history segment files, by owner shard.",
+            |s| s.history_bytes,
+        ),
+        (
+            "history_records",
+            "gauge",
+            "Publications held in the history index, by owner shard.",
+            |s| s.history_records,
         ),
     ];
     let mut text = String::new();

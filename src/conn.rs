@@ -545,7 +545,8 @@ mod tests {
                     .unwrap();
                 let outbox = crate::router::Outbox::new(links.bind());
                 let config = crate::config::Config::default();
-                let shard = Rc::new(crate::shard::Shard::new(0, 1, config, outbox));
+                let owner = crate::owner::ChannelOwner::new(0, 1, config.clone());
+                let shard = Rc::new(crate::shard::Shard::new(0, 1, config, owner, outbox));
                 let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 let stream = glommio::net::TcpStream::connect(listener.local_addr().unwrap())
                     .await

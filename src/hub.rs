@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::protocol::Disconnect;
+use crate::protocol::{self, Disconnect};
+use crate::router::{Recovery, SubscribeAnswer};
 
 /// A point in time in whole milliseconds since the process's clock epoch: 8 bytes where an
 /// `Instant` takes 16 (and `Option<Millis>` 8 where `Option<Instant>` takes 16), for the times
@@ -176,6 +177,37 @@ struct LocalChannel {
     /// The map key again, so a lookup by `&str` can hand out the shared name.
     name: Arc<str>,
     subscribers: Vec<Rc<Outbound>>,
+    /// Subscriptions waiting for the owner's answer (registration or recovery); they get no
+    /// deliveries until it arrives. Empty (no allocation) almost always.
+    pending: Vec<PendingSubscription>,
+    /// The owner has answered this shard's registration: deliveries flow.
+    registered: bool,
+    /// The stream position of the last delivery or answer (for positioned subscribers that
+    /// join without asking the owner).
+    epoch: Option<Arc<str>>,
+    top: u64,
+}
+
+/// A subscribe command waiting for its answer, with what the reply needs.
+#[derive(Debug)]
+pub struct PendingSubscription {
+    pub conn: Rc<Outbound>,
+    /// The subscribe command's id.
+    pub command: u32,
+    pub positioned: bool,
+    pub recoverable: bool,
+    /// Asked the owner for a recovery of its own (answered by connection id).
+    pub recovering: bool,
+    pub reject_unrecovered: bool,
+}
+
+/// What `Hub::subscribe` needs from the caller.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubscribeStep {
+    /// Nothing: the subscriber joined (reply queued) or waits for an answer already asked.
+    Done,
+    /// Ask the owner (register this shard if `register`), quoting the connection id.
+    AskOwner { name: Arc<str>, register: bool },
 }
 
 /// Local subscribers per channel and the shard's connections.
@@ -217,49 +249,139 @@ impl Hub {
         }
     }
 
-    /// Adds a local subscriber; returns the channel's shared name and whether it is the
-    /// first local subscriber (then the owner must learn that this shard is interested).
-    pub fn subscribe(&mut self, channel: &str, conn: &Rc<Outbound>) -> (Arc<str>, bool) {
-        self.subscriptions += 1;
-        if let Some(local) = self.channels.get_mut(channel) {
-            debug_assert!(!local.subscribers.iter().any(|c| c.id == conn.id));
-            local.subscribers.push(conn.clone());
-            return (local.name.clone(), false);
-        }
-        let name: Arc<str> = channel.into();
-        let local = LocalChannel {
-            name: name.clone(),
-            subscribers: vec![conn.clone()],
+    /// Starts a subscription. A subscriber joins at once only when this shard already gets
+    /// the channel's deliveries and it wants no recovery; otherwise it waits for the owner's
+    /// answer (`subscribed`), which arrives on the ring the deliveries take (invariant 3).
+    pub fn subscribe(&mut self, channel: &str, sub: PendingSubscription) -> SubscribeStep {
+        let Some(local) = self.channels.get_mut(channel) else {
+            let name: Arc<str> = channel.into();
+            self.channels.insert(
+                name.clone(),
+                LocalChannel {
+                    name: name.clone(),
+                    subscribers: Vec::new(),
+                    pending: vec![sub],
+                    registered: false,
+                    epoch: None,
+                    top: 0,
+                },
+            );
+            return SubscribeStep::AskOwner {
+                name,
+                register: true,
+            };
         };
-        self.channels.insert(name.clone(), local);
-        (name, true)
+        debug_assert!(!local.subscribers.iter().any(|c| c.id == sub.conn.id));
+        if sub.recovering {
+            let name = local.name.clone();
+            local.pending.push(sub);
+            return SubscribeStep::AskOwner {
+                name,
+                register: false,
+            };
+        }
+        if !local.registered {
+            local.pending.push(sub);
+            return SubscribeStep::Done;
+        }
+        let epoch = local.epoch.clone().unwrap_or_else(|| "".into());
+        let top = local.top;
+        if join(local, sub, Ok((&epoch, top)), None) {
+            self.subscriptions += 1;
+        }
+        SubscribeStep::Done
     }
 
-    /// Removes a local subscriber; returns true if it was the last one on this shard.
+    /// Applies the owner's answer: the waiting subscribers it concerns join (their replies
+    /// queued first). Returns the channel's name if the shard is left with no subscriber at
+    /// all (then the owner must drop this shard).
+    pub fn subscribed(&mut self, answer: SubscribeAnswer) -> Option<Arc<str>> {
+        let local = self.channels.get_mut(&answer.channel)?;
+        if let Ok((epoch, top)) = &answer.result {
+            local.epoch = Some(epoch.clone());
+            local.top = *top;
+        }
+        if answer.registration {
+            debug_assert!(!local.registered);
+            local.registered = answer.result.is_ok();
+        }
+        let waiting = std::mem::take(&mut local.pending);
+        let mut recovery = answer.recovery;
+        let result = answer.result.as_ref().map(|(e, t)| (e, *t));
+        for sub in waiting {
+            let own = sub.conn.id == answer.conn && (sub.recovering || answer.registration);
+            if own || (answer.registration && !sub.recovering) {
+                let recovery = if own { recovery.take() } else { None };
+                if join(local, sub, result, recovery) {
+                    self.subscriptions += 1;
+                }
+            } else {
+                local.pending.push(sub);
+            }
+        }
+        if !local.registered && answer.registration {
+            // The owner refused (e.g. unknown namespace): nobody joined.
+            debug_assert!(local.subscribers.is_empty());
+        }
+        if local.subscribers.is_empty() && local.pending.is_empty() {
+            let name = local.name.clone();
+            let registered = local.registered;
+            self.channels.remove(&answer.channel);
+            return registered.then_some(name);
+        }
+        None
+    }
+
+    /// Removes a local subscriber (joined or waiting); returns true if the owner must now
+    /// drop this shard (it was the last one and the registration is complete).
     pub fn unsubscribe(&mut self, channel: &str, conn_id: u64) -> bool {
-        let Some(LocalChannel { subscribers, .. }) = self.channels.get_mut(channel) else {
+        let Some(local) = self.channels.get_mut(channel) else {
             return false;
         };
-        let Some(index) = subscribers.iter().position(|c| c.id == conn_id) else {
+        if let Some(index) = local.subscribers.iter().position(|c| c.id == conn_id) {
+            local.subscribers.swap_remove(index);
+            self.subscriptions -= 1;
+        } else if let Some(index) = local.pending.iter().position(|p| p.conn.id == conn_id) {
+            local.pending.swap_remove(index);
+        } else {
             return false;
-        };
-        subscribers.swap_remove(index);
-        self.subscriptions -= 1;
-        if subscribers.is_empty() {
+        }
+        // Before the registration answer the entry stays: the answer cleans it up.
+        if local.subscribers.is_empty() && local.pending.is_empty() && local.registered {
             self.channels.remove(channel);
             return true;
         }
         false
     }
 
-    /// Hands `frame` to every local subscriber of `channel`; returns how many took it.
+    /// True if connection `conn_id` is subscribed to `channel` or waiting to be.
+    pub fn is_member(&self, channel: &str, conn_id: u64) -> bool {
+        self.channels.get(channel).is_some_and(|local| {
+            local.subscribers.iter().any(|c| c.id == conn_id)
+                || local.pending.iter().any(|p| p.conn.id == conn_id)
+        })
+    }
+
+    /// Queues `frame` for connection `conn_id` if it is still here.
+    pub fn reply_to(&self, conn_id: u64, frame: Bytes) {
+        if let Some(conn) = self.connections.get(&conn_id) {
+            conn.push(frame);
+        }
+    }
+
+    /// Hands `frame` (publication `offset`, 0 if it has none) to every local subscriber of
+    /// `channel`; returns how many took it.
     #[inline]
-    pub fn deliver(&mut self, channel: &str, frame: &Bytes) -> usize {
-        let Some(LocalChannel { subscribers, .. }) = self.channels.get(channel) else {
+    pub fn deliver(&mut self, channel: &str, offset: u64, frame: &Bytes) -> usize {
+        let Some(local) = self.channels.get_mut(channel) else {
             return 0;
         };
+        if offset > 0 {
+            debug_assert!(offset > local.top, "deliveries arrive in offset order");
+            local.top = offset;
+        }
         let mut delivered = 0;
-        for conn in subscribers {
+        for conn in &local.subscribers {
             delivered += usize::from(conn.push(frame.clone()));
         }
         self.deliveries += delivered as u64;
@@ -269,11 +391,11 @@ impl Hub {
     /// `deliver` for a frame that another shard encoded: takes one core-local copy first, so
     /// the per-subscriber reference counting touches a counter in this core's cache instead
     /// of one shared with every other shard (a contended atomic per delivery otherwise).
-    pub fn deliver_remote(&mut self, channel: &str, frame: &Bytes) -> usize {
+    pub fn deliver_remote(&mut self, channel: &str, offset: u64, frame: &Bytes) -> usize {
         if !self.channels.contains_key(channel) {
             return 0;
         }
-        self.deliver(channel, &Bytes::copy_from_slice(frame))
+        self.deliver(channel, offset, &Bytes::copy_from_slice(frame))
     }
 
     pub fn connections(&self) -> impl Iterator<Item = &Rc<Outbound>> {
@@ -301,6 +423,62 @@ impl Hub {
     }
 }
 
+/// Queues the subscribe reply (or the error) for `sub` and, unless refused, makes it a
+/// subscriber. Returns true if it joined.
+fn join(
+    local: &mut LocalChannel,
+    sub: PendingSubscription,
+    position: Result<(&Arc<str>, u64), &u32>,
+    recovery: Option<Recovery>,
+) -> bool {
+    let mut reply = Vec::new();
+    // Command 0: a server-side subscription (from the connect token), which has no reply.
+    let answer = |reply: &[u8]| {
+        if sub.command != 0 {
+            sub.conn.push(crate::ws::text_frame(reply));
+        }
+    };
+    let (epoch, top) = match position {
+        Ok(position) => position,
+        Err(&code) => {
+            protocol::error_reply(&mut reply, sub.command, code, false);
+            answer(&reply);
+            return false;
+        }
+    };
+    let recovered = recovery.as_ref().map(|r| r.recovered);
+    if sub.reject_unrecovered && recovered == Some(false) {
+        protocol::error_reply(
+            &mut reply,
+            sub.command,
+            protocol::code::UNRECOVERABLE_POSITION,
+            false,
+        );
+        answer(&reply);
+        return false;
+    }
+    let (offset, publications) = match &recovery {
+        // Recovered: the client's own offset; it advances through the publications.
+        Some(r) if r.recovered => (r.offset, r.publications.as_slice()),
+        _ => (top, &[][..]),
+    };
+    protocol::subscribe_reply(
+        &mut reply,
+        sub.command,
+        &protocol::SubscribeResult {
+            recoverable: sub.recoverable,
+            positioned: sub.positioned || sub.recoverable,
+            epoch,
+            offset,
+            recovered,
+            publications,
+        },
+    );
+    answer(&reply);
+    local.subscribers.push(sub.conn);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,23 +488,119 @@ mod tests {
         Rc::new(Outbound::new(id, limit, now, now))
     }
 
+    fn sub(conn: &Rc<Outbound>, command: u32) -> PendingSubscription {
+        PendingSubscription {
+            conn: conn.clone(),
+            command,
+            positioned: true,
+            recoverable: false,
+            recovering: false,
+            reject_unrecovered: false,
+        }
+    }
+
+    fn registered(hub: &mut Hub, channel: &str, conn: u64, top: u64) -> Option<Arc<str>> {
+        hub.subscribed(SubscribeAnswer {
+            channel: channel.into(),
+            registration: true,
+            conn,
+            result: Ok(("ep".into(), top)),
+            recovery: None,
+        })
+    }
+
+    fn text(frame: Option<Bytes>) -> String {
+        let frame = frame.expect("a frame is queued");
+        String::from_utf8(frame[2..].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn subscribers_wait_for_the_owner_and_skip_earlier_deliveries() {
+        let mut hub = Hub::default();
+        let (a, b) = (conn(1, 1 << 20), conn(2, 1 << 20));
+        let step = hub.subscribe("c", sub(&a, 7));
+        assert!(matches!(
+            step,
+            SubscribeStep::AskOwner { register: true, .. }
+        ));
+        assert_eq!(hub.subscribe("c", sub(&b, 8)), SubscribeStep::Done);
+        assert!(hub.is_member("c", 2));
+        // Deliveries before the answer belong to the stream before the subscribers joined.
+        assert_eq!(hub.deliver("c", 0, &Bytes::from_static(b"old")), 0);
+        assert!(!a.has_output());
+        assert_eq!(registered(&mut hub, "c", 1, 5), None);
+        assert_eq!(
+            text(a.pop()),
+            r#"{"id":7,"subscribe":{"positioned":true,"epoch":"ep","offset":5}}"#
+        );
+        assert_eq!(
+            text(b.pop()),
+            r#"{"id":8,"subscribe":{"positioned":true,"epoch":"ep","offset":5}}"#
+        );
+        assert_eq!(hub.deliver("c", 6, &Bytes::from_static(b"new")), 2);
+        assert_eq!(hub.subscription_count(), 2);
+        // A later subscriber joins at once with the position of the last delivery.
+        let c = conn(3, 1 << 20);
+        assert_eq!(hub.subscribe("c", sub(&c, 9)), SubscribeStep::Done);
+        assert!(text(c.pop()).contains(r#""offset":6"#));
+        assert!(!hub.unsubscribe("c", 1));
+        assert!(!hub.unsubscribe("c", 2));
+        assert!(hub.unsubscribe("c", 3), "last subscriber leaves the owner");
+    }
+
+    #[test]
+    fn leaving_before_the_answer_unregisters_after_it() {
+        let mut hub = Hub::default();
+        let a = conn(1, 1 << 20);
+        hub.subscribe("c", sub(&a, 1));
+        assert!(!hub.unsubscribe("c", 1), "registration still in flight");
+        assert_eq!(registered(&mut hub, "c", 1, 0).as_deref(), Some("c"));
+        assert!(!a.has_output(), "no reply for a subscription that was left");
+        assert!(!hub.is_member("c", 1));
+    }
+
+    #[test]
+    fn unrecovered_with_reject_flag_is_refused_with_112() {
+        let mut hub = Hub::default();
+        let a = conn(1, 1 << 20);
+        let mut s = sub(&a, 4);
+        s.recovering = true;
+        s.recoverable = true;
+        s.reject_unrecovered = true;
+        hub.subscribe("c", s);
+        hub.subscribed(SubscribeAnswer {
+            channel: "c".into(),
+            registration: true,
+            conn: 1,
+            result: Ok(("ep".into(), 9)),
+            recovery: Some(Recovery {
+                recovered: false,
+                offset: 9,
+                publications: Vec::new(),
+            }),
+        });
+        assert!(text(a.pop()).contains(r#""code":112"#));
+        assert!(!hub.is_member("c", 1));
+    }
+
     #[test]
     fn slow_subscriber_is_cut_and_others_keep_receiving() {
         let mut hub = Hub::default();
         let (fast, slow) = (conn(1, 1 << 20), conn(2, 100));
-        assert!(hub.subscribe("c", &fast).1);
-        assert!(!hub.subscribe("c", &slow).1);
+        hub.subscribe("c", sub(&fast, 0));
+        hub.subscribe("c", sub(&slow, 0));
+        registered(&mut hub, "c", 1, 0);
         let frame = Bytes::from(vec![b'x'; 40]);
         for _ in 0..3 {
-            hub.deliver("c", &frame);
+            hub.deliver("c", 0, &frame);
         }
         assert_eq!(slow.pending_disconnect(), Some(Disconnect::SLOW));
         assert_eq!(slow.queued_bytes(), 80, "nothing past the limit was queued");
         assert_eq!(fast.queued_bytes(), 120);
-        assert_eq!(hub.deliver("c", &frame), 1, "the slow one takes no more");
+        assert_eq!(hub.deliver("c", 0, &frame), 1, "the slow one takes no more");
         assert!(!hub.unsubscribe("c", 2));
         assert!(hub.unsubscribe("c", 1), "last local subscriber");
         assert_eq!(hub.subscription_count(), 0);
-        assert_eq!(hub.deliver("c", &frame), 0);
+        assert_eq!(hub.deliver("c", 0, &frame), 0);
     }
 }

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod config;
 pub mod conn;
+pub mod history;
 pub mod hub;
 pub mod owner;
 pub mod protocol;

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 /// Error codes (reference §8.1).
 pub mod code {
     pub const INTERNAL: u32 = 100;
+    pub const UNKNOWN_CHANNEL: u32 = 102;
     pub const PERMISSION_DENIED: u32 = 103;
     pub const METHOD_NOT_FOUND: u32 = 104;
     pub const ALREADY_SUBSCRIBED: u32 = 105;
@@ -20,6 +21,7 @@ pub mod code {
     pub const BAD_REQUEST: u32 = 107;
     pub const NOT_AVAILABLE: u32 = 108;
     pub const TOKEN_EXPIRED: u32 = 109;
+    pub const UNRECOVERABLE_POSITION: u32 = 112;
 }
 
 /// The message text Centrifugo pairs with each error code.
@@ -36,6 +38,8 @@ pub fn error_message(code: u32) -> &'static str {
         108 => "not available",
         109 => "token expired",
         110 => "expired",
+        111 => "too many requests",
+        112 => "unrecoverable position",
         _ => "error",
     }
 }
@@ -88,12 +92,12 @@ pub struct Command<'a> {
 #[derive(Debug)]
 pub enum Request<'a> {
     Connect(ConnectRequest),
-    Subscribe(ChannelRequest),
+    Subscribe(SubscribeRequest),
     Unsubscribe(ChannelRequest),
     Publish(PublishRequest<'a>),
     Presence(ChannelRequest),
     PresenceStats(ChannelRequest),
-    History(ChannelRequest),
+    History(HistoryRequest),
     Rpc,
     Send,
     Refresh(RefreshRequest),
@@ -112,6 +116,51 @@ pub struct ConnectRequest {
 pub struct ChannelRequest {
     #[serde(default)]
     pub channel: String,
+}
+
+/// `subscribe`: the fields this server acts on (the rest are ignored).
+#[derive(Debug, Default, Deserialize)]
+pub struct SubscribeRequest {
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub recover: bool,
+    #[serde(default)]
+    pub epoch: String,
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub positioned: bool,
+    #[serde(default)]
+    pub recoverable: bool,
+    /// Bit 2: answer 112 instead of an unrecovered result.
+    #[serde(default)]
+    pub flag: i64,
+}
+
+/// Subscribe `flag` bit: the client prefers error 112 to `recovered: false`.
+pub const FLAG_REJECT_UNRECOVERED: i64 = 2;
+
+/// A stream position `{offset, epoch}`.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct StreamPosition {
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub epoch: String,
+}
+
+/// `history` (client command and, with the same shape, the server API call).
+#[derive(Debug, Default, Deserialize)]
+pub struct HistoryRequest {
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub limit: i32,
+    #[serde(default)]
+    pub since: Option<StreamPosition>,
+    #[serde(default)]
+    pub reverse: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -325,6 +374,81 @@ pub fn publication_push(
     out.extend_from_slice(b"}}}");
 }
 
+/// One publication as history and recovery return it:
+/// `{"data":D,"info":I,"offset":N,"tags":T}` (`info`, `tags` omitted when absent).
+pub fn put_publication(
+    out: &mut Vec<u8>,
+    data: &[u8],
+    info: Option<&[u8]>,
+    offset: u64,
+    tags: Option<&[u8]>,
+) {
+    out.extend_from_slice(b"{\"data\":");
+    put_raw(out, data);
+    if let Some(info) = info {
+        out.extend_from_slice(b",\"info\":");
+        put_raw(out, info);
+    }
+    if offset > 0 {
+        let _ = write!(ByteSink(out), ",\"offset\":{offset}");
+    }
+    if let Some(tags) = tags {
+        out.extend_from_slice(b",\"tags\":");
+        put_raw(out, tags);
+    }
+    out.push(b'}');
+}
+
+/// The subscribe result (reference §6), field order as Centrifugo writes it.
+pub struct SubscribeResult<'a> {
+    pub recoverable: bool,
+    pub positioned: bool,
+    pub epoch: &'a str,
+    pub offset: u64,
+    /// `Some(recovered)` when the client asked to recover; `publications` is the raw JSON
+    /// array content (comma-joined publications), empty for none.
+    pub recovered: Option<bool>,
+    pub publications: &'a [u8],
+}
+
+pub fn subscribe_reply(out: &mut Vec<u8>, id: u32, result: &SubscribeResult<'_>) {
+    open_reply(out, id);
+    out.extend_from_slice(b",\"subscribe\":{");
+    if result.recoverable || result.positioned {
+        if result.recoverable {
+            out.extend_from_slice(b"\"recoverable\":true,");
+        }
+        if result.positioned {
+            out.extend_from_slice(b"\"positioned\":true,");
+        }
+        out.extend_from_slice(b"\"epoch\":");
+        put_str(out, result.epoch);
+        let _ = write!(ByteSink(out), ",\"offset\":{}", result.offset);
+        if let Some(recovered) = result.recovered {
+            let _ = write!(
+                ByteSink(out),
+                ",\"was_recovering\":true,\"recovered\":{recovered}"
+            );
+            if !result.publications.is_empty() {
+                out.extend_from_slice(b",\"publications\":[");
+                out.extend_from_slice(result.publications);
+                out.push(b']');
+            }
+        }
+    }
+    out.extend_from_slice(b"}}");
+}
+
+/// The history result body `{"publications":[...],"epoch":E,"offset":N}`;
+/// `publications` is the comma-joined array content.
+pub fn put_history_result(out: &mut Vec<u8>, publications: &[u8], epoch: &str, offset: u64) {
+    out.extend_from_slice(b"{\"publications\":[");
+    out.extend_from_slice(publications);
+    out.extend_from_slice(b"],\"epoch\":");
+    put_str(out, epoch);
+    let _ = write!(ByteSink(out), ",\"offset\":{offset}}}");
+}
+
 /// ClientInfo `{"user":U,"client":C,"conn_info":I}` as raw JSON.
 pub fn client_info(user: &str, client: &str, conn_info: Option<&str>) -> Vec<u8> {
     let mut out = Vec::with_capacity(48 + user.len() + client.len());
@@ -455,6 +579,36 @@ mod tests {
         assert_eq!(
             text(|o| publication_push(o, "chat:room", b"{\"n\":\n6}", None, 6, None)),
             r#"{"push":{"channel":"chat:room","pub":{"data":{"n":6},"offset":6}}}"#
+        );
+        let mut pubs = Vec::new();
+        put_publication(&mut pubs, b"{\"n\":7}", None, 7, None);
+        let result = SubscribeResult {
+            recoverable: true,
+            positioned: true,
+            epoch: "ep1",
+            offset: 6,
+            recovered: Some(true),
+            publications: &pubs,
+        };
+        assert_eq!(
+            text(|o| subscribe_reply(o, 4, &result)),
+            r#"{"id":4,"subscribe":{"recoverable":true,"positioned":true,"epoch":"ep1","offset":6,"was_recovering":true,"recovered":true,"publications":[{"data":{"n":7},"offset":7}]}}"#
+        );
+        let plain = SubscribeResult {
+            recoverable: false,
+            positioned: false,
+            epoch: "",
+            offset: 0,
+            recovered: None,
+            publications: &[],
+        };
+        assert_eq!(
+            text(|o| subscribe_reply(o, 2, &plain)),
+            r#"{"id":2,"subscribe":{}}"#
+        );
+        assert_eq!(
+            text(|o| put_history_result(o, &pubs, "e", 9)),
+            r#"{"publications":[{"data":{"n":7},"offset":7}],"epoch":"e","offset":9}"#
         );
         let info = client_info("42", "c", Some(r#"{"a":1}"#));
         assert_eq!(info, br#"{"user":"42","client":"c","conn_info":{"a":1}}"#);

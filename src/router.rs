@@ -48,6 +48,8 @@ pub struct PublishJob {
     pub info: Option<Bytes>,
     /// Tags map, raw JSON.
     pub tags: Option<Bytes>,
+    /// Publish without storing in history and without an offset (API `skip_history`).
+    pub skip_history: bool,
     /// Where to send the `Published` answer, if anyone waits for it.
     pub reply: Option<ReplyTo>,
 }
@@ -58,12 +60,88 @@ pub struct ReplyTo {
     pub request: u64,
 }
 
-/// What the owner answers per channel of a `PublishJob`.
+/// What the owner answers per channel of a `PublishJob`: the stream position (offset 0 when
+/// the publication has none, e.g. `skip_history`) or an error code.
 #[derive(Debug, Clone)]
 pub struct Published {
     pub index: u32,
+    pub result: Result<(u64, Arc<str>), u32>,
+}
+
+/// "Shard `from` subscribes to `channel`": one step on the owner (DESIGN invariant 3). The
+/// owner registers the shard (if `register`), reads the recovery (if asked) and answers on
+/// the same FIFO ring its later deliveries take, so the subscriber gets the recovered
+/// publications and then exactly the live ones after them.
+#[derive(Debug)]
+pub struct SubscribeJob {
+    pub channel: Arc<str>,
+    pub from: usize,
+    /// Add `from` to the channel's shard set (its first local subscriber).
+    pub register: bool,
+    /// The subscribing connection on `from` (echoed back).
+    pub conn: u64,
+    /// Recover publications after this position.
+    pub recover: Option<RecoverFrom>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecoverFrom {
     pub offset: u64,
+    pub epoch: Box<str>,
+}
+
+/// A stream position (epoch, top offset) or an error code.
+pub type PositionResult = Result<(Arc<str>, u64), u32>;
+
+/// The owner's answer to a `SubscribeJob`.
+#[derive(Debug)]
+pub struct SubscribeAnswer {
+    pub channel: Arc<str>,
+    pub registration: bool,
+    pub conn: u64,
+    /// The stream position subscribers start from, or an error code.
+    pub result: PositionResult,
+    pub recovery: Option<Recovery>,
+}
+
+#[derive(Debug)]
+pub struct Recovery {
+    pub recovered: bool,
+    /// The offset the reply reports: the client's own when recovered (it advances through
+    /// the publications), else the stream top.
+    pub offset: u64,
+    /// The missed publications, comma-joined JSON objects (empty when not recovered).
+    pub publications: Vec<u8>,
+}
+
+/// Where a history answer goes.
+#[derive(Debug, Clone, Copy)]
+pub enum HistoryReplyTo {
+    /// A client's `history` command: the owner encodes the reply line for connection `conn`.
+    Conn {
+        shard: usize,
+        conn: u64,
+        command: u32,
+    },
+    /// An API call waiting on `shard`.
+    Api(ReplyTo),
+}
+
+#[derive(Debug)]
+pub struct HistoryJob {
+    pub channel: Arc<str>,
+    pub limit: i32,
+    pub since: Option<(u64, Box<str>)>,
+    pub reverse: bool,
+    pub reply: HistoryReplyTo,
+}
+
+/// A history result: comma-joined publications, epoch, top offset.
+#[derive(Debug)]
+pub struct HistoryPage {
+    pub publications: Vec<u8>,
     pub epoch: Arc<str>,
+    pub offset: u64,
 }
 
 /// Counters of one shard, summed by whoever asked for them.
@@ -77,6 +155,10 @@ pub struct ShardStats {
     pub messages_out: u64,
     pub publications: u64,
     pub slow_disconnects: u64,
+    /// Bytes of history segment files of the partitions this shard owns.
+    pub history_bytes: u64,
+    /// Publications indexed in those logs.
+    pub history_records: u64,
 }
 
 impl std::ops::AddAssign for ShardStats {
@@ -89,21 +171,41 @@ impl std::ops::AddAssign for ShardStats {
         self.messages_out += o.messages_out;
         self.publications += o.publications;
         self.slow_disconnects += o.slow_disconnects;
+        self.history_bytes += o.history_bytes;
+        self.history_records += o.history_records;
     }
 }
 
 /// Everything that crosses a ring.
 #[derive(Debug)]
 pub enum ShardMsg {
-    /// Shard `from` has its first local subscriber of `channel` (to the owner).
-    Subscribe { channel: Arc<str>, from: usize },
+    /// A subscription step for the owner (see `SubscribeJob`).
+    Subscribe(Box<SubscribeJob>),
+    /// The owner's answer, on the ring its deliveries take.
+    Subscribed(Box<SubscribeAnswer>),
     /// Shard `from` lost its last local subscriber of `channel` (to the owner).
     Unsubscribe { channel: Arc<str>, from: usize },
     /// Publications for channels the receiver owns.
     Publish(Box<PublishJob>),
     /// One encoded push frame for the receiver's local subscribers of `channel` (from the
     /// owner, in offset order).
-    Deliver { channel: Arc<str>, frame: Bytes },
+    Deliver {
+        channel: Arc<str>,
+        offset: u64,
+        frame: Bytes,
+    },
+    /// A history query for the owner.
+    History(Box<HistoryJob>),
+    /// The owner's answer to an API history query or `history_remove`.
+    HistoryAnswer {
+        request: u64,
+        result: Result<Option<HistoryPage>, u32>,
+    },
+    /// Removes a channel's stored publications (API `history_remove`), answered with
+    /// `HistoryAnswer { result: Ok(None) }`.
+    HistoryRemove { channel: Arc<str>, reply: ReplyTo },
+    /// A reply frame for connection `conn` of the receiving shard.
+    ConnReply { conn: u64, frame: Bytes },
     /// The owner's answer to a `PublishJob` with `reply`.
     Published {
         request: u64,

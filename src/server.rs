@@ -15,6 +15,7 @@ use ringcast_ring::mesh::{mesh, ShardLinks};
 
 use crate::config::Config;
 use crate::conn;
+use crate::owner::ChannelOwner;
 use crate::router::{Outbox, ShardMsg, RING_CAPACITY};
 use crate::shard::Shard;
 
@@ -24,6 +25,28 @@ pub struct Server {
     pub shards: usize,
     pub open_files_limit: u64,
     executors: Vec<glommio::ExecutorJoinHandle<()>>,
+    /// Held for the life of the server: one process per data directory.
+    _data_lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Creates the data directory and takes its lock, so two servers never write one history.
+fn lock_data_dir(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    let history = dir.join("history");
+    std::fs::create_dir_all(&history)
+        .map_err(|e| format!("cannot create data directory {}: {e}", history.display()))?;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        format!(
+            "data directory {} is in use by another ringcast process ({e})",
+            dir.display()
+        )
+    })
 }
 
 impl Server {
@@ -104,6 +127,7 @@ pub fn start(config: Config) -> Result<Server, String> {
         (None, config.port)
     };
     let address = SocketAddr::new(config.address, port);
+    let data_lock = lock_data_dir(&config.data_dir)?;
     let links = mesh::<ShardMsg>(shards, RING_CAPACITY)
         .map_err(|e| format!("cannot create the shard mesh: {e}"))?;
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
@@ -139,6 +163,7 @@ pub fn start(config: Config) -> Result<Server, String> {
         shards,
         open_files_limit,
         executors,
+        _data_lock: data_lock,
     })
 }
 
@@ -150,6 +175,27 @@ async fn shard_main(
     address: SocketAddr,
     ready: mpsc::Sender<Result<(), String>>,
 ) {
+    // History first: no connection is accepted before every owned log is verified.
+    let opened = std::time::Instant::now();
+    let owner = match ChannelOwner::open(id, shards, config.clone()) {
+        Ok((owner, reports)) => {
+            let records: u64 = reports.iter().map(|r| r.records).sum();
+            let bytes: u64 = reports.iter().map(|r| r.bytes).sum();
+            if !reports.is_empty() {
+                println!(
+                    "ringcast: shard {id}: history: {} partitions, {records} records, {:.1} MB verified in {:.0?}",
+                    reports.len(),
+                    bytes as f64 / 1e6,
+                    opened.elapsed()
+                );
+            }
+            owner
+        }
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: {e}")));
+            return;
+        }
+    };
     let listener = match TcpListener::bind(address) {
         Ok(listener) => listener,
         Err(e) => {
@@ -157,7 +203,15 @@ async fn shard_main(
             return;
         }
     };
-    let shard = Rc::new(Shard::new(id, shards, config, Outbox::new(links.bind())));
+    let shard = Rc::new(Shard::new(
+        id,
+        shards,
+        config,
+        owner,
+        Outbox::new(links.bind()),
+    ));
+    glommio::spawn_local(shard.clone().run_syncer()).detach();
+    glommio::spawn_local(shard.clone().run_retention()).detach();
     let ring_loop = shard.clone();
     glommio::spawn_local(async move {
         if let Err(e) = ring_loop.run_ring_loop().await {

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::hub::{Millis, Outbound};
+use crate::hub::{Millis, Outbound, PendingSubscription};
 use crate::protocol::{self, code, Command, Disconnect, ParseError, Request};
+use crate::router::RecoverFrom;
 use crate::shard::Shard;
 use crate::token::{self, TokenError};
 use crate::ws;
@@ -112,7 +113,7 @@ impl Session {
     fn handle_connected(&mut self, id: u32, request: Request<'_>) -> Result<(), Disconnect> {
         match request {
             Request::Connect(_) => Err(Disconnect::BAD_REQUEST),
-            Request::Subscribe(req) => self.subscribe(id, &req.channel),
+            Request::Subscribe(req) => self.subscribe(id, &req),
             Request::Unsubscribe(req) => {
                 check_channel(&req.channel)?;
                 if let Some(at) = self.channels.iter().position(|c| **c == *req.channel) {
@@ -128,7 +129,11 @@ impl Session {
                     protocol::error_reply(self.reply(), id, code::BAD_REQUEST, false);
                     return Ok(());
                 };
-                if !self.shard.config.allow_publish_for_client {
+                let Some(options) = self.shard.config.channel_options(&req.channel) else {
+                    protocol::error_reply(self.reply(), id, code::UNKNOWN_CHANNEL, false);
+                    return Ok(());
+                };
+                if !options.allow_publish_for_client {
                     protocol::error_reply(self.reply(), id, code::PERMISSION_DENIED, false);
                     return Ok(());
                 }
@@ -153,11 +158,32 @@ impl Session {
                 protocol::empty_result(self.reply(), id, "publish");
                 Ok(())
             }
-            Request::Presence(req) | Request::PresenceStats(req) | Request::History(req) => {
+            Request::Presence(req) | Request::PresenceStats(req) => {
                 check_channel(&req.channel)?;
-                // Presence and history arrive with the history issue; until then they are
-                // disabled, which Centrifugo answers with 108.
+                // Presence is not built yet: disabled, which Centrifugo answers with 108.
                 protocol::error_reply(self.reply(), id, code::NOT_AVAILABLE, false);
+                Ok(())
+            }
+            Request::History(req) => {
+                check_channel(&req.channel)?;
+                let Some(options) = self.shard.config.channel_options(&req.channel) else {
+                    protocol::error_reply(self.reply(), id, code::UNKNOWN_CHANNEL, false);
+                    return Ok(());
+                };
+                if !options.history() {
+                    protocol::error_reply(self.reply(), id, code::NOT_AVAILABLE, false);
+                    return Ok(());
+                }
+                let allowed = options.allow_history_for_client
+                    || (options.allow_history_for_subscriber && self.is_subscribed(&req.channel));
+                if !allowed {
+                    protocol::error_reply(self.reply(), id, code::PERMISSION_DENIED, false);
+                    return Ok(());
+                }
+                // The owner answers straight to this connection; earlier replies go first.
+                self.flush_replies();
+                self.shard
+                    .history_for_connection(&req.channel, &req, self.out.id, id);
                 Ok(())
             }
             Request::Rpc => {
@@ -225,11 +251,24 @@ impl Session {
             ping_seconds,
         };
         protocol::connect_reply(next_reply(&mut self.replies), id, &result);
-        // Server-side subscriptions start after the reply is queued, like client ones.
+        // Server-side subscriptions start after the reply is sent, like client ones; they
+        // get no reply of their own (command 0).
+        self.flush_replies();
         for channel in channels {
             if self.channels.len() < CHANNEL_LIMIT && !self.is_subscribed(&channel) {
-                self.shard.subscribe(&channel, &self.out);
-                self.channels.push(channel.into());
+                let options = self.shard.config.channel_options(&channel);
+                let sub = PendingSubscription {
+                    conn: self.out.clone(),
+                    command: 0,
+                    positioned: false,
+                    recoverable: false,
+                    recovering: false,
+                    reject_unrecovered: false,
+                };
+                if options.is_some() {
+                    self.channels.push(channel.as_str().into());
+                    self.shard.subscribe(&channel, sub, None);
+                }
             }
         }
         Ok(())
@@ -269,11 +308,17 @@ impl Session {
         }
     }
 
-    fn subscribe(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {
+    fn subscribe(&mut self, id: u32, req: &protocol::SubscribeRequest) -> Result<(), Disconnect> {
+        let channel = req.channel.as_str();
         check_channel(channel)?;
+        self.forget_refused(channel);
+        let options = self.shard.config.channel_options(channel);
         let error = if channel.len() > CHANNEL_MAX_LENGTH || !channel.is_ascii() {
             Some(code::BAD_REQUEST)
-        } else if channel.starts_with('$') || !self.shard.config.allow_subscribe_for_client {
+        } else if options.is_none() {
+            Some(code::UNKNOWN_CHANNEL)
+        } else if channel.starts_with('$') || !options.is_some_and(|o| o.allow_subscribe_for_client)
+        {
             // Private channels need a subscription token, which this server does not issue
             // yet; others need the client permission.
             Some(code::PERMISSION_DENIED)
@@ -288,16 +333,44 @@ impl Session {
             protocol::error_reply(self.reply(), id, error, false);
             return Ok(());
         }
-        // Deliveries reach us only after this message is handled (from the ring loop) or
-        // after a flush (a local publish), so the reply always precedes them.
-        protocol::empty_result(self.reply(), id, "subscribe");
+        let options = options.expect("checked above");
+        let history = options.history();
+        let recoverable =
+            history && (options.force_recovery || (req.recoverable && options.allow_recovery));
+        let positioned =
+            history && (options.force_positioning || (req.positioned && options.allow_positioning));
+        let recover = (recoverable && req.recover).then(|| RecoverFrom {
+            offset: req.offset,
+            epoch: req.epoch.as_str().into(),
+        });
+        // The reply is queued by the hub when the subscriber joins, possibly right now:
+        // replies of earlier commands go out first.
+        self.flush_replies();
         self.channels.push(channel.into());
-        self.shard.subscribe(channel, &self.out);
+        let sub = PendingSubscription {
+            conn: self.out.clone(),
+            command: id,
+            positioned,
+            recoverable,
+            recovering: recover.is_some(),
+            reject_unrecovered: req.flag & protocol::FLAG_REJECT_UNRECOVERED != 0,
+        };
+        self.shard.subscribe(channel, sub, recover);
         Ok(())
     }
 
     fn is_subscribed(&self, channel: &str) -> bool {
         self.channels.iter().any(|c| **c == *channel)
+    }
+
+    /// Drops `channel` from the list if the hub refused the subscription (an error or 112
+    /// answered by the owner after the command was taken).
+    fn forget_refused(&mut self, channel: &str) {
+        if let Some(at) = self.channels.iter().position(|c| **c == *channel) {
+            if !self.shard.hub.borrow().is_member(channel, self.out.id) {
+                self.channels.swap_remove(at);
+            }
+        }
     }
 
     /// Leaves every channel and the user count; call once when the connection ends.

@@ -18,12 +18,13 @@ use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalSender};
 use jsonwebtoken::DecodingKey;
 
-use crate::config::Config;
-use crate::hub::Hub;
-use crate::owner::{ChannelOwner, Outcome};
-use crate::protocol::Disconnect;
+use crate::config::{Config, Fsync};
+use crate::hub::{Hub, PendingSubscription, SubscribeStep};
+use crate::owner::{ChannelOwner, Outcome, ShardSet};
+use crate::protocol::{self, Disconnect};
 use crate::router::{
-    owner_of, Outbox, PublishJob, Published, ReplyTo, ShardMsg, ShardStats, BACKLOG_HIGH,
+    owner_of, HistoryJob, HistoryPage, HistoryReplyTo, Outbox, PublishJob, Published, RecoverFrom,
+    ReplyTo, ShardMsg, ShardStats, SubscribeAnswer, SubscribeJob, BACKLOG_HIGH,
 };
 use crate::ws;
 
@@ -41,6 +42,15 @@ const STALE_CLOSE_DELAY: Duration = Duration::from_secs(10);
 enum Answer {
     Published(Vec<Published>),
     Stats(usize, ShardStats),
+    History(Result<Option<HistoryPage>, u32>),
+}
+
+/// Publications whose records wait to be durable (`history_fsync = always`): delivered and
+/// answered, in order, once the sync that covers them completes.
+struct Held {
+    outcomes: Vec<Outcome>,
+    answers: Vec<Published>,
+    reply: Option<ReplyTo>,
 }
 
 pub struct Shard {
@@ -51,6 +61,10 @@ pub struct Shard {
     pub hub: RefCell<Hub>,
     owner: RefCell<ChannelOwner>,
     outbox: RefCell<Outbox>,
+    held: RefCell<std::collections::VecDeque<Held>>,
+    /// Rung when `held` gains an entry; the syncer coalesces rings.
+    sync_bell: local_channel::LocalSender<()>,
+    sync_bell_rx: RefCell<Option<local_channel::LocalReceiver<()>>>,
     /// Tasks waiting for answers from other shards, by request id.
     waiting: RefCell<HashMap<u64, LocalSender<Answer>>>,
     next_request: Cell<u64>,
@@ -64,15 +78,25 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(id: usize, count: usize, config: Config, outbox: Outbox) -> Self {
+    pub fn new(
+        id: usize,
+        count: usize,
+        config: Config,
+        owner: ChannelOwner,
+        outbox: Outbox,
+    ) -> Self {
         let token_key = DecodingKey::from_secret(config.token_hmac_secret_key.as_bytes());
+        let (sync_bell, sync_bell_rx) = local_channel::new_bounded(1);
         Shard {
             id,
             count,
             token_key,
             hub: RefCell::new(Hub::default()),
-            owner: RefCell::new(ChannelOwner::new(id, count)),
+            owner: RefCell::new(owner),
             outbox: RefCell::new(outbox),
+            held: RefCell::new(Default::default()),
+            sync_bell,
+            sync_bell_rx: RefCell::new(Some(sync_bell_rx)),
             waiting: RefCell::new(HashMap::new()),
             next_request: Cell::new(0),
             next_connection: Cell::new(0),
@@ -116,40 +140,214 @@ impl Shard {
         }
     }
 
-    /// Adds a local subscriber and tells the owner if this shard just became interested.
-    pub fn subscribe(&self, channel: &str, conn: &Rc<crate::hub::Outbound>) {
-        let (name, first) = self.hub.borrow_mut().subscribe(channel, conn);
-        if first {
-            let owner = owner_of(channel, self.count);
-            if owner == self.id {
-                self.owner.borrow_mut().add_shard(channel, self.id);
-            } else {
-                self.send(
-                    owner,
-                    ShardMsg::Subscribe {
-                        channel: name,
-                        from: self.id,
-                    },
-                );
-            }
+    /// Subscribes a connection. The reply is queued on the connection when the subscriber
+    /// joins: at once if this shard already receives the channel and no recovery is asked,
+    /// else when the owner's answer arrives (before any delivery it did not include).
+    pub fn subscribe(&self, channel: &str, sub: PendingSubscription, recover: Option<RecoverFrom>) {
+        let conn = sub.conn.id;
+        let step = self.hub.borrow_mut().subscribe(channel, sub);
+        let SubscribeStep::AskOwner { name, register } = step else {
+            return;
+        };
+        let owner = owner_of(channel, self.count);
+        if owner == self.id {
+            let (result, recovery) =
+                self.owner
+                    .borrow_mut()
+                    .subscribe(&name, self.id, register, recover.as_ref());
+            self.apply_subscribed(SubscribeAnswer {
+                channel: name,
+                registration: register,
+                conn,
+                result,
+                recovery,
+            });
+        } else {
+            let job = SubscribeJob {
+                channel: name,
+                from: self.id,
+                register,
+                conn,
+                recover,
+            };
+            self.send(owner, ShardMsg::Subscribe(Box::new(job)));
+        }
+    }
+
+    fn apply_subscribed(&self, answer: SubscribeAnswer) {
+        let left = self.hub.borrow_mut().subscribed(answer);
+        if let Some(channel) = left {
+            self.leave_owner(channel);
+        }
+    }
+
+    /// Tells the owner this shard has no subscriber of `channel` any more.
+    fn leave_owner(&self, channel: Arc<str>) {
+        let owner = owner_of(&channel, self.count);
+        if owner == self.id {
+            self.owner.borrow_mut().remove_shard(&channel, self.id);
+        } else {
+            self.send(
+                owner,
+                ShardMsg::Unsubscribe {
+                    channel,
+                    from: self.id,
+                },
+            );
         }
     }
 
     pub fn unsubscribe(&self, channel: &str, conn_id: u64) {
         let last = self.hub.borrow_mut().unsubscribe(channel, conn_id);
         if last {
-            let owner = owner_of(channel, self.count);
-            if owner == self.id {
-                self.owner.borrow_mut().remove_shard(channel, self.id);
-            } else {
-                self.send(
-                    owner,
-                    ShardMsg::Unsubscribe {
-                        channel: channel.into(),
-                        from: self.id,
-                    },
-                );
+            self.leave_owner(channel.into());
+        }
+    }
+
+    /// A client's `history` command: the owner answers with the reply line for `conn`.
+    pub fn history_for_connection(
+        &self,
+        channel: &str,
+        request: &protocol::HistoryRequest,
+        conn: u64,
+        command: u32,
+    ) {
+        let job = HistoryJob {
+            channel: channel.into(),
+            limit: request.limit,
+            since: request
+                .since
+                .as_ref()
+                .map(|s| (s.offset, s.epoch.as_str().into())),
+            reverse: request.reverse,
+            reply: HistoryReplyTo::Conn {
+                shard: self.id,
+                conn,
+                command,
+            },
+        };
+        let owner = owner_of(channel, self.count);
+        if owner == self.id {
+            self.run_history(job);
+        } else {
+            self.send(owner, ShardMsg::History(Box::new(job)));
+        }
+    }
+
+    /// The API's `history`: the page, an error code, or `None` if the owner did not answer.
+    pub async fn history(
+        &self,
+        channel: &str,
+        request: &protocol::HistoryRequest,
+    ) -> Option<Result<HistoryPage, u32>> {
+        let owner = owner_of(channel, self.count);
+        let (request_id, receiver) = self.expect_answers(1);
+        let job = HistoryJob {
+            channel: channel.into(),
+            limit: request.limit,
+            since: request
+                .since
+                .as_ref()
+                .map(|s| (s.offset, s.epoch.as_str().into())),
+            reverse: request.reverse,
+            reply: HistoryReplyTo::Api(ReplyTo {
+                shard: self.id,
+                request: request_id,
+            }),
+        };
+        if owner == self.id {
+            self.run_history(job);
+        } else {
+            self.send(owner, ShardMsg::History(Box::new(job)));
+        }
+        let answer = self.answer(request_id, &receiver).await?;
+        self.waiting.borrow_mut().remove(&request_id);
+        match answer {
+            Answer::History(result) => {
+                Some(result.and_then(|page| page.ok_or(protocol::code::INTERNAL)))
             }
+            _ => unreachable!("history request answered with something else"),
+        }
+    }
+
+    /// The API's `history_remove`: `Some(Ok)` once the owner removed it.
+    pub async fn history_remove(&self, channel: &str) -> Option<Result<(), u32>> {
+        let owner = owner_of(channel, self.count);
+        if owner == self.id {
+            return Some(self.owner.borrow_mut().remove_history(channel));
+        }
+        let (request, receiver) = self.expect_answers(1);
+        self.send(
+            owner,
+            ShardMsg::HistoryRemove {
+                channel: channel.into(),
+                reply: ReplyTo {
+                    shard: self.id,
+                    request,
+                },
+            },
+        );
+        let answer = self.answer(request, &receiver).await?;
+        self.waiting.borrow_mut().remove(&request);
+        match answer {
+            Answer::History(result) => Some(result.map(|_| ())),
+            _ => unreachable!("history_remove answered with something else"),
+        }
+    }
+
+    /// Owner work for a history query.
+    fn run_history(&self, job: HistoryJob) {
+        let result = self.owner.borrow_mut().history(
+            &job.channel,
+            job.limit,
+            job.since.as_ref().map(|(o, e)| (*o, &**e)),
+            job.reverse,
+        );
+        match job.reply {
+            HistoryReplyTo::Conn {
+                shard,
+                conn,
+                command,
+            } => {
+                let mut line = Vec::new();
+                match result {
+                    Ok(page) => {
+                        line.extend_from_slice(b"{\"id\":");
+                        line.extend_from_slice(command.to_string().as_bytes());
+                        line.extend_from_slice(b",\"history\":");
+                        protocol::put_history_result(
+                            &mut line,
+                            &page.publications,
+                            &page.epoch,
+                            page.offset,
+                        );
+                        line.push(b'}');
+                    }
+                    Err(code) => protocol::error_reply(&mut line, command, code, false),
+                }
+                let frame = ws::text_frame(&line);
+                if shard == self.id {
+                    self.hub.borrow().reply_to(conn, frame);
+                } else {
+                    self.send(shard, ShardMsg::ConnReply { conn, frame });
+                }
+            }
+            HistoryReplyTo::Api(reply) => self.answer_to(
+                reply,
+                ShardMsg::HistoryAnswer {
+                    request: reply.request,
+                    result: result.map(Some),
+                },
+            ),
+        }
+    }
+
+    /// Sends an answer to whoever waits for it, on this shard or another.
+    fn answer_to(&self, reply: ReplyTo, msg: ShardMsg) {
+        if reply.shard == self.id {
+            self.handle(msg);
+        } else {
+            self.send(reply.shard, msg);
         }
     }
 
@@ -162,6 +360,7 @@ impl Shard {
             data,
             info,
             tags: None,
+            skip_history: false,
             reply: None,
         };
         if owner == self.id {
@@ -174,24 +373,34 @@ impl Shard {
     /// Publishes one payload to `channels` (each with its index in the caller's request) and
     /// waits for every owner's answer: one ring message per owner shard, not per channel.
     /// Returns the answers in no particular order, or `None` if an owner did not answer in
-    /// time.
+    /// time (then the answers that did arrive are lost to the caller: see `publish_partial`).
     pub async fn publish(
         &self,
         channels: Vec<(u32, Arc<str>)>,
         data: Bytes,
         tags: Option<Bytes>,
+        skip_history: bool,
     ) -> Option<Vec<Published>> {
+        let (results, complete) = self
+            .publish_partial(channels, data, tags, skip_history)
+            .await;
+        complete.then_some(results)
+    }
+
+    /// `publish` that returns what arrived and whether every owner answered.
+    pub async fn publish_partial(
+        &self,
+        channels: Vec<(u32, Arc<str>)>,
+        data: Bytes,
+        tags: Option<Bytes>,
+        skip_history: bool,
+    ) -> (Vec<Published>, bool) {
         let mut by_owner: Vec<Vec<(u32, Arc<str>)>> = vec![Vec::new(); self.count];
         for (index, channel) in channels {
             by_owner[owner_of(&channel, self.count)].push((index, channel));
         }
-        let remote = by_owner
-            .iter()
-            .enumerate()
-            .filter(|(s, c)| *s != self.id && !c.is_empty())
-            .count();
-        let (request, receiver) = self.expect_answers(remote);
-        let mut results = Vec::new();
+        let owners = by_owner.iter().filter(|c| !c.is_empty()).count();
+        let (request, receiver) = self.expect_answers(owners);
         for (owner, channels) in by_owner.into_iter().enumerate() {
             if channels.is_empty() {
                 continue;
@@ -202,25 +411,28 @@ impl Shard {
                 data: data.clone(),
                 info: None,
                 tags: tags.clone(),
+                skip_history,
                 reply: Some(ReplyTo {
                     shard: self.id,
                     request,
                 }),
             };
             if owner == self.id {
-                results.extend(self.run_publish(job));
+                self.run_publish(job);
             } else {
                 self.send(owner, ShardMsg::Publish(Box::new(job)));
             }
         }
-        for _ in 0..remote {
-            match self.answer(request, &receiver).await? {
-                Answer::Published(more) => results.extend(more),
-                Answer::Stats(..) => unreachable!("publish request answered with stats"),
+        let mut results = Vec::new();
+        for _ in 0..owners {
+            match self.answer(request, &receiver).await {
+                Some(Answer::Published(more)) => results.extend(more),
+                Some(_) => unreachable!("publish request answered with something else"),
+                None => return (results, false),
             }
         }
         self.waiting.borrow_mut().remove(&request);
-        Some(results)
+        (results, true)
     }
 
     /// This shard's counters.
@@ -231,6 +443,8 @@ impl Shard {
             users: hub.user_count() as u64,
             subscriptions: hub.subscription_count() as u64,
             channels: self.owner.borrow().active_channels() as u64,
+            history_bytes: self.owner.borrow().history_usage().0,
+            history_records: self.owner.borrow().history_usage().1,
             messages_in: self.messages_in.get(),
             messages_out: hub.deliveries(),
             publications: self.publications.get(),
@@ -255,7 +469,7 @@ impl Shard {
         for _ in 1..self.count {
             match self.answer(request, &receiver).await? {
                 Answer::Stats(shard, stats) => all[shard] = stats,
-                Answer::Published(_) => unreachable!("stats request answered with publish"),
+                _ => unreachable!("stats request answered with something else"),
             }
         }
         self.waiting.borrow_mut().remove(&request);
@@ -294,71 +508,190 @@ impl Shard {
         }
     }
 
-    /// Owner work for a publish job: offsets, one encoded frame per channel, fan-out to the
-    /// interested shards. Returns the per-channel answers.
-    fn run_publish(&self, job: PublishJob) -> Vec<Published> {
-        let outcomes: Vec<Outcome> = {
-            let mut owner = self.owner.borrow_mut();
-            job.channels
-                .iter()
-                .map(|(_, channel)| {
-                    owner.publish(channel, &job.data, job.info.as_deref(), job.tags.as_deref())
-                })
-                .collect()
-        };
-        self.publications
-            .set(self.publications.get() + outcomes.len() as u64);
-        let mut answers = Vec::with_capacity(outcomes.len());
-        for ((index, _), outcome) in job.channels.iter().zip(outcomes) {
-            for shard in outcome.shards.iter() {
-                if shard == self.id {
-                    self.hub
-                        .borrow_mut()
-                        .deliver(&outcome.channel, &outcome.frame);
-                } else {
-                    self.send(
-                        shard,
-                        ShardMsg::Deliver {
-                            channel: outcome.channel.clone(),
-                            frame: outcome.frame.clone(),
-                        },
-                    );
+    /// Owner work for a publish job: offsets, history appends, one encoded frame per
+    /// channel, fan-out to the interested shards, the answer to whoever waits. Publications
+    /// held for durability (`history_fsync = always`) are fanned out and answered by the
+    /// syncer once their records are on disk.
+    fn run_publish(&self, job: PublishJob) {
+        let mut answers = Vec::with_capacity(job.channels.len());
+        let mut held = Vec::new();
+        for (index, channel) in &job.channels {
+            let result = self.owner.borrow_mut().publish(
+                channel,
+                &job.data,
+                job.info.as_deref(),
+                job.tags.as_deref(),
+                job.skip_history,
+            );
+            let result = match result {
+                Ok(outcome) => {
+                    self.publications.set(self.publications.get() + 1);
+                    let position = (outcome.offset, outcome.epoch.clone());
+                    if outcome.held {
+                        held.push(outcome);
+                    } else {
+                        self.fan_out(&outcome, outcome.shards);
+                    }
+                    Ok(position)
                 }
-            }
+                Err(code) => Err(code),
+            };
             answers.push(Published {
                 index: *index,
-                offset: outcome.offset,
-                epoch: outcome.epoch,
+                result,
             });
         }
-        if let Some(reply) = job.reply {
-            if reply.shard != self.id {
+        if !held.is_empty() {
+            self.held.borrow_mut().push_back(Held {
+                outcomes: held,
+                answers,
+                reply: job.reply,
+            });
+            // Full means a ring is already pending: the syncer takes everything held.
+            let _ = self.sync_bell.try_send(());
+            return;
+        }
+        self.send_published(job.reply, answers);
+    }
+
+    fn send_published(&self, reply: Option<ReplyTo>, results: Vec<Published>) {
+        if let Some(reply) = reply {
+            self.answer_to(
+                reply,
+                ShardMsg::Published {
+                    request: reply.request,
+                    results,
+                },
+            );
+        }
+    }
+
+    /// Sends one publication's frame to `shards` (this one by a call, others by ring).
+    fn fan_out(&self, outcome: &Outcome, shards: ShardSet) {
+        for shard in shards.iter() {
+            if shard == self.id {
+                self.hub
+                    .borrow_mut()
+                    .deliver(&outcome.channel, outcome.offset, &outcome.frame);
+            } else {
                 self.send(
-                    reply.shard,
-                    ShardMsg::Published {
-                        request: reply.request,
-                        results: std::mem::take(&mut answers),
+                    shard,
+                    ShardMsg::Deliver {
+                        channel: outcome.channel.clone(),
+                        offset: outcome.offset,
+                        frame: outcome.frame.clone(),
                     },
                 );
             }
         }
-        answers
+    }
+
+    /// Runs a blocking history sync off the shard's core.
+    async fn run_flush(job: crate::history::FlushJob) {
+        if let Err(e) = glommio::executor().spawn_blocking(move || job.run()).await {
+            eprintln!("ringcast: history sync failed: {e}");
+        }
+    }
+
+    /// The syncer: makes history durable by the configured policy. With `always` it waits
+    /// for held publications, syncs everything appended so far (one sync for all of them:
+    /// group commit), then delivers and answers them in order.
+    pub async fn run_syncer(self: Rc<Self>) {
+        match self.config.history_fsync {
+            Fsync::Never => {}
+            Fsync::Interval => {
+                let interval = Duration::from_millis(self.config.history_fsync_interval_ms);
+                loop {
+                    glommio::timer::sleep(interval).await;
+                    let jobs = self.owner.borrow_mut().take_flushes();
+                    for job in jobs {
+                        Self::run_flush(job).await;
+                    }
+                }
+            }
+            Fsync::Always => {
+                let Some(bell) = self.sync_bell_rx.borrow_mut().take() else {
+                    return;
+                };
+                while bell.recv().await.is_some() {
+                    let batch: Vec<Held> = self.held.borrow_mut().drain(..).collect();
+                    let jobs = self.owner.borrow_mut().take_flushes();
+                    for job in jobs {
+                        Self::run_flush(job).await;
+                    }
+                    for held in batch {
+                        for outcome in &held.outcomes {
+                            let shards = self
+                                .owner
+                                .borrow_mut()
+                                .release(&outcome.channel, outcome.offset);
+                            self.fan_out(outcome, shards);
+                        }
+                        self.send_published(held.reply, held.answers);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Retention: once a second, drops what history no longer serves and deletes segments
+    /// nothing references.
+    pub async fn run_retention(self: Rc<Self>) {
+        loop {
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+            self.owner.borrow_mut().retain();
+        }
     }
 
     /// Applies one message from another shard.
     fn handle(&self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Subscribe { channel, from } => {
-                self.owner.borrow_mut().add_shard(&channel, from)
+            ShardMsg::Subscribe(job) => {
+                let (result, recovery) = self.owner.borrow_mut().subscribe(
+                    &job.channel,
+                    job.from,
+                    job.register,
+                    job.recover.as_ref(),
+                );
+                let answer = SubscribeAnswer {
+                    channel: job.channel,
+                    registration: job.register,
+                    conn: job.conn,
+                    result,
+                    recovery,
+                };
+                self.send(job.from, ShardMsg::Subscribed(Box::new(answer)));
             }
+            ShardMsg::Subscribed(answer) => self.apply_subscribed(*answer),
+            ShardMsg::History(job) => self.run_history(*job),
+            ShardMsg::HistoryAnswer { request, result } => {
+                self.deliver_answer(request, Answer::History(result))
+            }
+            ShardMsg::HistoryRemove { channel, reply } => {
+                let result = self.owner.borrow_mut().remove_history(&channel);
+                self.send(
+                    reply.shard,
+                    ShardMsg::HistoryAnswer {
+                        request: reply.request,
+                        result: result.map(|()| None),
+                    },
+                );
+            }
+            ShardMsg::ConnReply { conn, frame } => self.hub.borrow().reply_to(conn, frame),
             ShardMsg::Unsubscribe { channel, from } => {
                 self.owner.borrow_mut().remove_shard(&channel, from)
             }
             ShardMsg::Publish(job) => {
                 self.run_publish(*job);
             }
-            ShardMsg::Deliver { channel, frame } => {
-                self.hub.borrow_mut().deliver_remote(&channel, &frame);
+            ShardMsg::Deliver {
+                channel,
+                offset,
+                frame,
+            } => {
+                self.hub
+                    .borrow_mut()
+                    .deliver_remote(&channel, offset, &frame);
             }
             ShardMsg::Published { request, results } => {
                 self.deliver_answer(request, Answer::Published(results))

@@ -32,7 +32,7 @@ fn clients_on_every_shard(server: &Server, role: &str) -> Vec<Client> {
 #[test]
 fn publications_from_clients_and_api_reach_subscribers_on_every_shard() {
     let server = Server::start(&["--allow-publish-for-client", "true"]);
-    let channels = ["news", "room:1", "room:2", "sport"];
+    let channels = ["news", "room-1", "room-2", "sport"];
     // Subscribers and publishers on every shard, channels owned by both shards: every
     // publication crosses shards on its way to some subscriber.
     let mut subscribers = clients_on_every_shard(&server, "sub");

@@ -1,6 +1,9 @@
 //! The official JavaScript SDK (`centrifuge` v5 from npm, run under node) against a real
 //! server: connect with a token from `ringcast gentoken`, subscribe, receive a publication
 //! sent through `/api/publish`, publish from the client, and get 103 where config forbids it.
+//! Then recovery: the SDK subscribed with recovery loses its connection (a network cut, then
+//! a server crash and restart) while the backend publishes, reconnects by itself, and must
+//! receive exactly the missed publications with `recovered: true`.
 //! The SDK is installed from `tests/sdk/package-lock.json` with `npm ci` on first run.
 
 mod common;
@@ -9,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 
-use common::{Server, API_KEY, SECRET};
+use common::{DataDir, Proxy, Server, API_KEY, SECRET};
 
 fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
@@ -96,7 +99,7 @@ fn step<'a>(steps: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value
 #[test]
 fn js_sdk_connects_subscribes_receives_and_publishes() {
     let server = Server::start(&["--allow-publish-for-client", "true"]);
-    let steps = run_sdk(&server, "chat:room", false);
+    let steps = run_sdk(&server, "chat-room", false);
     assert_eq!(
         step(&steps, "connected")["client"].as_str().unwrap().len(),
         36
@@ -114,4 +117,133 @@ fn js_sdk_sees_permission_error_when_client_publish_is_off() {
     let steps = run_sdk(&server, "news", true);
     assert_eq!(step(&steps, "client_publish")["denied"], 103);
     step(&steps, "done");
+}
+
+/// Reads the recovery script's JSON lines as they come.
+struct Lines(std::sync::mpsc::Receiver<serde_json::Value>);
+
+impl Lines {
+    /// The next line with `step == name`, remembering every line in `seen`.
+    fn wait(&self, name: &str, seen: &mut Vec<serde_json::Value>) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .0
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {name} from the SDK; saw {seen:?}"));
+            seen.push(line.clone());
+            assert_ne!(line["step"], "error", "SDK scenario failed: {line}");
+            if line["step"] == name {
+                return line;
+            }
+        }
+    }
+}
+
+#[test]
+fn js_sdk_recovers_missed_publications_after_a_cut_and_a_server_restart() {
+    install_sdk();
+    let flags = [
+        "--history-size",
+        "100",
+        "--history-ttl",
+        "300s",
+        "--force-recovery",
+        "true",
+    ];
+    let data = DataDir::new();
+    let server = Server::start_in(&data, &flags);
+    let proxy = Proxy::start(server.address);
+    let channel = "recover-me";
+    let mut child = Command::new("node")
+        .arg(sdk_dir().join("js_recovery.mjs"))
+        .env("RINGCAST_WS_URL", proxy.ws_url())
+        .env("RINGCAST_TOKEN", gentoken("js-user"))
+        .env("RINGCAST_CHANNEL", channel)
+        .env("RINGCAST_FINAL_N", "10")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let value = serde_json::from_str(&line).expect("the script prints JSON lines");
+            if tx.send(value).is_err() {
+                return;
+            }
+        }
+    });
+    let lines = Lines(rx);
+    let mut seen = Vec::new();
+    let publish = |server: &Server, n: u64| {
+        let reply = server.api(
+            "publish",
+            &serde_json::json!({"channel": channel, "data": {"n": n}}),
+        );
+        assert_eq!(reply["result"]["offset"], n, "{reply}");
+    };
+
+    let first = lines.wait("subscribed", &mut seen);
+    assert_eq!(first["recoverable"], true, "{first}");
+    for n in 1..=3 {
+        publish(&server, n);
+    }
+    while lines.wait("publication", &mut seen)["n"] != 3 {}
+
+    // A network cut: the server stays up and publishes while the client is away.
+    proxy.cut();
+    lines.wait("connecting", &mut seen);
+    for n in 4..=6 {
+        publish(&server, n);
+    }
+    proxy.up(server.address);
+    let second = lines.wait("subscribed", &mut seen);
+    assert_eq!(
+        (&second["wasRecovering"], &second["recovered"]),
+        (&true.into(), &true.into()),
+        "{second}"
+    );
+    while lines.wait("publication", &mut seen)["n"] != 6 {}
+
+    // A crash: kill -9, restart over the same data directory, publish before the client
+    // is let back in.
+    proxy.cut();
+    lines.wait("connecting", &mut seen);
+    server.kill();
+    let server = Server::start_in(&data, &flags);
+    for n in 7..=9 {
+        publish(&server, n);
+    }
+    proxy.up(server.address);
+    let third = lines.wait("subscribed", &mut seen);
+    assert_eq!(
+        (&third["wasRecovering"], &third["recovered"]),
+        (&true.into(), &true.into()),
+        "{third}"
+    );
+    assert_eq!(
+        third["epoch"], first["epoch"],
+        "the epoch survives the restart"
+    );
+    while lines.wait("publication", &mut seen)["n"] != 9 {}
+    publish(&server, 10);
+    lines.wait("done", &mut seen);
+    assert!(child.wait().unwrap().success());
+
+    let received: Vec<(u64, u64)> = seen
+        .iter()
+        .filter(|l| l["step"] == "publication")
+        .map(|l| (l["n"].as_u64().unwrap(), l["offset"].as_u64().unwrap()))
+        .collect();
+    let expected: Vec<(u64, u64)> = (1..=10).map(|n| (n, n)).collect();
+    assert_eq!(
+        received, expected,
+        "every publication exactly once, in order"
+    );
 }

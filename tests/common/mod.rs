@@ -4,7 +4,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -13,29 +15,76 @@ use tungstenite::{Message, WebSocket};
 pub const API_KEY: &str = "test-api-key";
 pub const SECRET: &str = "test-secret";
 
+/// A directory for one test's data, removed on drop.
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    pub fn new() -> DataDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "ringcast-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temp dir is writable");
+        DataDir(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A running server process, killed on drop.
 pub struct Server {
     child: Child,
     pub address: SocketAddr,
+    /// The data directory when the server made its own.
+    _data: Option<DataDir>,
 }
 
 impl Server {
     /// Starts `ringcast serve` on 127.0.0.1, a free port, 2 shards and the test secrets, plus
-    /// `extra` flags.
+    /// `extra` flags, with a fresh data directory of its own.
     pub fn start(extra: &[&str]) -> Server {
+        let data = DataDir::new();
+        let mut server = Server::start_in(&data, extra);
+        server._data = Some(data);
+        server
+    }
+
+    /// `start` on an existing data directory (to restart over the same history).
+    pub fn start_in(data: &DataDir, extra: &[&str]) -> Server {
+        Server::start_with(data, None, extra)
+    }
+
+    /// `start_in` on a given port (0: any free one).
+    pub fn start_with(data: &DataDir, port: Option<u16>, extra: &[&str]) -> Server {
+        let port = port.unwrap_or(0).to_string();
         let mut args = vec![
             "serve",
             "--address",
             "127.0.0.1",
             "--port",
-            "0",
-            "--shards",
-            "2",
+            &port,
+            "--data-dir",
+            data.path(),
             "--api-key",
             API_KEY,
             "--token-hmac-secret-key",
             SECRET,
         ];
+        // `extra` may choose the shard count; the default is 2.
+        if !extra.contains(&"--shards") {
+            args.extend_from_slice(&["--shards", "2"]);
+        }
         args.extend_from_slice(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
             .args(&args)
@@ -61,7 +110,17 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, address }
+        Server {
+            child,
+            address,
+            _data: None,
+        }
+    }
+
+    /// Kills the server with SIGKILL and waits for it (a crash, not a shutdown).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn pid(&self) -> u32 {
@@ -364,4 +423,126 @@ pub fn frame(opcode: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
         out.extend_from_slice(payload);
     }
     out
+}
+
+/// A TCP proxy in front of a server, to cut clients off as a network would: `cut` closes
+/// every proxied connection, and while `down` new connections are closed at once.
+pub struct Proxy {
+    pub address: SocketAddr,
+    target: std::sync::Arc<std::sync::Mutex<SocketAddr>>,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    pub fn start(target: SocketAddr) -> Proxy {
+        use std::sync::{atomic::AtomicBool, Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy binds");
+        let address = listener.local_addr().unwrap();
+        let proxy = Proxy {
+            address,
+            target: Arc::new(Mutex::new(target)),
+            up: Arc::new(AtomicBool::new(true)),
+            streams: Arc::new(Mutex::new(Vec::new())),
+        };
+        let (target, up, streams) = (
+            proxy.target.clone(),
+            proxy.up.clone(),
+            proxy.streams.clone(),
+        );
+        // Lives until the test process ends; each accepted client costs two threads.
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !up.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let to = *target.lock().unwrap();
+                let Ok(server) = TcpStream::connect(to) else {
+                    continue;
+                };
+                let mut kept = streams.lock().unwrap();
+                for (from, into) in [(&client, &server), (&server, &client)] {
+                    let (mut from, mut into) =
+                        (from.try_clone().unwrap(), into.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                kept.push(client);
+                kept.push(server);
+            }
+        });
+        proxy
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/connection/websocket", self.address)
+    }
+
+    /// Closes every connection through the proxy and refuses new ones until `up`.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for stream in self.streams.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Lets connections through again, to `target`.
+    pub fn up(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One keep-alive HTTP connection to the API, for loops that publish a lot (a connection per
+/// request would fill the port range with TIME_WAIT sockets).
+pub struct ApiConn {
+    stream: BufReader<TcpStream>,
+}
+
+impl ApiConn {
+    pub fn open(address: SocketAddr) -> Option<ApiConn> {
+        let stream = TcpStream::connect(address).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        Some(ApiConn {
+            stream: BufReader::new(stream),
+        })
+    }
+
+    /// `POST /api/<method>`; `None` if the server is gone or did not answer 200 with JSON.
+    pub fn post(&mut self, method: &str, body: &str) -> Option<Value> {
+        let request = format!(
+            "POST /api/{method} HTTP/1.1\r\nHost: test\r\nX-API-Key: {API_KEY}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.stream.get_mut().write_all(request.as_bytes()).ok()?;
+        let mut status = String::new();
+        self.stream.read_line(&mut status).ok()?;
+        if !status.starts_with("HTTP/1.1 200") {
+            return None;
+        }
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if self.stream.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().ok()?;
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body).ok()?;
+        serde_json::from_slice(&body).ok()
+    }
 }
