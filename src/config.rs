@@ -428,11 +428,13 @@ impl Config {
                 ),
             );
         }
-        if !(64 << 10..=1 << 32).contains(&self.history_segment_bytes) {
+        if !(64 << 10..=1 << 32).contains(&self.history_segment_bytes)
+            || !self.history_segment_bytes.is_multiple_of(4096)
+        {
             return fail(
                 "history_segment_bytes",
                 format!(
-                    "{} is outside 65536..=4294967296",
+                    "{} is not a multiple of 4096 in 65536..=4294967296",
                     self.history_segment_bytes
                 ),
             );

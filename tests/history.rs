@@ -80,13 +80,16 @@ fn segments(data: &DataDir) -> Vec<PathBuf> {
     files
 }
 
+/// Acknowledged (offset, n) pairs per channel.
+type Acked = BTreeMap<String, Vec<(u64, u64)>>;
+
 #[test]
 fn acknowledged_publications_survive_kill_9_with_always() {
     let data = DataDir::new();
     let server = Server::start_in(&data, &with(&["--history-fsync", "always"]));
     let channels: Vec<String> = (0..8).map(|i| format!("crash-{i}")).collect();
     // Acknowledged (offset, n) per channel, from four publishing threads.
-    let acked: Arc<Mutex<BTreeMap<String, Vec<(u64, u64)>>>> = Default::default();
+    let acked: Arc<Mutex<Acked>> = Default::default();
     let stop = Arc::new(AtomicBool::new(false));
     let address = server.address;
     let publishers: Vec<_> = (0..4)
