@@ -183,10 +183,10 @@ async fn shard_main(
             let bytes: u64 = reports.iter().map(|r| r.bytes).sum();
             if !reports.is_empty() {
                 println!(
-                    "ringcast: shard {id}: history: {} partitions, {records} records, {:.1} MB verified in {:.0?}",
+                    "ringcast: shard {id}: history: {} partitions, {records} records, {:.1} MB verified in {} ms",
                     reports.len(),
                     bytes as f64 / 1e6,
-                    opened.elapsed()
+                    opened.elapsed().as_millis()
                 );
             }
             owner
