@@ -476,8 +476,6 @@ async fn run_websocket(
             }
             Err(_) => return End::PeerClosed(None),
         }
-        // Backpressure: do not take more commands while this shard's backlog is long.
-        shard.wait_for_room_all().await;
         match wait(shard, stream, out, &mut input).await {
             Wake::Input | Wake::Output => {}
             Wake::Eof | Wake::Failed => return End::PeerClosed(None),
@@ -486,13 +484,22 @@ async fn run_websocket(
 }
 
 /// Waits until input arrives (appended to `input`, read through the shard's buffer) or
-/// output is queued.
-async fn wait(shard: &Shard, stream: &mut TcpStream, out: &Outbound, input: &mut BytesMut) -> Wake {
+/// output is queued. While the node is congested it does not read (backpressure on the
+/// client's commands) but still wakes for output, so pings and deliveries keep flowing.
+async fn wait(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    out: &Rc<Outbound>,
+    input: &mut BytesMut,
+) -> Wake {
     poll_fn(|cx| {
         if out.has_output() || out.pending_disconnect().is_some() {
             return Poll::Ready(Wake::Output);
         }
         out.set_waker(cx.waker());
+        if shard.hold_intake(out) {
+            return Poll::Pending;
+        }
         let mut buffer = shard.read_buffer.borrow_mut();
         match Pin::new(&mut *stream).poll_read(cx, &mut buffer[..]) {
             Poll::Ready(Ok(0)) => Poll::Ready(Wake::Eof),
@@ -543,7 +550,10 @@ mod tests {
                     .into_iter()
                     .next()
                     .unwrap();
-                let outbox = crate::router::Outbox::new(links.bind());
+                let outbox = crate::router::Outbox::new(
+                    links.bind(),
+                    crate::router::Congestion::new(1),
+                );
                 let config = crate::config::Config::default();
                 let owner = crate::owner::ChannelOwner::new(0, 1, config.clone());
                 let shard = Rc::new(crate::shard::Shard::new(0, 1, config, owner, outbox));

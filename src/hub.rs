@@ -67,6 +67,9 @@ pub struct Outbound {
     pub opened: Millis,
     /// Set once the client's connect succeeded.
     pub connected: Cell<bool>,
+    /// The connection stopped reading commands while the node is congested and waits in
+    /// the shard's list to be woken (kept next to `connected`: it fills padding).
+    pub waiting_room: Cell<bool>,
     /// Next server ping.
     pub next_ping: Cell<Millis>,
     /// Deadline for the pong to the last ping, if one is outstanding.
@@ -87,6 +90,7 @@ impl Outbound {
             waker: RefCell::new(None),
             opened: now,
             connected: Cell::new(false),
+            waiting_room: Cell::new(false),
             next_ping: Cell::new(first_ping),
             pong_due: Cell::new(None),
             expires_at: Cell::new(None),
@@ -164,7 +168,7 @@ impl Outbound {
         }
     }
 
-    fn wake(&self) {
+    pub fn wake(&self) {
         let waker = self.waker.borrow_mut().take();
         if let Some(waker) = waker {
             waker.wake();

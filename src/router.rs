@@ -6,6 +6,7 @@
 //! `PARTITIONS` partitions; partition p is owned by shard p mod N.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -220,18 +221,53 @@ pub enum ShardMsg {
     },
 }
 
+/// Which shards hold a long outgoing backlog. Each shard writes only its own flag; sources
+/// of new traffic on every shard (connections reading commands, API calls) read all of them
+/// and hold back while any is set, so a slow shard slows the whole node's intake instead of
+/// letting some shard's backlog grow without bound. Shard-internal forwarding never waits on
+/// it (no deadlock). A flag is pacing advice, not a synchronisation point: Relaxed suffices.
+#[derive(Debug, Clone)]
+pub struct Congestion(Arc<[AtomicBool]>);
+
+impl Congestion {
+    pub fn new(shards: usize) -> Self {
+        Congestion((0..shards).map(|_| AtomicBool::new(false)).collect())
+    }
+
+    pub fn any(&self) -> bool {
+        self.0.iter().any(|f| f.load(Ordering::Relaxed))
+    }
+
+    fn set(&self, shard: usize, congested: bool) {
+        self.0[shard].store(congested, Ordering::Relaxed);
+    }
+}
+
 /// The shard's sending side of the mesh with a FIFO backlog per destination: a message goes
 /// straight into the ring when nothing is queued before it, else behind the queued ones, so
 /// per-destination order always holds (the owner relies on it for invariant 3).
 pub struct Outbox {
     links: BoundLinks<ShardMsg>,
     backlog: Vec<VecDeque<ShardMsg>>,
+    congestion: Congestion,
+    /// This shard's flag in `congestion`, as last written.
+    congested: bool,
 }
 
 impl Outbox {
-    pub fn new(links: BoundLinks<ShardMsg>) -> Self {
+    pub fn new(links: BoundLinks<ShardMsg>, congestion: Congestion) -> Self {
         let backlog = (0..links.shards()).map(|_| VecDeque::new()).collect();
-        Outbox { links, backlog }
+        Outbox {
+            links,
+            backlog,
+            congestion,
+            congested: false,
+        }
+    }
+
+    /// True while any shard of the node has a long backlog.
+    pub fn congested_anywhere(&self) -> bool {
+        self.congestion.any()
     }
 
     pub fn links(&mut self) -> &mut BoundLinks<ShardMsg> {
@@ -249,6 +285,10 @@ impl Outbox {
             }
         } else {
             backlog.push_back(msg);
+            if !self.congested && backlog.len() > BACKLOG_HIGH {
+                self.congested = true;
+                self.congestion.set(self.links.shard(), true);
+            }
         }
     }
 
@@ -262,6 +302,11 @@ impl Outbox {
             self.links
                 .send_iter(to, &mut std::iter::from_fn(|| backlog.pop_front()));
             empty &= backlog.is_empty();
+        }
+        // Hysteresis: clear only well below the mark, so the flag does not flap.
+        if self.congested && self.longest_backlog() <= BACKLOG_HIGH / 2 {
+            self.congested = false;
+            self.congestion.set(self.links.shard(), false);
         }
         empty
     }
@@ -302,7 +347,7 @@ mod tests {
             .unwrap()
             .into_iter();
         let (a, b) = (links.next().unwrap(), links.next().unwrap());
-        let mut outbox = Outbox::new(a.bind());
+        let mut outbox = Outbox::new(a.bind(), Congestion::new(2));
         let mut peer = b.bind();
         let stats = |request| ShardMsg::StatsRequest { request, from: 0 };
         for request in 0..5 {

@@ -16,7 +16,7 @@ use ringcast_ring::mesh::{mesh, ShardLinks};
 use crate::config::Config;
 use crate::conn;
 use crate::owner::ChannelOwner;
-use crate::router::{Outbox, ShardMsg, RING_CAPACITY};
+use crate::router::{Congestion, Outbox, ShardMsg, RING_CAPACITY};
 use crate::shard::Shard;
 
 /// A started server.
@@ -131,6 +131,7 @@ pub fn start(config: Config) -> Result<Server, String> {
     let links = mesh::<ShardMsg>(shards, RING_CAPACITY)
         .map_err(|e| format!("cannot create the shard mesh: {e}"))?;
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let congestion = Congestion::new(shards);
     let mut executors = Vec::with_capacity(shards);
     for (id, links) in links.into_iter().enumerate() {
         // Pin one shard per allowed CPU; with more shards than CPUs let the OS place them.
@@ -141,9 +142,10 @@ pub fn start(config: Config) -> Result<Server, String> {
         };
         let config = config.clone();
         let ready = ready_tx.clone();
+        let congestion = congestion.clone();
         let executor = LocalExecutorBuilder::new(placement)
             .name(&format!("ringcast-{id}"))
-            .spawn(move || shard_main(id, shards, config, links, address, ready))
+            .spawn(move || shard_main(id, shards, config, links, congestion, address, ready))
             .map_err(|e| {
                 format!("cannot start shard {id} (is io_uring usable here? glommio needs it): {e}")
             })?;
@@ -172,6 +174,7 @@ async fn shard_main(
     shards: usize,
     config: Config,
     links: ShardLinks<ShardMsg>,
+    congestion: Congestion,
     address: SocketAddr,
     ready: mpsc::Sender<Result<(), String>>,
 ) {
@@ -208,7 +211,7 @@ async fn shard_main(
         shards,
         config,
         owner,
-        Outbox::new(links.bind()),
+        Outbox::new(links.bind(), congestion),
     ));
     glommio::spawn_local(shard.clone().run_syncer()).detach();
     glommio::spawn_local(shard.clone().run_retention()).detach();

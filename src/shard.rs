@@ -24,7 +24,7 @@ use crate::owner::{ChannelOwner, Outcome, ShardSet};
 use crate::protocol::{self, Disconnect};
 use crate::router::{
     owner_of, HistoryJob, HistoryPage, HistoryReplyTo, Outbox, PublishJob, Published, RecoverFrom,
-    ReplyTo, ShardMsg, ShardStats, SubscribeAnswer, SubscribeJob, BACKLOG_HIGH,
+    ReplyTo, ShardMsg, ShardStats, SubscribeAnswer, SubscribeJob,
 };
 use crate::ws;
 
@@ -65,6 +65,8 @@ pub struct Shard {
     /// Rung when `held` gains an entry; the syncer coalesces rings.
     sync_bell: local_channel::LocalSender<()>,
     sync_bell_rx: RefCell<Option<local_channel::LocalReceiver<()>>>,
+    /// Connections that stopped reading because the node is congested.
+    room_waiters: RefCell<Vec<Rc<crate::hub::Outbound>>>,
     /// Tasks waiting for answers from other shards, by request id.
     waiting: RefCell<HashMap<u64, LocalSender<Answer>>>,
     next_request: Cell<u64>,
@@ -97,6 +99,7 @@ impl Shard {
             held: RefCell::new(Default::default()),
             sync_bell,
             sync_bell_rx: RefCell::new(Some(sync_bell_rx)),
+            room_waiters: RefCell::new(Vec::new()),
             waiting: RefCell::new(HashMap::new()),
             next_request: Cell::new(0),
             next_connection: Cell::new(0),
@@ -123,20 +126,41 @@ impl Shard {
         self.outbox.borrow_mut().send(to, msg);
     }
 
-    /// Waits while the backlog to `to` is long: sources of new traffic call this so a slow
-    /// shard slows its publishers down instead of growing a queue without bound.
-    pub async fn wait_for_room(&self, to: usize) {
-        // Bounded by the peer draining its ring; the peer never waits on us to do so.
-        while to != self.id && self.outbox.borrow().backlog_len(to) > BACKLOG_HIGH {
-            glommio::timer::sleep(Duration::from_micros(100)).await;
+    /// True while some shard of the node has a long outgoing backlog (`router::Congestion`):
+    /// sources of new traffic hold back.
+    pub fn congested(&self) -> bool {
+        self.outbox.borrow().congested_anywhere()
+    }
+
+    /// Waits while the node is congested (API calls, before they hand work to owners).
+    pub async fn wait_for_room(&self) {
+        // Bounded by the shards draining their backlogs, which never wait on sources.
+        while self.congested() {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
         }
     }
 
-    /// Waits while the backlog to any shard is long (before a connection takes more
-    /// commands).
-    pub async fn wait_for_room_all(&self) {
-        while self.outbox.borrow().longest_backlog() > BACKLOG_HIGH {
-            glommio::timer::sleep(Duration::from_micros(100)).await;
+    /// For a connection about to read commands: if the node is congested, puts it on the
+    /// list the ring loop wakes when the congestion clears and returns true (do not read
+    /// now; keep writing). One timer for the shard, not one per connection.
+    pub fn hold_intake(&self, out: &Rc<crate::hub::Outbound>) -> bool {
+        if !self.congested() {
+            return false;
+        }
+        if !out.waiting_room.replace(true) {
+            self.room_waiters.borrow_mut().push(out.clone());
+        }
+        true
+    }
+
+    /// Wakes the connections held back by congestion once it is over.
+    fn release_intake(&self) {
+        if self.room_waiters.borrow().is_empty() || self.congested() {
+            return;
+        }
+        for out in self.room_waiters.take() {
+            out.waiting_room.set(false);
+            out.wake();
         }
     }
 
@@ -405,7 +429,7 @@ impl Shard {
             if channels.is_empty() {
                 continue;
             }
-            self.wait_for_room(owner).await;
+            self.wait_for_room().await;
             let job = PublishJob {
                 channels,
                 data: data.clone(),
@@ -728,6 +752,7 @@ impl Shard {
             for msg in inbox.drain(..) {
                 self.handle(msg);
             }
+            self.release_intake();
             if received > 0 {
                 glommio::yield_if_needed().await;
                 continue;
@@ -735,6 +760,11 @@ impl Shard {
             if !flushed {
                 // A peer's ring is full; it does not ring us when it drains, so poll.
                 glommio::timer::sleep(Duration::from_micros(50)).await;
+                continue;
+            }
+            if !self.room_waiters.borrow().is_empty() {
+                // Another shard's congestion clears without ringing us: poll for it.
+                glommio::timer::sleep(Duration::from_millis(1)).await;
                 continue;
             }
             let may_sleep = self.outbox.borrow_mut().links().prepare_park();
