@@ -57,13 +57,14 @@ fn subscribers(hub: &mut Hub, count: usize, first_id: u64) -> Vec<Rc<Outbound>> 
                 recoverable: false,
                 recovering: false,
                 reject_unrecovered: false,
+                ticket: 0,
             };
             // The first subscriber registers the shard; the owner's answer lets it join.
-            if let SubscribeStep::AskOwner { name, .. } = hub.subscribe(CHANNEL, sub) {
+            if let SubscribeStep::AskOwner { name, ticket, .. } = hub.subscribe(CHANNEL, sub) {
                 hub.subscribed(SubscribeAnswer {
                     channel: name,
                     registration: true,
-                    conn: conn.id,
+                    ticket,
                     result: Ok(("bench".into(), 0)),
                     recovery: None,
                 });

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::protocol::{self, Disconnect};
-use crate::router::{Recovery, SubscribeAnswer};
+use crate::protocol::{self, code, Disconnect};
+use crate::router::{PositionResult, Recovery, SubscribeAnswer};
 
 /// A point in time in whole milliseconds since the process's clock epoch: 8 bytes where an
 /// `Instant` takes 16 (and `Option<Millis>` 8 where `Option<Instant>` takes 16), for the times
@@ -186,6 +186,9 @@ struct LocalChannel {
     pending: Vec<PendingSubscription>,
     /// The owner has answered this shard's registration: deliveries flow.
     registered: bool,
+    /// Ticket of the registration ask in flight (0: none). The entry is never removed
+    /// while one is in flight, so its answer always finds it.
+    registering: u64,
     /// The stream position of the last delivery or answer (for positioned subscribers that
     /// join without asking the owner).
     epoch: Option<Arc<str>>,
@@ -200,8 +203,10 @@ pub struct PendingSubscription {
     pub command: u32,
     pub positioned: bool,
     pub recoverable: bool,
-    /// Asked the owner for a recovery of its own (answered by connection id).
+    /// Asked the owner for a recovery of its own.
     pub recovering: bool,
+    /// The ticket of the answer it waits for (set by `Hub::subscribe`).
+    pub ticket: u64,
     pub reject_unrecovered: bool,
 }
 
@@ -210,8 +215,12 @@ pub struct PendingSubscription {
 pub enum SubscribeStep {
     /// Nothing: the subscriber joined (reply queued) or waits for an answer already asked.
     Done,
-    /// Ask the owner (register this shard if `register`), quoting the connection id.
-    AskOwner { name: Arc<str>, register: bool },
+    /// Ask the owner (register this shard if `register`), quoting `ticket`.
+    AskOwner {
+        name: Arc<str>,
+        register: bool,
+        ticket: u64,
+    },
 }
 
 /// Local subscribers per channel and the shard's connections.
@@ -222,6 +231,8 @@ pub struct Hub {
     /// Connected users and how many of their connections this shard holds.
     users: HashMap<String, u32>,
     subscriptions: usize,
+    /// Tickets of subscription asks (see `subscribe`).
+    next_ticket: u64,
     slow_disconnects: u64,
     deliveries: u64,
 }
@@ -254,11 +265,17 @@ impl Hub {
     }
 
     /// Starts a subscription. A subscriber joins at once only when this shard already gets
-    /// the channel's deliveries and it wants no recovery; otherwise it waits for the owner's
-    /// answer (`subscribed`), which arrives on the ring the deliveries take (invariant 3).
-    pub fn subscribe(&mut self, channel: &str, sub: PendingSubscription) -> SubscribeStep {
+    /// the channel's deliveries and it wants no recovery; otherwise it waits for an answer
+    /// of the owner (`subscribed`), which arrives on the ring the deliveries take (invariant
+    /// 3). Every ask carries a fresh ticket and answers are matched by ticket, so a late
+    /// answer to an earlier, abandoned subscription of the same connection is never taken
+    /// for the current one.
+    pub fn subscribe(&mut self, channel: &str, mut sub: PendingSubscription) -> SubscribeStep {
+        self.next_ticket += 1;
+        let ticket = self.next_ticket;
         let Some(local) = self.channels.get_mut(channel) else {
             let name: Arc<str> = channel.into();
+            sub.ticket = ticket;
             self.channels.insert(
                 name.clone(),
                 LocalChannel {
@@ -266,6 +283,7 @@ impl Hub {
                     subscribers: Vec::new(),
                     pending: vec![sub],
                     registered: false,
+                    registering: ticket,
                     epoch: None,
                     top: 0,
                 },
@@ -273,18 +291,27 @@ impl Hub {
             return SubscribeStep::AskOwner {
                 name,
                 register: true,
+                ticket,
             };
         };
         debug_assert!(!local.subscribers.iter().any(|c| c.id == sub.conn.id));
-        if sub.recovering {
-            let name = local.name.clone();
+        let register = !local.registered && local.registering == 0;
+        if sub.recovering || register {
+            // Its own ask: a recovery, or a registration after an earlier one was refused.
+            if register {
+                local.registering = ticket;
+            }
+            sub.ticket = ticket;
             local.pending.push(sub);
             return SubscribeStep::AskOwner {
-                name,
-                register: false,
+                name: local.name.clone(),
+                register,
+                ticket,
             };
         }
         if !local.registered {
+            // Joins with the registration in flight.
+            sub.ticket = local.registering;
             local.pending.push(sub);
             return SubscribeStep::Done;
         }
@@ -297,43 +324,61 @@ impl Hub {
     }
 
     /// Applies the owner's answer: the waiting subscribers it concerns join (their replies
-    /// queued first). Returns the channel's name if the shard is left with no subscriber at
-    /// all (then the owner must drop this shard).
+    /// queued first) or get the error. Returns the channel's name if the owner must drop this
+    /// shard (it has no subscriber left, or the answer registered a shard that no longer
+    /// cares).
     pub fn subscribed(&mut self, answer: SubscribeAnswer) -> Option<Arc<str>> {
-        let local = self.channels.get_mut(&answer.channel)?;
-        if let Ok((epoch, top)) = &answer.result {
-            local.epoch = Some(epoch.clone());
-            local.top = *top;
-        }
+        let Some(local) = self.channels.get_mut(&answer.channel) else {
+            // Entries are never removed while a registration is in flight, so this is a late
+            // recovery answer for subscribers that left: nothing to do.
+            debug_assert!(!answer.registration);
+            return None;
+        };
         if answer.registration {
-            debug_assert!(!local.registered);
-            local.registered = answer.result.is_ok();
+            debug_assert_eq!(local.registering, answer.ticket, "one registration at a time");
+            if local.registering == answer.ticket {
+                local.registering = 0;
+                local.registered = answer.result.is_ok();
+            }
+        }
+        if local.registered {
+            if let Ok((epoch, top)) = &answer.result {
+                local.epoch = Some(epoch.clone());
+                local.top = *top;
+            }
         }
         let waiting = std::mem::take(&mut local.pending);
         let mut recovery = answer.recovery;
-        let result = answer.result.as_ref().map(|(e, t)| (e, *t));
+        // An answer for a channel this shard is not registered for cannot be joined: the
+        // owner would not deliver to it.
+        let result = match &answer.result {
+            Ok((epoch, top)) if local.registered => Ok((epoch, *top)),
+            Ok(_) => Err(&code::INTERNAL),
+            Err(code) => Err(code),
+        };
         for sub in waiting {
-            let own = sub.conn.id == answer.conn && (sub.recovering || answer.registration);
-            if own || (answer.registration && !sub.recovering) {
-                let recovery = if own { recovery.take() } else { None };
-                if join(local, sub, result, recovery) {
-                    self.subscriptions += 1;
-                }
-            } else {
+            if sub.ticket != answer.ticket {
                 local.pending.push(sub);
+                continue;
+            }
+            let recovery = if sub.recovering { recovery.take() } else { None };
+            if join(local, sub, result, recovery) {
+                self.subscriptions += 1;
             }
         }
-        if !local.registered && answer.registration {
-            // The owner refused (e.g. unknown namespace): nobody joined.
-            debug_assert!(local.subscribers.is_empty());
+        self.leave_if_unused(&answer.channel)
+    }
+
+    /// Removes the channel's entry if nobody is subscribed or waiting and no registration is
+    /// in flight; returns its name if the owner must drop this shard.
+    fn leave_if_unused(&mut self, channel: &str) -> Option<Arc<str>> {
+        let local = self.channels.get(channel)?;
+        if !local.subscribers.is_empty() || !local.pending.is_empty() || local.registering != 0
+        {
+            return None;
         }
-        if local.subscribers.is_empty() && local.pending.is_empty() {
-            let name = local.name.clone();
-            let registered = local.registered;
-            self.channels.remove(&answer.channel);
-            return registered.then_some(name);
-        }
-        None
+        let local = self.channels.remove(channel)?;
+        local.registered.then_some(local.name)
     }
 
     /// Removes a local subscriber (joined or waiting); returns true if the owner must now
@@ -350,12 +395,8 @@ impl Hub {
         } else {
             return false;
         }
-        // Before the registration answer the entry stays: the answer cleans it up.
-        if local.subscribers.is_empty() && local.pending.is_empty() && local.registered {
-            self.channels.remove(channel);
-            return true;
-        }
-        false
+        // With a registration in flight the entry stays: its answer cleans up.
+        self.leave_if_unused(channel).is_some()
     }
 
     /// True if connection `conn_id` is subscribed to `channel` or waiting to be.
@@ -444,20 +485,15 @@ fn join(
     };
     let (epoch, top) = match position {
         Ok(position) => position,
-        Err(&code) => {
-            protocol::error_reply(&mut reply, sub.command, code, false);
+        Err(&error) => {
+            protocol::error_reply(&mut reply, sub.command, error, error == code::INTERNAL);
             answer(&reply);
             return false;
         }
     };
     let recovered = recovery.as_ref().map(|r| r.recovered);
     if sub.reject_unrecovered && recovered == Some(false) {
-        protocol::error_reply(
-            &mut reply,
-            sub.command,
-            protocol::code::UNRECOVERABLE_POSITION,
-            false,
-        );
+        protocol::error_reply(&mut reply, sub.command, code::UNRECOVERABLE_POSITION, false);
         answer(&reply);
         return false;
     }
@@ -500,14 +536,15 @@ mod tests {
             recoverable: false,
             recovering: false,
             reject_unrecovered: false,
+            ticket: 0,
         }
     }
 
-    fn registered(hub: &mut Hub, channel: &str, conn: u64, top: u64) -> Option<Arc<str>> {
+    fn registered(hub: &mut Hub, channel: &str, ticket: u64, top: u64) -> Option<Arc<str>> {
         hub.subscribed(SubscribeAnswer {
             channel: channel.into(),
             registration: true,
-            conn,
+            ticket,
             result: Ok(("ep".into(), top)),
             recovery: None,
         })
@@ -552,6 +589,69 @@ mod tests {
         assert!(hub.unsubscribe("c", 3), "last subscriber leaves the owner");
     }
 
+    fn recovering(conn: &Rc<Outbound>, command: u32) -> PendingSubscription {
+        PendingSubscription {
+            recovering: true,
+            recoverable: true,
+            ..sub(conn, command)
+        }
+    }
+
+    fn answer(ticket: u64, registration: bool, result: PositionResult) -> SubscribeAnswer {
+        SubscribeAnswer {
+            channel: "c".into(),
+            registration,
+            ticket,
+            result,
+            recovery: Some(Recovery {
+                recovered: true,
+                offset: 3,
+                publications: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_late_answer_to_an_abandoned_subscription_is_not_taken_for_a_new_one() {
+        let mut hub = Hub::default();
+        let (a, x) = (conn(1, 1 << 20), conn(2, 1 << 20));
+        hub.subscribe("c", sub(&a, 1)); // ticket 1, registration
+        registered(&mut hub, "c", 1, 3);
+        a.pop();
+        let step = hub.subscribe("c", recovering(&x, 2)); // ticket 2, recovery only
+        assert!(matches!(step, SubscribeStep::AskOwner { register: false, ticket: 2, .. }));
+        assert!(!hub.unsubscribe("c", 2));
+        assert!(hub.unsubscribe("c", 1), "the shard leaves the owner");
+        let step = hub.subscribe("c", recovering(&x, 3)); // ticket 3, registration again
+        assert!(matches!(step, SubscribeStep::AskOwner { register: true, ticket: 3, .. }));
+        assert_eq!(hub.subscribed(answer(2, false, Ok(("ep".into(), 3)))), None);
+        assert!(!x.has_output(), "the stale answer is ignored");
+        assert!(hub.is_member("c", 2));
+        hub.subscribed(answer(3, true, Ok(("ep".into(), 9))));
+        let reply = text(x.pop());
+        assert!(reply.starts_with(r#"{"id":3,"#), "{reply}");
+        assert!(reply.contains(r#""was_recovering":true"#), "{reply}");
+    }
+
+    #[test]
+    fn a_refused_registration_is_asked_again_by_the_next_subscriber() {
+        let mut hub = Hub::default();
+        let (a, r, b) = (conn(1, 1 << 20), conn(2, 1 << 20), conn(3, 1 << 20));
+        hub.subscribe("c", sub(&a, 1)); // ticket 1, registration
+        hub.subscribe("c", recovering(&r, 2)); // ticket 2
+        assert_eq!(hub.subscribed(answer(1, true, Err(code::INTERNAL))), None);
+        let reply = text(a.pop());
+        assert!(reply.contains(r#""code":100"#) && reply.contains("temporary"), "{reply}");
+        let step = hub.subscribe("c", sub(&b, 3));
+        assert!(matches!(step, SubscribeStep::AskOwner { register: true, ticket: 3, .. }));
+        // The recovery answered for an unregistered shard cannot be joined.
+        hub.subscribed(answer(2, false, Ok(("ep".into(), 4))));
+        assert!(text(r.pop()).contains(r#""code":100"#));
+        hub.subscribed(answer(3, true, Ok(("ep".into(), 4))));
+        assert!(text(b.pop()).contains(r#""offset":4"#));
+        assert_eq!(hub.deliver("c", 5, &Bytes::from_static(b"x")), 1);
+    }
+
     #[test]
     fn leaving_before_the_answer_unregisters_after_it() {
         let mut hub = Hub::default();
@@ -575,7 +675,7 @@ mod tests {
         hub.subscribed(SubscribeAnswer {
             channel: "c".into(),
             registration: true,
-            conn: 1,
+            ticket: 1,
             result: Ok(("ep".into(), 9)),
             recovery: Some(Recovery {
                 recovered: false,

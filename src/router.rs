@@ -79,8 +79,8 @@ pub struct SubscribeJob {
     pub from: usize,
     /// Add `from` to the channel's shard set (its first local subscriber).
     pub register: bool,
-    /// The subscribing connection on `from` (echoed back).
-    pub conn: u64,
+    /// Echoed back: which waiting subscribers of `from` the answer is for.
+    pub ticket: u64,
     /// Recover publications after this position.
     pub recover: Option<RecoverFrom>,
 }
@@ -99,7 +99,7 @@ pub type PositionResult = Result<(Arc<str>, u64), u32>;
 pub struct SubscribeAnswer {
     pub channel: Arc<str>,
     pub registration: bool,
-    pub conn: u64,
+    pub ticket: u64,
     /// The stream position subscribers start from, or an error code.
     pub result: PositionResult,
     pub recovery: Option<Recovery>,

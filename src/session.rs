@@ -264,6 +264,7 @@ impl Session {
                     recoverable: false,
                     recovering: false,
                     reject_unrecovered: false,
+                    ticket: 0,
                 };
                 if options.is_some() {
                     self.channels.push(channel.as_str().into());
@@ -354,6 +355,7 @@ impl Session {
             recoverable,
             recovering: recover.is_some(),
             reject_unrecovered: req.flag & protocol::FLAG_REJECT_UNRECOVERED != 0,
+            ticket: 0,
         };
         self.shard.subscribe(channel, sub, recover);
         Ok(())

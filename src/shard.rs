@@ -168,9 +168,13 @@ impl Shard {
     /// joins: at once if this shard already receives the channel and no recovery is asked,
     /// else when the owner's answer arrives (before any delivery it did not include).
     pub fn subscribe(&self, channel: &str, sub: PendingSubscription, recover: Option<RecoverFrom>) {
-        let conn = sub.conn.id;
         let step = self.hub.borrow_mut().subscribe(channel, sub);
-        let SubscribeStep::AskOwner { name, register } = step else {
+        let SubscribeStep::AskOwner {
+            name,
+            register,
+            ticket,
+        } = step
+        else {
             return;
         };
         let owner = owner_of(channel, self.count);
@@ -182,7 +186,7 @@ impl Shard {
             self.apply_subscribed(SubscribeAnswer {
                 channel: name,
                 registration: register,
-                conn,
+                ticket,
                 result,
                 recovery,
             });
@@ -191,7 +195,7 @@ impl Shard {
                 channel: name,
                 from: self.id,
                 register,
-                conn,
+                ticket,
                 recover,
             };
             self.send(owner, ShardMsg::Subscribe(Box::new(job)));
@@ -680,7 +684,7 @@ impl Shard {
                 let answer = SubscribeAnswer {
                     channel: job.channel,
                     registration: job.register,
-                    conn: job.conn,
+                    ticket: job.ticket,
                     result,
                     recovery,
                 };
