@@ -474,6 +474,8 @@ impl Config {
     /// The options of `channel`, from its namespace (the text before the first `:`), or
     /// `None` if that namespace is not configured (error 102).
     pub fn channel_options(&self, channel: &str) -> Option<ChannelOptions> {
+        // A private channel's `$` is not part of its namespace (`$chat:x` is in `chat`).
+        let channel = channel.strip_prefix('$').unwrap_or(channel);
         let Some((name, _)) = channel.split_once(':') else {
             return Some(ChannelOptions {
                 history_size: self.history_size,

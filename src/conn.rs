@@ -550,10 +550,8 @@ mod tests {
                     .into_iter()
                     .next()
                     .unwrap();
-                let outbox = crate::router::Outbox::new(
-                    links.bind(),
-                    crate::router::Congestion::new(1),
-                );
+                let outbox =
+                    crate::router::Outbox::new(links.bind(), crate::router::Congestion::new(1));
                 let config = crate::config::Config::default();
                 let owner = crate::owner::ChannelOwner::new(0, 1, config.clone());
                 let shard = Rc::new(crate::shard::Shard::new(0, 1, config, owner, outbox));

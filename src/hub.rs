@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::protocol::{self, code, Disconnect};
-use crate::router::{PositionResult, Recovery, SubscribeAnswer};
+use crate::router::{Recovery, SubscribeAnswer};
 
 /// A point in time in whole milliseconds since the process's clock epoch: 8 bytes where an
 /// `Instant` takes 16 (and `Option<Millis>` 8 where `Option<Instant>` takes 16), for the times
@@ -335,7 +335,10 @@ impl Hub {
             return None;
         };
         if answer.registration {
-            debug_assert_eq!(local.registering, answer.ticket, "one registration at a time");
+            debug_assert_eq!(
+                local.registering, answer.ticket,
+                "one registration at a time"
+            );
             if local.registering == answer.ticket {
                 local.registering = 0;
                 local.registered = answer.result.is_ok();
@@ -361,7 +364,11 @@ impl Hub {
                 local.pending.push(sub);
                 continue;
             }
-            let recovery = if sub.recovering { recovery.take() } else { None };
+            let recovery = if sub.recovering {
+                recovery.take()
+            } else {
+                None
+            };
             if join(local, sub, result, recovery) {
                 self.subscriptions += 1;
             }
@@ -373,8 +380,7 @@ impl Hub {
     /// in flight; returns its name if the owner must drop this shard.
     fn leave_if_unused(&mut self, channel: &str) -> Option<Arc<str>> {
         let local = self.channels.get(channel)?;
-        if !local.subscribers.is_empty() || !local.pending.is_empty() || local.registering != 0
-        {
+        if !local.subscribers.is_empty() || !local.pending.is_empty() || local.registering != 0 {
             return None;
         }
         let local = self.channels.remove(channel)?;
@@ -522,6 +528,7 @@ fn join(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::PositionResult;
 
     fn conn(id: u64, limit: usize) -> Rc<Outbound> {
         let now = Millis::now();
@@ -619,11 +626,25 @@ mod tests {
         registered(&mut hub, "c", 1, 3);
         a.pop();
         let step = hub.subscribe("c", recovering(&x, 2)); // ticket 2, recovery only
-        assert!(matches!(step, SubscribeStep::AskOwner { register: false, ticket: 2, .. }));
+        assert!(matches!(
+            step,
+            SubscribeStep::AskOwner {
+                register: false,
+                ticket: 2,
+                ..
+            }
+        ));
         assert!(!hub.unsubscribe("c", 2));
         assert!(hub.unsubscribe("c", 1), "the shard leaves the owner");
         let step = hub.subscribe("c", recovering(&x, 3)); // ticket 3, registration again
-        assert!(matches!(step, SubscribeStep::AskOwner { register: true, ticket: 3, .. }));
+        assert!(matches!(
+            step,
+            SubscribeStep::AskOwner {
+                register: true,
+                ticket: 3,
+                ..
+            }
+        ));
         assert_eq!(hub.subscribed(answer(2, false, Ok(("ep".into(), 3)))), None);
         assert!(!x.has_output(), "the stale answer is ignored");
         assert!(hub.is_member("c", 2));
@@ -641,9 +662,19 @@ mod tests {
         hub.subscribe("c", recovering(&r, 2)); // ticket 2
         assert_eq!(hub.subscribed(answer(1, true, Err(code::INTERNAL))), None);
         let reply = text(a.pop());
-        assert!(reply.contains(r#""code":100"#) && reply.contains("temporary"), "{reply}");
+        assert!(
+            reply.contains(r#""code":100"#) && reply.contains("temporary"),
+            "{reply}"
+        );
         let step = hub.subscribe("c", sub(&b, 3));
-        assert!(matches!(step, SubscribeStep::AskOwner { register: true, ticket: 3, .. }));
+        assert!(matches!(
+            step,
+            SubscribeStep::AskOwner {
+                register: true,
+                ticket: 3,
+                ..
+            }
+        ));
         // The recovery answered for an unregistered shard cannot be joined.
         hub.subscribed(answer(2, false, Ok(("ep".into(), 4))));
         assert!(text(r.pop()).contains(r#""code":100"#));

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::config::{ChannelOptions, Config};
-use crate::history::{FlushJob, HistoryLog, OpenReport, StoredPublication};
+use crate::history::{FlushJob, HistoryError, HistoryLog, OpenReport, StoredPublication};
 use crate::protocol::{self, code};
 use crate::router::{partition, HistoryPage, PositionResult, RecoverFrom, Recovery, PARTITIONS};
 use crate::ws;
@@ -215,6 +215,20 @@ impl ChannelOwner {
         if let Some(state) = self.channels.get_mut(channel) {
             state.shards.remove(shard);
         }
+        self.forget_if_idle(channel);
+    }
+
+    /// Drops the state of a history channel nobody subscribes to and nothing is held for:
+    /// its log has the offset and epoch, so the state comes back as it was. (Channels
+    /// without history keep their state: their offsets live nowhere else.)
+    fn forget_if_idle(&mut self, channel: &str) {
+        if self
+            .channels
+            .get(channel)
+            .is_some_and(|s| s.shards.is_empty() && s.options.history() && s.visible == s.offset)
+        {
+            self.channels.remove(channel);
+        }
     }
 
     /// Assigns the next offset to a publication, appends it to the channel's history, and
@@ -271,14 +285,16 @@ impl ChannelOwner {
         let mut frame = Vec::with_capacity(ws::header_len(json.len()) + json.len());
         ws::put_header(&mut frame, 0x1, json.len());
         frame.extend_from_slice(&json);
-        Ok(Outcome {
+        let outcome = Outcome {
             channel: state.name.clone(),
             offset,
             epoch,
             frame: Bytes::from(frame),
             shards: state.shards,
             held,
-        })
+        };
+        self.forget_if_idle(channel);
+        Ok(outcome)
     }
 
     /// A held publication's record is durable: it becomes visible; returns the shards to
@@ -296,7 +312,9 @@ impl ChannelOwner {
             );
             state.visible = offset;
         }
-        state.shards
+        let shards = state.shards;
+        self.forget_if_idle(channel);
+        shards
     }
 
     /// One subscription step (see `router::SubscribeJob`): registers `from` when asked and
@@ -383,11 +401,15 @@ impl ChannelOwner {
         since: Option<(u64, &str)>,
         reverse: bool,
     ) -> Result<HistoryPage, u32> {
-        let state = self.state(channel)?;
-        let (options, top) = (state.options, state.visible);
+        // Checked before any state exists: queries of channels without history leave nothing.
+        let options = self
+            .config
+            .channel_options(channel)
+            .ok_or(code::UNKNOWN_CHANNEL)?;
         if !options.history() {
             return Err(code::NOT_AVAILABLE);
         }
+        let top = self.state(channel)?.visible;
         let epoch = self.epoch(channel, &options);
         if let Some((offset, since_epoch)) = since {
             if !since_epoch.is_empty() && since_epoch != &*epoch {
@@ -423,6 +445,7 @@ impl ChannelOwner {
             })?;
             publications = join_publications(pubs.iter().filter(|p| p.offset <= top));
         }
+        self.forget_if_idle(channel);
         Ok(HistoryPage {
             publications,
             epoch,
@@ -432,18 +455,24 @@ impl ChannelOwner {
 
     /// Drops the channel's stored publications, keeping its position (API `history_remove`).
     pub fn remove_history(&mut self, channel: &str) -> Result<(), u32> {
-        let options = self.state(channel)?.options;
+        let options = self
+            .config
+            .channel_options(channel)
+            .ok_or(code::UNKNOWN_CHANNEL)?;
         if !options.history() {
             return Ok(());
         }
+        self.state(channel)?;
         let log = self
             .logs
             .get_mut(&partition(channel))
             .expect("state() opened the log of a history channel");
-        log.remove(channel, unix_ms()).map_err(|e| {
+        let removed = log.remove(channel, unix_ms()).map_err(|e| {
             eprintln!("ringcast: history remove of {channel:?}: {e}");
             code::INTERNAL
-        })
+        });
+        self.forget_if_idle(channel);
+        removed
     }
 
     /// Retention over every log; returns the segments deleted.
@@ -453,6 +482,11 @@ impl ChannelOwner {
         for (p, log) in &mut self.logs {
             match log.retain(now) {
                 Ok(n) => deleted += n,
+                // A failed sync: see `Shard::run_flush` for why that ends the process.
+                Err(e @ HistoryError::Io { op, .. }) if op.contains("flush") => {
+                    eprintln!("ringcast: history retention of partition {p}: {e}; stopping");
+                    std::process::exit(70);
+                }
                 Err(e) => eprintln!("ringcast: history retention of partition {p}: {e}"),
             }
         }

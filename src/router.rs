@@ -51,8 +51,22 @@ pub struct PublishJob {
     pub tags: Option<Bytes>,
     /// Publish without storing in history and without an offset (API `skip_history`).
     pub skip_history: bool,
-    /// Where to send the `Published` answer, if anyone waits for it.
-    pub reply: Option<ReplyTo>,
+    /// Who waits for the outcome.
+    pub reply: PublishReply,
+}
+
+/// Who waits for a publish job's outcome.
+#[derive(Debug, Clone, Copy)]
+pub enum PublishReply {
+    /// An API call: a `Published` answer with every channel's result.
+    Api(ReplyTo),
+    /// A client's `publish` command: its reply line, sent once the publication is accepted
+    /// (under `history_fsync = always`: once it is durable).
+    Conn {
+        shard: usize,
+        conn: u64,
+        command: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -252,6 +266,8 @@ pub struct Outbox {
     congestion: Congestion,
     /// This shard's flag in `congestion`, as last written.
     congested: bool,
+    /// The shard holds many publications waiting for a sync (`history_fsync = always`).
+    held_pressure: bool,
 }
 
 impl Outbox {
@@ -262,6 +278,29 @@ impl Outbox {
             backlog,
             congestion,
             congested: false,
+            held_pressure: false,
+        }
+    }
+
+    /// Publications held for durability count as backlog too.
+    pub fn set_held_pressure(&mut self, pressure: bool) {
+        self.held_pressure = pressure;
+        self.update_congestion();
+    }
+
+    /// Sets this shard's flag from its backlogs, with hysteresis (set above `BACKLOG_HIGH`,
+    /// cleared at half of it) so it does not flap.
+    fn update_congestion(&mut self) {
+        let longest = self.longest_backlog();
+        let mark = if self.congested {
+            BACKLOG_HIGH / 2
+        } else {
+            BACKLOG_HIGH
+        };
+        let congested = self.held_pressure || longest > mark;
+        if congested != self.congested {
+            self.congested = congested;
+            self.congestion.set(self.links.shard(), congested);
         }
     }
 
@@ -286,8 +325,7 @@ impl Outbox {
         } else {
             backlog.push_back(msg);
             if !self.congested && backlog.len() > BACKLOG_HIGH {
-                self.congested = true;
-                self.congestion.set(self.links.shard(), true);
+                self.update_congestion();
             }
         }
     }
@@ -303,10 +341,8 @@ impl Outbox {
                 .send_iter(to, &mut std::iter::from_fn(|| backlog.pop_front()));
             empty &= backlog.is_empty();
         }
-        // Hysteresis: clear only well below the mark, so the flag does not flap.
-        if self.congested && self.longest_backlog() <= BACKLOG_HIGH / 2 {
-            self.congested = false;
-            self.congestion.set(self.links.shard(), false);
+        if self.congested {
+            self.update_congestion();
         }
         empty
     }

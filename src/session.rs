@@ -148,14 +148,16 @@ impl Session {
                     &self.client.to_string(),
                     self.conn_info.as_deref(),
                 );
-                // Replies queued so far go out before the publication can reach us.
+                // Replies queued so far go out before the publication can reach us; the
+                // publish reply comes from the owner once the publication is accepted.
                 self.flush_replies();
-                self.shard.publish_detached(
+                self.shard.publish_from_connection(
                     &req.channel,
                     Bytes::from(raw),
                     Some(Bytes::from(info)),
+                    self.out.id,
+                    id,
                 );
-                protocol::empty_result(self.reply(), id, "publish");
                 Ok(())
             }
             Request::Presence(req) | Request::PresenceStats(req) => {
@@ -175,7 +177,8 @@ impl Session {
                     return Ok(());
                 }
                 let allowed = options.allow_history_for_client
-                    || (options.allow_history_for_subscriber && self.is_subscribed(&req.channel));
+                    || (options.allow_history_for_subscriber
+                        && self.shard.hub.borrow().is_member(&req.channel, self.out.id));
                 if !allowed {
                     protocol::error_reply(self.reply(), id, code::PERMISSION_DENIED, false);
                     return Ok(());
@@ -313,6 +316,11 @@ impl Session {
         let channel = req.channel.as_str();
         check_channel(channel)?;
         self.forget_refused(channel);
+        if self.channels.len() >= CHANNEL_LIMIT {
+            // Subscriptions the owner refused after the command was taken do not count.
+            let hub = self.shard.hub.borrow();
+            self.channels.retain(|c| hub.is_member(c, self.out.id));
+        }
         let options = self.shard.config.channel_options(channel);
         let error = if channel.len() > CHANNEL_MAX_LENGTH || !channel.is_ascii() {
             Some(code::BAD_REQUEST)

@@ -23,8 +23,8 @@ use crate::hub::{Hub, PendingSubscription, SubscribeStep};
 use crate::owner::{ChannelOwner, Outcome, ShardSet};
 use crate::protocol::{self, Disconnect};
 use crate::router::{
-    owner_of, HistoryJob, HistoryPage, HistoryReplyTo, Outbox, PublishJob, Published, RecoverFrom,
-    ReplyTo, ShardMsg, ShardStats, SubscribeAnswer, SubscribeJob,
+    owner_of, HistoryJob, HistoryPage, HistoryReplyTo, Outbox, PublishJob, PublishReply, Published,
+    RecoverFrom, ReplyTo, ShardMsg, ShardStats, SubscribeAnswer, SubscribeJob, BACKLOG_HIGH,
 };
 use crate::ws;
 
@@ -50,7 +50,7 @@ enum Answer {
 struct Held {
     outcomes: Vec<Outcome>,
     answers: Vec<Published>,
-    reply: Option<ReplyTo>,
+    reply: PublishReply,
 }
 
 pub struct Shard {
@@ -67,6 +67,8 @@ pub struct Shard {
     sync_bell_rx: RefCell<Option<local_channel::LocalReceiver<()>>>,
     /// Connections that stopped reading because the node is congested.
     room_waiters: RefCell<Vec<Rc<crate::hub::Outbound>>>,
+    /// Test hook (`RINGCAST_TEST_FAIL_SYNC=1`): every history sync fails.
+    fail_syncs: bool,
     /// Tasks waiting for answers from other shards, by request id.
     waiting: RefCell<HashMap<u64, LocalSender<Answer>>>,
     next_request: Cell<u64>,
@@ -100,6 +102,7 @@ impl Shard {
             sync_bell,
             sync_bell_rx: RefCell::new(Some(sync_bell_rx)),
             room_waiters: RefCell::new(Vec::new()),
+            fail_syncs: std::env::var_os("RINGCAST_TEST_FAIL_SYNC").is_some_and(|v| v == "1"),
             waiting: RefCell::new(HashMap::new()),
             next_request: Cell::new(0),
             next_connection: Cell::new(0),
@@ -379,9 +382,16 @@ impl Shard {
         }
     }
 
-    /// Publishes without waiting for the owner's answer (client publishes: order per
-    /// connection holds because the ring to the owner is FIFO).
-    pub fn publish_detached(&self, channel: &str, data: Bytes, info: Option<Bytes>) {
+    /// A client's publish: the owner sends the reply to the connection when the publication
+    /// is accepted (order per connection holds because the ring to the owner is FIFO).
+    pub fn publish_from_connection(
+        &self,
+        channel: &str,
+        data: Bytes,
+        info: Option<Bytes>,
+        conn: u64,
+        command: u32,
+    ) {
         let owner = owner_of(channel, self.count);
         let job = PublishJob {
             channels: vec![(0, channel.into())],
@@ -389,7 +399,11 @@ impl Shard {
             info,
             tags: None,
             skip_history: false,
-            reply: None,
+            reply: PublishReply::Conn {
+                shard: self.id,
+                conn,
+                command,
+            },
         };
         if owner == self.id {
             self.run_publish(job);
@@ -440,7 +454,7 @@ impl Shard {
                 info: None,
                 tags: tags.clone(),
                 skip_history,
-                reply: Some(ReplyTo {
+                reply: PublishReply::Api(ReplyTo {
                     shard: self.id,
                     request,
                 }),
@@ -570,11 +584,17 @@ impl Shard {
             });
         }
         if !held.is_empty() {
-            self.held.borrow_mut().push_back(Held {
+            let mut queue = self.held.borrow_mut();
+            queue.push_back(Held {
                 outcomes: held,
                 answers,
                 reply: job.reply,
             });
+            if queue.len() > BACKLOG_HIGH {
+                // A slow disk: hold the node's intake until the syncer catches up.
+                self.outbox.borrow_mut().set_held_pressure(true);
+            }
+            drop(queue);
             // Full means a ring is already pending: the syncer takes everything held.
             let _ = self.sync_bell.try_send(());
             return;
@@ -582,15 +602,37 @@ impl Shard {
         self.send_published(job.reply, answers);
     }
 
-    fn send_published(&self, reply: Option<ReplyTo>, results: Vec<Published>) {
-        if let Some(reply) = reply {
-            self.answer_to(
+    fn send_published(&self, reply: PublishReply, results: Vec<Published>) {
+        match reply {
+            PublishReply::Api(reply) => self.answer_to(
                 reply,
                 ShardMsg::Published {
                     request: reply.request,
                     results,
                 },
-            );
+            ),
+            PublishReply::Conn {
+                shard,
+                conn,
+                command,
+            } => {
+                let mut line = Vec::new();
+                match results.first().map(|p| &p.result) {
+                    Some(Err(code)) => protocol::error_reply(
+                        &mut line,
+                        command,
+                        *code,
+                        *code == protocol::code::INTERNAL,
+                    ),
+                    _ => protocol::empty_result(&mut line, command, "publish"),
+                }
+                let frame = ws::text_frame(&line);
+                if shard == self.id {
+                    self.hub.borrow().reply_to(conn, frame);
+                } else {
+                    self.send(shard, ShardMsg::ConnReply { conn, frame });
+                }
+            }
         }
     }
 
@@ -614,10 +656,24 @@ impl Shard {
         }
     }
 
-    /// Runs a blocking history sync off the shard's core.
-    async fn run_flush(job: crate::history::FlushJob) {
-        if let Err(e) = glommio::executor().spawn_blocking(move || job.run()).await {
-            eprintln!("ringcast: history sync failed: {e}");
+    /// Runs a blocking history sync off the shard's core. A failed sync ends the process:
+    /// the kernel may have dropped the dirty pages, so the data can neither be trusted as
+    /// durable nor synced again, and acknowledging anything after it would be a lie. A
+    /// restart verifies the log and keeps what is really there (crash-only, as PostgreSQL
+    /// does on fsync failure).
+    async fn run_flush(&self, job: crate::history::FlushJob) {
+        let result = if self.fail_syncs {
+            Err(std::io::Error::other("RINGCAST_TEST_FAIL_SYNC is set"))
+        } else {
+            glommio::executor().spawn_blocking(move || job.run()).await
+        };
+        if let Err(e) = result {
+            eprintln!(
+                "ringcast: shard {}: history sync failed: {e}; stopping so that nothing \
+                 unsynced is acknowledged (a restart recovers the log)",
+                self.id
+            );
+            std::process::exit(70);
         }
     }
 
@@ -626,14 +682,19 @@ impl Shard {
     /// group commit), then delivers and answers them in order.
     pub async fn run_syncer(self: Rc<Self>) {
         match self.config.history_fsync {
-            Fsync::Never => {}
+            Fsync::Never => loop {
+                // Nothing is synced, but the log's record of dirty ranges (which keeps
+                // mappings of retained-away segments alive) must not grow.
+                glommio::timer::sleep(Duration::from_secs(1)).await;
+                drop(self.owner.borrow_mut().take_flushes());
+            },
             Fsync::Interval => {
                 let interval = Duration::from_millis(self.config.history_fsync_interval_ms);
                 loop {
                     glommio::timer::sleep(interval).await;
                     let jobs = self.owner.borrow_mut().take_flushes();
                     for job in jobs {
-                        Self::run_flush(job).await;
+                        self.run_flush(job).await;
                     }
                 }
             }
@@ -645,7 +706,10 @@ impl Shard {
                     let batch: Vec<Held> = self.held.borrow_mut().drain(..).collect();
                     let jobs = self.owner.borrow_mut().take_flushes();
                     for job in jobs {
-                        Self::run_flush(job).await;
+                        self.run_flush(job).await;
+                    }
+                    if self.held.borrow().len() <= BACKLOG_HIGH / 2 {
+                        self.outbox.borrow_mut().set_held_pressure(false);
                     }
                     for held in batch {
                         for outcome in &held.outcomes {

@@ -17,16 +17,7 @@ const CLIENTS: usize = 8;
 /// Opens connected clients (at least `CLIENTS`) until every shard has gained one: SO_REUSEPORT
 /// spreads connections by a hash of their addresses, so a few more may be needed.
 fn clients_on_every_shard(server: &Server, role: &str) -> Vec<Client> {
-    let before = server.shard_metric("connections");
-    let mut clients = Vec::new();
-    for i in 0..64 {
-        clients.push(Client::connect(server, &format!("{role}{i}")).0);
-        let now = server.shard_metric("connections");
-        if clients.len() >= CLIENTS && now.iter().zip(&before).all(|(n, b)| n > b) {
-            return clients;
-        }
-    }
-    panic!("64 connections never reached every shard");
+    common::clients_on_every_shard(server, role, CLIENTS)
 }
 
 #[test]

@@ -200,6 +200,31 @@ fn a_bit_flipped_segment_tail_is_cut_and_the_server_serves() {
 }
 
 #[test]
+fn a_failed_sync_under_always_acknowledges_and_delivers_nothing() {
+    let data = DataDir::new();
+    let mut server = Server::start_env(
+        &data,
+        None,
+        &with(&["--history-fsync", "always"]),
+        &[("RINGCAST_TEST_FAIL_SYNC", "1")],
+    );
+    let (mut subscriber, _) = Client::connect(&server, "s");
+    subscriber.subscribe("durable");
+    let mut api = common::ApiConn::open(server.address).unwrap();
+    let body = json!({"channel": "durable", "data": {"n": 1}}).to_string();
+    assert_eq!(api.post("publish", &body), None, "no acknowledgement");
+    assert_eq!(
+        server.exit_code(Duration::from_secs(10)),
+        Some(70),
+        "the server stops on a failed sync"
+    );
+    match subscriber.next_value() {
+        Err(_) => {}
+        Ok(value) => assert!(value.get("push").is_none(), "delivered: {value}"),
+    }
+}
+
+#[test]
 fn history_survives_a_restart_with_another_shard_count() {
     let data = DataDir::new();
     let server = Server::start_in(&data, &HISTORY);
@@ -295,11 +320,17 @@ fn recovery_across_a_reconnect_and_unrecoverable_positions() {
 
 #[test]
 fn recovering_while_publications_flow_has_no_gap_and_no_duplicate() {
-    let server = Server::start(&HISTORY);
-    let (mut probe, _) = Client::connect(&server, "probe");
-    let reply = probe.command("subscribe", json!({"channel": "flow"}));
-    let epoch = reply["subscribe"]["epoch"].as_str().unwrap().to_owned();
-    drop(probe);
+    // Anchors read only at the end: room for every publication in their queues.
+    let server = Server::start(&with(&["--client-queue-max-bytes", "16777216"]));
+    // Subscribers that stay on every shard: each shard keeps receiving the channel, so
+    // recovering subscribers take the path where the owner answers a shard that is already
+    // registered while deliveries to it are in flight.
+    let mut anchors = common::clients_on_every_shard(&server, "anchor", 2);
+    let mut epoch = String::new();
+    for anchor in &mut anchors {
+        let reply = anchor.command("subscribe", json!({"channel": "flow"}));
+        epoch = reply["subscribe"]["epoch"].as_str().unwrap().to_owned();
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let address = server.address;
     let publisher = {
@@ -344,6 +375,13 @@ fn recovering_while_publications_flow_has_no_gap_and_no_duplicate() {
     stop.store(true, Ordering::SeqCst);
     publisher.join().unwrap();
     assert!(checked >= 6, "only {checked} subscribers recovered");
+    // The anchors saw every publication once, in order.
+    for anchor in &mut anchors {
+        let total = history_top(&server, "flow");
+        for expected in 1..=total {
+            assert_eq!(anchor.publication().2, expected);
+        }
+    }
 }
 
 fn history_top(server: &Server, channel: &str) -> u64 {
@@ -390,11 +428,18 @@ fn client_and_api_history_and_history_remove() {
     assert_eq!(reply["error"]["code"], 112);
 
     // skip_history: delivered without an offset, not stored, position unchanged.
+    client.command("subscribe", json!({"channel": "h"}));
     let reply = server.api(
         "publish",
         &json!({"channel": "h", "data": {"n": 0}, "skip_history": true}),
     );
     assert_eq!(reply["result"], json!({}));
+    let (_, data, offset) = client.publication();
+    assert_eq!(
+        (data, offset),
+        (json!({"n": 0}), 0),
+        "delivered, without an offset"
+    );
     assert_eq!(history(&server, "h").1, 5);
 
     assert_eq!(

@@ -67,6 +67,16 @@ impl Server {
 
     /// `start_in` on a given port (0: any free one).
     pub fn start_with(data: &DataDir, port: Option<u16>, extra: &[&str]) -> Server {
+        Server::start_env(data, port, extra, &[])
+    }
+
+    /// `start_with` plus environment variables for the server process.
+    pub fn start_env(
+        data: &DataDir,
+        port: Option<u16>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let port = port.unwrap_or(0).to_string();
         let mut args = vec![
             "serve",
@@ -88,6 +98,7 @@ impl Server {
         args.extend_from_slice(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
             .args(&args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -115,6 +126,18 @@ impl Server {
             address,
             _data: None,
         }
+    }
+
+    /// Waits up to `timeout` for the server to exit by itself; its exit code if it did.
+    pub fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Kills the server with SIGKILL and waits for it (a crash, not a shutdown).
@@ -423,6 +446,21 @@ pub fn frame(opcode: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
         out.extend_from_slice(payload);
     }
     out
+}
+
+/// At least `min` connected clients (users `<role>0`, `<role>1`, ...) such that every shard
+/// holds at least one of them (the kernel spreads connections; per-shard metrics tell).
+pub fn clients_on_every_shard(server: &Server, role: &str, min: usize) -> Vec<Client> {
+    let before = server.shard_metric("connections");
+    let mut clients = Vec::new();
+    for i in 0..64 {
+        clients.push(Client::connect(server, &format!("{role}{i}")).0);
+        let now = server.shard_metric("connections");
+        if clients.len() >= min && now.iter().zip(&before).all(|(n, b)| n > b) {
+            return clients;
+        }
+    }
+    panic!("64 connections never reached every shard");
 }
 
 /// A TCP proxy in front of a server, to cut clients off as a network would: `cut` closes
