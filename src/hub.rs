@@ -397,7 +397,15 @@ impl Hub {
             local.subscribers.swap_remove(index);
             self.subscriptions -= 1;
         } else if let Some(index) = local.pending.iter().position(|p| p.conn.id == conn_id) {
-            local.pending.swap_remove(index);
+            let sub = local.pending.swap_remove(index);
+            if sub.command != 0 {
+                // Every subscribe command gets its reply, and before the unsubscribe's (the
+                // session queues that one after this call), as if it had been answered
+                // before the unsubscribe was read.
+                let mut reply = Vec::new();
+                protocol::empty_result(&mut reply, sub.command, "subscribe");
+                sub.conn.push(crate::ws::text_frame(&reply));
+            }
         } else {
             return false;
         }
@@ -635,6 +643,7 @@ mod tests {
             }
         ));
         assert!(!hub.unsubscribe("c", 2));
+        assert_eq!(text(x.pop()), r#"{"id":2,"subscribe":{}}"#);
         assert!(hub.unsubscribe("c", 1), "the shard leaves the owner");
         let step = hub.subscribe("c", recovering(&x, 3)); // ticket 3, registration again
         assert!(matches!(
@@ -689,8 +698,16 @@ mod tests {
         let a = conn(1, 1 << 20);
         hub.subscribe("c", sub(&a, 1));
         assert!(!hub.unsubscribe("c", 1), "registration still in flight");
+        assert_eq!(
+            text(a.pop()),
+            r#"{"id":1,"subscribe":{}}"#,
+            "answered at the unsubscribe"
+        );
         assert_eq!(registered(&mut hub, "c", 1, 0).as_deref(), Some("c"));
-        assert!(!a.has_output(), "no reply for a subscription that was left");
+        assert!(
+            !a.has_output(),
+            "nothing more for a subscription that was left"
+        );
         assert!(!hub.is_member("c", 1));
     }
 
