@@ -358,20 +358,9 @@ pub fn publication_push(
 ) {
     out.extend_from_slice(b"{\"push\":{\"channel\":");
     put_str(out, channel);
-    out.extend_from_slice(b",\"pub\":{\"data\":");
-    put_raw(out, data);
-    if let Some(info) = info {
-        out.extend_from_slice(b",\"info\":");
-        put_raw(out, info);
-    }
-    if offset > 0 {
-        let _ = write!(ByteSink(out), ",\"offset\":{offset}");
-    }
-    if let Some(tags) = tags {
-        out.extend_from_slice(b",\"tags\":");
-        put_raw(out, tags);
-    }
-    out.extend_from_slice(b"}}}");
+    out.extend_from_slice(b",\"pub\":");
+    put_publication(out, data, info, offset, tags);
+    out.extend_from_slice(b"}}");
 }
 
 /// One publication as history and recovery return it:

@@ -243,6 +243,21 @@ impl Shard {
         conn: u64,
         command: u32,
     ) {
+        let reply = HistoryReplyTo::Conn {
+            shard: self.id,
+            conn,
+            command,
+        };
+        self.ask_history(channel, request, reply);
+    }
+
+    /// Sends a history query to the channel's owner (or runs it here).
+    fn ask_history(
+        &self,
+        channel: &str,
+        request: &protocol::HistoryRequest,
+        reply: HistoryReplyTo,
+    ) {
         let job = HistoryJob {
             channel: channel.into(),
             limit: request.limit,
@@ -251,11 +266,7 @@ impl Shard {
                 .as_ref()
                 .map(|s| (s.offset, s.epoch.as_str().into())),
             reverse: request.reverse,
-            reply: HistoryReplyTo::Conn {
-                shard: self.id,
-                conn,
-                command,
-            },
+            reply,
         };
         let owner = owner_of(channel, self.count);
         if owner == self.id {
@@ -271,26 +282,12 @@ impl Shard {
         channel: &str,
         request: &protocol::HistoryRequest,
     ) -> Option<Result<HistoryPage, u32>> {
-        let owner = owner_of(channel, self.count);
         let (request_id, receiver) = self.expect_answers(1);
-        let job = HistoryJob {
-            channel: channel.into(),
-            limit: request.limit,
-            since: request
-                .since
-                .as_ref()
-                .map(|s| (s.offset, s.epoch.as_str().into())),
-            reverse: request.reverse,
-            reply: HistoryReplyTo::Api(ReplyTo {
-                shard: self.id,
-                request: request_id,
-            }),
-        };
-        if owner == self.id {
-            self.run_history(job);
-        } else {
-            self.send(owner, ShardMsg::History(Box::new(job)));
-        }
+        let reply = HistoryReplyTo::Api(ReplyTo {
+            shard: self.id,
+            request: request_id,
+        });
+        self.ask_history(channel, request, reply);
         let answer = self.answer(request_id, &receiver).await?;
         self.waiting.borrow_mut().remove(&request_id);
         match answer {
