@@ -1,0 +1,134 @@
+//! What the load generator publishes and how receivers read it back: every message's data is
+//! `{"s":SEQ,"p":PUBLISHER,"t":SEND_TIME_US,"x":"padding"}`, so any receiver can compute the
+//! end-to-end latency (one host, one clock) and account per stream.
+
+use serde::Deserialize;
+
+/// Microseconds since the Unix epoch (CLOCK_REALTIME: comparable across processes).
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The publication data for message `seq` of `publisher`, padded to about `size` bytes.
+pub fn data(seq: u64, publisher: u32, send_us: u64, size: usize) -> String {
+    let mut data = format!("{{\"s\":{seq},\"p\":{publisher},\"t\":{send_us},\"x\":\"");
+    let pad = size.saturating_sub(data.len() + 2);
+    data.extend(std::iter::repeat_n('x', pad));
+    data.push_str("\"}");
+    data
+}
+
+/// The stamp a received publication carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Stamp {
+    pub s: u64,
+    pub p: u32,
+    pub t: u64,
+}
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow, default)]
+    push: Option<PushBody<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PushBody<'a> {
+    #[serde(borrow, rename = "pub", default)]
+    publication: Option<Publication<'a>>,
+    #[serde(borrow, default)]
+    #[allow(dead_code)] // present in every push; kept to document the shape
+    channel: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Publication<'a> {
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
+}
+
+/// What one line of a server message is, for the load generator.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// A publication carrying a stamp.
+    Stamped(Stamp),
+    /// A publication from someone else (no stamp).
+    Foreign,
+    /// A server ping `{}` (answer with `{}`).
+    Ping,
+    /// A reply or another push.
+    Other,
+}
+
+/// Classifies one line (a server message may hold several, newline-separated).
+pub fn classify(line: &[u8]) -> Received {
+    if line == b"{}" {
+        return Received::Ping;
+    }
+    let Ok(parsed) = serde_json::from_slice::<Line<'_>>(line) else {
+        return Received::Other;
+    };
+    match parsed.push.and_then(|p| p.publication) {
+        Some(publication) => match serde_json::from_str::<Stamp>(publication.data.get()) {
+            Ok(stamp) => Received::Stamped(stamp),
+            Err(_) => Received::Foreign,
+        },
+        None => Received::Other,
+    }
+}
+
+/// A reply's error code, if the line is an error reply.
+pub fn error_code(line: &[u8]) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(line).ok()?;
+    value.get("error")?.get("code")?.as_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_padded_json_and_reads_back() {
+        let d = data(7, 3, 1_700_000_000_000_000, 100);
+        assert_eq!(d.len(), 100);
+        let stamp: Stamp = serde_json::from_str(&d).unwrap();
+        assert_eq!(
+            stamp,
+            Stamp {
+                s: 7,
+                p: 3,
+                t: 1_700_000_000_000_000
+            }
+        );
+        assert!(
+            data(1, 1, 1, 0).ends_with("\"x\":\"\"}"),
+            "no padding below the minimum"
+        );
+    }
+
+    #[test]
+    fn lines_are_classified() {
+        let push = format!(
+            r#"{{"push":{{"channel":"c","pub":{{"data":{},"offset":4}}}}}}"#,
+            data(2, 9, 55, 0)
+        );
+        assert_eq!(
+            classify(push.as_bytes()),
+            Received::Stamped(Stamp { s: 2, p: 9, t: 55 })
+        );
+        assert_eq!(
+            classify(br#"{"push":{"channel":"c","pub":{"data":{"text":"hi"}}}}"#),
+            Received::Foreign
+        );
+        assert_eq!(classify(b"{}"), Received::Ping);
+        assert_eq!(classify(br#"{"id":1,"subscribe":{}}"#), Received::Other);
+        assert_eq!(classify(b"garbage"), Received::Other);
+        assert_eq!(
+            error_code(br#"{"id":2,"error":{"code":103,"message":"x"}}"#),
+            Some(103)
+        );
+        assert_eq!(error_code(br#"{"id":2,"publish":{}}"#), None);
+    }
+}

@@ -1,0 +1,499 @@
+//! The four scenarios (issue 5, from `../shared/seeds/`): `broadcast` (one message to every
+//! member's personal channel of a room), `rooms` (R rooms × C chatting clients), `idle`
+//! (connections held, memory per connection) and `fanout` (one channel, publish rate stepped
+//! up until delivery falls behind). Each configuration is one `RunResult`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::api::{ApiClient, ApiUrl};
+use crate::coordinator::{interrupted, plan, Placement, Workers};
+use crate::message;
+use crate::report::RunResult;
+use crate::stats::{new_histogram, Latency};
+use crate::worker::{ConnSpec, PublishSpec};
+
+/// What every scenario needs.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub placement: Placement,
+    pub api: ApiUrl,
+    pub api_key: String,
+    /// Longest measured phase of one configuration.
+    pub max: Duration,
+    /// Time to wait for the last deliveries after publishing ends.
+    pub drain: Duration,
+    /// Prefix of every channel name of this invocation (fresh per run: old history and
+    /// offsets never mix in).
+    pub run_id: String,
+}
+
+/// A random run id: 6 letters.
+pub fn run_id() -> String {
+    let mut bytes = [0u8; 6];
+    let _ = getrandom::getrandom(&mut bytes);
+    bytes.iter().map(|b| (b'a' + b % 26) as char).collect()
+}
+
+fn connect_timeout(connections: usize) -> Duration {
+    Duration::from_secs(30 + connections as u64 / 500)
+}
+
+fn params(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// Sleeps until `at`, waking for Ctrl-C; false if interrupted or past `deadline`.
+fn sleep_until(at: Instant, deadline: Instant) -> bool {
+    // Bounded by `at`.
+    while Instant::now() < at {
+        if interrupted() || Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep((at - Instant::now()).min(Duration::from_millis(20)));
+    }
+    !interrupted()
+}
+
+pub struct BroadcastArgs {
+    pub members: Vec<usize>,
+    pub online: usize,
+    pub messages: u64,
+    pub interval: Duration,
+    /// Channels per API request; 0: all in one request.
+    pub batch: usize,
+    pub size: usize,
+    pub prefix: String,
+}
+
+/// One message to all M members' personal channels through `/api/broadcast`, repeated.
+pub fn broadcast(common: &Common, args: &BroadcastArgs) -> Result<Vec<RunResult>, String> {
+    let mut runs = Vec::new();
+    for &members in &args.members {
+        if interrupted() {
+            break;
+        }
+        let online = args.online.min(members);
+        let channel = |i: usize| format!("{}{}-{members}-{i}", args.prefix, common.run_id);
+        let conns = (0..online)
+            .map(|i| ConnSpec {
+                user: format!("member{i}"),
+                channels: vec![channel(i)],
+                publish: None,
+            })
+            .collect();
+        let specs = plan(&common.placement, conns);
+        let mut workers = Workers::spawn(&specs)?;
+        let ready = workers.wait_ready(connect_timeout(online))?;
+        let label = format!("M={members}");
+        eprintln!(
+            "[{label}] {} of {online} online members connected in {:.1}s{}",
+            ready.connected,
+            ready.connect_s,
+            first_error(&ready.errors)
+        );
+        let all: Vec<String> = (0..members).map(channel).collect();
+        let batch = if args.batch == 0 { members } else { args.batch };
+        let batches: Vec<String> = all
+            .chunks(batch)
+            .map(|c| serde_json::to_string(c).unwrap_or_default())
+            .collect();
+        let api_times = Arc::new(Mutex::new(new_histogram()));
+        let sent = Arc::new(Mutex::new(0u64));
+        let api_errors = Arc::new(Mutex::new(Vec::<String>::new()));
+        let publishing = {
+            let (api_times, sent, api_errors) =
+                (api_times.clone(), sent.clone(), api_errors.clone());
+            let (api, key, messages, interval, size, max) = (
+                common.api.clone(),
+                common.api_key.clone(),
+                args.messages,
+                args.interval,
+                args.size,
+                common.max,
+            );
+            std::thread::spawn(move || {
+                let mut clients: Vec<ApiClient> = (0..batches.len())
+                    .map(|_| ApiClient::new(api.clone(), &key))
+                    .collect();
+                let start = Instant::now();
+                let deadline = start + max;
+                for n in 1..=messages {
+                    if !sleep_until(start + interval * (n as u32 - 1), deadline) {
+                        return;
+                    }
+                    let data = message::data(n, 0, message::now_us(), size);
+                    let began = Instant::now();
+                    // Batches go out in parallel, one keep-alive connection each.
+                    let failures: Vec<String> = std::thread::scope(|scope| {
+                        let handles: Vec<_> = clients
+                            .iter_mut()
+                            .zip(&batches)
+                            .map(|(client, channels)| {
+                                let body = format!("{{\"channels\":{channels},\"data\":{data}}}");
+                                scope.spawn(move || client.post("broadcast", body.as_bytes()))
+                            })
+                            .collect();
+                        handles
+                            .into_iter()
+                            .filter_map(|h| h.join().ok().and_then(Result::err))
+                            .collect()
+                    });
+                    let us = began.elapsed().as_micros() as u64;
+                    let _ = api_times.lock().map(|mut h| h.saturating_record(us.max(1)));
+                    *sent.lock().expect("not poisoned") += 1;
+                    if let Ok(mut errors) = api_errors.lock() {
+                        errors.extend(failures.into_iter().take(3));
+                    }
+                }
+            })
+        };
+        let connected = ready.connected;
+        let expected = {
+            let sent = sent.clone();
+            move || *sent.lock().expect("not poisoned") * connected
+        };
+        let measured = workers.measure(publishing, &expected, common.drain, common.max, &label)?;
+        let sent = *sent.lock().expect("not poisoned");
+        let errors = api_errors.lock().expect("not poisoned").clone();
+        if !errors.is_empty() {
+            eprintln!("[{label}] API errors: {}", errors.join("; "));
+        }
+        let api_call = Latency::of(&api_times.lock().expect("not poisoned"));
+        let mut extra = BTreeMap::new();
+        extra.insert(
+            "connect_per_s".into(),
+            ready.connected as f64 / ready.connect_s.max(1e-9),
+        );
+        extra.insert("api_errors".into(), errors.len() as f64);
+        runs.push(RunResult {
+            label,
+            params: params(&[
+                ("members", members as f64),
+                ("online", connected as f64),
+                ("batch", batch as f64),
+                ("messages", args.messages as f64),
+            ]),
+            duration_s: measured.duration_s,
+            sent,
+            expected: sent * connected,
+            counts: measured.counts,
+            latency: measured.latency,
+            api_call: Some(api_call),
+            extra,
+            samples: measured.samples,
+            stopped: measured.stopped,
+        });
+    }
+    Ok(runs)
+}
+
+fn first_error(errors: &[String]) -> String {
+    errors
+        .first()
+        .map(|e| format!(" (first error: {e})"))
+        .unwrap_or_default()
+}
+
+pub struct RoomsArgs {
+    pub grid: Vec<(usize, usize)>,
+    pub rate_hz: f64,
+    pub size: usize,
+    pub duration: Duration,
+}
+
+/// The seed study's grid of rooms × clients per room.
+pub fn seed_grid() -> Vec<(usize, usize)> {
+    let mut grid: Vec<(usize, usize)> = (1..=11).map(|c| (1, c * 10)).collect();
+    grid.extend((2..=16).step_by(2).map(|c| (25, c)));
+    grid.extend((8..=12).step_by(2).map(|c| (50, c)));
+    grid.push((75, 8));
+    grid.extend((100..=250).step_by(50).map(|r| (r, 4)));
+    grid
+}
+
+/// R rooms × C clients; every client publishes into its room at `rate_hz` (client-side
+/// publish: the server must allow it) and receives every message of its room.
+pub fn rooms(common: &Common, args: &RoomsArgs) -> Result<Vec<RunResult>, String> {
+    let mut runs = Vec::new();
+    for &(rooms, clients) in &args.grid {
+        if interrupted() {
+            break;
+        }
+        let label = format!("R={rooms} C={clients}");
+        let mut conns = Vec::with_capacity(rooms * clients);
+        for r in 0..rooms {
+            let channel = format!("room-{}-{rooms}x{clients}-{r}", common.run_id);
+            for c in 0..clients {
+                conns.push(ConnSpec {
+                    user: format!("r{r}c{c}"),
+                    channels: vec![channel.clone()],
+                    publish: Some(PublishSpec {
+                        channel: channel.clone(),
+                        publisher: (r * clients + c) as u32,
+                        rate_hz: args.rate_hz,
+                        size: args.size,
+                        count: 0,
+                    }),
+                });
+            }
+        }
+        let specs = plan(&common.placement, conns);
+        let mut workers = Workers::spawn(&specs)?;
+        let ready = workers.wait_ready(connect_timeout(rooms * clients))?;
+        eprintln!(
+            "[{label}] {} of {} clients connected in {:.1}s{}",
+            ready.connected,
+            rooms * clients,
+            ready.connect_s,
+            first_error(&ready.errors)
+        );
+        let duration = args.duration.min(common.max);
+        let publishing = std::thread::spawn(move || {
+            let _ = sleep_until(Instant::now() + duration, Instant::now() + duration);
+        });
+        // Not known until the workers report what they sent: drain for the full time.
+        let measured = workers.measure(publishing, &|| 0, common.drain, common.max, &label)?;
+        let expected = measured.sent_by_workers * clients as u64;
+        let mut extra = BTreeMap::new();
+        extra.insert(
+            "deliveries_per_s".into(),
+            measured.counts.received as f64 / measured.duration_s.max(1e-9),
+        );
+        extra.insert("error_replies".into(), measured.error_replies as f64);
+        runs.push(RunResult {
+            label,
+            params: params(&[
+                ("rooms", rooms as f64),
+                ("clients", clients as f64),
+                ("rate_hz", args.rate_hz),
+                ("size", args.size as f64),
+            ]),
+            duration_s: measured.duration_s,
+            sent: measured.sent_by_workers,
+            expected,
+            counts: measured.counts,
+            latency: measured.latency,
+            api_call: None,
+            extra,
+            samples: measured.samples,
+            stopped: measured.stopped,
+        });
+    }
+    Ok(runs)
+}
+
+pub struct IdleArgs {
+    pub connections: Vec<usize>,
+    pub hold: Duration,
+    pub server_pid: Option<u32>,
+}
+
+/// Resident memory of a process in bytes (Linux /proc).
+pub fn rss_bytes(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("server pid {pid}: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| format!("server pid {pid}: no VmRSS"))
+}
+
+/// N connections, each subscribed to a channel of its own, held idle.
+pub fn idle(common: &Common, args: &IdleArgs) -> Result<Vec<RunResult>, String> {
+    let mut runs = Vec::new();
+    for &n in &args.connections {
+        if interrupted() {
+            break;
+        }
+        let label = format!("N={n}");
+        let conns = (0..n)
+            .map(|i| ConnSpec {
+                user: format!("idle{i}"),
+                channels: vec![format!("idle-{}-{n}-{i}", common.run_id)],
+                publish: None,
+            })
+            .collect();
+        let before = args.server_pid.map(rss_bytes).transpose()?;
+        let specs = plan(&common.placement, conns);
+        let mut workers = Workers::spawn(&specs)?;
+        let ready = workers.wait_ready(connect_timeout(n))?;
+        eprintln!(
+            "[{label}] {} connected in {:.1}s{}",
+            ready.connected,
+            ready.connect_s,
+            first_error(&ready.errors)
+        );
+        let hold = args.hold.min(common.max);
+        let publishing = std::thread::spawn(move || {
+            let _ = sleep_until(Instant::now() + hold, Instant::now() + hold);
+        });
+        let measured = workers.measure(publishing, &|| 0, Duration::ZERO, common.max, &label)?;
+        let mut extra = BTreeMap::new();
+        extra.insert(
+            "connect_per_s".into(),
+            ready.connected as f64 / ready.connect_s.max(1e-9),
+        );
+        extra.insert("connected".into(), ready.connected as f64);
+        extra.insert("closed".into(), measured.closed as f64);
+        if let (Some(pid), Some(before)) = (args.server_pid, before) {
+            let after = rss_bytes(pid)?;
+            extra.insert(
+                "rss_bytes_per_conn".into(),
+                after.saturating_sub(before) as f64 / ready.connected.max(1) as f64,
+            );
+        }
+        drop(workers);
+        runs.push(RunResult {
+            label,
+            params: params(&[("connections", n as f64)]),
+            duration_s: measured.duration_s,
+            extra,
+            samples: measured.samples,
+            stopped: measured.stopped,
+            ..RunResult::default()
+        });
+    }
+    Ok(runs)
+}
+
+pub struct FanoutArgs {
+    pub subscribers: usize,
+    pub rates: Vec<f64>,
+    pub step: Duration,
+    pub size: usize,
+    /// Keep stepping after a step fails.
+    pub all: bool,
+}
+
+/// One channel with S subscribers; publish (API) at each rate for one step; a step passes
+/// with no loss and p99 under 100 ms.
+pub fn fanout(common: &Common, args: &FanoutArgs) -> Result<Vec<RunResult>, String> {
+    let mut runs = Vec::new();
+    for &rate in &args.rates {
+        if interrupted() {
+            break;
+        }
+        let label = format!("rate={rate}/s");
+        let channel = format!("fanout-{}-{rate}", common.run_id);
+        let conns = (0..args.subscribers)
+            .map(|i| ConnSpec {
+                user: format!("sub{i}"),
+                channels: vec![channel.clone()],
+                publish: None,
+            })
+            .collect();
+        let specs = plan(&common.placement, conns);
+        let mut workers = Workers::spawn(&specs)?;
+        let ready = workers.wait_ready(connect_timeout(args.subscribers))?;
+        eprintln!(
+            "[{label}] {} subscribers connected in {:.1}s{}",
+            ready.connected,
+            ready.connect_s,
+            first_error(&ready.errors)
+        );
+        // One keep-alive API connection per 2,000 publications a second.
+        let threads = (rate / 2_000.0).ceil().max(1.0) as usize;
+        let sent = Arc::new(Mutex::new(0u64));
+        let publishing = {
+            let sent = sent.clone();
+            let (api, key, step, size) = (
+                common.api.clone(),
+                common.api_key.clone(),
+                args.step.min(common.max),
+                args.size,
+            );
+            let body_channel = serde_json::to_string(&channel).unwrap_or_default();
+            std::thread::spawn(move || {
+                std::thread::scope(|scope| {
+                    for t in 0..threads {
+                        let (sent, api, key, body_channel) =
+                            (sent.clone(), api.clone(), key.clone(), body_channel.clone());
+                        scope.spawn(move || {
+                            let mut client = ApiClient::new(api, &key);
+                            let period = Duration::from_secs_f64(threads as f64 / rate);
+                            let start = Instant::now();
+                            let end = start + step;
+                            let mut seq = 0u64;
+                            while sleep_until(start + period * seq as u32, end) {
+                                seq += 1;
+                                let data = message::data(seq, t as u32, message::now_us(), size);
+                                let body =
+                                    format!("{{\"channel\":{body_channel},\"data\":{data}}}");
+                                if client.post("publish", body.as_bytes()).is_err() {
+                                    return;
+                                }
+                                *sent.lock().expect("not poisoned") += 1;
+                            }
+                        });
+                    }
+                });
+            })
+        };
+        let connected = ready.connected;
+        let expected = {
+            let sent = sent.clone();
+            move || *sent.lock().expect("not poisoned") * connected
+        };
+        let measured = workers.measure(publishing, &expected, common.drain, common.max, &label)?;
+        let sent = *sent.lock().expect("not poisoned");
+        let expected = sent * connected;
+        let passed = measured.counts.received == expected
+            && measured.counts.lost == 0
+            && measured.latency.p99_ms < 100.0;
+        let mut extra = BTreeMap::new();
+        extra.insert(
+            "deliveries_per_s".into(),
+            measured.counts.received as f64 / args.step.as_secs_f64().max(1e-9),
+        );
+        extra.insert("passed".into(), f64::from(u8::from(passed)));
+        runs.push(RunResult {
+            label,
+            params: params(&[
+                ("subscribers", connected as f64),
+                ("rate_hz", rate),
+                ("size", args.size as f64),
+            ]),
+            duration_s: measured.duration_s,
+            sent,
+            expected,
+            counts: measured.counts,
+            latency: measured.latency,
+            api_call: None,
+            extra,
+            samples: measured.samples,
+            stopped: measured.stopped,
+        });
+        if !passed && !args.all {
+            break;
+        }
+    }
+    Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_grid_matches_the_study() {
+        let grid = seed_grid();
+        assert_eq!(grid.first(), Some(&(1, 10)));
+        assert!(grid.contains(&(1, 110)));
+        assert!(grid.contains(&(25, 2)) && grid.contains(&(25, 16)));
+        assert!(grid.contains(&(50, 8)) && grid.contains(&(50, 12)));
+        assert!(grid.contains(&(75, 8)));
+        assert_eq!(grid.last(), Some(&(250, 4)));
+        assert!(grid.contains(&(100, 4)) && grid.contains(&(150, 4)));
+    }
+
+    #[test]
+    fn run_ids_are_letters() {
+        let id = run_id();
+        assert_eq!(id.len(), 6);
+        assert!(id.bytes().all(|b| b.is_ascii_lowercase()));
+    }
+}
