@@ -55,6 +55,8 @@ impl ShardSet {
 struct ChannelState {
     name: Arc<str>,
     options: ChannelOptions,
+    /// The log's epoch for channels with history, this run's for the others.
+    epoch: Arc<str>,
     /// Offset of the last publication (0: none yet).
     offset: u64,
     /// Offset of the last publication handed to subscribers. Equal to `offset` except under
@@ -177,15 +179,16 @@ impl ChannelOwner {
                 .config
                 .channel_options(channel)
                 .ok_or(code::UNKNOWN_CHANNEL)?;
-            let offset = if options.history() {
-                let p = partition(channel);
+            let p = partition(channel);
+            let (offset, epoch) = if options.history() {
                 self.open_log(p).map_err(|e| {
                     eprintln!("ringcast: {e}");
                     code::INTERNAL
                 })?;
-                self.logs[&p].top(channel)
+                let log = &self.logs[&p];
+                (log.top(channel), log.epoch().clone())
             } else {
-                0
+                (0, self.run_epochs[p as usize].clone())
             };
             let name: Arc<str> = channel.into();
             self.channels.insert(
@@ -193,6 +196,7 @@ impl ChannelOwner {
                 ChannelState {
                     name,
                     options,
+                    epoch,
                     offset,
                     visible: offset,
                     shards: ShardSet::default(),
@@ -200,14 +204,6 @@ impl ChannelOwner {
             );
         }
         Ok(self.channels.get_mut(channel).expect("inserted above"))
-    }
-
-    fn epoch(&self, channel: &str, options: &ChannelOptions) -> Arc<str> {
-        let p = partition(channel);
-        match self.logs.get(&p) {
-            Some(log) if options.history() => log.epoch().clone(),
-            _ => self.run_epochs[p as usize].clone(),
-        }
     }
 
     /// Shard `shard` has no local subscribers of `channel` any more.
@@ -219,8 +215,11 @@ impl ChannelOwner {
     }
 
     /// Drops the state of a history channel nobody subscribes to and nothing is held for:
-    /// its log has the offset and epoch, so the state comes back as it was. (Channels
-    /// without history keep their state: their offsets live nowhere else.)
+    /// its log has the offset and epoch, so the state comes back as it was. Called when a
+    /// shard leaves and after history queries, not after publishing: a channel published to
+    /// is in its log anyway, and rebuilding its state for every publication to it costs more
+    /// than keeping ~150 bytes. (Channels without history keep their state: their offsets
+    /// live nowhere else.)
     fn forget_if_idle(&mut self, channel: &str) {
         if self
             .channels
@@ -272,8 +271,8 @@ impl ChannelOwner {
             offset
         };
         let held = hold && options.history();
-        let epoch = self.epoch(channel, &options);
         let state = self.channels.get_mut(channel).expect("state() created it");
+        let epoch = state.epoch.clone();
         if offset > 0 {
             state.offset = offset;
             if !held {
@@ -285,16 +284,14 @@ impl ChannelOwner {
         let mut frame = Vec::with_capacity(ws::header_len(json.len()) + json.len());
         ws::put_header(&mut frame, 0x1, json.len());
         frame.extend_from_slice(&json);
-        let outcome = Outcome {
+        Ok(Outcome {
             channel: state.name.clone(),
             offset,
             epoch,
             frame: Bytes::from(frame),
             shards: state.shards,
             held,
-        };
-        self.forget_if_idle(channel);
-        Ok(outcome)
+        })
     }
 
     /// A held publication's record is durable: it becomes visible; returns the shards to
@@ -312,9 +309,7 @@ impl ChannelOwner {
             );
             state.visible = offset;
         }
-        let shards = state.shards;
-        self.forget_if_idle(channel);
-        shards
+        state.shards
     }
 
     /// One subscription step (see `router::SubscribeJob`): registers `from` when asked and
@@ -333,8 +328,7 @@ impl ChannelOwner {
         if register {
             state.shards.insert(from);
         }
-        let (options, top) = (state.options, state.visible);
-        let epoch = self.epoch(channel, &options);
+        let (options, top, epoch) = (state.options, state.visible, state.epoch.clone());
         let recovery = recover.map(|from| self.recover(channel, &options, from, &epoch, top));
         (Ok((epoch, top)), recovery)
     }
@@ -409,8 +403,8 @@ impl ChannelOwner {
         if !options.history() {
             return Err(code::NOT_AVAILABLE);
         }
-        let top = self.state(channel)?.visible;
-        let epoch = self.epoch(channel, &options);
+        let state = self.state(channel)?;
+        let (top, epoch) = (state.visible, state.epoch.clone());
         if let Some((offset, since_epoch)) = since {
             if !since_epoch.is_empty() && since_epoch != &*epoch {
                 return Err(code::UNRECOVERABLE_POSITION);

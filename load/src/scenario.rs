@@ -46,6 +46,10 @@ fn params(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
 
 /// Sleeps until `at`, waking for Ctrl-C; false if interrupted or past `deadline`.
 fn sleep_until(at: Instant, deadline: Instant) -> bool {
+    // A publisher behind its schedule never sleeps: the deadline must still end it.
+    if interrupted() || Instant::now() >= deadline {
+        return false;
+    }
     // Bounded by `at`.
     while Instant::now() < at {
         if interrupted() || Instant::now() >= deadline {
@@ -488,6 +492,21 @@ mod tests {
         assert!(grid.contains(&(75, 8)));
         assert_eq!(grid.last(), Some(&(250, 4)));
         assert!(grid.contains(&(100, 4)) && grid.contains(&(150, 4)));
+    }
+
+    #[test]
+    fn sleeping_stops_at_the_deadline_even_behind_schedule() {
+        let past = Instant::now() - Duration::from_secs(1);
+        assert!(
+            !sleep_until(past, past),
+            "behind schedule and past the deadline"
+        );
+        let soon = Instant::now() + Duration::from_millis(5);
+        assert!(sleep_until(soon, soon + Duration::from_secs(1)));
+        assert!(!sleep_until(
+            soon + Duration::from_secs(5),
+            Instant::now() + Duration::from_millis(5)
+        ));
     }
 
     #[test]
