@@ -216,7 +216,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 size,
                 prefix,
             };
-            ("broadcast", target, scenario::broadcast(&common, &args))
+            {
+                let mut runs = Vec::new();
+                let result = scenario::broadcast(&common, &args, &mut runs);
+                ("broadcast", target, (runs, result.err()))
+            }
         }
         Command::Rooms {
             target,
@@ -233,7 +237,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 size,
                 duration: Duration::from_secs(seconds),
             };
-            ("rooms", target, scenario::rooms(&common, &args))
+            {
+                let mut runs = Vec::new();
+                let result = scenario::rooms(&common, &args, &mut runs);
+                ("rooms", target, (runs, result.err()))
+            }
         }
         Command::Idle {
             target,
@@ -248,7 +256,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 hold: Duration::from_secs(hold),
                 server_pid,
             };
-            ("idle", target, scenario::idle(&common, &args))
+            {
+                let mut runs = Vec::new();
+                let result = scenario::idle(&common, &args, &mut runs);
+                ("idle", target, (runs, result.err()))
+            }
         }
         Command::Fanout {
             target,
@@ -267,19 +279,21 @@ fn run(cli: Cli) -> Result<(), String> {
                 size,
                 all,
             };
-            ("fanout", target, scenario::fanout(&common, &args))
+            {
+                let mut runs = Vec::new();
+                let result = scenario::fanout(&common, &args, &mut runs);
+                ("fanout", target, (runs, result.err()))
+            }
         }
     };
-    let (runs, failure) = match runs {
-        Ok(runs) => (runs, None),
-        Err(e) => (Vec::new(), Some(e)),
-    };
+    let (runs, failure) = runs;
     let report = report::Report {
         scenario: name.to_owned(),
         target: target.ws_url.clone(),
         started: report::now_rfc3339(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         runs,
+        error: failure.clone(),
     };
     print!("{}", report::table(&report));
     let dir = target.out.clone().unwrap_or_else(|| {

@@ -53,6 +53,9 @@ pub struct Report {
     /// The command line that produced it.
     pub command: String,
     pub runs: Vec<RunResult>,
+    /// Why the invocation ended before all its configurations ran, if it did.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// Highest number of runs drawn in `timeline.svg`; more lines than this are unreadable.
@@ -138,6 +141,9 @@ pub fn table(report: &Report) -> String {
         if let Some(why) = &run.stopped {
             out.push_str(&format!("{} stopped early: {}\n", run.label, why));
         }
+    }
+    if let Some(error) = &report.error {
+        out.push_str(&format!("not every configuration ran: {error}\n"));
     }
     out
 }
@@ -736,6 +742,7 @@ mod tests {
             started: "2025-01-02T03:04:05Z".into(),
             command: "ringcast-load fanout".into(),
             runs,
+            error: None,
         }
     }
 
