@@ -270,7 +270,8 @@ pub fn rooms(common: &Common, args: &RoomsArgs, runs: &mut Vec<RunResult>) -> Re
         // Over the publishing time (the drain after it adds no new messages).
         extra.insert(
             "deliveries_per_s".into(),
-            measured.counts.received as f64 / duration.as_secs_f64().max(1e-9),
+            measured.counts.received as f64
+                / duration.as_secs_f64().min(measured.duration_s).max(1e-9),
         );
         extra.insert("error_replies".into(), measured.error_replies as f64);
         runs.push(RunResult {
