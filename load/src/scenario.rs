@@ -159,12 +159,8 @@ pub fn broadcast(
             })
         };
         let connected = ready.connected;
-        let expected = {
-            let sent = sent.clone();
-            move || *sent.lock().expect("not poisoned") * connected
-        };
-        let measured = workers.measure(publishing, &expected, common.drain, common.max, &label)?;
-        let sent = *sent.lock().expect("not poisoned");
+        let (measured, sent) =
+            measure_published(&mut workers, publishing, &sent, connected, common, &label)?;
         let errors = api_errors.lock().expect("not poisoned").clone();
         if !errors.is_empty() {
             eprintln!("[{label}] API errors: {}", errors.join("; "));
@@ -196,6 +192,23 @@ pub fn broadcast(
         });
     }
     Ok(())
+}
+
+/// The measured phase of a scenario whose publisher (this process) counts what it sent in
+/// `sent`, each message expected by every one of `receivers`. Returns the workers' results
+/// and the final count sent.
+fn measure_published(
+    workers: &mut Workers,
+    publishing: std::thread::JoinHandle<()>,
+    sent: &Arc<Mutex<u64>>,
+    receivers: u64,
+    common: &Common,
+    label: &str,
+) -> Result<(crate::coordinator::Measured, u64), String> {
+    let expected = || *sent.lock().expect("not poisoned") * receivers;
+    let measured = workers.measure(publishing, &expected, common.drain, common.max, label)?;
+    let sent = *sent.lock().expect("not poisoned");
+    Ok((measured, sent))
 }
 
 fn first_error(errors: &[String]) -> String {
@@ -449,12 +462,8 @@ pub fn fanout(common: &Common, args: &FanoutArgs, runs: &mut Vec<RunResult>) -> 
             })
         };
         let connected = ready.connected;
-        let expected = {
-            let sent = sent.clone();
-            move || *sent.lock().expect("not poisoned") * connected
-        };
-        let measured = workers.measure(publishing, &expected, common.drain, common.max, &label)?;
-        let sent = *sent.lock().expect("not poisoned");
+        let (measured, sent) =
+            measure_published(&mut workers, publishing, &sent, connected, common, &label)?;
         let expected = sent * connected;
         // A step passes only if the rate was really reached, nothing was lost, and p99 < 100 ms.
         let achieved = sent as f64 / args.step.as_secs_f64().max(1e-9);
