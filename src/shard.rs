@@ -351,7 +351,12 @@ impl Shard {
                         );
                         line.push(b'}');
                     }
-                    Err(code) => protocol::error_reply(&mut line, command, code, false),
+                    Err(code) => protocol::error_reply(
+                        &mut line,
+                        command,
+                        code,
+                        code == protocol::code::INTERNAL,
+                    ),
                 }
                 let frame = ws::text_frame(&line);
                 if shard == self.id {
