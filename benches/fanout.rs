@@ -50,15 +50,7 @@ fn subscribers(hub: &mut Hub, count: usize, first_id: u64) -> Vec<Rc<Outbound>> 
     (0..count)
         .map(|i| {
             let conn = Rc::new(Outbound::new(first_id + i as u64, usize::MAX, now, now));
-            let sub = PendingSubscription {
-                conn: conn.clone(),
-                command: 0,
-                positioned: false,
-                recoverable: false,
-                recovering: false,
-                reject_unrecovered: false,
-                ticket: 0,
-            };
+            let sub = PendingSubscription::plain(conn.clone(), 0);
             // The first subscriber registers the shard; the owner's answer lets it join.
             if let SubscribeStep::AskOwner { name, ticket, .. } = hub.subscribe(CHANNEL, sub) {
                 hub.subscribed(SubscribeAnswer {

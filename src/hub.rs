@@ -210,6 +210,22 @@ pub struct PendingSubscription {
     pub reject_unrecovered: bool,
 }
 
+impl PendingSubscription {
+    /// A subscription without positioning or recovery (`command` 0: a server-side one, which
+    /// gets no reply).
+    pub fn plain(conn: Rc<Outbound>, command: u32) -> Self {
+        PendingSubscription {
+            conn,
+            command,
+            positioned: false,
+            recoverable: false,
+            recovering: false,
+            ticket: 0,
+            reject_unrecovered: false,
+        }
+    }
+}
+
 /// What `Hub::subscribe` needs from the caller.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SubscribeStep {
@@ -545,13 +561,8 @@ mod tests {
 
     fn sub(conn: &Rc<Outbound>, command: u32) -> PendingSubscription {
         PendingSubscription {
-            conn: conn.clone(),
-            command,
             positioned: true,
-            recoverable: false,
-            recovering: false,
-            reject_unrecovered: false,
-            ticket: 0,
+            ..PendingSubscription::plain(conn.clone(), command)
         }
     }
 

@@ -260,15 +260,7 @@ impl Session {
         for channel in channels {
             if self.channels.len() < CHANNEL_LIMIT && !self.is_subscribed(&channel) {
                 let options = self.shard.config.channel_options(&channel);
-                let sub = PendingSubscription {
-                    conn: self.out.clone(),
-                    command: 0,
-                    positioned: false,
-                    recoverable: false,
-                    recovering: false,
-                    reject_unrecovered: false,
-                    ticket: 0,
-                };
+                let sub = PendingSubscription::plain(self.out.clone(), 0);
                 if options.is_some() {
                     self.channels.push(channel.as_str().into());
                     self.shard.subscribe(&channel, sub, None);
