@@ -42,8 +42,14 @@ impl WsUrl {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Incoming {
     Text(Vec<u8>),
+    /// A WebSocket ping: answer with a pong carrying the same payload.
+    Ping(Vec<u8>),
     Close(Option<u16>),
 }
+
+/// Largest message accepted from the server (a bigger length is an error, not an
+/// allocation).
+pub const MESSAGE_MAX: usize = 64 << 20;
 
 /// The reading half of a connection: parses server frames.
 pub struct WsReader {
@@ -51,6 +57,8 @@ pub struct WsReader {
     input: Vec<u8>,
     /// Start of unparsed input.
     at: usize,
+    /// A fragmented message being reassembled.
+    fragments: Option<Vec<u8>>,
 }
 
 /// The writing half: masks and sends client frames.
@@ -107,6 +115,7 @@ pub async fn connect(url: &WsUrl, source: Option<Ipv4Addr>) -> io::Result<(WsRea
         half: read,
         input: Vec::with_capacity(4096),
         at: 0,
+        fragments: None,
     };
     // Bounded: the head is at most 16 KiB or the server is not a WebSocket server.
     let end = loop {
@@ -133,8 +142,9 @@ pub async fn connect(url: &WsUrl, source: Option<Ipv4Addr>) -> io::Result<(WsRea
 
 impl WsReader {
     async fn fill(&mut self) -> io::Result<usize> {
-        if self.at > 0 && self.at == self.input.len() {
-            self.input.clear();
+        // Consumed bytes go first, so the buffer holds at most one partial frame plus a read.
+        if self.at > 0 {
+            self.input.drain(..self.at);
             self.at = 0;
         }
         let len = self.input.len();
@@ -144,22 +154,41 @@ impl WsReader {
         n
     }
 
-    /// The next text message or close. WebSocket pings (which Centrifugo servers do not
-    /// send; their pings are `{}` text messages) are skipped.
+    /// The next text message (fragments reassembled), ping or close.
     pub async fn next(&mut self) -> io::Result<Incoming> {
         // Bounded by the socket: each round parses a frame or reads more bytes.
         loop {
-            if let Some((opcode, start, end)) = parse_frame(&self.input[self.at..])? {
-                let payload = self.input[self.at + start..self.at + end].to_vec();
-                self.at += end;
-                match opcode {
-                    0x1 => return Ok(Incoming::Text(payload)),
+            if let Some(frame) = parse_frame(&self.input[self.at..])? {
+                let payload = &self.input[self.at + frame.start..self.at + frame.end];
+                let mut message = None;
+                match frame.opcode {
+                    0x1 if frame.fin => message = Some(Incoming::Text(payload.to_vec())),
+                    0x1 => self.fragments = Some(payload.to_vec()),
+                    0x0 => {
+                        let Some(mut fragments) = self.fragments.take() else {
+                            return Err(io::Error::other("continuation without a first frame"));
+                        };
+                        if fragments.len() + payload.len() > MESSAGE_MAX {
+                            return Err(io::Error::other("message too large"));
+                        }
+                        fragments.extend_from_slice(payload);
+                        if frame.fin {
+                            message = Some(Incoming::Text(fragments));
+                        } else {
+                            self.fragments = Some(fragments);
+                        }
+                    }
                     0x8 => {
                         let code = (payload.len() >= 2)
                             .then(|| u16::from_be_bytes([payload[0], payload[1]]));
-                        return Ok(Incoming::Close(code));
+                        message = Some(Incoming::Close(code));
                     }
+                    0x9 => message = Some(Incoming::Ping(payload.to_vec())),
                     _ => {}
+                }
+                self.at += frame.end;
+                if let Some(message) = message {
+                    return Ok(message);
                 }
                 continue;
             }
@@ -206,6 +235,10 @@ impl WsWriter {
         self.send_frame(0x1, payload).await
     }
 
+    pub async fn send_pong(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.send_frame(0xA, payload).await
+    }
+
     pub async fn close(mut self) {
         let _ = self.send_frame(0x8, &1000u16.to_be_bytes()).await;
         let _ = self.half.close().await;
@@ -216,16 +249,25 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// One complete unmasked server frame at the start of `input`: (opcode, payload start,
-/// payload end), or `None` if more bytes are needed. Servers do not fragment what this
-/// client reads, so continuation frames are not reassembled.
-pub fn parse_frame(input: &[u8]) -> io::Result<Option<(u8, usize, usize)>> {
+/// One server frame's place in the input.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub fin: bool,
+    pub opcode: u8,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// One complete unmasked server frame at the start of `input`, or `None` if more bytes are
+/// needed; an error for a masked frame or a length over `MESSAGE_MAX`.
+pub fn parse_frame(input: &[u8]) -> io::Result<Option<Frame>> {
     if input.len() < 2 {
         return Ok(None);
     }
     if input[1] & 0x80 != 0 {
         return Err(io::Error::other("the server sent a masked frame"));
     }
+    let fin = input[0] & 0x80 != 0;
     let opcode = input[0] & 0x0f;
     let (len, header) = match input[1] & 0x7f {
         126 if input.len() >= 4 => (u64::from(u16::from_be_bytes([input[2], input[3]])), 4),
@@ -237,11 +279,21 @@ pub fn parse_frame(input: &[u8]) -> io::Result<Option<(u8, usize, usize)>> {
         126 | 127 => return Ok(None),
         n => (u64::from(n), 2),
     };
-    let end = header as u64 + len;
-    if (input.len() as u64) < end {
+    if len > MESSAGE_MAX as u64 {
+        return Err(io::Error::other(format!(
+            "frame of {len} bytes is too large"
+        )));
+    }
+    let end = header + len as usize;
+    if input.len() < end {
         return Ok(None);
     }
-    Ok(Some((opcode, header, end as usize)))
+    Ok(Some(Frame {
+        fin,
+        opcode,
+        start: header,
+        end,
+    }))
 }
 
 #[cfg(test)]
@@ -258,16 +310,38 @@ mod tests {
         assert!(WsUrl::parse("ws://localhost:8000/").is_err());
     }
 
+    fn frame(fin: bool, opcode: u8, start: usize, end: usize) -> Option<Frame> {
+        Some(Frame {
+            fin,
+            opcode,
+            start,
+            end,
+        })
+    }
+
     #[test]
     fn server_frames_parse_when_complete() {
         assert_eq!(parse_frame(b"\x81").unwrap(), None);
-        assert_eq!(parse_frame(b"\x81\x02{}").unwrap(), Some((1, 2, 4)));
+        assert_eq!(parse_frame(b"\x81\x02{}").unwrap(), frame(true, 1, 2, 4));
         assert_eq!(parse_frame(b"\x81\x02{").unwrap(), None);
         let mut long = vec![0x81, 126, 0x01, 0x00];
         long.extend(vec![b'x'; 256]);
-        assert_eq!(parse_frame(&long).unwrap(), Some((1, 4, 260)));
+        assert_eq!(parse_frame(&long).unwrap(), frame(true, 1, 4, 260));
         assert_eq!(parse_frame(&long[..100]).unwrap(), None);
         assert!(parse_frame(b"\x81\x82abcd").is_err(), "masked server frame");
-        assert_eq!(parse_frame(b"\x88\x02\x03\xe8").unwrap(), Some((8, 2, 4)));
+        assert_eq!(
+            parse_frame(b"\x88\x02\x03\xe8").unwrap(),
+            frame(true, 8, 2, 4)
+        );
+        assert_eq!(parse_frame(b"\x01\x01a").unwrap(), frame(false, 1, 2, 3));
+        let huge = [0x81, 127, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0];
+        assert!(
+            parse_frame(&huge).is_err(),
+            "absurd lengths are errors, not overflows"
+        );
+        let mut eight = vec![0x82, 127];
+        eight.extend_from_slice(&300u64.to_be_bytes());
+        eight.extend(vec![0; 300]);
+        assert_eq!(parse_frame(&eight).unwrap(), frame(true, 2, 10, 310));
     }
 }

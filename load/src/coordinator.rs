@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use crate::stats::{decode_histogram, merge_samples, new_histogram, Counts, Latency, Sample};
 use crate::worker::{ConnSpec, WorkerLine, WorkerSpec};
 
+/// How long workers get to report after `stop`.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// Set by the SIGINT handler.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -133,6 +136,9 @@ impl Workers {
                         return;
                     }
                 }
+                // The worker is gone (finished, crashed or killed): say so, or the
+                // coordinator would wait for its report.
+                let _ = tx.send((k, Err("exited".to_owned())));
             });
             children.push(child);
             stdins.push(stdin);
@@ -214,10 +220,17 @@ impl Workers {
         let mut drain_from: Option<Instant> = None;
         let mut stopped = None;
         let mut done: Vec<Option<WorkerLine>> = vec![None; workers];
-        let mut stop_sent = false;
-        // Bounded by `max`, `drain`, Ctrl-C and the workers answering `stop`.
+        let mut stop_sent: Option<Instant> = None;
+        // Bounded by `max`, `drain`, Ctrl-C, and 10 s for the workers to answer `stop`.
         loop {
-            if !stop_sent {
+            if stop_sent.is_some_and(|at| at.elapsed() > STOP_GRACE) {
+                let missing = done.iter().filter(|d| d.is_none()).count();
+                stopped = Some(format!(
+                    "{missing} workers did not report within {STOP_GRACE:?}"
+                ));
+                break;
+            }
+            if stop_sent.is_none() {
                 if publishing.as_ref().is_some_and(|p| p.is_finished()) {
                     let _ = publishing.take().map(|p| p.join());
                     // Workers' own publishers stop too; receiving goes on while draining.
@@ -235,7 +248,7 @@ impl Workers {
                 }
                 if drained || stopped.is_some() {
                     self.broadcast("stop");
-                    stop_sent = true;
+                    stop_sent = Some(Instant::now());
                 }
             }
             match self.lines.recv_timeout(Duration::from_millis(50)) {
@@ -256,7 +269,26 @@ impl Workers {
                         break;
                     }
                 }
-                Ok((k, Err(e))) => return Err(format!("worker {k}: {e}")),
+                Ok((k, Err(e))) => {
+                    if done[k].is_none() {
+                        // A worker died mid-run: stop the others and report what they saw.
+                        stopped = Some(format!("worker {k}: {e}"));
+                        if stop_sent.is_none() {
+                            self.broadcast("stop");
+                            stop_sent = Some(Instant::now());
+                        }
+                        done[k] = Some(WorkerLine::Done {
+                            sent: 0,
+                            counts: Counts::default(),
+                            histogram: crate::stats::encode_histogram(&new_histogram()),
+                            error_replies: 0,
+                            closed: 0,
+                        });
+                        if done.iter().all(Option::is_some) {
+                            break;
+                        }
+                    }
+                }
                 Ok((_, Ok(WorkerLine::Ready { .. }))) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Err("workers exited before reporting".into())

@@ -38,9 +38,6 @@ struct Line<'a> {
 struct PushBody<'a> {
     #[serde(borrow, rename = "pub", default)]
     publication: Option<Publication<'a>>,
-    #[serde(borrow, default)]
-    #[allow(dead_code)] // present in every push; kept to document the shape
-    channel: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +74,17 @@ pub fn classify(line: &[u8]) -> Received {
         },
         None => Received::Other,
     }
+}
+
+/// A reply's command id, if the line is a reply.
+pub fn reply_id(line: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Reply {
+        #[serde(default)]
+        id: u64,
+    }
+    let reply: Reply = serde_json::from_slice(line).ok()?;
+    (reply.id > 0).then_some(reply.id)
 }
 
 /// A reply's error code, if the line is an error reply.
@@ -130,5 +138,15 @@ mod tests {
             Some(103)
         );
         assert_eq!(error_code(br#"{"id":2,"publish":{}}"#), None);
+        assert_eq!(reply_id(br#"{"id":2,"publish":{}}"#), Some(2));
+        assert_eq!(reply_id(br#"{"push":{"channel":"c"}}"#), None);
+        let escaped = format!(
+            r#"{{"push":{{"channel":"a\"b","pub":{{"data":{}}}}}}}"#,
+            data(1, 1, 1, 0)
+        );
+        assert!(
+            matches!(classify(escaped.as_bytes()), Received::Stamped(_)),
+            "escaped channel names"
+        );
     }
 }

@@ -354,9 +354,16 @@ pub fn idle(common: &Common, args: &IdleArgs, runs: &mut Vec<RunResult>) -> Resu
             first_error(&ready.errors)
         );
         let hold = args.hold.min(common.max);
-        let publishing = std::thread::spawn(move || {
-            let _ = sleep_until(Instant::now() + hold, Instant::now() + hold);
-        });
+        // The server's RSS at the end of the hold, while every connection is still open.
+        let held_rss = Arc::new(Mutex::new(None));
+        let publishing = {
+            let (held_rss, pid) = (held_rss.clone(), args.server_pid);
+            std::thread::spawn(move || {
+                let end = Instant::now() + hold;
+                let _ = sleep_until(end, end);
+                *held_rss.lock().expect("not poisoned") = pid.map(rss_bytes);
+            })
+        };
         let measured = workers.measure(publishing, &|| 0, Duration::ZERO, common.max, &label)?;
         let mut extra = BTreeMap::new();
         extra.insert(
@@ -365,8 +372,9 @@ pub fn idle(common: &Common, args: &IdleArgs, runs: &mut Vec<RunResult>) -> Resu
         );
         extra.insert("connected".into(), ready.connected as f64);
         extra.insert("closed".into(), measured.closed as f64);
-        if let (Some(pid), Some(before)) = (args.server_pid, before) {
-            let after = rss_bytes(pid)?;
+        let held_rss = held_rss.lock().expect("not poisoned").take();
+        if let (Some(after), Some(before)) = (held_rss, before) {
+            let after = after?;
             extra.insert(
                 "rss_bytes_per_conn".into(),
                 after.saturating_sub(before) as f64 / ready.connected.max(1) as f64,
@@ -466,7 +474,8 @@ pub fn fanout(common: &Common, args: &FanoutArgs, runs: &mut Vec<RunResult>) -> 
             measure_published(&mut workers, publishing, &sent, connected, common, &label)?;
         let expected = sent * connected;
         // A step passes only if the rate was really reached, nothing was lost, and p99 < 100 ms.
-        let achieved = sent as f64 / args.step.as_secs_f64().max(1e-9);
+        let step = args.step.min(common.max);
+        let achieved = sent as f64 / step.as_secs_f64().max(1e-9);
         let passed = achieved >= 0.95 * rate
             && measured.counts.received == expected
             && measured.counts.lost == 0
@@ -474,7 +483,7 @@ pub fn fanout(common: &Common, args: &FanoutArgs, runs: &mut Vec<RunResult>) -> 
         let mut extra = BTreeMap::new();
         extra.insert(
             "deliveries_per_s".into(),
-            measured.counts.received as f64 / args.step.as_secs_f64().max(1e-9),
+            measured.counts.received as f64 / step.as_secs_f64().max(1e-9),
         );
         extra.insert("publish_per_s".into(), achieved);
         extra.insert("passed".into(), f64::from(u8::from(passed)));

@@ -91,7 +91,11 @@ impl Recorder {
             // A gap: the skipped ones are lost unless they turn up later.
             let skipped = seq - stream.next;
             delta.lost = skipped;
-            for missing in stream.next..seq {
+            // Only the most recent gaps are remembered (a huge jump must not loop for ages).
+            let from = stream
+                .next
+                .max(seq.saturating_sub(MISSING_REMEMBERED as u64));
+            for missing in from..seq {
                 if stream.missing.len() >= MISSING_REMEMBERED {
                     stream.missing.pop_first();
                 }
@@ -245,6 +249,14 @@ mod tests {
             r.total.equivalent(r.total.max(), 3_000),
             "max is 3 ms within precision"
         );
+    }
+
+    #[test]
+    fn a_huge_jump_is_one_gap_not_a_long_loop() {
+        let mut r = Recorder::default();
+        r.record(1, 1, u64::MAX / 2, 10);
+        assert_eq!(r.counts.lost, u64::MAX / 2 - 1);
+        assert_eq!(r.counts.received, 1);
     }
 
     #[test]

@@ -261,7 +261,7 @@ async fn connection(
         }
     };
     // Everything this connection sends goes through one queue to its writer task.
-    let (out, queue) = local_channel::new_bounded::<Vec<u8>>(1024);
+    let (out, queue) = local_channel::new_bounded::<Out>(1024);
     let out = Rc::new(out);
     glommio::spawn_local(write_loop(writer, queue)).detach();
     let mut hello = format!("{{\"id\":1,\"connect\":{{\"token\":\"{token}\"}}}}");
@@ -273,11 +273,12 @@ async fn connection(
             serde_json::to_string(channel).unwrap_or_default()
         ));
     }
-    if out.send(hello.into_bytes()).await.is_err() {
+    if out.send(Out::Text(hello.into_bytes())).await.is_err() {
         shared.failed.set(shared.failed.get() + 1);
         return;
     }
-    let mut replies_due = 1 + spec.channels.len();
+    let setup_replies = 1 + spec.channels.len() as u64;
+    let mut replies_due = setup_replies;
     let mut ready = false;
     if let Some(publish) = spec.publish.clone() {
         glommio::spawn_local(publish_loop(
@@ -292,6 +293,10 @@ async fn connection(
     loop {
         let message = match reader.next().await {
             Ok(Incoming::Text(text)) => text,
+            Ok(Incoming::Ping(payload)) => {
+                let _ = out.try_send(Out::Pong(payload));
+                continue;
+            }
             Ok(Incoming::Close(code)) => {
                 if ready {
                     shared.closed.set(shared.closed.get() + 1);
@@ -314,29 +319,34 @@ async fn connection(
         let now = message::now_us();
         for line in message.split(|&b| b == b'\n') {
             match message::classify(line) {
-                Received::Stamped(stamp) => {
-                    if phase.load(Ordering::Relaxed) != PHASE_WAIT {
-                        shared.recorder.borrow_mut().record(
-                            index,
-                            stamp.p,
-                            stamp.s,
-                            now.saturating_sub(stamp.t),
-                        );
-                    }
-                }
+                // Recorded from the first one: the channels are this run's own, so nothing
+                // stamped arrives before publishing starts, even if that is before `go` is read.
+                Received::Stamped(stamp) => shared.recorder.borrow_mut().record(
+                    index,
+                    stamp.p,
+                    stamp.s,
+                    now.saturating_sub(stamp.t),
+                ),
                 Received::Ping => {
-                    let _ = out.try_send(b"{}".to_vec());
+                    let _ = out.try_send(Out::Text(b"{}".to_vec()));
                 }
                 Received::Foreign => {}
                 Received::Other => {
-                    if let Some(code) = message::error_code(line) {
+                    let error = message::error_code(line);
+                    if error.is_some() {
                         shared.error_replies.set(shared.error_replies.get() + 1);
-                        if !ready {
-                            note_error(&shared, format!("setup error reply {code}"));
-                        }
                     }
-                    if !ready {
-                        replies_due = replies_due.saturating_sub(1);
+                    let setup =
+                        !ready && message::reply_id(line).is_some_and(|id| id <= setup_replies);
+                    if setup {
+                        if let Some(code) = error {
+                            // A connection whose connect or subscribe failed receives
+                            // nothing: it must not count among the receivers.
+                            note_error(&shared, format!("setup error reply {code}"));
+                            shared.failed.set(shared.failed.get() + 1);
+                            return;
+                        }
+                        replies_due -= 1;
                         if replies_due == 0 {
                             ready = true;
                             shared.connected.set(shared.connected.get() + 1);
@@ -348,9 +358,19 @@ async fn connection(
     }
 }
 
-async fn write_loop(mut writer: WsWriter, queue: local_channel::LocalReceiver<Vec<u8>>) {
-    while let Some(payload) = queue.recv().await {
-        if writer.send_text(&payload).await.is_err() {
+/// What a connection's writer task sends.
+enum Out {
+    Text(Vec<u8>),
+    Pong(Vec<u8>),
+}
+
+async fn write_loop(mut writer: WsWriter, queue: local_channel::LocalReceiver<Out>) {
+    while let Some(item) = queue.recv().await {
+        let sent = match item {
+            Out::Text(payload) => writer.send_text(&payload).await,
+            Out::Pong(payload) => writer.send_pong(&payload).await,
+        };
+        if sent.is_err() {
             return;
         }
     }
@@ -360,7 +380,7 @@ async fn write_loop(mut writer: WsWriter, queue: local_channel::LocalReceiver<Ve
 /// Publishes at `rate_hz` from `go` until `stop` (or `count`).
 async fn publish_loop(
     spec: PublishSpec,
-    out: Rc<local_channel::LocalSender<Vec<u8>>>,
+    out: Rc<local_channel::LocalSender<Out>>,
     shared: Rc<Shared>,
     phase: Arc<AtomicU8>,
 ) {
@@ -389,7 +409,7 @@ async fn publish_loop(
             "{{\"id\":{},\"publish\":{{\"channel\":{channel},\"data\":{data}}}}}",
             seq + 1_000
         );
-        if out.send(command.into_bytes()).await.is_err() {
+        if out.send(Out::Text(command.into_bytes())).await.is_err() {
             return;
         }
         shared.sent.set(shared.sent.get() + 1);
