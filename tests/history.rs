@@ -359,7 +359,12 @@ fn recovering_while_publications_flow_has_no_gap_and_no_duplicate() {
             continue; // fell out of the 1,000 kept: allowed, and reported
         }
         let mut next = since + 1;
-        for p in result["publications"].as_array().unwrap() {
+        // No publications field when nothing was missed.
+        let recovered = result["publications"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for p in &recovered {
             assert_eq!(p["offset"], next, "recovered publications in order");
             next += 1;
         }
