@@ -141,14 +141,27 @@ fn parse_head(bytes: &[u8]) -> Option<Head> {
         };
         match header.name.to_ascii_lowercase().as_str() {
             "connection" => {
+                // Tokens of every Connection header count (`Connection: keep-alive` and
+                // `Connection: Upgrade` may come as two headers).
                 if has_token("close") {
                     head.keep_alive = false;
                 } else if has_token("keep-alive") {
                     head.keep_alive = true;
                 }
-                head.connection_upgrade = has_token("upgrade");
+                head.connection_upgrade |= has_token("upgrade");
             }
-            "content-length" => head.content_length = Some(value.parse().ok()?),
+            "content-length" => {
+                // Digits only (`+5`, `-1`, ` 5 5` are refused), and repeated headers must
+                // agree: a disagreement is a request-smuggling attempt or a broken client.
+                if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let length: usize = value.parse().ok()?;
+                if head.content_length.is_some_and(|l| l != length) {
+                    return None;
+                }
+                head.content_length = Some(length);
+            }
             "transfer-encoding" => head.chunked = true,
             "upgrade" => head.upgrade_websocket = has_token("websocket"),
             "sec-websocket-version" => head.ws_version = Some(value.to_owned()),
@@ -413,8 +426,13 @@ async fn finish(stream: &mut TcpStream, out: &Outbound, end: End) {
             }
         }
         End::PeerClosed(code) => {
-            // Echo the close as RFC 6455 asks (1005 "no code" cannot be sent back).
-            let code = code.filter(|&c| c != 1005).unwrap_or(1000);
+            // Echo the close as RFC 6455 asks; a code that may not be sent on the wire (1004,
+            // 1005, 1006, 1015, below 1000, 1016..2999, 5000 and above) is a protocol error.
+            let code = match code {
+                None => 1000,
+                Some(c) if matches!(c, 1000..=1003 | 1007..=1014 | 3000..=4999) => c,
+                Some(_) => 1002,
+            };
             let _ = write_queued(stream, out).await;
             let _ = stream.write_all(&ws::close_frame(code, "")).await;
         }
@@ -541,6 +559,29 @@ mod tests {
     /// An idle WebSocket connection costs its task (the `serve` future), its `Outbound` and
     /// little else (DESIGN invariant 6); this budget keeps the future from quietly growing
     /// (a stack buffer or a long-lived HTTP value in it costs every connection).
+    #[test]
+    fn content_length_is_strict_and_connection_tokens_combine() {
+        let head = |extra: &str| {
+            super::parse_head(format!("POST /api/x HTTP/1.1\r\nHost: a\r\n{extra}\r\n").as_bytes())
+        };
+        assert_eq!(
+            head("Content-Length: 5\r\n").unwrap().content_length,
+            Some(5)
+        );
+        assert!(head("Content-Length: +5\r\n").is_none());
+        assert!(head("Content-Length: 5, 5\r\n").is_none());
+        assert!(head("Content-Length:\r\n").is_none());
+        assert!(head("Content-Length: 5\r\nContent-Length: 6\r\n").is_none());
+        assert_eq!(
+            head("Content-Length: 5\r\nContent-Length: 5\r\n")
+                .unwrap()
+                .content_length,
+            Some(5)
+        );
+        let both = head("Connection: keep-alive\r\nConnection: Upgrade\r\n").unwrap();
+        assert!(both.connection_upgrade && both.keep_alive);
+    }
+
     #[test]
     fn idle_connection_task_stays_small() {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)

@@ -118,7 +118,29 @@ fn every_kind_of_bad_input_gets_its_answer_while_others_keep_working() {
         .write_all(&common::frame(0x1, true, &[b' '; 2000]))
         .unwrap();
     assert_eq!(close_code_of(&mut stream), Some(1009));
+    // A client's close is echoed with its code when the code may be sent, else 1002.
+    for (sent, echoed) in [(4001u16, 4001), (1000, 1000), (1005, 1002), (999, 1002)] {
+        let mut stream = upgraded(&server);
+        stream
+            .write_all(&common::frame(0x8, true, &sent.to_be_bytes()))
+            .unwrap();
+        assert_eq!(close_code_of(&mut stream), Some(echoed), "close {sent}");
+    }
     check_healthy(&mut healthy);
+
+    // Content-Length must be digits, and repeated ones must agree.
+    for bad in ["+5", "5, 5"] {
+        let request =
+            format!("POST /api/info HTTP/1.1\r\nHost: x\r\nContent-Length: {bad}\r\n\r\n12345");
+        assert_eq!(
+            common::parse_response(&server.raw(request.as_bytes())).0,
+            400,
+            "{bad}"
+        );
+    }
+    let twice =
+        "POST /api/info HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\n12345";
+    assert_eq!(common::parse_response(&server.raw(twice.as_bytes())).0, 400);
 
     // Protocol errors close with 3501 bad request: non-JSON, unknown method, a command
     // before connect, a second connect.
