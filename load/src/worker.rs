@@ -280,15 +280,7 @@ async fn connection(
     let setup_replies = 1 + spec.channels.len() as u64;
     let mut replies_due = setup_replies;
     let mut ready = false;
-    if let Some(publish) = spec.publish.clone() {
-        glommio::spawn_local(publish_loop(
-            publish,
-            out.clone(),
-            shared.clone(),
-            phase.clone(),
-        ))
-        .detach();
-    }
+    let mut publish = spec.publish.clone();
     // Bounded by the server closing or the worker stopping (the process exits).
     loop {
         let message = match reader.next().await {
@@ -350,6 +342,16 @@ async fn connection(
                         if replies_due == 0 {
                             ready = true;
                             shared.connected.set(shared.connected.get() + 1);
+                            // Only a connection that is connected and subscribed publishes.
+                            if let Some(publish) = publish.take() {
+                                glommio::spawn_local(publish_loop(
+                                    publish,
+                                    out.clone(),
+                                    shared.clone(),
+                                    phase.clone(),
+                                ))
+                                .detach();
+                            }
                         }
                     }
                 }
