@@ -103,6 +103,33 @@ pub struct Measured {
     pub stopped: Option<String>,
 }
 
+impl Measured {
+    /// The configuration's result: what the workers measured plus what only the scenario
+    /// knows (its parameters, what it sent, what it expected, its own figures).
+    pub fn into_run(
+        self,
+        label: String,
+        params: std::collections::BTreeMap<String, f64>,
+        sent: u64,
+        expected: u64,
+        extra: std::collections::BTreeMap<String, f64>,
+    ) -> crate::report::RunResult {
+        crate::report::RunResult {
+            label,
+            params,
+            duration_s: self.duration_s,
+            sent,
+            expected,
+            counts: self.counts,
+            latency: self.latency,
+            api_call: None,
+            extra,
+            samples: self.samples,
+            stopped: self.stopped,
+        }
+    }
+}
+
 impl Workers {
     /// Starts one worker process per spec (this executable, `worker` subcommand).
     pub fn spawn(specs: &[WorkerSpec]) -> Result<Workers, String> {

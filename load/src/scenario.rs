@@ -172,24 +172,15 @@ pub fn broadcast(
             ready.connected as f64 / ready.connect_s.max(1e-9),
         );
         extra.insert("api_errors".into(), errors.len() as f64);
-        runs.push(RunResult {
-            label,
-            params: params(&[
-                ("members", members as f64),
-                ("online", connected as f64),
-                ("batch", batch as f64),
-                ("messages", args.messages as f64),
-            ]),
-            duration_s: measured.duration_s,
-            sent,
-            expected: sent * connected,
-            counts: measured.counts,
-            latency: measured.latency,
-            api_call: Some(api_call),
-            extra,
-            samples: measured.samples,
-            stopped: measured.stopped,
-        });
+        let params = params(&[
+            ("members", members as f64),
+            ("online", connected as f64),
+            ("batch", batch as f64),
+            ("messages", args.messages as f64),
+        ]);
+        let mut run = measured.into_run(label, params, sent, sent * connected, extra);
+        run.api_call = Some(api_call);
+        runs.push(run);
     }
     Ok(())
 }
@@ -287,24 +278,14 @@ pub fn rooms(common: &Common, args: &RoomsArgs, runs: &mut Vec<RunResult>) -> Re
                 / duration.as_secs_f64().min(measured.duration_s).max(1e-9),
         );
         extra.insert("error_replies".into(), measured.error_replies as f64);
-        runs.push(RunResult {
-            label,
-            params: params(&[
-                ("rooms", rooms as f64),
-                ("clients", clients as f64),
-                ("rate_hz", args.rate_hz),
-                ("size", args.size as f64),
-            ]),
-            duration_s: measured.duration_s,
-            sent: measured.sent_by_workers,
-            expected,
-            counts: measured.counts,
-            latency: measured.latency,
-            api_call: None,
-            extra,
-            samples: measured.samples,
-            stopped: measured.stopped,
-        });
+        let params = params(&[
+            ("rooms", rooms as f64),
+            ("clients", clients as f64),
+            ("rate_hz", args.rate_hz),
+            ("size", args.size as f64),
+        ]);
+        let sent = measured.sent_by_workers;
+        runs.push(measured.into_run(label, params, sent, expected, extra));
     }
     Ok(())
 }
@@ -381,15 +362,8 @@ pub fn idle(common: &Common, args: &IdleArgs, runs: &mut Vec<RunResult>) -> Resu
             );
         }
         drop(workers);
-        runs.push(RunResult {
-            label,
-            params: params(&[("connections", n as f64)]),
-            duration_s: measured.duration_s,
-            extra,
-            samples: measured.samples,
-            stopped: measured.stopped,
-            ..RunResult::default()
-        });
+        let params = params(&[("connections", n as f64)]);
+        runs.push(measured.into_run(label, params, 0, 0, extra));
     }
     Ok(())
 }
@@ -487,23 +461,12 @@ pub fn fanout(common: &Common, args: &FanoutArgs, runs: &mut Vec<RunResult>) -> 
         );
         extra.insert("publish_per_s".into(), achieved);
         extra.insert("passed".into(), f64::from(u8::from(passed)));
-        runs.push(RunResult {
-            label,
-            params: params(&[
-                ("subscribers", connected as f64),
-                ("rate_hz", rate),
-                ("size", args.size as f64),
-            ]),
-            duration_s: measured.duration_s,
-            sent,
-            expected,
-            counts: measured.counts,
-            latency: measured.latency,
-            api_call: None,
-            extra,
-            samples: measured.samples,
-            stopped: measured.stopped,
-        });
+        let params = params(&[
+            ("subscribers", connected as f64),
+            ("rate_hz", rate),
+            ("size", args.size as f64),
+        ]);
+        runs.push(measured.into_run(label, params, sent, expected, extra));
         if !passed && !args.all {
             break;
         }
