@@ -364,8 +364,17 @@ impl ChannelOwner {
         else {
             return not_recovered;
         };
+        let now = unix_ms();
+        // A position older than what is still served cannot be recovered: say so without
+        // reading (and copying) up to `limit` publications first.
+        if log
+            .first_available(channel, now)
+            .is_none_or(|first| first > from.offset + 1)
+        {
+            return not_recovered;
+        }
         let limit = self.config.recovery_max_publication_limit;
-        let publications = match log.read(channel, from.offset, false, limit, unix_ms()) {
+        let publications = match log.read(channel, from.offset, false, limit, now) {
             Ok((pubs, _)) => pubs,
             Err(e) => {
                 eprintln!("ringcast: history read of {channel:?}: {e}");
