@@ -1,6 +1,7 @@
 //! Engine fan-out with virtual (socket-less) subscribers: one publication to 1k … 1M
-//! subscribers of one channel, on one shard and spread over shards, through the real owner
-//! (offset + encode once), ring mesh and hubs (one `Outbound` queue push per subscriber).
+//! subscribers of one channel, on one shard and spread over shards, through the real engine
+//! (offset), the encode-once delivery, the ring mesh and hubs (one `Outbound` queue push per
+//! subscriber).
 //! Reports nanoseconds per delivery: the time from the owner's publish until every shard
 //! has queued the frame for every local subscriber, divided by the subscriber count.
 //!
@@ -11,20 +12,25 @@ use std::rc::Rc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
+use ringcast::clock::Millis;
 use ringcast::config::Config;
-use ringcast::hub::{Hub, Millis, Outbound, PendingSubscription, SubscribeStep};
-use ringcast::owner::ChannelOwner;
-use ringcast::router::{owner_of, SubscribeAnswer};
+use ringcast::engine::{ChannelOwner, Engine, PublishInput};
+use ringcast::fanout::frames;
+use ringcast::fanout::{Hub, Outbound, PendingSubscription, SubscribeReply, SubscribeStep};
+use ringcast::router::msg::{Delivery, StreamTop, SubscribeAnswer};
+use ringcast::router::owner_of;
 use ringcast_ring::mesh::{mesh, BoundLinks};
 
 const CHANNEL: &str = "bench";
 
 enum Msg {
-    /// A frame to deliver to the local subscribers of `CHANNEL`.
-    Frame(Bytes),
+    /// A publication to deliver to the local subscribers of `CHANNEL`.
+    Deliver(Arc<Delivery>),
     /// Empty every subscriber queue (between timed rounds).
     Drain,
     /// A shard finished the last request.
@@ -50,14 +56,17 @@ fn subscribers(hub: &mut Hub, count: usize, first_id: u64) -> Vec<Rc<Outbound>> 
     (0..count)
         .map(|i| {
             let conn = Rc::new(Outbound::new(first_id + i as u64, usize::MAX, now, now));
-            let sub = PendingSubscription::plain(conn.clone(), 0);
+            let sub = PendingSubscription::plain(conn.clone(), SubscribeReply::ServerSide);
             // The first subscriber registers the shard; the owner's answer lets it join.
             if let SubscribeStep::AskOwner { name, ticket, .. } = hub.subscribe(CHANNEL, sub) {
                 hub.subscribed(SubscribeAnswer {
                     channel: name,
                     registration: true,
                     ticket,
-                    result: Ok(("bench".into(), 0)),
+                    result: Ok(StreamTop {
+                        epoch: "bench".into(),
+                        offset: 0,
+                    }),
                     recovery: None,
                 });
             }
@@ -94,8 +103,8 @@ fn follower(mut links: BoundLinks<Msg>, count: usize, cpu: usize) {
     links.send(0, Msg::Done).expect("ready");
     loop {
         match recv_one(&mut links, &mut inbox) {
-            Msg::Frame(frame) => {
-                let delivered = hub.deliver_remote(CHANNEL, 0, &frame);
+            Msg::Deliver(delivery) => {
+                let delivered = hub.deliver_remote(&delivery);
                 debug_assert_eq!(delivered, count);
             }
             Msg::Drain => drain(&conns),
@@ -127,7 +136,7 @@ fn run(total: usize, shards: usize, rounds: usize, cpus: &[usize]) -> f64 {
         assert!(matches!(recv_one(&mut links, &mut inbox), Msg::Done));
     }
     assert_eq!(owner_of(CHANNEL, 1), 0);
-    let mut owner = ChannelOwner::new(0, 1, Config::default());
+    let mut owner = ChannelOwner::new(0, 1, Config::default()).expect("owner");
     let mut hub = Hub::default();
     let local = subscribers(&mut hub, per_shard, 0);
     for shard in 0..shards {
@@ -136,19 +145,26 @@ fn run(total: usize, shards: usize, rounds: usize, cpus: &[usize]) -> f64 {
             .0
             .expect("plain channel");
     }
-    let payload = br#"{"text":"hello, room","user":"42"}"#;
+    let payload = Bytes::from_static(br#"{"text":"hello, room","user":"42"}"#);
+    let input = PublishInput {
+        data: &payload,
+        info: None,
+        tags: None,
+        skip_history: false,
+    };
     let mut samples = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let started = Instant::now();
-        let outcome = owner
-            .publish(CHANNEL, payload, None, None, false)
-            .expect("plain channel");
-        for shard in outcome.shards.iter().filter(|&s| s != 0) {
+        let outcome = owner.publish(CHANNEL, input).expect("plain channel");
+        // What the owner's shard does: encode the frame once, send it to every shard.
+        let interested = outcome.shards;
+        let delivery = Arc::new(frames::delivery(outcome.channel, outcome.publication));
+        for shard in interested.iter().filter(|&s| s != 0) {
             links
-                .send(shard, Msg::Frame(outcome.frame.clone()))
+                .send(shard, Msg::Deliver(delivery.clone()))
                 .expect("room");
         }
-        hub.deliver(CHANNEL, outcome.offset, &outcome.frame);
+        hub.deliver(&delivery);
         for _ in 1..shards {
             assert!(matches!(recv_one(&mut links, &mut inbox), Msg::Done));
         }

@@ -10,7 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
-use ringcast::history::{HistoryLog, CHANNEL_BYTES, INDEX_BYTES_PER_RECORD};
+use ringcast::history::{Entry, HistoryLog, Policy, CHANNEL_BYTES, INDEX_BYTES_PER_RECORD};
+
+/// The channels' history policy.
+const POLICY: Policy = Policy {
+    keep: KEEP,
+    ttl_ms: TTL_MS,
+};
 
 const SEGMENT: u64 = 64 << 20;
 const CHANNELS: usize = 1000;
@@ -21,7 +27,7 @@ const BUDGET: Duration = Duration::from_secs(2);
 const SCAN_SEGMENTS: usize = 16;
 
 #[derive(Clone, Copy, PartialEq)]
-enum Policy {
+enum SyncPolicy {
     /// Append only; the kernel writes back when it likes.
     Never,
     /// A flush job every 100 ms of wall time, run inline.
@@ -48,10 +54,10 @@ fn main() {
         BUDGET.as_secs()
     );
     for (name, policy) in [
-        ("never", Policy::Never),
-        ("interval 100 ms", Policy::Interval),
-        ("always, group commit of 64", Policy::Group),
-        ("always, per append", Policy::Each),
+        ("never", SyncPolicy::Never),
+        ("interval 100 ms", SyncPolicy::Interval),
+        ("always, group commit of 64", SyncPolicy::Group),
+        ("always, per append", SyncPolicy::Each),
     ] {
         appends(
             &base.path().join(name.replace([' ', ','], "-")),
@@ -83,7 +89,7 @@ fn flush(log: &mut HistoryLog) {
     }
 }
 
-fn appends(dir: &Path, name: &str, policy: Policy) {
+fn appends(dir: &Path, name: &str, policy: SyncPolicy) {
     let (mut log, _) = HistoryLog::open(dir, 0, SEGMENT).expect("open");
     let names = channel_names();
     let data = payload();
@@ -97,22 +103,20 @@ fn appends(dir: &Path, name: &str, policy: Policy) {
             let i = appended as usize % CHANNELS;
             offsets[i] += 1;
             let now_ms = start.elapsed().as_millis() as u64;
-            log.append(
-                &names[i], offsets[i], now_ms, &data, None, None, KEEP, TTL_MS,
-            )
-            .expect("append");
+            log.append(&names[i], offsets[i], now_ms, Entry::data(&data), POLICY)
+                .expect("append");
             appended += 1;
-            if policy == Policy::Each {
+            if policy == SyncPolicy::Each {
                 flush(&mut log);
                 flushes += 1;
             }
         }
         match policy {
-            Policy::Group => {
+            SyncPolicy::Group => {
                 flush(&mut log);
                 flushes += 1;
             }
-            Policy::Interval if last_flush.elapsed() >= Duration::from_millis(100) => {
+            SyncPolicy::Interval if last_flush.elapsed() >= Duration::from_millis(100) => {
                 flush(&mut log);
                 flushes += 1;
                 last_flush = Instant::now();
@@ -124,7 +128,7 @@ fn appends(dir: &Path, name: &str, policy: Policy) {
                 .expect("retain");
         }
     }
-    if policy != Policy::Never {
+    if policy != SyncPolicy::Never {
         flush(&mut log);
     }
     let elapsed = start.elapsed();
@@ -149,10 +153,8 @@ fn scan(dir: &Path) {
     while log.segments() <= SCAN_SEGMENTS {
         let i = appended as usize % CHANNELS;
         offsets[i] += 1;
-        log.append(
-            &names[i], offsets[i], appended, &data, None, None, KEEP, TTL_MS,
-        )
-        .expect("append");
+        log.append(&names[i], offsets[i], appended, Entry::data(&data), POLICY)
+            .expect("append");
         appended += 1;
     }
     flush(&mut log);

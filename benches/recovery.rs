@@ -14,8 +14,9 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringcast::history::HistoryLog;
-use ringcast::router::{partition, PARTITIONS};
+use ringcast::history::{Entry, HistoryLog, Policy};
+use ringcast::limits::PARTITIONS;
+use ringcast::router::partition;
 use serde_json::json;
 
 #[path = "../tests/common/mod.rs"]
@@ -29,14 +30,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn recovery(rounds: usize) {
     let server = common::Server::start(&[
-        "--history-size",
-        "2000",
-        "--history-ttl",
-        "1h",
-        "--force-recovery",
-        "true",
-        "--recovery-max-publication-limit",
-        "1000",
+        "channel.without_namespace.history_size=2000",
+        "channel.without_namespace.history_ttl=1h",
+        "channel.without_namespace.force_recovery=true",
+        "client.recovery_max_publication_limit=1000",
     ]);
     let mut api = common::ApiConn::open(server.address).expect("api");
     let mut samples = Vec::with_capacity(rounds);
@@ -101,7 +98,11 @@ fn build_history(data: &common::DataDir, bytes: u64) -> u64 {
             written += 4 * (56 + 16 + payload.len() as u64);
             for (c, name) in names[p as usize].iter().enumerate() {
                 offsets[c] += 1;
-                log.append(name, offsets[c], 1, &payload, None, None, 1_000, 0)
+                let policy = Policy {
+                    keep: 1_000,
+                    ttl_ms: 0,
+                };
+                log.append(name, offsets[c], 1, Entry::data(&payload), policy)
                     .expect("append");
                 records += 1;
             }

@@ -70,7 +70,7 @@ fn connect_command() -> String {
 
 #[test]
 fn every_kind_of_bad_input_gets_its_answer_while_others_keep_working() {
-    let server = Server::start(&["--websocket-message-max-bytes", "1024"]);
+    let server = Server::start(&["websocket.message_size_limit=1024"]);
     let mut healthy = Client::connect(&server, "healthy").0;
     healthy.subscribe("heartbeat");
     let mut beat = 0;
@@ -273,7 +273,7 @@ fn http_keep_alive_serves_several_requests_on_one_connection() {
 
 #[test]
 fn anonymous_connect_when_allowed_and_connect_result_shape() {
-    let server = Server::start(&["--allow-anonymous-connect-without-token", "true"]);
+    let server = Server::start(&["client.allow_anonymous_connect_without_token=true"]);
     let mut client = Client::open(&server);
     let reply = client.command("connect", json!({"name": "js"}));
     let result = &reply["connect"];

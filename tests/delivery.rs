@@ -22,7 +22,7 @@ fn clients_on_every_shard(server: &Server, role: &str) -> Vec<Client> {
 
 #[test]
 fn publications_from_clients_and_api_reach_subscribers_on_every_shard() {
-    let server = Server::start(&["--allow-publish-for-client", "true"]);
+    let server = Server::start(&["channel.without_namespace.allow_publish_for_client=true"]);
     let channels = ["news", "room-1", "room-2", "sport"];
     // Subscribers and publishers on every shard, channels owned by both shards: every
     // publication crosses shards on its way to some subscriber.
@@ -84,7 +84,7 @@ fn publications_from_clients_and_api_reach_subscribers_on_every_shard() {
 #[test]
 fn order_holds_with_concurrent_publishers() {
     const PER_PUBLISHER: u64 = 300;
-    let server = Server::start(&["--allow-publish-for-client", "true"]);
+    let server = Server::start(&["channel.without_namespace.allow_publish_for_client=true"]);
     let mut subscribers: Vec<Client> = (0..4)
         .map(|i| {
             let mut client = Client::connect(&server, &format!("s{i}")).0;
@@ -178,7 +178,7 @@ fn broadcast_reaches_a_thousand_channels() {
 #[test]
 fn slow_consumer_is_disconnected_and_healthy_one_misses_nothing() {
     const MESSAGES: usize = 400;
-    let server = Server::start(&["--client-queue-max-bytes", "65536"]);
+    let server = Server::start(&["client.queue_max_size=65536"]);
     let mut healthy = Client::connect(&server, "healthy").0;
     healthy.subscribe("firehose");
 
@@ -234,7 +234,7 @@ fn wait_until(mut condition: impl FnMut() -> bool) {
 
 #[test]
 fn unanswered_pings_disconnect_with_no_pong() {
-    let server = Server::start(&["--ping-interval-ms", "300", "--pong-timeout-ms", "200"]);
+    let server = Server::start(&["client.ping_interval=300ms", "client.pong_timeout=200ms"]);
     let (mut answering, reply) = Client::connect(&server, "a");
     assert_eq!(
         reply["connect"]["ping"], 1,

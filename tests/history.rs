@@ -15,29 +15,29 @@ use common::{Client, DataDir, Server};
 use serde_json::{json, Value};
 
 /// History on for channels without a namespace, recovery forced, the client may read it.
-const HISTORY: [&str; 10] = [
-    "--history-size",
-    "1000",
-    "--history-ttl",
-    "1h",
-    "--force-recovery",
-    "true",
-    "--allow-history-for-client",
-    "true",
-    "--history-max-publication-limit",
-    "1000",
+const HISTORY: [&str; 5] = [
+    "channel.without_namespace.history_size=1000",
+    "channel.without_namespace.history_ttl=1h",
+    "channel.without_namespace.force_recovery=true",
+    "channel.without_namespace.allow_history_for_client=true",
+    "client.history_max_publication_limit=1000",
 ];
 
-/// `HISTORY` with `extra` flag-value pairs added or replacing the same flags.
+/// `HISTORY` with `extra` added: settings (`path=value`) replace the same path; flags with
+/// their values are appended.
 fn with(extra: &[&'static str]) -> Vec<&'static str> {
-    let mut flags = HISTORY.to_vec();
-    for pair in extra.chunks(2) {
-        match flags.iter().position(|f| *f == pair[0]) {
-            Some(at) => flags[at + 1] = pair[1],
-            None => flags.extend_from_slice(pair),
+    let mut args = HISTORY.to_vec();
+    for item in extra {
+        let key = item.split('=').next().unwrap_or(item);
+        match args
+            .iter()
+            .position(|a| a.split('=').next() == Some(key) && a.contains('='))
+        {
+            Some(at) if item.contains('=') => args[at] = item,
+            _ => args.push(item),
         }
     }
-    flags
+    args
 }
 
 fn publish(server: &Server, channel: &str, n: u64) -> Value {
@@ -86,7 +86,7 @@ type Acked = BTreeMap<String, Vec<(u64, u64)>>;
 #[test]
 fn acknowledged_publications_survive_kill_9_with_always() {
     let data = DataDir::new();
-    let server = Server::start_in(&data, &with(&["--history-fsync", "always"]));
+    let server = Server::start_in(&data, &with(&["history_storage.fsync=always"]));
     let channels: Vec<String> = (0..8).map(|i| format!("crash-{i}")).collect();
     // Acknowledged (offset, n) per channel, from four publishing threads.
     let acked: Arc<Mutex<Acked>> = Default::default();
@@ -212,7 +212,7 @@ fn a_failed_sync_under_always_acknowledges_and_delivers_nothing() {
     let mut server = Server::start_env(
         &data,
         None,
-        &with(&["--history-fsync", "always"]),
+        &with(&["history_storage.fsync=always"]),
         &[("RINGCAST_TEST_FAIL_SYNC", "1")],
     );
     let (mut subscriber, _) = Client::connect(&server, "s");
@@ -260,7 +260,7 @@ fn recover(client: &mut Client, channel: &str, offset: u64, epoch: &str, flag: i
 
 #[test]
 fn recovery_across_a_reconnect_and_unrecoverable_positions() {
-    let server = Server::start(&with(&["--history-size", "10"]));
+    let server = Server::start(&with(&["channel.without_namespace.history_size=10"]));
     let channel = "rec";
     let (mut client, _) = Client::connect(&server, "u1");
     let reply = client.command("subscribe", json!({"channel": channel}));
@@ -328,7 +328,7 @@ fn recovery_across_a_reconnect_and_unrecoverable_positions() {
 #[test]
 fn recovering_while_publications_flow_has_no_gap_and_no_duplicate() {
     // Anchors read only at the end: room for every publication in their queues.
-    let server = Server::start(&with(&["--client-queue-max-bytes", "16777216"]));
+    let server = Server::start(&with(&["client.queue_max_size=16777216"]));
     // Subscribers that stay on every shard: each shard keeps receiving the channel, so
     // recovering subscribers take the path where the owner answers a shard that is already
     // registered while deliveries to it are in flight.
@@ -466,7 +466,7 @@ fn client_and_api_history_and_history_remove() {
 
 #[test]
 fn channels_without_history_answer_108_and_keep_offsets() {
-    let server = Server::start(&["--allow-history-for-client", "true"]);
+    let server = Server::start(&["channel.without_namespace.allow_history_for_client=true"]);
     let (mut client, _) = Client::connect(&server, "u");
     let reply = client.command("history", json!({"channel": "plain"}));
     assert_eq!(reply["error"]["code"], 108);
@@ -488,12 +488,11 @@ fn segments_of(server: &Server) -> Vec<u64> {
 #[test]
 fn retention_keeps_disk_use_bounded_under_steady_load() {
     let server = Server::start(&[
-        "--history-size",
-        "50",
-        "--history-ttl",
-        "1s",
-        "--history-segment-bytes",
-        "65536",
+        "channel.without_namespace.history_size=50",
+        "channel.without_namespace.history_ttl=1s",
+        "history_storage.segment_size=65536",
+        // A client publication must fit a segment (the server checks it at start).
+        "websocket.message_size_limit=16384",
     ]);
     let payload = "x".repeat(200);
     let mut samples = Vec::new();

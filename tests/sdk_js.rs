@@ -98,7 +98,7 @@ fn step<'a>(steps: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value
 
 #[test]
 fn js_sdk_connects_subscribes_receives_and_publishes() {
-    let server = Server::start(&["--allow-publish-for-client", "true"]);
+    let server = Server::start(&["channel.without_namespace.allow_publish_for_client=true"]);
     let steps = run_sdk(&server, "chat-room", false);
     assert_eq!(
         step(&steps, "connected")["client"].as_str().unwrap().len(),
@@ -145,12 +145,9 @@ impl Lines {
 fn js_sdk_recovers_missed_publications_after_a_cut_and_a_server_restart() {
     install_sdk();
     let flags = [
-        "--history-size",
-        "100",
-        "--history-ttl",
-        "300s",
-        "--force-recovery",
-        "true",
+        "channel.without_namespace.history_size=100",
+        "channel.without_namespace.history_ttl=300s",
+        "channel.without_namespace.force_recovery=true",
     ];
     let data = DataDir::new();
     let server = Server::start_in(&data, &flags);

@@ -41,10 +41,14 @@ struct Target {
     #[arg(long, default_value = "http://127.0.0.1:8000/api")]
     api_url: String,
     /// Server API key
-    #[arg(long, env = "RINGCAST_API_KEY", default_value = "")]
+    #[arg(long, env = "RINGCAST_HTTP_API_KEY", default_value = "")]
     api_key: String,
     /// HS256 secret to sign connection tokens with (empty: connect without a token)
-    #[arg(long, env = "RINGCAST_TOKEN_HMAC_SECRET_KEY", default_value = "")]
+    #[arg(
+        long,
+        env = "RINGCAST_CLIENT_TOKEN_HMAC_SECRET_KEY",
+        default_value = ""
+    )]
     token_secret: String,
     /// Connections per worker process
     #[arg(long, default_value_t = 5000)]

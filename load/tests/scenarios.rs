@@ -47,15 +47,15 @@ impl Server {
                 "k",
                 "--token-hmac-secret-key",
                 "s",
-                "--allow-publish-for-client",
-                "true",
-                "--history-size",
-                "10",
-                "--history-ttl",
-                "60s",
                 "--data-dir",
             ])
             .arg(&data)
+            .env(
+                "RINGCAST_CHANNEL_WITHOUT_NAMESPACE_ALLOW_PUBLISH_FOR_CLIENT",
+                "true",
+            )
+            .env("RINGCAST_CHANNEL_WITHOUT_NAMESPACE_HISTORY_SIZE", "10")
+            .env("RINGCAST_CHANNEL_WITHOUT_NAMESPACE_HISTORY_TTL", "60s")
             .stdout(Stdio::piped())
             .spawn()
             .expect("server starts");

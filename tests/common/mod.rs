@@ -52,7 +52,9 @@ pub struct Server {
 
 impl Server {
     /// Starts `ringcast serve` on 127.0.0.1, a free port, 2 shards and the test secrets, plus
-    /// `extra` flags, with a fresh data directory of its own.
+    /// `extra`, with a fresh data directory of its own. `extra` holds flags (`--shards`, `2`)
+    /// and configuration settings `path=value` (`client.queue_max_size=65536`), which reach
+    /// the server as the environment variables of their paths (`RINGCAST_CLIENT_...`).
     pub fn start(extra: &[&str]) -> Server {
         let data = DataDir::new();
         let mut server = Server::start_in(&data, extra);
@@ -78,6 +80,14 @@ impl Server {
         env: &[(&str, &str)],
     ) -> Server {
         let port = port.unwrap_or(0).to_string();
+        let (settings, extra): (Vec<&str>, Vec<&str>) = extra
+            .iter()
+            .partition(|a| !a.starts_with("--") && a.contains('='));
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .filter_map(|s| s.split_once('='))
+            .map(|(key, value)| (setting_env(key), value.to_owned()))
+            .collect();
         let mut args = vec![
             "serve",
             "--address",
@@ -95,9 +105,10 @@ impl Server {
         if !extra.contains(&"--shards") {
             args.extend_from_slice(&["--shards", "2"]);
         }
-        args.extend_from_slice(extra);
+        args.extend_from_slice(&extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
             .args(&args)
+            .envs(settings)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -418,34 +429,17 @@ impl Client {
     }
 }
 
-/// A raw client frame: `opcode`, masked or not (clients must mask; tests also send bad
-/// frames on purpose).
+/// A raw, final client frame: `opcode`, masked or not (clients must mask; tests also send
+/// bad frames on purpose).
 pub fn frame(opcode: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80 | opcode];
-    let mask_bit = if masked { 0x80 } else { 0 };
-    match payload.len() {
-        n @ 0..=125 => out.push(mask_bit | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    if masked {
-        out.extend_from_slice(&[1, 2, 3, 4]);
-        out.extend(
-            payload
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
-        );
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
+    let mask = masked.then_some([1, 2, 3, 4]);
+    ringcast::framing::websocket::client_frame(opcode, true, mask, payload)
+}
+
+/// The environment variable of a configuration path: `client.queue_max_size` →
+/// `RINGCAST_CLIENT_QUEUE_MAX_SIZE`.
+pub fn setting_env(path: &str) -> String {
+    format!("RINGCAST_{}", path.replace('.', "_").to_ascii_uppercase())
 }
 
 /// At least `min` connected clients (users `<role>0`, `<role>1`, ...) such that every shard

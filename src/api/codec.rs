@@ -1,0 +1,214 @@
+//! The server API's JSON (Centrifugo v5/v6 shapes): request bodies into `ApiCommand`s (unknown
+//! fields ignored) and `ApiReply`s into `{"result":...}` or `{"error":{"code":N,"message":"..."}}`
+//! bodies.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{ApiCommand, ApiReply, NodeInfo, PublishResult};
+use crate::protocol::json::encode::{self, ByteSink};
+use crate::protocol::{ErrorCode, HistoryRequest};
+use crate::router::msg::{HistoryPage, HistoryQuery};
+
+/// Why a request is not a command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// No such method (HTTP 404).
+    UnknownMethod,
+    /// The body is not valid JSON for the method (HTTP 400).
+    BadRequest,
+}
+
+/// The fields `publish` and `broadcast` share.
+#[derive(Deserialize)]
+struct PublishFields<'a> {
+    #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tags: Option<&'a RawValue>,
+    #[serde(default)]
+    skip_history: bool,
+}
+
+/// Raw JSON without raw newlines; `null` counts as absent.
+fn raw(value: Option<&RawValue>) -> Option<Bytes> {
+    value
+        .filter(|v| v.get() != "null")
+        .map(|v| Bytes::from(encode::raw_without_newlines(v.get().as_bytes())))
+}
+
+/// The command `method` (the path after the API prefix) with `body`.
+pub fn decode(method: &str, body: &[u8]) -> Result<ApiCommand, DecodeError> {
+    let bad = |_| DecodeError::BadRequest;
+    match method {
+        "publish" | "broadcast" => {
+            let f: PublishFields<'_> = serde_json::from_slice(body).map_err(bad)?;
+            let (data, tags) = (raw(f.data), raw(f.tags));
+            Ok(if method == "publish" {
+                ApiCommand::Publish {
+                    channel: f.channel,
+                    data,
+                    tags,
+                    skip_history: f.skip_history,
+                }
+            } else {
+                ApiCommand::Broadcast {
+                    channels: f.channels.unwrap_or_default(),
+                    data,
+                    tags,
+                    skip_history: f.skip_history,
+                }
+            })
+        }
+        "history" => {
+            let r: HistoryRequest = serde_json::from_slice(body).map_err(bad)?;
+            Ok(ApiCommand::History {
+                channel: r.channel,
+                query: HistoryQuery {
+                    limit: r.limit,
+                    since: r.since.map(|s| (s.offset, s.epoch.into_boxed_str())),
+                    reverse: r.reverse,
+                },
+            })
+        }
+        "history_remove" => {
+            #[derive(Deserialize)]
+            struct Fields {
+                #[serde(default)]
+                channel: String,
+            }
+            let f: Fields = serde_json::from_slice(body).map_err(bad)?;
+            Ok(ApiCommand::HistoryRemove { channel: f.channel })
+        }
+        "info" => Ok(ApiCommand::Info),
+        _ => Err(DecodeError::UnknownMethod),
+    }
+}
+
+/// The response body of `reply`.
+pub fn encode(reply: &ApiReply) -> Vec<u8> {
+    let mut out = Vec::new();
+    match reply {
+        ApiReply::Publish(result) => put_entry(&mut out, result),
+        ApiReply::Broadcast(Ok(entries)) => {
+            out.extend_from_slice(b"{\"result\":{\"responses\":[");
+            for (i, entry) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                put_entry(&mut out, entry);
+            }
+            out.extend_from_slice(b"]}}");
+        }
+        ApiReply::History(Ok(page)) => put_result(&mut out, |out| put_history(out, page)),
+        ApiReply::HistoryRemove(Ok(())) => out.extend_from_slice(b"{\"result\":{}}"),
+        ApiReply::Info(Ok(info)) => put_result(&mut out, |out| put_info(out, info)),
+        ApiReply::Broadcast(Err(code))
+        | ApiReply::History(Err(code))
+        | ApiReply::HistoryRemove(Err(code))
+        | ApiReply::Info(Err(code)) => put_error(&mut out, *code),
+    }
+    out
+}
+
+fn put_result(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(b"{\"result\":");
+    body(out);
+    out.push(b'}');
+}
+
+/// `{"error":{"code":N,"message":"..."}}` (API errors carry no `temporary`).
+fn put_error(out: &mut Vec<u8>, code: ErrorCode) {
+    out.extend_from_slice(b"{\"error\":");
+    encode::put_error(out, code, false);
+    out.push(b'}');
+}
+
+/// One publication's result: `{"result":{"offset":N,"epoch":E}}`, `{"result":{}}` without a
+/// position, or the error.
+fn put_entry(out: &mut Vec<u8>, result: &PublishResult) {
+    match result {
+        Ok(Some(position)) => put_result(out, |out| {
+            let _ = write!(ByteSink(out), "{{\"offset\":{},\"epoch\":", position.offset);
+            encode::put_str(out, &position.epoch);
+            out.push(b'}');
+        }),
+        Ok(None) => out.extend_from_slice(b"{\"result\":{}}"),
+        Err(code) => put_error(out, *code),
+    }
+}
+
+fn put_history(out: &mut Vec<u8>, page: &HistoryPage) {
+    encode::put_history_result(out, &page.publications, &page.epoch, page.offset);
+}
+
+fn put_info(out: &mut Vec<u8>, info: &NodeInfo) {
+    out.extend_from_slice(b"{\"nodes\":[{\"uid\":");
+    encode::put_str(out, &info.uid);
+    out.extend_from_slice(b",\"name\":");
+    encode::put_str(out, &info.name);
+    let s = &info.stats;
+    let _ = write!(
+        ByteSink(out),
+        ",\"version\":\"{}\",\"num_clients\":{},\"num_users\":{},\"num_channels\":{},\"uptime\":{},\"num_subs\":{}}}]}}",
+        info.version, s.connections, s.users, s.channels, info.uptime_seconds, s.subscriptions,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::msg::Position;
+    use std::num::NonZeroU64;
+
+    #[test]
+    fn bodies_and_replies_in_centrifugo_shapes() {
+        assert_eq!(
+            decode("nope", b"{}").unwrap_err(),
+            DecodeError::UnknownMethod
+        );
+        assert_eq!(
+            decode("publish", b"[").unwrap_err(),
+            DecodeError::BadRequest
+        );
+        let ApiCommand::Publish { data, channel, .. } = decode(
+            "publish",
+            b"{\"channel\":\"c\",\"data\":{\"a\":\n1},\"x\":1}",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (channel.as_str(), data.as_deref()),
+            ("c", Some(&b"{\"a\":1}"[..]))
+        );
+        let position = Position {
+            offset: NonZeroU64::new(3).unwrap(),
+            epoch: "ep".into(),
+        };
+        let text = |reply: ApiReply| String::from_utf8(encode(&reply)).unwrap();
+        assert_eq!(
+            text(ApiReply::Publish(Ok(Some(position.clone())))),
+            r#"{"result":{"offset":3,"epoch":"ep"}}"#
+        );
+        assert_eq!(text(ApiReply::Publish(Ok(None))), r#"{"result":{}}"#);
+        assert_eq!(
+            text(ApiReply::Broadcast(Ok(vec![
+                Ok(Some(position)),
+                Err(ErrorCode::BadRequest)
+            ]))),
+            r#"{"result":{"responses":[{"result":{"offset":3,"epoch":"ep"}},{"error":{"code":107,"message":"bad request"}}]}}"#
+        );
+        assert_eq!(
+            text(ApiReply::HistoryRemove(Err(ErrorCode::Internal))),
+            r#"{"error":{"code":100,"message":"internal server error"}}"#
+        );
+    }
+}

@@ -1,0 +1,73 @@
+//! `publish` and `broadcast`: validated here (channel names, data present and not nested
+//! deeper than `JSON_DEPTH_MAX`), then handed to the channels' owners through the shard.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{check_channel, PublishResult};
+use crate::limits::JSON_DEPTH_MAX;
+use crate::protocol::json::decode;
+use crate::protocol::ErrorCode;
+use crate::shard::Shard;
+
+/// The data of a publication, or 107 if it is missing or nested too deep.
+fn check_payload(data: Option<Bytes>, tags: &Option<Bytes>) -> Result<Bytes, ErrorCode> {
+    let data = data.ok_or(ErrorCode::BadRequest)?;
+    let shallow = decode::depth_within(&data, JSON_DEPTH_MAX)
+        && tags
+            .as_ref()
+            .is_none_or(|tags| decode::depth_within(tags, JSON_DEPTH_MAX));
+    if !shallow {
+        return Err(ErrorCode::BadRequest);
+    }
+    Ok(data)
+}
+
+pub async fn publish(
+    shard: &Shard,
+    channel: String,
+    data: Option<Bytes>,
+    tags: Option<Bytes>,
+    skip_history: bool,
+) -> PublishResult {
+    check_channel(shard, &channel)?;
+    let data = check_payload(data, &tags)?;
+    let channel: Arc<str> = channel.into();
+    let (results, complete) = shard
+        .publish(vec![(0, channel)], data, tags, skip_history)
+        .await;
+    match results.into_iter().next() {
+        Some(published) if complete => published.result,
+        _ => Err(ErrorCode::Internal),
+    }
+}
+
+/// One entry per requested channel, in request order: an error for bad names, the owner's
+/// answer for the rest. An owner that did not answer in time leaves its channels' entries as
+/// internal errors; answers that did arrive are reported as they are.
+pub async fn broadcast(
+    shard: &Shard,
+    channels: Vec<String>,
+    data: Option<Bytes>,
+    tags: Option<Bytes>,
+    skip_history: bool,
+) -> Result<Vec<PublishResult>, ErrorCode> {
+    if channels.is_empty() {
+        return Err(ErrorCode::BadRequest);
+    }
+    let data = check_payload(data, &tags)?;
+    let mut entries: Vec<PublishResult> = vec![Err(ErrorCode::Internal); channels.len()];
+    let mut valid = Vec::with_capacity(channels.len());
+    for (index, channel) in channels.into_iter().enumerate() {
+        match check_channel(shard, &channel) {
+            Err(code) => entries[index] = Err(code),
+            Ok(()) => valid.push((index as u32, Arc::<str>::from(channel))),
+        }
+    }
+    let (results, _complete) = shard.publish(valid, data, tags, skip_history).await;
+    for published in results {
+        entries[published.index as usize] = published.result;
+    }
+    Ok(entries)
+}

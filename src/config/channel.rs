@@ -1,0 +1,114 @@
+//! Channel options: the one set of per-channel settings (Centrifugo's `ChannelOptions`), used
+//! for `channel.without_namespace` and inlined into every `channel.namespaces[]` entry, and
+//! the resolution of a channel name to its options. A new channel option is one field here.
+
+use serde::{Deserialize, Serialize};
+
+use super::duration::GoDuration;
+
+/// The options of one channel namespace (or of channels without one). Each namespace has its
+/// own full set, as in Centrifugo: nothing is inherited from `without_namespace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChannelOptions {
+    /// Publications kept per channel; history is on when this and `history_ttl` are set.
+    pub history_size: usize,
+    /// How long publications are kept (whole seconds).
+    pub history_ttl: GoDuration,
+    /// Recovery for every subscriber / for subscribers that ask for it.
+    pub force_recovery: bool,
+    pub allow_recovery: bool,
+    /// Stream positions in subscribe results for every subscriber / for those that ask.
+    pub force_positioning: bool,
+    pub allow_positioning: bool,
+    /// Who may call `history`: any connected client / subscribers of the channel.
+    pub allow_history_for_client: bool,
+    pub allow_history_for_subscriber: bool,
+    /// Clients may subscribe by themselves. ringcast's default is `true` until subscription
+    /// tokens exist (Centrifugo's is `false`).
+    pub allow_subscribe_for_client: bool,
+    /// Clients may publish.
+    pub allow_publish_for_client: bool,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        ChannelOptions {
+            history_size: 0,
+            history_ttl: GoDuration(0),
+            force_recovery: false,
+            allow_recovery: false,
+            force_positioning: false,
+            allow_positioning: false,
+            allow_history_for_client: false,
+            allow_history_for_subscriber: false,
+            allow_subscribe_for_client: true,
+            allow_publish_for_client: false,
+        }
+    }
+}
+
+impl ChannelOptions {
+    /// History is on only with both a size and a ttl, as in Centrifugo.
+    pub fn history(&self) -> bool {
+        self.history_size > 0 && self.history_ttl.0 > 0
+    }
+
+    pub fn history_ttl_ms(&self) -> u64 {
+        self.history_ttl.as_millis()
+    }
+}
+
+/// One channel namespace: channels named `<name><namespace_boundary><rest>` take its options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Namespace {
+    pub name: String,
+    #[serde(flatten)]
+    pub options: ChannelOptions,
+}
+
+/// The `channel` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChannelSection {
+    /// Longest channel name in bytes (longer → error 107).
+    pub max_length: usize,
+    /// Channels starting with this are private (they need a subscription token).
+    pub private_prefix: String,
+    /// Separates a namespace's name from the rest of a channel name.
+    pub namespace_boundary: String,
+    pub without_namespace: ChannelOptions,
+    pub namespaces: Vec<Namespace>,
+}
+
+impl Default for ChannelSection {
+    fn default() -> Self {
+        ChannelSection {
+            max_length: 255,
+            private_prefix: "$".into(),
+            namespace_boundary: ":".into(),
+            without_namespace: ChannelOptions::default(),
+            namespaces: Vec::new(),
+        }
+    }
+}
+
+impl ChannelSection {
+    /// The options of `channel`, from its namespace (the text before the first boundary), or
+    /// `None` if that namespace is not configured (error 102). A private channel's prefix is
+    /// not part of its namespace (`$chat:x` is in `chat`).
+    pub fn options(&self, channel: &str) -> Option<&ChannelOptions> {
+        let channel = channel
+            .strip_prefix(self.private_prefix.as_str())
+            .filter(|_| !self.private_prefix.is_empty())
+            .unwrap_or(channel);
+        let Some((name, _)) = channel.split_once(self.namespace_boundary.as_str()) else {
+            return Some(&self.without_namespace);
+        };
+        self.namespaces
+            .iter()
+            .find(|ns| ns.name == name)
+            .map(|ns| &ns.options)
+    }
+}

@@ -1,0 +1,417 @@
+//! Configuration in Centrifugo v6's schema: the same nested keys (`client.token.hmac_secret_key`,
+//! `http_api.key`, `channel.namespaces`, ...) read from a JSON, YAML or TOML file (by
+//! extension), then `RINGCAST_*` / `CENTRIFUGO_*` environment variables along the same paths,
+//! then the command-line flags, each overriding the one before; validated with errors that
+//! name the key. Keys of ringcast's own live in sections of their own (`shards`,
+//! `history_storage`). A Centrifugo key ringcast does not implement is accepted with a
+//! warning; a key that is neither stops the start, naming the closest valid one.
+//!
+//! The pieces: `channel` (channel options and namespaces), `duration` (Go durations),
+//! `keys` (the catalogue of Centrifugo's keys), `source` (files, environment, classification
+//! of every key), `validate`, `overrides` (flags), `template` (`genconfig`).
+//!
+//! Owns nothing at run time: the validated `Config` is cloned into every shard. A leaf:
+//! imports only `limits` and `rand`.
+
+pub mod channel;
+pub mod duration;
+mod keys;
+pub mod overrides;
+mod source;
+pub mod template;
+mod validate;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use channel::{ChannelOptions, ChannelSection, Namespace};
+pub use duration::GoDuration;
+pub use overrides::Overrides;
+
+/// The validated server configuration, section by section as Centrifugo v6 names them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub http_server: HttpServer,
+    pub http_api: HttpApi,
+    pub health: Endpoint,
+    pub prometheus: Endpoint,
+    pub websocket: WebSocket,
+    pub client: Client,
+    pub channel: ChannelSection,
+    pub node: Node,
+    /// ringcast: the shards (pinned threads).
+    pub shards: Shards,
+    /// ringcast: where and how channel history is stored.
+    pub history_storage: HistoryStorage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpServer {
+    /// Address to listen on; empty = every interface (0.0.0.0).
+    pub address: String,
+    /// Port for WebSocket clients, the HTTP API, /health and /metrics (0 = any free port).
+    pub port: u16,
+}
+
+impl Default for HttpServer {
+    fn default() -> Self {
+        HttpServer {
+            address: String::new(),
+            port: 8000,
+        }
+    }
+}
+
+impl HttpServer {
+    /// The address to bind: empty means every interface, `localhost` the loopback one.
+    pub fn ip(&self) -> Result<IpAddr, String> {
+        match self.address.as_str() {
+            "" => Ok(IpAddr::from([0, 0, 0, 0])),
+            "localhost" => Ok(IpAddr::from([127, 0, 0, 1])),
+            other => other
+                .parse()
+                .map_err(|_| format!("{other:?} is not an IP address")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpApi {
+    /// Key for the server API (`X-API-Key: KEY` or `Authorization: apikey KEY`). Empty =
+    /// generated at start (dev mode) unless `insecure`.
+    pub key: String,
+    pub handler_prefix: String,
+    /// No server API at all.
+    pub disabled: bool,
+    /// The API without a key (trusted networks only).
+    pub insecure: bool,
+}
+
+impl Default for HttpApi {
+    fn default() -> Self {
+        HttpApi {
+            key: String::new(),
+            handler_prefix: "/api".into(),
+            disabled: false,
+            insecure: false,
+        }
+    }
+}
+
+/// `/health` and `/metrics`: on by default in ringcast (Centrifugo: off).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Endpoint {
+    pub enabled: bool,
+    pub handler_prefix: String,
+}
+
+/// A section written without a prefix gets its endpoint's (`fill_zero_defaults`).
+impl Default for Endpoint {
+    fn default() -> Self {
+        Endpoint::on("")
+    }
+}
+
+impl Endpoint {
+    fn on(prefix: &str) -> Self {
+        Endpoint {
+            enabled: true,
+            handler_prefix: prefix.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebSocket {
+    /// Largest incoming message in bytes; larger ones close the connection with 1009.
+    pub message_size_limit: usize,
+    /// A socket that takes no bytes for this long is a slow client (3008).
+    pub write_timeout: GoDuration,
+    pub handler_prefix: String,
+}
+
+impl Default for WebSocket {
+    fn default() -> Self {
+        WebSocket {
+            message_size_limit: 65_536,
+            write_timeout: GoDuration::from_secs(1),
+            handler_prefix: "/connection/websocket".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Client {
+    pub token: Token,
+    /// Connect without a token, as an anonymous user.
+    pub allow_anonymous_connect_without_token: bool,
+    /// Server ping interval (negative: no pings).
+    pub ping_interval: GoDuration,
+    /// Time a client has to answer a ping (negative: not checked); below `ping_interval`.
+    pub pong_timeout: GoDuration,
+    /// Bytes a connection may have queued before it is disconnected as slow (3008).
+    pub queue_max_size: usize,
+    /// Channels one connection may subscribe to (more → error 106).
+    pub channel_limit: usize,
+    /// Grace after a connection token expires before the connection is closed (3005).
+    pub expired_close_delay: GoDuration,
+    /// A client that sends no connect command within this is closed (3502).
+    pub stale_close_delay: GoDuration,
+    /// Most publications one `history` call returns.
+    pub history_max_publication_limit: usize,
+    /// Most publications sent to a recovering subscriber; more missed → `recovered: false`.
+    pub recovery_max_publication_limit: usize,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client {
+            token: Token::default(),
+            allow_anonymous_connect_without_token: false,
+            ping_interval: GoDuration::from_secs(25),
+            pong_timeout: GoDuration::from_secs(8),
+            queue_max_size: 1_048_576,
+            channel_limit: 128,
+            expired_close_delay: GoDuration::from_secs(25),
+            stale_close_delay: GoDuration::from_secs(10),
+            history_max_publication_limit: 300,
+            recovery_max_publication_limit: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Token {
+    /// HMAC secret for HS256 connection tokens. Empty = generated at start (dev mode).
+    pub hmac_secret_key: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Node {
+    /// The node's name in `/api/info` (empty: "ringcast").
+    pub name: String,
+}
+
+/// ringcast: shards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Shards {
+    /// Shards (one pinned thread each); 0 = one per CPU in the affinity mask.
+    pub count: usize,
+}
+
+/// ringcast: the history log's storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HistoryStorage {
+    /// Directory for persistent data: `history/<partition>/` and the `LOCK` file.
+    pub data_dir: PathBuf,
+    /// Size of each history segment file in bytes.
+    pub segment_size: u64,
+    /// When appends are made durable.
+    pub fsync: Fsync,
+    /// Sync period with `fsync = interval`.
+    pub fsync_interval: GoDuration,
+}
+
+impl Default for HistoryStorage {
+    fn default() -> Self {
+        HistoryStorage {
+            data_dir: PathBuf::from("data"),
+            segment_size: 64 << 20,
+            fsync: Fsync::Interval,
+            fsync_interval: GoDuration::from_millis(100),
+        }
+    }
+}
+
+/// History durability policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// The kernel writes pages back when it likes.
+    Never,
+    /// Every `fsync_interval`.
+    Interval,
+    /// A publication is delivered and acknowledged only once its record is on disk.
+    Always,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http_server: HttpServer::default(),
+            http_api: HttpApi::default(),
+            health: Endpoint::on("/health"),
+            prometheus: Endpoint::on("/metrics"),
+            websocket: WebSocket::default(),
+            client: Client::default(),
+            channel: ChannelSection::default(),
+            node: Node::default(),
+            shards: Shards::default(),
+            history_storage: HistoryStorage::default(),
+        }
+    }
+}
+
+/// A configuration error, worded for the person starting the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A loaded configuration and what loading it had to say.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// One line per Centrifugo key (file or environment) that ringcast accepts but ignores.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Defaults, then the file (if any), then the environment, then the flags; validated.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Config::load_from(file, &env, overrides)
+    }
+
+    /// `load` with the environment given (tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        overrides: &Overrides,
+    ) -> Result<Loaded, ConfigError> {
+        let mut warnings = Vec::new();
+        let mut tree = match file {
+            Some(path) => source::read_file(path, &mut warnings)?,
+            None => serde_json::Value::Object(Default::default()),
+        };
+        source::apply_env(&mut tree, env, &mut warnings)?;
+        let mut config = source::deserialize(tree)?;
+        config.fill_zero_defaults();
+        overrides.apply(&mut config);
+        config.validate()?;
+        Ok(Loaded { config, warnings })
+    }
+
+    /// Parses one configuration text in `format` (`json`, `yaml` or `toml`), without the
+    /// environment or flags; validated. Returns the warnings too.
+    pub fn parse(text: &str, format: &str) -> Result<Loaded, ConfigError> {
+        let mut warnings = Vec::new();
+        let tree = source::parse_text(text, format, "configuration", &mut warnings)?;
+        let mut config = source::deserialize(tree)?;
+        config.fill_zero_defaults();
+        config.validate()?;
+        Ok(Loaded { config, warnings })
+    }
+
+    /// Centrifugo applies a key's default to any value left at zero, so `"channel_limit": 0`
+    /// means 128 there; a configuration moved from Centrifugo means the same here.
+    fn fill_zero_defaults(&mut self) {
+        let d = Config::default();
+        let fill_usize = |v: &mut usize, d: usize| {
+            if *v == 0 {
+                *v = d
+            }
+        };
+        let fill_duration = |v: &mut GoDuration, d: GoDuration| {
+            if v.0 == 0 {
+                *v = d
+            }
+        };
+        let fill_string = |v: &mut String, d: &str| {
+            if v.is_empty() {
+                *v = d.into()
+            }
+        };
+        let c = &mut self.client;
+        fill_duration(&mut c.ping_interval, d.client.ping_interval);
+        fill_duration(&mut c.pong_timeout, d.client.pong_timeout);
+        fill_duration(&mut c.expired_close_delay, d.client.expired_close_delay);
+        fill_duration(&mut c.stale_close_delay, d.client.stale_close_delay);
+        fill_usize(&mut c.queue_max_size, d.client.queue_max_size);
+        fill_usize(&mut c.channel_limit, d.client.channel_limit);
+        fill_usize(
+            &mut c.history_max_publication_limit,
+            d.client.history_max_publication_limit,
+        );
+        fill_usize(
+            &mut c.recovery_max_publication_limit,
+            d.client.recovery_max_publication_limit,
+        );
+        fill_usize(
+            &mut self.websocket.message_size_limit,
+            d.websocket.message_size_limit,
+        );
+        fill_duration(&mut self.websocket.write_timeout, d.websocket.write_timeout);
+        fill_string(
+            &mut self.websocket.handler_prefix,
+            &d.websocket.handler_prefix,
+        );
+        fill_string(
+            &mut self.http_api.handler_prefix,
+            &d.http_api.handler_prefix,
+        );
+        fill_string(&mut self.health.handler_prefix, &d.health.handler_prefix);
+        fill_string(
+            &mut self.prometheus.handler_prefix,
+            &d.prometheus.handler_prefix,
+        );
+        fill_usize(&mut self.channel.max_length, d.channel.max_length);
+        fill_string(&mut self.channel.private_prefix, &d.channel.private_prefix);
+        fill_string(
+            &mut self.channel.namespace_boundary,
+            &d.channel.namespace_boundary,
+        );
+        if self.http_server.port == 0 {
+            self.http_server.port = d.http_server.port;
+        }
+    }
+
+    /// The options of `channel`, or `None` if its namespace is not configured (error 102).
+    pub fn channel_options(&self, channel: &str) -> Option<ChannelOptions> {
+        self.channel.options(channel).copied()
+    }
+
+    /// Fills empty secrets with fresh random ones; returns true if it did (dev mode). The
+    /// API key is left empty when the API is insecure or disabled.
+    pub fn generate_missing_secrets(&mut self) -> Result<bool, crate::rand::RandomError> {
+        let mut generated = false;
+        let api_needs_key = !self.http_api.insecure && !self.http_api.disabled;
+        let mut secrets = vec![&mut self.client.token.hmac_secret_key];
+        if api_needs_key {
+            secrets.push(&mut self.http_api.key);
+        }
+        for secret in secrets {
+            if secret.is_empty() {
+                *secret = crate::rand::secret()?;
+                generated = true;
+            }
+        }
+        Ok(generated)
+    }
+
+    /// The effective configuration as JSON in the v6 layout (`checkconfig`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

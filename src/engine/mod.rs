@@ -1,0 +1,104 @@
+//! The engine: the owner side of a channel (DESIGN invariants 2, 3, 7): offsets and epochs,
+//! history, the set of shards with subscribers, durability holds. `Engine` is the boundary the
+//! shard calls for the channels it owns; `ChannelOwner` implements it over the local
+//! `HistoryLog`s, and a Redis-backed engine (several nodes sharing channels) implements the
+//! same calls later.
+//!
+//! Imports `history`, `config`, `protocol`, `router::{msg, partition}`, `limits`, `clock`,
+//! `rand`. Touches no rings and no connections: the shard routes what it returns.
+
+pub mod owner;
+mod recovery;
+pub mod shard_set;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::history::FlushJob;
+use crate::protocol::{ErrorCode, Publication};
+use crate::router::msg::{HistoryPage, HistoryQuery, RecoverFrom, Recovery, StreamTop};
+
+pub use owner::ChannelOwner;
+pub use shard_set::ShardSet;
+
+/// A publication handed to its channel's owner.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishInput<'a> {
+    /// Raw JSON, newlines already stripped.
+    pub data: &'a Bytes,
+    /// ClientInfo of a client-side publisher.
+    pub info: Option<&'a Bytes>,
+    pub tags: Option<&'a Bytes>,
+    /// No history record and no offset (API `skip_history`).
+    pub skip_history: bool,
+}
+
+/// When an accepted publication may reach subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Now.
+    Now,
+    /// Once the sync covering its record returns (`history_fsync = always`); then
+    /// `Engine::release` says to which shards.
+    AfterSync,
+}
+
+/// One publication as its owner accepted it.
+#[derive(Debug)]
+pub struct Outcome {
+    pub channel: Arc<str>,
+    /// With its offset, when it has one.
+    pub publication: Publication,
+    pub epoch: Arc<str>,
+    /// The shards with subscribers now.
+    pub shards: ShardSet,
+    pub release: Release,
+}
+
+/// What the engine holds, for the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub history_bytes: u64,
+    pub history_records: u64,
+    /// Channels with subscribers somewhere.
+    pub active_channels: u64,
+}
+
+/// The calls a shard makes for the channels it owns. Errors are reply codes.
+pub trait Engine {
+    /// Assigns the next offset (unless the publication has none), stores the record when the
+    /// channel has history.
+    fn publish(&mut self, channel: &str, input: PublishInput<'_>) -> Result<Outcome, ErrorCode>;
+
+    /// A held publication's record is durable: it becomes visible; returns the shards to
+    /// deliver it to now.
+    fn release(&mut self, channel: &str, offset: u64) -> ShardSet;
+
+    /// One subscription step: registers `from` when asked and answers with the stream
+    /// position and, when asked, the recovery (DESIGN invariant 3).
+    fn subscribe(
+        &mut self,
+        channel: &str,
+        from: usize,
+        register: bool,
+        recover: Option<&RecoverFrom>,
+    ) -> (Result<StreamTop, ErrorCode>, Option<Recovery>);
+
+    /// Shard `shard` has no local subscribers of `channel` any more.
+    fn remove_shard(&mut self, channel: &str, shard: usize);
+
+    /// A `history` query (reference §6).
+    fn history(&mut self, channel: &str, query: &HistoryQuery) -> Result<HistoryPage, ErrorCode>;
+
+    /// Drops the channel's stored publications, keeping its position.
+    fn remove_history(&mut self, channel: &str) -> Result<(), ErrorCode>;
+
+    /// Retention over everything stored; returns the segments deleted.
+    fn retain(&mut self) -> usize;
+
+    /// The work that makes everything stored so far durable.
+    fn take_flushes(&mut self) -> Vec<FlushJob>;
+
+    fn usage(&self) -> Usage;
+}

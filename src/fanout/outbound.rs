@@ -1,0 +1,209 @@
+//! `Outbound`: the one piece of a connection that other parts of the shard touch. A bounded
+//! queue of frames (over its limit the connection is disconnected as slow, DESIGN invariant
+//! 5), a pending disconnect, the waker of the connection's task, and its `Liveness`: the
+//! ping/pong/expiry times the shard's ticker checks (invariant 6: no timer per connection).
+//! It knows its connection's codec and framing, so replies are framed here, not by callers.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::task::Waker;
+
+use bytes::Bytes;
+
+use crate::clock::Millis;
+use crate::framing::Framing;
+use crate::protocol::{Codec, Disconnect};
+
+/// Where a connection is in its life, as the ticker needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepted at this time; no successful connect command yet (stale after a while).
+    Accepted(Millis),
+    /// The client's connect succeeded.
+    Connected,
+}
+
+/// Whether the connection reads client commands now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intake {
+    Reading,
+    /// Stopped while the node is congested, waiting in the shard's list to be woken.
+    Waiting,
+}
+
+/// The times the shard's ticker checks.
+#[derive(Debug)]
+pub struct Liveness {
+    pub phase: Cell<Phase>,
+    pub intake: Cell<Intake>,
+    /// Next server ping.
+    pub next_ping: Cell<Millis>,
+    /// Deadline for the pong to the last ping, if one is outstanding.
+    pub pong_due: Cell<Option<Millis>>,
+    /// When the connection's token expires, if it does.
+    pub expires_at: Cell<Option<Millis>>,
+}
+
+/// The shared, per-connection state: what the connection must send, and its timers.
+#[derive(Debug)]
+// repr(C): the fields `push` touches come first, in the first cache line (the ones the
+// ticker uses follow); fan-out to a million subscribers is bound by these cache misses.
+#[repr(C)]
+pub struct Outbound {
+    queued_bytes: Cell<usize>,
+    limit: usize,
+    /// The oldest queued frame, kept inline: most pushes find the queue empty, and this
+    /// saves them a miss on a separately allocated buffer.
+    first: RefCell<Option<Bytes>>,
+    /// The frames after `first`, oldest first; empty while `first` is `None`.
+    /// Boxed on purpose: 8 bytes in every connection instead of a 32-byte empty deque.
+    #[allow(clippy::box_collection)]
+    rest: RefCell<Option<Box<VecDeque<Bytes>>>>,
+    waker: RefCell<Option<Waker>>,
+    disconnect: Cell<Option<Disconnect>>,
+    /// How the connection's messages are encoded and framed (one variant each today, so
+    /// both take no bytes).
+    codec: Codec,
+    framing: Framing,
+    pub id: u64,
+    pub liveness: Liveness,
+}
+
+impl Outbound {
+    pub fn new(id: u64, limit: usize, now: Millis, first_ping: Millis) -> Self {
+        Outbound {
+            id,
+            first: RefCell::new(None),
+            rest: RefCell::new(None),
+            queued_bytes: Cell::new(0),
+            limit,
+            disconnect: Cell::new(None),
+            waker: RefCell::new(None),
+            codec: Codec::Json,
+            framing: Framing::WebSocket,
+            liveness: Liveness {
+                phase: Cell::new(Phase::Accepted(now)),
+                intake: Cell::new(Intake::Reading),
+                next_ping: Cell::new(first_ping),
+                pong_due: Cell::new(None),
+                expires_at: Cell::new(None),
+            },
+        }
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Queues one frame. Returns false if the connection is closing or this frame would take
+    /// it over its limit; in the second case it is disconnected as slow.
+    #[inline]
+    pub fn push(&self, frame: Bytes) -> bool {
+        if self.disconnect.get().is_some() {
+            return false;
+        }
+        let queued = self.queued_bytes.get() + frame.len();
+        if queued > self.limit {
+            self.disconnect(Disconnect::Slow);
+            return false;
+        }
+        self.queued_bytes.set(queued);
+        let mut first = self.first.borrow_mut();
+        if first.is_none() {
+            debug_assert!(self.rest.borrow().as_ref().is_none_or(|r| r.is_empty()));
+            *first = Some(frame);
+        } else {
+            self.rest
+                .borrow_mut()
+                .get_or_insert_with(Default::default)
+                .push_back(frame);
+        }
+        drop(first);
+        self.wake();
+        true
+    }
+
+    /// Queues one protocol message (a line or newline-joined lines of the connection's codec),
+    /// framed for the connection's transport.
+    pub fn push_message(&self, payload: &[u8]) -> bool {
+        self.push(self.framing.message(payload))
+    }
+
+    /// Takes the oldest queued frame.
+    pub fn pop(&self) -> Option<Bytes> {
+        let mut first = self.first.borrow_mut();
+        let frame = first.take()?;
+        let mut rest = self.rest.borrow_mut();
+        *first = rest.as_mut().and_then(|r| r.pop_front());
+        if rest.as_ref().is_some_and(|r| r.is_empty()) {
+            // A drained backlog gives its buffer back: idle connections hold none.
+            *rest = None;
+        }
+        self.queued_bytes.set(self.queued_bytes.get() - frame.len());
+        Some(frame)
+    }
+
+    pub fn has_output(&self) -> bool {
+        self.first.borrow().is_some()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.get()
+    }
+
+    /// Asks the connection to close with `reason` after what is already queued; the first
+    /// reason wins.
+    pub fn disconnect(&self, reason: Disconnect) {
+        if self.disconnect.get().is_none() {
+            self.disconnect.set(Some(reason));
+            self.wake();
+        }
+    }
+
+    pub fn pending_disconnect(&self) -> Option<Disconnect> {
+        self.disconnect.get()
+    }
+
+    /// Registers the waker of the connection's task.
+    pub fn set_waker(&self, waker: &Waker) {
+        let mut slot = self.waker.borrow_mut();
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    pub fn wake(&self) {
+        let waker = self.waker.borrow_mut().take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outbound_stays_small() {
+        // Every connection holds one; BENCHMARKS.md's per-connection budget counts it.
+        assert!(
+            std::mem::size_of::<Outbound>() <= 152,
+            "{}",
+            std::mem::size_of::<Outbound>()
+        );
+        assert_eq!(std::mem::size_of::<Phase>(), 8);
+    }
+
+    #[test]
+    fn messages_are_framed_for_the_transport() {
+        let now = Millis::now();
+        let out = Outbound::new(1, 1 << 20, now, now);
+        out.push_message(b"{}");
+        assert_eq!(&out.pop().unwrap()[..], b"\x81\x02{}");
+    }
+}

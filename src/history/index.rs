@@ -1,0 +1,164 @@
+//! The in-memory index of a partition: its segments in order (`Segments`, each known by a
+//! 32-bit ordinal so an index entry packs into 8 bytes) and, per channel, its top offset and
+//! the positions of its indexed publications (`Channel`). Payloads stay in the mappings.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use super::error::HistoryError;
+use super::record::{parse_record, RecordView};
+use super::segment::Segment;
+
+/// A channel whose policy the owner has not stated since `open`: keep everything.
+pub const KEEP_UNKNOWN: usize = usize::MAX;
+
+/// The partition's segments, oldest first. The last one is the head (written to); a log whose
+/// head could not be created (disk full) has none until an append finds room.
+#[derive(Debug, Default)]
+pub struct Segments {
+    pub list: VecDeque<Segment>,
+    pub first_ordinal: u32,
+}
+
+impl Segments {
+    pub fn get(&self, ordinal: u32) -> Option<&Segment> {
+        self.list
+            .get(ordinal.wrapping_sub(self.first_ordinal) as usize)
+    }
+
+    pub fn get_mut(&mut self, ordinal: u32) -> Option<&mut Segment> {
+        self.list
+            .get_mut(ordinal.wrapping_sub(self.first_ordinal) as usize)
+    }
+
+    pub fn head(&self) -> Option<&Segment> {
+        self.list.back()
+    }
+
+    pub fn head_mut(&mut self) -> Option<&mut Segment> {
+        self.list.back_mut()
+    }
+
+    pub fn head_ordinal(&self) -> u32 {
+        self.first_ordinal
+            .wrapping_add(self.list.len().saturating_sub(1) as u32)
+    }
+
+    pub fn add_ref(&mut self, entry: u64) {
+        if let Some(seg) = self.get_mut(entry_ordinal(entry)) {
+            seg.refs += 1;
+        }
+    }
+
+    pub fn unref(&mut self, entry: u64) {
+        if let Some(seg) = self.get_mut(entry_ordinal(entry)) {
+            debug_assert!(seg.refs > 0, "segment reference count underflow");
+            seg.refs -= 1;
+        }
+    }
+
+    /// The record an index entry points at.
+    pub fn record(&self, partition: u32, entry: u64) -> Result<RecordView<'_>, HistoryError> {
+        let pos = entry_position(entry);
+        let Some(seg) = self.get(entry_ordinal(entry)) else {
+            return Err(HistoryError::Corrupt {
+                partition,
+                segment: PathBuf::from(format!("segment #{}", entry_ordinal(entry))),
+                position: pos as u64,
+                reason: "index points into a segment that is gone".into(),
+            });
+        };
+        let corrupt = |reason: String| HistoryError::Corrupt {
+            partition,
+            segment: seg.mapping.path.clone(),
+            position: pos as u64,
+            reason,
+        };
+        match parse_record(seg.mapping.bytes(), pos, false) {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => Err(corrupt("index points at the end of the data".into())),
+            Err(reason) => Err(corrupt(reason)),
+        }
+    }
+}
+
+/// An index entry: segment ordinal << 32 | byte position.
+pub fn entry(ordinal: u32, pos: usize) -> u64 {
+    debug_assert!(pos <= u32::MAX as usize, "segments are at most 4 GiB");
+    (u64::from(ordinal) << 32) | pos as u64
+}
+
+pub fn entry_ordinal(entry: u64) -> u32 {
+    (entry >> 32) as u32
+}
+
+pub fn entry_position(entry: u64) -> usize {
+    (entry & 0xffff_ffff) as usize
+}
+
+/// What the log knows of one channel.
+#[derive(Debug)]
+pub struct Channel {
+    /// Last offset (publication or position record); 0: none.
+    pub top: u64,
+    /// Offset of `entries[0]`: a channel's indexed publications have consecutive offsets.
+    pub first: u64,
+    pub entries: VecDeque<u64>,
+    /// 0: no ttl.
+    pub ttl_ms: u64,
+    pub keep: usize,
+    /// Ordinal of the segment holding the channel's last record (carried forward by
+    /// retention before that segment goes).
+    pub last_segment: u32,
+}
+
+impl Channel {
+    pub fn new() -> Self {
+        Channel {
+            top: 0,
+            first: 0,
+            entries: VecDeque::new(),
+            ttl_ms: 0,
+            keep: KEEP_UNKNOWN,
+            last_segment: 0,
+        }
+    }
+
+    pub fn push(&mut self, entry: u64, offset: u64, segs: &mut Segments) {
+        if self.entries.is_empty() {
+            self.first = offset;
+        }
+        self.entries.push_back(entry);
+        segs.add_ref(entry);
+    }
+
+    pub fn pop_front(&mut self, segs: &mut Segments) {
+        if let Some(entry) = self.entries.pop_front() {
+            segs.unref(entry);
+            self.first += 1;
+        }
+    }
+
+    /// Drops entries beyond `keep`; returns how many.
+    pub fn trim(&mut self, segs: &mut Segments) -> usize {
+        let excess = self.entries.len().saturating_sub(self.keep);
+        for _ in 0..excess {
+            self.pop_front(segs);
+        }
+        excess
+    }
+
+    /// Drops every entry and frees the deque (idle channels should cost no index memory).
+    pub fn clear(&mut self, segs: &mut Segments) -> usize {
+        let dropped = self.entries.len();
+        for entry in std::mem::take(&mut self.entries) {
+            segs.unref(entry);
+        }
+        dropped
+    }
+
+    /// Publications with `time_ms` below this are expired; `None`: nothing expires.
+    pub fn cutoff(&self, now_ms: u64) -> Option<u64> {
+        (self.ttl_ms > 0 && self.keep != KEEP_UNKNOWN).then(|| now_ms.saturating_sub(self.ttl_ms))
+    }
+}

@@ -1,0 +1,114 @@
+//! Retention and position records: dropping what a channel's policy no longer serves,
+//! deleting the oldest segments nothing references (after carrying the positions of quiet
+//! channels forward), and `remove` (API `history_remove`), which keeps a channel's position.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::error::{io_error, HistoryError};
+use super::index::entry_ordinal;
+use super::record::{Fields, KIND_POSITION};
+use super::segment::remove_segment_file;
+use super::HistoryLog;
+
+impl HistoryLog {
+    /// Drops the channel's stored publications but keeps its position: appends a position
+    /// record (so the top survives a restart) and empties the index. Unknown channels have
+    /// nothing to drop.
+    pub fn remove(&mut self, channel: &str, time_ms: u64) -> Result<(), HistoryError> {
+        let Some(top) = self.channels.get(channel).map(|ch| ch.top) else {
+            return Ok(());
+        };
+        let at = self.write_position(channel, top, time_ms)?;
+        if let Some(ch) = self.channels.get_mut(channel) {
+            self.indexed -= ch.clear(&mut self.segs);
+            ch.last_segment = entry_ordinal(at);
+        }
+        Ok(())
+    }
+
+    fn write_position(
+        &mut self,
+        channel: &str,
+        top: u64,
+        time_ms: u64,
+    ) -> Result<u64, HistoryError> {
+        self.write_record(&Fields {
+            kind: KIND_POSITION,
+            channel,
+            offset: top,
+            time_ms,
+            data: &[],
+            info: &[],
+            tags: &[],
+        })
+    }
+
+    /// Retention: drops index entries past their channel's ttl, then deletes the oldest
+    /// segments (never the head) that no index entry references. Channels whose last record
+    /// lies in such a segment first get a position record at the head, and those are synced
+    /// before any file goes (blocking, once per retention that deletes): otherwise a crash
+    /// could lose a quiet channel's top without an epoch change. Returns the segments deleted.
+    pub fn retain(&mut self, now_ms: u64) -> Result<usize, HistoryError> {
+        for ch in self.channels.values_mut() {
+            let Some(cutoff) = ch.cutoff(now_ms) else {
+                continue;
+            };
+            while let Some(&at) = ch.entries.front() {
+                // Unreadable entries cannot be served: drop them like expired ones.
+                let expired = self
+                    .segs
+                    .record(self.partition, at)
+                    .map_or(true, |record| record.time_ms < cutoff);
+                if !expired {
+                    break;
+                }
+                ch.pop_front(&mut self.segs);
+                self.indexed -= 1;
+            }
+            if ch.entries.is_empty() {
+                ch.entries = VecDeque::new();
+            }
+        }
+        let heads = self.segs.list.len().saturating_sub(1);
+        let doomed = self
+            .segs
+            .list
+            .iter()
+            .take(heads)
+            .take_while(|seg| seg.refs == 0)
+            .count();
+        if doomed == 0 {
+            return Ok(0);
+        }
+        let first = self.segs.first_ordinal;
+        let carried: Vec<(Arc<str>, u64)> = self
+            .channels
+            .iter()
+            .filter(|(_, ch)| (ch.last_segment.wrapping_sub(first) as usize) < doomed)
+            .map(|(name, ch)| (name.clone(), ch.top))
+            .collect();
+        for (name, top) in &carried {
+            let at = self.write_position(name, *top, now_ms)?;
+            if let Some(ch) = self.channels.get_mut(name) {
+                ch.last_segment = entry_ordinal(at);
+            }
+        }
+        if !carried.is_empty() {
+            if let Some(job) = self.take_flush() {
+                job.run().map_err(io_error(
+                    self.partition,
+                    "flush carried positions in",
+                    &self.dir,
+                ))?;
+            }
+        }
+        for _ in 0..doomed {
+            let path = self.segs.list[0].mapping.path.clone();
+            remove_segment_file(&path, self.partition)?;
+            self.segs.list.pop_front();
+            self.segs.first_ordinal = self.segs.first_ordinal.wrapping_add(1);
+        }
+        Ok(doomed)
+    }
+}

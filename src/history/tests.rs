@@ -1,0 +1,651 @@
+//! Unit tests of the history log: round trips, reads, segments, every kind of damage at
+//! start-up, retention, flush jobs, limits.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::epoch::EPOCH_FILE;
+use super::record::{header, layout, parse_record};
+use super::segment::list_segments;
+use super::*;
+
+const SEG: u64 = 64 * 1024;
+const PARTITION: u32 = 7;
+const KEEP: usize = 1_000_000;
+/// Keep everything, no ttl.
+const ALL: Policy = Policy {
+    keep: KEEP,
+    ttl_ms: 0,
+};
+
+fn open(dir: &Path) -> (HistoryLog, OpenReport) {
+    HistoryLog::open(dir, PARTITION, SEG).expect("open")
+}
+
+/// Appends the channel's next publication (keep everything, no ttl); returns its offset.
+fn push(log: &mut HistoryLog, channel: &str, time_ms: u64, data: &[u8]) -> u64 {
+    let offset = log.top(channel) + 1;
+    log.append(channel, offset, time_ms, Entry::data(data), ALL)
+        .expect("append");
+    offset
+}
+
+fn offsets(log: &HistoryLog, channel: &str) -> Vec<u64> {
+    let (pubs, _) = log.read(channel, 0, false, usize::MAX, 0).expect("read");
+    pubs.iter().map(|p| p.offset).collect()
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    list_segments(dir, PARTITION)
+        .expect("list")
+        .into_iter()
+        .map(|(_, path)| path)
+        .collect()
+}
+
+/// (position, total length) of each valid record in a segment file.
+fn records_of(path: &Path) -> Vec<(usize, usize)> {
+    let bytes = fs::read(path).expect("read segment");
+    let mut out = Vec::new();
+    let mut pos = header::LEN;
+    while let Ok(Some(record)) = parse_record(&bytes, pos, true) {
+        out.push((pos, record.total));
+        pos += record.total;
+    }
+    out
+}
+
+fn patch(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = fs::read(path).expect("read");
+    f(&mut bytes);
+    fs::write(path, bytes).expect("write");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in fs::read_dir(from).expect("list") {
+        let entry = entry.expect("entry");
+        fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
+#[test]
+fn round_trip_and_reopen_keep_data_offsets_and_epoch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("017");
+    let (mut log, report) = open(&path);
+    assert_eq!(report.epoch_reset, None);
+    assert_eq!((report.segments, report.records), (1, 0));
+    assert_eq!(log.epoch().len(), 8);
+    assert!(log.take_flush().is_none(), "a fresh log is clean");
+    let epoch = log.epoch().clone();
+    log.append(
+        "a",
+        1,
+        100,
+        Entry {
+            data: br#"{"x":1}"#,
+            info: Some(br#"{"user":"u"}"#),
+            tags: None,
+        },
+        ALL,
+    )
+    .expect("append");
+    log.append(
+        "a",
+        2,
+        200,
+        Entry {
+            data: b"2",
+            info: None,
+            tags: Some(br#"{"t":"v"}"#),
+        },
+        ALL,
+    )
+    .expect("append");
+    log.append(
+        "a",
+        3,
+        300,
+        Entry {
+            data: b"[3]",
+            info: Some(b"{}"),
+            tags: Some(b"{}"),
+        },
+        ALL,
+    )
+    .expect("append");
+    log.append("b", 1, 400, Entry::data(b"\"b\""), ALL)
+        .expect("append");
+    let (before, top) = log.read("a", 0, false, 10, 1000).expect("read");
+    assert_eq!(top, 3);
+    assert_eq!(before.len(), 3);
+    assert_eq!(before[0].data.as_ref(), br#"{"x":1}"#);
+    assert_eq!(before[0].info.as_deref(), Some(&br#"{"user":"u"}"#[..]));
+    assert_eq!(before[0].tags, None);
+    assert_eq!(before[1].info, None);
+    assert_eq!(before[1].tags.as_deref(), Some(&br#"{"t":"v"}"#[..]));
+    assert_eq!(before[2].time_ms, 300);
+    drop(log);
+
+    let (mut log, report) = open(&path);
+    assert_eq!(log.epoch(), &epoch);
+    assert_eq!(report.epoch_reset, None);
+    assert!(report.truncated.is_empty(), "{:?}", report.truncated);
+    assert_eq!(report.records, 4);
+    assert_eq!(log.read("a", 0, false, 10, 1000).expect("read").0, before);
+    let mut channels: Vec<_> = log
+        .channels()
+        .map(|(c, top)| (c.to_string(), top))
+        .collect();
+    channels.sort();
+    assert_eq!(channels, [("a".to_string(), 3), ("b".to_string(), 1)]);
+    assert_eq!(push(&mut log, "a", 500, b"4"), 4);
+    drop(log);
+    let (log, _) = open(&path);
+    assert_eq!(offsets(&log, "a"), [1, 2, 3, 4]);
+    assert_eq!(log.epoch(), &epoch);
+}
+
+#[test]
+#[should_panic(expected = "appends offset 3 after 1")]
+fn append_out_of_order_is_a_bug() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    push(&mut log, "a", 0, b"1");
+    let _ = log.append("a", 3, 0, Entry::data(b"3"), ALL);
+}
+
+#[test]
+fn read_forward_reverse_limit_ttl_and_keep() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    for i in 1..=10u64 {
+        log.append(
+            "c",
+            i,
+            i * 1000,
+            Entry::data(format!("{i}").as_bytes()),
+            Policy {
+                keep: 100,
+                ttl_ms: 5000,
+            },
+        )
+        .expect("append");
+    }
+    let now = 10_000; // cutoff 5000: offsets 1..=4 expired
+    let read = |after, reverse, limit| {
+        let (pubs, top) = log.read("c", after, reverse, limit, now).expect("read");
+        assert_eq!(top, 10);
+        pubs.iter().map(|p| p.offset).collect::<Vec<_>>()
+    };
+    assert_eq!(read(0, false, 100), [5, 6, 7, 8, 9, 10]);
+    assert_eq!(read(6, false, 2), [7, 8]);
+    assert_eq!(read(10, false, 5), Vec::<u64>::new());
+    assert_eq!(read(0, true, 3), [10, 9, 8]);
+    assert_eq!(read(7, true, 100), [6, 5]);
+    assert_eq!(read(0, false, 0), Vec::<u64>::new());
+    assert_eq!(
+        log.read("none", 0, false, 10, now).expect("read"),
+        (vec![], 0)
+    );
+    assert_eq!(log.first_available("c", now), Some(5));
+    assert_eq!(log.first_available("c", 100_000), None);
+    assert_eq!(log.first_available("none", now), None);
+
+    log.append(
+        "c",
+        11,
+        11_000,
+        Entry::data(b"11"),
+        Policy {
+            keep: 3,
+            ttl_ms: 5000,
+        },
+    )
+    .expect("append");
+    assert_eq!(log.indexed_records(), 3);
+    assert_eq!(log.first_available("c", 11_000), Some(9));
+    drop(log);
+
+    // After a restart nothing is trimmed until the owner states the policy.
+    let (mut log, _) = open(dir.path());
+    assert_eq!(log.indexed_records(), 11);
+    assert_eq!(log.first_available("c", 1_000_000), Some(1));
+    log.set_policies(|_| Policy {
+        keep: 4,
+        ttl_ms: 5000,
+    });
+    assert_eq!(log.indexed_records(), 4);
+    assert_eq!(offsets(&log, "c"), [8, 9, 10, 11]);
+    assert_eq!(log.first_available("c", 14_500), Some(10));
+    log.set_policy("c", Policy { keep: 2, ttl_ms: 0 });
+    assert_eq!(offsets(&log, "c"), [10, 11]);
+    assert_eq!(log.first_available("c", u64::MAX), Some(10));
+}
+
+#[test]
+fn segments_roll_over_and_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    let data = [b'7'; 100];
+    for i in 0..2000u64 {
+        push(&mut log, &format!("ch{}", i % 20), i, &data);
+    }
+    let segments = log.segments();
+    assert!(segments >= 4, "{segments} segments");
+    assert_eq!(segment_files(dir.path()).len(), segments);
+    assert_eq!(log.disk_bytes(), segments as u64 * SEG);
+    drop(log);
+    let (log, report) = open(dir.path());
+    assert_eq!((report.records, report.segments), (2000, segments));
+    assert!(report.truncated.is_empty());
+    assert_eq!(offsets(&log, "ch3"), (1..=100).collect::<Vec<_>>());
+    let (pubs, _) = log.read("ch3", 0, false, 1, 0).expect("read");
+    assert_eq!(pubs[0].data.as_ref(), &data[..]);
+    assert_eq!(pubs[0].time_ms, 3);
+}
+
+/// Ten records of "a"; returns the segment file and the records' (position, length).
+fn ten_records(dir: &Path) -> (PathBuf, Vec<(usize, usize)>, Arc<str>) {
+    let (mut log, _) = open(dir);
+    for i in 1..=10u64 {
+        push(&mut log, "a", i, format!("{{\"n\":{i:05}}}").as_bytes());
+    }
+    let epoch = log.epoch().clone();
+    drop(log);
+    let file = segment_files(dir).remove(0);
+    let records = records_of(&file);
+    assert_eq!(records.len(), 10);
+    (file, records, epoch)
+}
+
+/// Reopens after damage to record 10: expects the cut there, the epoch kept, appends
+/// continuing at 10 and nothing stale after a second reopen.
+fn expect_tail_cut(dir: &Path, epoch: &Arc<str>, reason: &str) {
+    let (mut log, report) = open(dir);
+    assert_eq!(log.epoch(), epoch);
+    assert_eq!(report.epoch_reset, None);
+    assert_eq!(report.records, 9);
+    assert_eq!(report.truncated.len(), 1, "{:?}", report.truncated);
+    let warning = &report.truncated[0];
+    assert!(warning.contains(reason), "{warning}");
+    assert!(
+        warning.contains("partition 7") && warning.contains(".seg"),
+        "{warning}"
+    );
+    assert_eq!(log.top("a"), 9);
+    assert_eq!(push(&mut log, "a", 99, b"\"new\""), 10);
+    drop(log);
+    let (log, report) = open(dir);
+    assert!(report.truncated.is_empty(), "{:?}", report.truncated);
+    assert_eq!(report.records, 10);
+    assert_eq!(offsets(&log, "a"), (1..=10).collect::<Vec<_>>());
+    let (last, _) = log.read("a", 9, false, 1, 0).expect("read");
+    assert_eq!(last[0].data.as_ref(), b"\"new\"");
+}
+
+#[test]
+fn file_cut_short_in_the_last_record_is_truncated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (file, records, epoch) = ten_records(dir.path());
+    let (pos, _) = records[9];
+    File::options()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_len(pos as u64 + 20))
+        .expect("cut");
+    expect_tail_cut(dir.path(), &epoch, "bad length");
+    assert_eq!(fs::metadata(&file).expect("stat").len(), SEG);
+}
+
+#[test]
+fn zeroed_end_of_the_last_record_is_truncated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (file, records, epoch) = ten_records(dir.path());
+    let (pos, total) = records[9];
+    patch(&file, |b| b[pos + total - 8..pos + total].fill(0));
+    expect_tail_cut(dir.path(), &epoch, "bad crc");
+}
+
+#[test]
+fn torn_last_record_is_truncated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (file, records, epoch) = ten_records(dir.path());
+    let (pos, total) = records[9];
+    patch(&file, |b| {
+        b[pos + total / 2 - 4..pos + total / 2 + 4].fill(0)
+    });
+    expect_tail_cut(dir.path(), &epoch, "bad crc");
+}
+
+#[test]
+fn every_bit_flip_in_the_last_records_is_detected() {
+    let template = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(template.path());
+    // Lengths that leave padding, info and tags present.
+    let names = ["a", "bb", "a", "ccc", "a", "bb"];
+    for (i, name) in names.iter().enumerate() {
+        let offset = log.top(name) + 1;
+        let data = format!("[{}]", "x".repeat(i * 3));
+        log.append(
+            name,
+            offset,
+            i as u64,
+            Entry {
+                data: data.as_bytes(),
+                info: Some(b"{}"),
+                tags: Some(b"{\"k\":1}"),
+            },
+            ALL,
+        )
+        .expect("append");
+    }
+    let epoch = log.epoch().clone();
+    drop(log);
+    let file_name = segment_files(template.path())[0]
+        .file_name()
+        .expect("name")
+        .to_owned();
+    let records = records_of(&template.path().join(&file_name));
+    let mut flips = 0;
+    for (index, &(pos, total)) in records.iter().enumerate().skip(4) {
+        for at in pos..pos + total {
+            let work = tempfile::tempdir().expect("tempdir");
+            copy_dir(template.path(), work.path());
+            patch(&work.path().join(&file_name), |b| b[at] ^= 1 << (at % 8));
+            let (mut log, report) = open(work.path());
+            let context = format!("flip at byte {at} of record {index}");
+            assert_eq!(report.records, index as u64, "{context}");
+            assert_eq!(report.truncated.len(), 1, "{context}");
+            assert!(
+                report.truncated[0].contains(&format!("byte {pos}")),
+                "{context}"
+            );
+            assert_eq!(report.epoch_reset, None, "{context}");
+            assert_eq!(log.epoch(), &epoch, "{context}");
+            let expected_top = names[..index].iter().filter(|n| **n == "a").count() as u64;
+            assert_eq!(log.top("a"), expected_top, "{context}");
+            push(&mut log, "a", 50, b"1");
+            drop(log);
+            let (log, report) = open(work.path());
+            assert_eq!(report.records, index as u64 + 1, "{context}");
+            assert!(report.truncated.is_empty(), "{context}");
+            assert_eq!(log.top("a"), expected_top + 1, "{context}");
+            flips += 1;
+        }
+    }
+    assert!(flips > 100, "{flips} flips");
+}
+
+#[test]
+fn no_stale_record_reappears_after_truncation_and_new_appends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (file, records, epoch) = ten_records(dir.path());
+    let (pos, total) = records[7];
+    patch(&file, |b| {
+        b[pos + total / 2 - 4..pos + total / 2 + 4].fill(0)
+    });
+    let (mut log, report) = open(dir.path());
+    assert_eq!((report.records, log.top("a")), (7, 7));
+    assert_eq!(log.epoch(), &epoch);
+    // Same size as the lost record 8, so stale records 9 and 10 would line up exactly.
+    assert_eq!(push(&mut log, "a", 80, b"{\"n\":88888}"), 8);
+    drop(log);
+    let (log, report) = open(dir.path());
+    assert!(report.truncated.is_empty(), "{:?}", report.truncated);
+    assert_eq!(report.records, 8);
+    assert_eq!(log.top("a"), 8);
+    assert_eq!(offsets(&log, "a"), (1..=8).collect::<Vec<_>>());
+    assert_eq!(
+        log.read("a", 7, false, 5, 0).expect("read").0[0]
+            .data
+            .as_ref(),
+        b"{\"n\":88888}"
+    );
+}
+
+/// Appends until `segments` segment files exist; returns the records written.
+fn fill(log: &mut HistoryLog, segments: usize) -> u64 {
+    let mut n = 0;
+    while log.segments() < segments {
+        push(log, &format!("ch{}", n % 7), n, &[b'1'; 300]);
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn corruption_in_an_earlier_segment_changes_the_epoch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    fill(&mut log, 3);
+    push(&mut log, "last", 0, b"1");
+    let epoch = log.epoch().clone();
+    drop(log);
+    let files = segment_files(dir.path());
+    let records = records_of(&files[0]);
+    let (pos, _) = records[records.len() / 2];
+    patch(&files[0], |b| b[pos + 30] ^= 0x10);
+
+    let (mut log, report) = open(dir.path());
+    assert_ne!(log.epoch(), &epoch);
+    let reason = report.epoch_reset.expect("epoch reset");
+    assert!(
+        reason.contains("bad crc") && reason.contains(".seg"),
+        "{reason}"
+    );
+    assert_eq!(report.records, (records.len() / 2) as u64);
+    assert_eq!(report.segments, 1);
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    assert_eq!(log.top("last"), 0);
+    let new_epoch = log.epoch().clone();
+    push(&mut log, "last", 0, b"1");
+    drop(log);
+    let (log, report) = open(dir.path());
+    assert_eq!(log.epoch(), &new_epoch);
+    assert_eq!(report.epoch_reset, None);
+    assert_eq!(log.top("last"), 1);
+}
+
+#[test]
+fn torn_tail_before_a_blank_new_segment_keeps_the_epoch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    let written = fill(&mut log, 2);
+    let epoch = log.epoch().clone();
+    drop(log);
+    let files = segment_files(dir.path());
+    let records = records_of(&files[0]);
+    let (pos, total) = *records.last().expect("records");
+    patch(&files[0], |b| b[pos + total - 4] ^= 1);
+    // The crash came before the new segment's header reached the disk.
+    patch(&files[1], |b| b.fill(0));
+    let (log, report) = open(dir.path());
+    assert_eq!(log.epoch(), &epoch);
+    assert_eq!(report.epoch_reset, None);
+    assert_eq!(report.truncated.len(), 2, "{:?}", report.truncated);
+    assert_eq!(report.records, records.len() as u64 - 1);
+    assert_eq!(report.segments, 1);
+    assert_eq!(written, records.len() as u64 + 1);
+}
+
+#[test]
+fn another_partitions_segment_changes_the_epoch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    push(&mut log, "a", 0, b"1");
+    drop(log);
+    let (log, report) = HistoryLog::open(dir.path(), PARTITION + 1, SEG).expect("open");
+    let reason = report.epoch_reset.expect("epoch reset");
+    assert!(reason.contains("belongs to partition 7"), "{reason}");
+    assert_eq!(log.top("a"), 0);
+    assert_eq!(log.segments(), 1);
+}
+
+#[test]
+fn missing_epoch_gets_a_new_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    push(&mut log, "a", 0, b"1");
+    let epoch = log.epoch().clone();
+    drop(log);
+    fs::remove_file(dir.path().join(EPOCH_FILE)).expect("remove");
+    let (log, report) = open(dir.path());
+    assert_ne!(log.epoch(), &epoch);
+    let reason = report.epoch_reset.expect("epoch reset");
+    assert!(reason.contains("EPOCH is missing"), "{reason}");
+    assert_eq!(log.top("a"), 1, "records are kept under the new epoch");
+    let new_epoch = log.epoch().clone();
+    drop(log);
+    let (log, report) = open(dir.path());
+    assert_eq!((log.epoch(), report.epoch_reset), (&new_epoch, None));
+
+    fs::write(dir.path().join(EPOCH_FILE), b"BAD").expect("write");
+    let (log, report) = open(dir.path());
+    assert_ne!(log.epoch(), &new_epoch);
+    assert!(report.epoch_reset.expect("reset").contains("unreadable"));
+}
+
+#[test]
+fn remove_keeps_the_position_across_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    for i in 0..5 {
+        push(&mut log, "a", i, b"1");
+    }
+    push(&mut log, "b", 0, b"1");
+    log.remove("a", 10).expect("remove");
+    log.remove("unknown", 10).expect("remove");
+    assert_eq!((log.top("a"), log.top("unknown")), (5, 0));
+    assert_eq!(offsets(&log, "a"), Vec::<u64>::new());
+    assert_eq!(log.first_available("a", 0), None);
+    assert_eq!(log.indexed_records(), 1);
+    drop(log);
+    let (mut log, _) = open(dir.path());
+    assert_eq!(log.top("a"), 5);
+    assert_eq!(offsets(&log, "a"), Vec::<u64>::new());
+    assert_eq!(log.indexed_records(), 1);
+    assert_eq!(push(&mut log, "a", 20, b"6"), 6);
+    drop(log);
+    let (log, _) = open(dir.path());
+    assert_eq!(offsets(&log, "a"), [6]);
+}
+
+#[test]
+fn retention_bounds_the_disk_and_keeps_quiet_channels_positions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    let (keep, ttl) = (10, 2_000);
+    let data = [b'5'; 100];
+    for q in 0..20 {
+        for offset in 1..=3 {
+            log.append(
+                &format!("quiet{q}"),
+                offset,
+                0,
+                Entry::data(&data),
+                Policy { keep, ttl_ms: ttl },
+            )
+            .expect("append");
+        }
+    }
+    let (mut now, mut deleted, mut late_max, mut late_min) = (0, 0, 0, u64::MAX);
+    let steps = 20_000u64;
+    for step in 0..steps {
+        now += 10;
+        let channel = format!("busy{}", step % 200);
+        let offset = log.top(&channel) + 1;
+        log.append(
+            &channel,
+            offset,
+            now,
+            Entry::data(&data),
+            Policy { keep, ttl_ms: ttl },
+        )
+        .expect("append");
+        if step % 100 == 0 {
+            deleted += log.retain(now).expect("retain");
+        }
+        if step >= steps / 2 {
+            late_max = late_max.max(log.disk_bytes());
+            late_min = late_min.min(log.disk_bytes());
+        }
+    }
+    // ~3.2 MB were written in 64 KiB segments; what is live fits in a few.
+    assert!(deleted >= 30, "{deleted} segments deleted");
+    assert!(late_max <= 8 * SEG, "disk grew to {late_max}");
+    assert!(late_min >= SEG);
+    assert_eq!(
+        log.read("quiet3", 0, false, 10, now).expect("read").0,
+        vec![]
+    );
+    drop(log);
+
+    let (mut log, report) = open(dir.path());
+    assert_eq!(report.epoch_reset, None);
+    assert!(report.truncated.is_empty(), "{:?}", report.truncated);
+    assert_eq!(log.channels().count(), 220);
+    for q in 0..20 {
+        assert_eq!(log.top(&format!("quiet{q}")), 3);
+        assert_eq!(offsets(&log, &format!("quiet{q}")), Vec::<u64>::new());
+    }
+    assert_eq!(log.top("busy7"), steps / 200);
+    log.set_policies(|_| Policy { keep, ttl_ms: ttl });
+    let (pubs, top) = log.read("busy7", 0, false, 100, now).expect("read");
+    assert_eq!(top, 100);
+    assert_eq!(pubs.iter().map(|p| p.offset).collect::<Vec<_>>(), [100]);
+    assert!(log.disk_bytes() <= 8 * SEG);
+}
+
+#[test]
+fn flush_jobs_cover_appends_and_new_segments() {
+    fn send_static<T: Send + 'static>(_: &T) {}
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    assert!(log.take_flush().is_none());
+    push(&mut log, "a", 0, b"1");
+    let job = log.take_flush().expect("dirty");
+    send_static(&job);
+    assert!(job.dir.is_none());
+    assert!(job.bytes() > 0);
+    std::thread::spawn(move || job.run())
+        .join()
+        .expect("thread")
+        .expect("flush");
+    assert!(log.take_flush().is_none(), "clean again");
+    fill(&mut log, 2);
+    let job = log.take_flush().expect("dirty");
+    assert_eq!(job.ranges.len(), 2);
+    assert!(job.dir.is_some());
+    job.run().expect("flush");
+    assert!(log.take_flush().is_none());
+}
+
+#[test]
+fn oversized_records_are_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    let max_data = SEG as usize - header::LEN - layout::FRAMING_LEN - layout::BODY_FIXED_LEN - 1;
+    let big = vec![b'1'; max_data + 1];
+    let err = log
+        .append("a", 1, 0, Entry::data(&big), ALL)
+        .expect_err("too large");
+    assert!(matches!(err, HistoryError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("partition 7"), "{err}");
+    let long_name = "n".repeat(70_000);
+    assert!(matches!(
+        log.append(&long_name, 1, 0, Entry::data(b"1"), ALL),
+        Err(HistoryError::TooLarge { .. })
+    ));
+    push(&mut log, "a", 0, b"1");
+    // The largest record fills a whole segment of its own.
+    push(&mut log, "a", 0, &big[..max_data]);
+    push(&mut log, "a", 0, b"3");
+    assert_eq!(log.segments(), 3);
+    drop(log);
+    let (log, report) = open(dir.path());
+    assert_eq!(report.records, 3);
+    assert_eq!(offsets(&log, "a"), [1, 2, 3]);
+    assert!(HistoryLog::open(dir.path(), PARTITION, 5000).is_err());
+}

@@ -1,0 +1,177 @@
+//! The request head (`Head`, what the server acts on, copied out of the read buffer),
+//! `parse_head` (pure, fuzzed), and reading a head and a body from the socket within their
+//! limits.
+
+use std::io;
+
+use futures_lite::{AsyncRead, AsyncReadExt};
+
+use crate::limits::{
+    HTTP_BODY_READ_BYTES, HTTP_HEADERS_MAX, HTTP_HEAD_BYTES_MAX, HTTP_HEAD_READ_BYTES,
+};
+
+/// What the request head says.
+#[derive(Debug, Default)]
+pub struct Head {
+    pub method: String,
+    pub path: String,
+    pub keep_alive: bool,
+    pub content_length: Option<usize>,
+    pub chunked: bool,
+    pub upgrade_websocket: bool,
+    pub connection_upgrade: bool,
+    pub ws_version: Option<String>,
+    pub ws_key: Option<String>,
+    pub ws_protocols: Vec<String>,
+    pub api_key: Option<String>,
+    pub authorization: Option<String>,
+}
+
+/// Parses a complete request head; `None` if it is malformed.
+pub fn parse_head(bytes: &[u8]) -> Option<Head> {
+    let mut headers = [httparse::EMPTY_HEADER; HTTP_HEADERS_MAX];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(bytes) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return None,
+    }
+    let version = request.version?;
+    let mut head = Head {
+        method: request.method?.to_owned(),
+        path: request.path?.split('?').next().unwrap_or("").to_owned(),
+        keep_alive: version == 1,
+        ..Head::default()
+    };
+    for header in request.headers.iter() {
+        let value = std::str::from_utf8(header.value).ok()?.trim();
+        let has_token = |token: &str| {
+            value
+                .split(',')
+                .any(|part| part.trim().eq_ignore_ascii_case(token))
+        };
+        match header.name.to_ascii_lowercase().as_str() {
+            "connection" => {
+                // Tokens of every Connection header count (`Connection: keep-alive` and
+                // `Connection: Upgrade` may come as two headers).
+                if has_token("close") {
+                    head.keep_alive = false;
+                } else if has_token("keep-alive") {
+                    head.keep_alive = true;
+                }
+                head.connection_upgrade |= has_token("upgrade");
+            }
+            "content-length" => {
+                // Digits only (`+5`, `-1`, ` 5 5` are refused), and repeated headers must
+                // agree: a disagreement is a request-smuggling attempt or a broken client.
+                if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let length: usize = value.parse().ok()?;
+                if head.content_length.is_some_and(|l| l != length) {
+                    return None;
+                }
+                head.content_length = Some(length);
+            }
+            "transfer-encoding" => head.chunked = true,
+            "upgrade" => head.upgrade_websocket = has_token("websocket"),
+            "sec-websocket-version" => head.ws_version = Some(value.to_owned()),
+            "sec-websocket-key" => head.ws_key = Some(value.to_owned()),
+            "sec-websocket-protocol" => head
+                .ws_protocols
+                .extend(value.split(',').map(|p| p.trim().to_owned())),
+            "x-api-key" => head.api_key = Some(value.to_owned()),
+            "authorization" => head.authorization = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    Some(head)
+}
+
+/// How reading a head ended.
+pub enum HeadRead {
+    /// The head ends at this length of the buffer.
+    Complete(usize),
+    Closed,
+    TooLarge,
+}
+
+/// Reads until `buffer` holds a complete head (`\r\n\r\n`), at most `HTTP_HEAD_BYTES_MAX`.
+pub async fn read_head(
+    stream: &mut (impl AsyncRead + Unpin),
+    buffer: &mut Vec<u8>,
+) -> io::Result<HeadRead> {
+    let mut searched = 0;
+    // Bounded by HTTP_HEAD_BYTES_MAX: every round reads more or returns.
+    loop {
+        if let Some(at) = find_head_end(buffer, searched) {
+            return Ok(HeadRead::Complete(at));
+        }
+        if buffer.len() >= HTTP_HEAD_BYTES_MAX {
+            return Ok(HeadRead::TooLarge);
+        }
+        searched = buffer.len().saturating_sub(3);
+        let mut chunk = vec![0u8; HTTP_HEAD_READ_BYTES];
+        let n = match stream.read(&mut chunk).await {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && buffer.is_empty() => 0,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(HeadRead::Closed);
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn find_head_end(buffer: &[u8], from: usize) -> Option<usize> {
+    buffer[from..]
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| from + i + 4)
+}
+
+/// Reads until `buffer` holds `length` bytes; false if the peer closed first.
+pub async fn read_body(
+    stream: &mut (impl AsyncRead + Unpin),
+    buffer: &mut Vec<u8>,
+    length: usize,
+) -> io::Result<bool> {
+    // Bounded by `length`, which the caller checked against the body limit.
+    while buffer.len() < length {
+        let mut chunk = vec![0; (length - buffer.len()).min(HTTP_BODY_READ_BYTES)];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_is_strict_and_connection_tokens_combine() {
+        let head = |extra: &str| {
+            parse_head(format!("POST /api/x HTTP/1.1\r\nHost: a\r\n{extra}\r\n").as_bytes())
+        };
+        assert_eq!(
+            head("Content-Length: 5\r\n").unwrap().content_length,
+            Some(5)
+        );
+        assert!(head("Content-Length: +5\r\n").is_none());
+        assert!(head("Content-Length: 5, 5\r\n").is_none());
+        assert!(head("Content-Length:\r\n").is_none());
+        assert!(head("Content-Length: 5\r\nContent-Length: 6\r\n").is_none());
+        assert_eq!(
+            head("Content-Length: 5\r\nContent-Length: 5\r\n")
+                .unwrap()
+                .content_length,
+            Some(5)
+        );
+        let both = head("Connection: keep-alive\r\nConnection: Upgrade\r\n").unwrap();
+        assert!(both.connection_upgrade && both.keep_alive);
+    }
+}

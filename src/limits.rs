@@ -1,0 +1,153 @@
+//! Every fixed bound of the server, named with its unit last, and the relations between them
+//! checked at compile time (TigerBeetle's `constants.zig` habit). Bounds a user may change are
+//! configuration keys (`config`); their accepted ranges are here too, so `Config::validate`
+//! and the code that relies on them read one number.
+//!
+//! A leaf: imports nothing of the crate but the ring crate's own limits.
+
+use ringcast_ring::mesh::SHARDS_MAX as RING_SHARDS_MAX;
+
+// ---- HTTP (before an upgrade) ----
+
+/// Largest request head (request line and headers); over it → 431.
+pub const HTTP_HEAD_BYTES_MAX: usize = 16 << 10;
+/// Headers parsed per request; more → 400.
+pub const HTTP_HEADERS_MAX: usize = 64;
+/// Largest request body (the server API); over it → 413. Also bounds the channels of one
+/// `broadcast` and the commands of one request.
+pub const HTTP_BODY_BYTES_MAX: usize = 10 << 20;
+/// Bytes asked of the socket per read while a head is incomplete.
+pub const HTTP_HEAD_READ_BYTES: usize = 2 << 10;
+/// Bytes asked of the socket per read while a body is incomplete.
+pub const HTTP_BODY_READ_BYTES: usize = 64 << 10;
+/// A keep-alive connection's buffer is shrunk back to this between requests.
+pub const HTTP_BUFFER_KEPT_BYTES_MAX: usize = 4 << 10;
+/// An HTTP connection idle this long between requests is closed.
+pub const HTTP_IDLE_MS: u64 = 60_000;
+
+// ---- WebSocket ----
+
+/// RFC 6455 §5.5: control frames carry at most 125 payload bytes.
+pub const WEBSOCKET_CONTROL_PAYLOAD_BYTES_MAX: usize = 125;
+/// A close frame's reason: the control payload minus the 2-byte code.
+pub const WEBSOCKET_CLOSE_REASON_BYTES_MAX: usize = WEBSOCKET_CONTROL_PAYLOAD_BYTES_MAX - 2;
+/// Most bytes written to the socket in one go when queued frames are coalesced.
+pub const WEBSOCKET_WRITE_BATCH_BYTES_MAX: usize = 64 << 10;
+/// Time a closing connection gets to take our close frame and hang up.
+pub const WEBSOCKET_CLOSE_LINGER_MS: u64 = 2_000;
+/// Bytes read (and dropped) per read while lingering after our close frame.
+pub const WEBSOCKET_LINGER_READ_BYTES: usize = 512;
+/// `websocket.message_size_limit` accepted range: a message must hold a control payload's
+/// worth, and the frame reader refuses lengths beyond this before reserving memory.
+pub const WEBSOCKET_MESSAGE_BYTES_MIN: usize = WEBSOCKET_CONTROL_PAYLOAD_BYTES_MAX;
+pub const WEBSOCKET_MESSAGE_BYTES_MAX: usize = 64 << 20;
+
+// ---- Client protocol ----
+
+/// Deepest nesting of JSON the server accepts in publication data (API and client publish);
+/// deeper → error 107. serde_json's own limit for typed values is 128; CPython's `json`
+/// recursion limit (centrifuge-python) fails near 1,000, and browsers' parsers sooner on
+/// some paths, so data past this would reach subscribers only to break their SDKs.
+pub const JSON_DEPTH_MAX: usize = 128;
+/// `client.queue_max_size` minimum: a connection must be able to queue a small reply.
+pub const CLIENT_QUEUE_BYTES_MIN: usize = 1 << 10;
+/// `client.channel_limit` maximum: the session scans its channel list linearly.
+pub const CLIENT_CHANNELS_MAX: usize = 1 << 16;
+/// `client.ping_interval` minimum when pings are on.
+pub const PING_INTERVAL_MS_MIN: u64 = 10;
+/// The shard's ticker period is a quarter of the pong timeout, clamped to this range.
+pub const TICK_MS_MIN: u64 = 5;
+pub const TICK_MS_MAX: u64 = 1_000;
+
+/// The shard's one read buffer: every connection of the shard reads through it.
+pub const SHARD_READ_BUFFER_BYTES: usize = 64 << 10;
+
+// ---- Channels ----
+
+/// Longest channel name a history record can hold (its length field is a u16);
+/// `channel.max_length` may not exceed it.
+pub const CHANNEL_NAME_BYTES_MAX: usize = u16::MAX as usize;
+
+// ---- Shards and rings ----
+
+/// Shards one node may run: the ring mesh's limit.
+pub const SHARDS_MAX: usize = RING_SHARDS_MAX;
+/// Bits of one `ShardSet` word, and the words a `ShardSet` holds.
+pub const SHARD_SET_WORD_BITS: usize = 64;
+pub const SHARD_SET_WORDS: usize = 4;
+/// Capacity of each ring of the mesh, in messages.
+pub const RING_CAPACITY_MESSAGES: usize = 4096;
+/// Messages taken from one peer's ring per round of the ring loop.
+pub const RING_BATCH_MESSAGES: usize = 64;
+/// Capacity of the ring loop's inbox buffer (a round's messages from every peer).
+pub const RING_INBOX_MESSAGES: usize = 256;
+/// Messages queued behind a full ring to one shard before the node counts as congested and
+/// sources of new traffic (client commands, API calls) wait; cleared at half.
+pub const OUTBOX_BACKLOG_HIGH_MESSAGES: usize = 4096;
+/// Publications held for a sync (`history_fsync = always`) before the shard counts as
+/// congested; cleared at half.
+pub const HELD_BATCHES_HIGH: usize = 4096;
+/// While a peer's ring is full the ring loop polls it this often (a full ring's reader
+/// does not ring the writer's doorbell when it drains).
+pub const RING_FULL_POLL_US: u64 = 50;
+/// While connections wait out another shard's congestion the ring loop polls this often.
+pub const CONGESTION_POLL_MS: u64 = 1;
+/// How long a task waits for other shards' answers before failing with an internal error.
+pub const ANSWER_TIMEOUT_MS: u64 = 5_000;
+
+// ---- Partitions and history ----
+
+/// Partitions per node; fixed forever (history directories are laid out by partition).
+pub const PARTITIONS: u32 = 256;
+/// Digits of a partition directory's name (`data/history/017/`).
+pub const PARTITION_DIR_DIGITS: usize = 3;
+/// `history_storage.segment_size` range and alignment, in bytes. The index packs a byte
+/// position into 32 bits, hence the maximum.
+pub const HISTORY_SEGMENT_BYTES_MIN: u64 = 64 << 10;
+pub const HISTORY_SEGMENT_BYTES_MAX: u64 = 1 << 32;
+pub const HISTORY_SEGMENT_ALIGN_BYTES: u64 = 4096;
+/// Largest offset a channel's stream may reach: JavaScript SDKs hold offsets as numbers, exact
+/// up to 2^53 - 1. A record from disk beyond it is corrupt; a publish past it fails (error 100).
+pub const STREAM_OFFSET_MAX: u64 = (1 << 53) - 1;
+/// Largest record sequence number a partition may reach (a segment's base_seq included), so
+/// `seq + 1` never overflows; one from disk beyond it is corrupt.
+pub const HISTORY_SEQ_MAX: u64 = 1 << 62;
+/// Blocks reserved ahead of the write position (one fallocate per this many bytes).
+pub const HISTORY_ALLOCATE_AHEAD_BYTES: usize = 1 << 20;
+/// Retention runs this often.
+pub const HISTORY_RETENTION_INTERVAL_MS: u64 = 1_000;
+/// Under `never`, the dirty ranges nobody syncs are dropped this often.
+pub const HISTORY_DIRTY_DROP_INTERVAL_MS: u64 = 1_000;
+
+// ---- Start-up ----
+
+/// Time every shard gets to open its history and bind its listener.
+pub const SHARD_START_TIMEOUT_MS: u64 = 30_000;
+/// Pending connections the kernel queues per listener (capped by net.core.somaxconn).
+pub const LISTEN_BACKLOG: i32 = 4096;
+/// Pause after a failed accept (out of descriptors): back off instead of spinning.
+pub const ACCEPT_BACKOFF_MS: u64 = 10;
+/// Descriptors the process keeps for itself besides connections: listeners, eventfds,
+/// io_uring rings, history segments, the data-directory lock.
+pub const OPEN_FILES_RESERVED: u64 = 256;
+
+// ---- Relations ----
+
+// A ShardSet must name every shard a mesh can have.
+const _: () = assert!(SHARD_SET_WORDS * SHARD_SET_WORD_BITS >= SHARDS_MAX);
+// Partition p is owned by shard p mod N: with more shards than partitions some shards would
+// own nothing, and partition directories are named with PARTITION_DIR_DIGITS digits.
+const _: () = assert!(SHARDS_MAX as u32 <= PARTITIONS);
+const _: () = assert!((PARTITIONS as u64) <= 10u64.pow(PARTITION_DIR_DIGITS as u32));
+// The ring crate requires power-of-two capacities (index masking).
+const _: () = assert!(RING_CAPACITY_MESSAGES.is_power_of_two());
+const _: () = assert!(RING_INBOX_MESSAGES >= RING_BATCH_MESSAGES);
+// Segment sizes: aligned bounds, and the minimum holds the largest client message.
+const _: () = assert!(HISTORY_SEGMENT_BYTES_MIN.is_multiple_of(HISTORY_SEGMENT_ALIGN_BYTES));
+const _: () = assert!(HISTORY_SEGMENT_BYTES_MAX.is_multiple_of(HISTORY_SEGMENT_ALIGN_BYTES));
+const _: () = assert!(HISTORY_SEGMENT_BYTES_MIN < HISTORY_SEGMENT_BYTES_MAX);
+const _: () = assert!(WEBSOCKET_MESSAGE_BYTES_MIN <= WEBSOCKET_MESSAGE_BYTES_MAX);
+const _: () = assert!(WEBSOCKET_CLOSE_REASON_BYTES_MAX + 2 == WEBSOCKET_CONTROL_PAYLOAD_BYTES_MAX);
+const _: () = assert!(TICK_MS_MIN <= TICK_MS_MAX && PING_INTERVAL_MS_MIN >= TICK_MS_MIN);
+const _: () = assert!(HTTP_HEAD_READ_BYTES <= HTTP_HEAD_BYTES_MAX);
+const _: () = assert!(HTTP_BUFFER_KEPT_BYTES_MAX <= HTTP_HEAD_BYTES_MAX);

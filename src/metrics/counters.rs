@@ -1,0 +1,46 @@
+//! `ShardStats`: the counters of one shard, collected over the rings and summed by whoever
+//! asked (`/metrics`, `/api/info`).
+
+/// Counters of one shard.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ShardStats {
+    pub connections: u64,
+    pub users: u64,
+    pub subscriptions: u64,
+    /// Channels with subscribers, among those this shard owns.
+    pub channels: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub publications: u64,
+    pub slow_disconnects: u64,
+    /// Bytes of history segment files of the partitions this shard owns.
+    pub history_bytes: u64,
+    /// Publications indexed in those logs.
+    pub history_records: u64,
+}
+
+impl std::ops::AddAssign for ShardStats {
+    fn add_assign(&mut self, o: ShardStats) {
+        self.connections += o.connections;
+        self.users += o.users;
+        self.subscriptions += o.subscriptions;
+        self.channels += o.channels;
+        self.messages_in += o.messages_in;
+        self.messages_out += o.messages_out;
+        self.publications += o.publications;
+        self.slow_disconnects += o.slow_disconnects;
+        self.history_bytes += o.history_bytes;
+        self.history_records += o.history_records;
+    }
+}
+
+impl ShardStats {
+    /// The counters of every shard added up.
+    pub fn sum(all: &[ShardStats]) -> ShardStats {
+        let mut total = ShardStats::default();
+        for stats in all {
+            total += *stats;
+        }
+        total
+    }
+}

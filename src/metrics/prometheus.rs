@@ -1,0 +1,114 @@
+//! The Prometheus text exposition (format 0.0.4) of every shard's counters: for each metric
+//! the node's total (`ringcast_<name>`) and one line per shard (`ringcast_shard_<name>`).
+
+use std::fmt::Write as _;
+
+use super::counters::ShardStats;
+
+/// The exposition format's content type.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+type Field = fn(&ShardStats) -> u64;
+
+/// Name, type, help, field: one row per metric.
+const METRICS: [(&str, &str, &str, Field); 9] = [
+    ("connections", "gauge", "Open WebSocket connections.", |s| {
+        s.connections
+    }),
+    (
+        "subscriptions",
+        "gauge",
+        "Channel subscriptions of connected clients.",
+        |s| s.subscriptions,
+    ),
+    (
+        "channels",
+        "gauge",
+        "Channels with at least one subscriber, by owner shard.",
+        |s| s.channels,
+    ),
+    (
+        "messages_in_total",
+        "counter",
+        "WebSocket messages received from clients.",
+        |s| s.messages_in,
+    ),
+    (
+        "messages_out_total",
+        "counter",
+        "Publications handed to subscriber connections.",
+        |s| s.messages_out,
+    ),
+    (
+        "publications_total",
+        "counter",
+        "Publications accepted by channel owners.",
+        |s| s.publications,
+    ),
+    (
+        "slow_disconnects_total",
+        "counter",
+        "Connections closed because their send queue was full.",
+        |s| s.slow_disconnects,
+    ),
+    (
+        "history_disk_bytes",
+        "gauge",
+        "Bytes of history segment files, by owner shard.",
+        |s| s.history_bytes,
+    ),
+    (
+        "history_records",
+        "gauge",
+        "Publications held in the history index, by owner shard.",
+        |s| s.history_records,
+    ),
+];
+
+/// The exposition of `per_shard` (indexed by shard).
+pub fn render(per_shard: &[ShardStats]) -> String {
+    let mut text = String::new();
+    for (name, kind, help, field) in METRICS {
+        let total: u64 = per_shard.iter().map(field).sum();
+        let _ = writeln!(
+            text,
+            "# HELP ringcast_{name} {help}\n# TYPE ringcast_{name} {kind}\nringcast_{name} {total}"
+        );
+        let _ = writeln!(
+            text,
+            "# HELP ringcast_shard_{name} {help} Per shard.\n# TYPE ringcast_shard_{name} {kind}"
+        );
+        for (id, stats) in per_shard.iter().enumerate() {
+            let _ = writeln!(
+                text,
+                "ringcast_shard_{name}{{shard=\"{id}\"}} {}",
+                field(stats)
+            );
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_and_per_shard_lines() {
+        let a = ShardStats {
+            connections: 2,
+            ..ShardStats::default()
+        };
+        let b = ShardStats {
+            connections: 3,
+            ..ShardStats::default()
+        };
+        let text = render(&[a, b]);
+        assert!(text.contains("\nringcast_connections 5\n"), "{text}");
+        assert!(
+            text.contains("ringcast_shard_connections{shard=\"1\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE ringcast_publications_total counter\n"));
+    }
+}

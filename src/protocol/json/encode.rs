@@ -1,0 +1,337 @@
+//! Encoding: every reply and push of the client protocol in JSON, byte for byte as Centrifugo
+//! writes them (reference §§3-6). Each function appends to a `Vec<u8>`; one call is one line
+//! (no newline added: the caller joins lines of one frame with `\n`).
+
+use std::fmt::Write as _;
+
+use crate::protocol::{ErrorCode, Publication};
+
+/// `fmt::Write` into a byte vector, for `write!` of numbers and fixed text into JSON.
+pub struct ByteSink<'a>(pub &'a mut Vec<u8>);
+
+impl std::fmt::Write for ByteSink<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Appends `s` as a JSON string.
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Writing JSON into a Vec has no I/O that could fail; serde_json escapes every &str.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Appends raw JSON (already validated) without its raw newlines: a JSON value holds raw
+/// newlines only as whitespace, so removing them keeps the value and keeps one command or
+/// reply per line.
+pub fn put_raw(out: &mut Vec<u8>, raw: &[u8]) {
+    out.extend(raw.iter().copied().filter(|&b| b != b'\n' && b != b'\r'));
+}
+
+/// `raw` (valid JSON) without raw newlines, as its own buffer.
+pub fn raw_without_newlines(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    put_raw(&mut out, raw);
+    out
+}
+
+fn open_reply(out: &mut Vec<u8>, id: u32) {
+    out.extend_from_slice(b"{\"id\":");
+    let _ = write!(ByteSink(out), "{id}");
+}
+
+/// The error object `{"code":C,"message":"..."}`, with `"temporary":true` when asked.
+pub fn put_error(out: &mut Vec<u8>, code: ErrorCode, temporary: bool) {
+    let _ = write!(
+        ByteSink(out),
+        "{{\"code\":{},\"message\":\"{}\"{}}}",
+        code.code(),
+        code.message(),
+        if temporary { ",\"temporary\":true" } else { "" }
+    );
+}
+
+/// `{"id":N,"<method>":{}}`
+pub fn empty_result(out: &mut Vec<u8>, id: u32, method: &str) {
+    open_reply(out, id);
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(method.as_bytes());
+    out.extend_from_slice(b"\":{}}");
+}
+
+/// `{"id":N,"error":{"code":C,"message":"..."}}`, `temporary` for the codes SDKs retry.
+pub fn error_reply(out: &mut Vec<u8>, id: u32, code: ErrorCode) {
+    open_reply(out, id);
+    out.extend_from_slice(b",\"error\":");
+    put_error(out, code, code.temporary());
+    out.push(b'}');
+}
+
+/// The connect result, fields in proto order.
+pub struct ConnectResult<'a> {
+    pub client: &'a str,
+    pub version: &'a str,
+    /// Seconds until the connection expires, if it does.
+    pub ttl: Option<u32>,
+    /// Server-side subscriptions (from the token's `channels` claim) the connection got.
+    pub subs: &'a [Box<str>],
+    /// The server's ping interval in seconds, if it pings.
+    pub ping_seconds: Option<u32>,
+    /// The server expects pongs.
+    pub pong: bool,
+}
+
+pub fn connect_reply(out: &mut Vec<u8>, id: u32, result: &ConnectResult<'_>) {
+    open_reply(out, id);
+    out.extend_from_slice(b",\"connect\":{\"client\":");
+    put_str(out, result.client);
+    out.extend_from_slice(b",\"version\":");
+    put_str(out, result.version);
+    if let Some(ttl) = result.ttl {
+        let _ = write!(ByteSink(out), ",\"expires\":true,\"ttl\":{}", ttl.max(1));
+    }
+    if !result.subs.is_empty() {
+        out.extend_from_slice(b",\"subs\":{");
+        for (i, channel) in result.subs.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            put_str(out, channel);
+            out.extend_from_slice(b":{}");
+        }
+        out.push(b'}');
+    }
+    if let Some(ping) = result.ping_seconds {
+        let _ = write!(ByteSink(out), ",\"ping\":{ping}");
+    }
+    if result.pong {
+        out.extend_from_slice(b",\"pong\":true");
+    }
+    out.extend_from_slice(b"}}");
+}
+
+/// `{"id":N,"refresh":{"client":..,"version":..,"expires":true,"ttl":T}}` (or without expiry).
+pub fn refresh_reply(out: &mut Vec<u8>, id: u32, client: &str, version: &str, ttl: Option<u32>) {
+    open_reply(out, id);
+    out.extend_from_slice(b",\"refresh\":{\"client\":");
+    put_str(out, client);
+    out.extend_from_slice(b",\"version\":");
+    put_str(out, version);
+    if let Some(ttl) = ttl {
+        let _ = write!(ByteSink(out), ",\"expires\":true,\"ttl\":{}", ttl.max(1));
+    }
+    out.extend_from_slice(b"}}");
+}
+
+/// The publication push `{"push":{"channel":C,"pub":{"data":D,"info":I,"offset":N,"tags":T}}}`.
+pub fn publication_push(out: &mut Vec<u8>, channel: &str, publication: &Publication) {
+    out.extend_from_slice(b"{\"push\":{\"channel\":");
+    put_str(out, channel);
+    out.extend_from_slice(b",\"pub\":");
+    put_publication(out, publication);
+    out.extend_from_slice(b"}}");
+}
+
+/// One publication as pushes, history and recovery carry it:
+/// `{"data":D,"info":I,"offset":N,"tags":T}` (`info`, `offset`, `tags` omitted when absent).
+pub fn put_publication(out: &mut Vec<u8>, publication: &Publication) {
+    out.extend_from_slice(b"{\"data\":");
+    put_raw(out, &publication.data);
+    if let Some(info) = &publication.info {
+        out.extend_from_slice(b",\"info\":");
+        put_raw(out, info);
+    }
+    if let Some(offset) = publication.offset {
+        let _ = write!(ByteSink(out), ",\"offset\":{offset}");
+    }
+    if let Some(tags) = &publication.tags {
+        out.extend_from_slice(b",\"tags\":");
+        put_raw(out, tags);
+    }
+    out.push(b'}');
+}
+
+fn put_publications(out: &mut Vec<u8>, publications: &[Publication]) {
+    out.push(b'[');
+    for (i, publication) in publications.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        put_publication(out, publication);
+    }
+    out.push(b']');
+}
+
+/// The subscribe result (reference §6), field order as Centrifugo writes it.
+pub struct SubscribeResult<'a> {
+    pub recoverable: bool,
+    pub positioned: bool,
+    pub epoch: &'a str,
+    pub offset: u64,
+    /// `Some(recovered)` when the client asked to recover, with the recovered publications.
+    pub recovered: Option<bool>,
+    pub publications: &'a [Publication],
+}
+
+pub fn subscribe_reply(out: &mut Vec<u8>, id: u32, result: &SubscribeResult<'_>) {
+    open_reply(out, id);
+    out.extend_from_slice(b",\"subscribe\":{");
+    if result.recoverable || result.positioned {
+        if result.recoverable {
+            out.extend_from_slice(b"\"recoverable\":true,");
+        }
+        if result.positioned {
+            out.extend_from_slice(b"\"positioned\":true,");
+        }
+        out.extend_from_slice(b"\"epoch\":");
+        put_str(out, result.epoch);
+        let _ = write!(ByteSink(out), ",\"offset\":{}", result.offset);
+        if let Some(recovered) = result.recovered {
+            let _ = write!(
+                ByteSink(out),
+                ",\"was_recovering\":true,\"recovered\":{recovered}"
+            );
+            if !result.publications.is_empty() {
+                out.extend_from_slice(b",\"publications\":");
+                put_publications(out, result.publications);
+            }
+        }
+    }
+    out.extend_from_slice(b"}}");
+}
+
+/// The history result body `{"publications":[...],"epoch":E,"offset":N}`.
+pub fn put_history_result(
+    out: &mut Vec<u8>,
+    publications: &[Publication],
+    epoch: &str,
+    offset: u64,
+) {
+    out.extend_from_slice(b"{\"publications\":");
+    put_publications(out, publications);
+    out.extend_from_slice(b",\"epoch\":");
+    put_str(out, epoch);
+    let _ = write!(ByteSink(out), ",\"offset\":{offset}}}");
+}
+
+/// `{"id":N,"history":{...}}`
+pub fn history_reply(
+    out: &mut Vec<u8>,
+    id: u32,
+    publications: &[Publication],
+    epoch: &str,
+    offset: u64,
+) {
+    open_reply(out, id);
+    out.extend_from_slice(b",\"history\":");
+    put_history_result(out, publications, epoch, offset);
+    out.push(b'}');
+}
+
+/// ClientInfo `{"user":U,"client":C,"conn_info":I}` as raw JSON.
+pub fn client_info(user: &str, client: &str, conn_info: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + user.len() + client.len());
+    out.extend_from_slice(b"{\"user\":");
+    put_str(&mut out, user);
+    out.extend_from_slice(b",\"client\":");
+    put_str(&mut out, client);
+    if let Some(info) = conn_info {
+        out.extend_from_slice(b",\"conn_info\":");
+        put_raw(&mut out, info.as_bytes());
+    }
+    out.push(b'}');
+    out
+}
+
+/// The server's ping: an empty command.
+pub const PING: &[u8] = b"{}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::num::NonZeroU64;
+
+    fn text(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn publication(data: &'static [u8], offset: u64) -> Publication {
+        Publication {
+            offset: NonZeroU64::new(offset),
+            data: Bytes::from_static(data),
+            info: None,
+            tags: None,
+        }
+    }
+
+    #[test]
+    fn replies_match_centrifugo_bytes() {
+        assert_eq!(
+            text(|o| empty_result(o, 2, "subscribe")),
+            r#"{"id":2,"subscribe":{}}"#
+        );
+        assert_eq!(
+            text(|o| error_reply(o, 4, ErrorCode::PermissionDenied)),
+            r#"{"id":4,"error":{"code":103,"message":"permission denied"}}"#
+        );
+        assert_eq!(
+            text(|o| error_reply(o, 5, ErrorCode::Internal)),
+            r#"{"id":5,"error":{"code":100,"message":"internal server error","temporary":true}}"#
+        );
+        let result = ConnectResult {
+            client: "c0ffee",
+            version: "0.0.1",
+            ttl: None,
+            subs: &[],
+            ping_seconds: Some(25),
+            pong: true,
+        };
+        assert_eq!(
+            text(|o| connect_reply(o, 1, &result)),
+            r#"{"id":1,"connect":{"client":"c0ffee","version":"0.0.1","ping":25,"pong":true}}"#
+        );
+        assert_eq!(
+            text(|o| publication_push(o, "chat:room", &publication(b"{\"n\":\n6}", 6))),
+            r#"{"push":{"channel":"chat:room","pub":{"data":{"n":6},"offset":6}}}"#
+        );
+        let pubs = [publication(b"{\"n\":7}", 7)];
+        let result = SubscribeResult {
+            recoverable: true,
+            positioned: true,
+            epoch: "ep1",
+            offset: 6,
+            recovered: Some(true),
+            publications: &pubs,
+        };
+        assert_eq!(
+            text(|o| subscribe_reply(o, 4, &result)),
+            r#"{"id":4,"subscribe":{"recoverable":true,"positioned":true,"epoch":"ep1","offset":6,"was_recovering":true,"recovered":true,"publications":[{"data":{"n":7},"offset":7}]}}"#
+        );
+        let plain = SubscribeResult {
+            recoverable: false,
+            positioned: false,
+            epoch: "",
+            offset: 0,
+            recovered: None,
+            publications: &[],
+        };
+        assert_eq!(
+            text(|o| subscribe_reply(o, 2, &plain)),
+            r#"{"id":2,"subscribe":{}}"#
+        );
+        assert_eq!(
+            text(|o| put_history_result(o, &pubs, "e", 9)),
+            r#"{"publications":[{"data":{"n":7},"offset":7}],"epoch":"e","offset":9}"#
+        );
+        assert_eq!(
+            text(|o| history_reply(o, 3, &[], "e", 0)),
+            r#"{"id":3,"history":{"publications":[],"epoch":"e","offset":0}}"#
+        );
+        let info = client_info("42", "c", Some(r#"{"a":1}"#));
+        assert_eq!(info, br#"{"user":"42","client":"c","conn_info":{"a":1}}"#);
+    }
+}

@@ -1,0 +1,167 @@
+//! The Centrifugo client protocol v2 as pure codecs (`../shared/reference/centrifugo-protocol.md`):
+//! the command types, the transport-neutral `Publication`, the codes, and the JSON codec
+//! (`json::decode` for commands, `json::encode` for replies and pushes). Protobuf would sit
+//! beside `json` as a second codec of the same types.
+//!
+//! Pure functions and plain types: no state, no I/O. A leaf: imports only `limits` and
+//! `rand`.
+
+pub mod codes;
+pub mod json;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+pub use codes::{Disconnect, ErrorCode};
+
+/// How a connection's commands and replies are encoded. Protobuf would be the second variant;
+/// with one, the type takes no bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Json,
+}
+
+/// A publication as the protocol defines it, independent of any codec: `data`, `info` and
+/// `tags` are raw JSON (validated, raw newlines removed); `offset` is absent for publications
+/// without a stream position (`skip_history`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub offset: Option<std::num::NonZeroU64>,
+    pub data: Bytes,
+    /// ClientInfo of a client-side publisher.
+    pub info: Option<Bytes>,
+    /// Tags map.
+    pub tags: Option<Bytes>,
+}
+
+/// One parsed client command.
+#[derive(Debug)]
+pub struct Command<'a> {
+    pub id: u32,
+    pub request: Request<'a>,
+}
+
+#[derive(Debug)]
+pub enum Request<'a> {
+    Connect(ConnectRequest),
+    Subscribe(SubscribeRequest),
+    Unsubscribe(ChannelRequest),
+    Publish(PublishRequest<'a>),
+    Presence(ChannelRequest),
+    PresenceStats(ChannelRequest),
+    History(HistoryRequest),
+    Rpc,
+    Send,
+    Refresh(RefreshRequest),
+    SubRefresh(ChannelRequest),
+    /// The empty command `{}`: the client's pong.
+    Pong,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ConnectRequest {
+    #[serde(default)]
+    pub token: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ChannelRequest {
+    #[serde(default)]
+    pub channel: String,
+}
+
+/// `subscribe`: the fields this server acts on (the rest are ignored).
+#[derive(Debug, Default, Deserialize)]
+pub struct SubscribeRequest {
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub recover: bool,
+    #[serde(default)]
+    pub epoch: String,
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub positioned: bool,
+    #[serde(default)]
+    pub recoverable: bool,
+    /// Bit 2: answer 112 instead of an unrecovered result.
+    #[serde(default)]
+    pub flag: i64,
+}
+
+/// Subscribe `flag` bit: the client prefers error 112 to `recovered: false`.
+pub const FLAG_REJECT_UNRECOVERED: i64 = 2;
+
+/// A stream position `{offset, epoch}`.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct StreamPosition {
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub epoch: String,
+}
+
+/// `history` (client command and, with the same shape, the server API call).
+#[derive(Debug, Default, Deserialize)]
+pub struct HistoryRequest {
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub limit: i32,
+    #[serde(default)]
+    pub since: Option<StreamPosition>,
+    #[serde(default)]
+    pub reverse: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PublishRequest<'a> {
+    #[serde(default)]
+    pub channel: String,
+    #[serde(borrow)]
+    pub data: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RefreshRequest {
+    #[serde(default)]
+    pub token: String,
+}
+
+/// A client id: a random version-4 UUID, the shape Centrifugo gives them, kept as its 16
+/// bytes (every connection holds one; the text form is built when a reply needs it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientId([u8; 16]);
+
+impl ClientId {
+    pub fn random() -> Result<ClientId, crate::rand::RandomError> {
+        crate::rand::uuid_v4().map(ClientId)
+    }
+}
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, byte) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_uuid_v4() {
+        let id = ClientId::random().unwrap().to_string();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert_ne!(id, ClientId::random().unwrap().to_string());
+    }
+}

@@ -1,0 +1,262 @@
+//! The ring vocabulary: everything one shard tells another, as plain data. Per ring, FIFO.
+//!
+//! ```text
+//! msg        = subscribe | subscribed | unsubscribe | publish | deliver | published
+//!            | history | history-answer | history-remove | history-removed | conn-answer
+//!            | stats-request | stats
+//! subscribe  = Subscribe   { channel, from-shard, register, ticket, recover-from? } ; → owner
+//! subscribed = Subscribed  { channel, registration, ticket, (epoch, top) | error,
+//!                            recovery? { recovered, offset, publication* } }     ; owner → from
+//! unsubscribe= Unsubscribe { channel, from-shard }        ; the last local subscriber left
+//! publish    = Publish     { (index, channel)+, data, info?, tags?, skip-history,
+//!                            reply: api(shard, request) | conn(shard, conn, command) }
+//! deliver    = Deliver     { channel, publication, frame } ; owner → interested shard
+//! published  = Published   { request, (index, position? | error)* }     ; owner → asker
+//! history    = History     { channel, limit, since?, reverse, reply: conn | api }
+//! history-answer  = HistoryAnswer  { request, page | error }            ; owner → api
+//! history-remove  = HistoryRemove  { channel, reply: api }              ; api → owner
+//! history-removed = HistoryRemoved { request, () | error }              ; owner → api
+//! conn-answer= ConnAnswer  { conn, command, history(page | error) | publish(() | error) }
+//!                                                  ; owner → the connection's shard
+//! stats-request = StatsRequest { request, from-shard }
+//! stats      = Stats       { request, shard, counters }
+//! ```
+//!
+//! Large payloads are boxed so a ring slot stays small (`size_of::<ShardMsg>()` is checked in
+//! a test). A `deliver` carries the transport-neutral publication and the frame most
+//! connections take (JSON codec, WebSocket framing), encoded once by the owner (invariant 4);
+//! a shard encodes any other (codec, framing) pair it has once per publication.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::metrics::counters::ShardStats;
+use crate::protocol::{ErrorCode, Publication};
+
+/// Where an answer goes: a task of shard `shard` waiting on request `request`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub shard: usize,
+    pub request: u64,
+}
+
+/// A command of a connection: its shard, its id there, the command's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnRef {
+    pub shard: usize,
+    pub conn: u64,
+    pub command: u32,
+}
+
+/// A publication's place in its channel's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub offset: NonZeroU64,
+    pub epoch: Arc<str>,
+}
+
+/// A stream's top: its epoch and last visible offset (0: nothing published yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamTop {
+    pub epoch: Arc<str>,
+    pub offset: u64,
+}
+
+/// A publication on its way to its channels' owner.
+#[derive(Debug)]
+pub struct PublishJob {
+    /// (index in the caller's request, channel); all owned by the receiving shard.
+    pub channels: Vec<(u32, Arc<str>)>,
+    /// Raw JSON, newlines already stripped.
+    pub data: Bytes,
+    /// ClientInfo of a client-side publisher, raw JSON.
+    pub info: Option<Bytes>,
+    /// Tags map, raw JSON.
+    pub tags: Option<Bytes>,
+    /// Publish without storing in history and without an offset (API `skip_history`).
+    pub skip_history: bool,
+    /// Who waits for the outcome.
+    pub reply: PublishReply,
+}
+
+/// Who waits for a publish job's outcome.
+#[derive(Debug, Clone, Copy)]
+pub enum PublishReply {
+    /// An API call: a `Published` answer with every channel's result.
+    Api(ReplyTo),
+    /// A client's `publish` command: its reply, sent once the publication is accepted (under
+    /// `history_fsync = always`: once it is durable).
+    Conn(ConnRef),
+}
+
+/// What the owner answers per channel of a `PublishJob`: the stream position (`None` for a
+/// publication without one, e.g. `skip_history`) or an error.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub index: u32,
+    pub result: Result<Option<Position>, ErrorCode>,
+}
+
+/// "Shard `from` subscribes to `channel`": one step on the owner (DESIGN invariant 3). The
+/// owner registers the shard (if `register`), reads the recovery (if asked) and answers on
+/// the same FIFO ring its later deliveries take, so the subscriber gets the recovered
+/// publications and then exactly the live ones after them.
+#[derive(Debug)]
+pub struct SubscribeJob {
+    pub channel: Arc<str>,
+    pub from: usize,
+    /// Add `from` to the channel's shard set (its first local subscriber).
+    pub register: bool,
+    /// Echoed back: which waiting subscribers of `from` the answer is for.
+    pub ticket: u64,
+    /// Recover publications after this position.
+    pub recover: Option<RecoverFrom>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecoverFrom {
+    pub offset: u64,
+    pub epoch: Box<str>,
+}
+
+/// The owner's answer to a `SubscribeJob`.
+#[derive(Debug)]
+pub struct SubscribeAnswer {
+    pub channel: Arc<str>,
+    /// The job asked to register the shard.
+    pub registration: bool,
+    pub ticket: u64,
+    /// The stream position subscribers start from, or an error.
+    pub result: Result<StreamTop, ErrorCode>,
+    pub recovery: Option<Recovery>,
+}
+
+#[derive(Debug)]
+pub struct Recovery {
+    pub recovered: bool,
+    /// The offset the reply reports: the client's own when recovered (it advances through
+    /// the publications), else the stream top.
+    pub offset: u64,
+    /// The missed publications (empty when not recovered).
+    pub publications: Vec<Publication>,
+}
+
+/// A `history` query: client command or API call.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub limit: i32,
+    pub since: Option<(u64, Box<str>)>,
+    pub reverse: bool,
+}
+
+/// Where a history answer goes.
+#[derive(Debug, Clone, Copy)]
+pub enum HistoryReplyTo {
+    /// A client's `history` command: a `ConnAnswer` to its connection.
+    Conn(ConnRef),
+    /// An API call waiting on a shard.
+    Api(ReplyTo),
+}
+
+#[derive(Debug)]
+pub struct HistoryJob {
+    pub channel: Arc<str>,
+    pub query: HistoryQuery,
+    pub reply: HistoryReplyTo,
+}
+
+/// A history result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub publications: Vec<Publication>,
+    pub epoch: Arc<str>,
+    /// The stream's top offset.
+    pub offset: u64,
+}
+
+/// One publication for the local subscribers of its channel: the transport-neutral
+/// publication and its frame in the common (JSON, WebSocket) form, encoded once.
+#[derive(Debug)]
+pub struct Delivery {
+    pub channel: Arc<str>,
+    pub publication: Publication,
+    pub frame: Bytes,
+}
+
+/// The owner's answer to a command of a connection on another shard (or its own).
+#[derive(Debug)]
+pub enum ConnAnswer {
+    History(Result<HistoryPage, ErrorCode>),
+    Publish(Result<(), ErrorCode>),
+}
+
+/// Everything that crosses a ring.
+#[derive(Debug)]
+pub enum ShardMsg {
+    Subscribe(Box<SubscribeJob>),
+    /// The owner's answer, on the ring its deliveries take.
+    Subscribed(Box<SubscribeAnswer>),
+    /// Shard `from` lost its last local subscriber of `channel` (to the owner).
+    Unsubscribe {
+        channel: Arc<str>,
+        from: usize,
+    },
+    /// Publications for channels the receiver owns.
+    Publish(Box<PublishJob>),
+    /// A publication for the receiver's local subscribers (from the owner, in offset order).
+    Deliver(Arc<Delivery>),
+    /// A history query for the owner.
+    History(Box<HistoryJob>),
+    /// The owner's answer to an API history query.
+    HistoryAnswer {
+        request: u64,
+        result: Box<Result<HistoryPage, ErrorCode>>,
+    },
+    /// Removes a channel's stored publications (API `history_remove`).
+    HistoryRemove {
+        channel: Arc<str>,
+        reply: ReplyTo,
+    },
+    HistoryRemoved {
+        request: u64,
+        result: Result<(), ErrorCode>,
+    },
+    /// An answer for command `command` of connection `conn` of the receiving shard.
+    ConnAnswer {
+        conn: u64,
+        command: u32,
+        answer: Box<ConnAnswer>,
+    },
+    /// The owner's answer to a `PublishJob` with an API reply.
+    Published {
+        request: u64,
+        results: Vec<Published>,
+    },
+    /// Asks for the receiver's counters.
+    StatsRequest {
+        request: u64,
+        from: usize,
+    },
+    Stats {
+        request: u64,
+        shard: usize,
+        stats: Box<ShardStats>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_slot_stays_small() {
+        // Every ring holds RING_CAPACITY_MESSAGES of these by value.
+        assert!(
+            std::mem::size_of::<ShardMsg>() <= 40,
+            "{}",
+            std::mem::size_of::<ShardMsg>()
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! The process: start-up checks (`startup`), the ring mesh built once, and one pinned glommio
+//! executor per shard with its history opened, its tasks started and its own listener
+//! (DESIGN data flow, "accept"). Imports everything below it; nothing imports it but `main`.
+
+pub mod startup;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use ringcast_ring::mesh::{mesh, ShardLinks};
+
+use crate::config::Config;
+use crate::engine::ChannelOwner;
+use crate::limits::{RING_CAPACITY_MESSAGES, SHARD_START_TIMEOUT_MS};
+use crate::net::listener;
+use crate::router::{Congestion, Outbox, ShardMsg};
+use crate::session::Context;
+use crate::shard::Shard;
+
+/// A started server.
+pub struct Server {
+    pub address: SocketAddr,
+    pub shards: usize,
+    pub open_files_limit: u64,
+    executors: Vec<glommio::ExecutorJoinHandle<()>>,
+    /// Held for the life of the server: one process per data directory.
+    _data_lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl Server {
+    /// Blocks until every shard has stopped (they run until the process ends).
+    pub fn wait(self) {
+        for executor in self.executors {
+            let _ = executor.join();
+        }
+    }
+}
+
+/// Starts every shard; returns once all of them listen, or the first start-up error.
+pub fn start(config: Config) -> Result<Server, String> {
+    let open_files_limit = startup::raise_open_files_limit()?;
+    let cpus = startup::allowed_cpus();
+    let shards = match config.shards.count {
+        0 => cpus.len().max(1),
+        n => n,
+    };
+    let ip = config.http_server.ip()?;
+    let (reservation, port) = match config.http_server.port {
+        0 => {
+            let (fd, port) =
+                startup::reserve_port(ip).map_err(|e| format!("cannot find a free port: {e}"))?;
+            (Some(fd), port)
+        }
+        port => (None, port),
+    };
+    let address = SocketAddr::new(ip, port);
+    let data_lock = startup::lock_data_dir(&config.history_storage.data_dir)?;
+    let links = mesh::<ShardMsg>(shards, RING_CAPACITY_MESSAGES)
+        .map_err(|e| format!("cannot create the shard mesh: {e}"))?;
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let congestion = Congestion::new(shards);
+    let mut executors = Vec::with_capacity(shards);
+    for (id, links) in links.into_iter().enumerate() {
+        // Pin one shard per allowed CPU; with more shards than CPUs let the OS place them.
+        let placement = if shards <= cpus.len() {
+            Placement::Fixed(cpus[id])
+        } else {
+            Placement::Unbound
+        };
+        let config = config.clone();
+        let ready = ready_tx.clone();
+        let congestion = congestion.clone();
+        let executor = LocalExecutorBuilder::new(placement)
+            .name(&format!("ringcast-{id}"))
+            .spawn(move || shard_main(id, shards, config, links, congestion, address, ready))
+            .map_err(|e| format!("cannot start shard {id}: {e}; {}", startup::io_uring_hint()))?;
+        executors.push(executor);
+    }
+    drop(ready_tx);
+    for _ in 0..shards {
+        match ready_rx.recv_timeout(Duration::from_millis(SHARD_START_TIMEOUT_MS)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(format!(
+                    "a shard did not start within {} s (opening a large history on a slow \
+                     disk? the shard's own error, if any, is above)",
+                    SHARD_START_TIMEOUT_MS / 1000
+                ))
+            }
+        }
+    }
+    drop(reservation);
+    Ok(Server {
+        address,
+        shards,
+        open_files_limit,
+        executors,
+        _data_lock: data_lock,
+    })
+}
+
+async fn shard_main(
+    id: usize,
+    shards: usize,
+    config: Config,
+    links: ShardLinks<ShardMsg>,
+    congestion: Congestion,
+    address: SocketAddr,
+    ready: mpsc::Sender<Result<(), String>>,
+) {
+    // History first: no connection is accepted before every owned log is verified.
+    let opened = std::time::Instant::now();
+    let owner = match ChannelOwner::open(id, shards, config.clone()) {
+        Ok((owner, reports)) => {
+            let records: u64 = reports.iter().map(|r| r.records).sum();
+            let bytes: u64 = reports.iter().map(|r| r.bytes).sum();
+            if !reports.is_empty() {
+                println!(
+                    "ringcast: shard {id}: history: {} partitions, {records} records, {:.1} MB verified in {} ms",
+                    reports.len(),
+                    bytes as f64 / 1e6,
+                    opened.elapsed().as_millis()
+                );
+            }
+            owner
+        }
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: {e}")));
+            return;
+        }
+    };
+    let listener = match listener::listen_on(address) {
+        Ok(listener) => listener,
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id} cannot listen on {address}: {e}")));
+            return;
+        }
+    };
+    let shard = Rc::new(Shard::new(
+        id,
+        shards,
+        config,
+        Box::new(owner),
+        Outbox::new(links.bind(), congestion),
+    ));
+    glommio::spawn_local(shard.clone().run_syncer()).detach();
+    glommio::spawn_local(shard.clone().run_retention()).detach();
+    let ring_loop = shard.clone();
+    glommio::spawn_local(async move {
+        if let Err(e) = ring_loop.run_ring_loop().await {
+            eprintln!("ringcast: shard {id}: ring loop stopped: {e}");
+        }
+    })
+    .detach();
+    glommio::spawn_local(shard.clone().run_ticker()).detach();
+    let _ = ready.send(Ok(()));
+    listener::accept_loop(id, listener, Rc::new(Context::new(shard))).await;
+}
+
+/// Makes a panic on any shard end the process (crash-only): a shard whose thread died would
+/// leave the process half-serving, with nothing to restart it. The default hook prints the
+/// panic first; then the process aborts, so the supervisor restarts it and start-up recovery
+/// runs. The release profile also sets `panic = "abort"`; this covers every profile.
+pub fn crash_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        eprintln!("ringcast: a shard panicked; stopping the process (crash-only)");
+        std::process::abort();
+    }));
+}

@@ -1,0 +1,95 @@
+//! Start-up checks and preparations (DESIGN invariant 8): the open-files limit raised to the
+//! hard limit, the CPUs the shards may use, the data directory and its lock, a free port for
+//! port 0, and error messages that name the fix.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the limit now in force.
+pub fn raise_open_files_limit() -> Result<u64, String> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
+        .map_err(|e| format!("cannot read the open files limit (RLIMIT_NOFILE): {e}"))?;
+    if soft >= hard {
+        return Ok(soft);
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => Ok(hard),
+        Err(e) => {
+            eprintln!(
+                "ringcast: warning: cannot raise the open files limit from {soft} to {hard}: {e}"
+            );
+            Ok(soft)
+        }
+    }
+}
+
+/// The CPUs this process may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect(),
+        Err(_) => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+    }
+}
+
+/// For port 0: finds a free port that every shard can then bind with SO_REUSEPORT. The
+/// returned socket is bound but not listening (so it takes no connections); it holds the
+/// port until the shards have bound it.
+pub fn reserve_port(address: IpAddr) -> io::Result<(OwnedFd, u16)> {
+    use nix::sys::socket::{getsockname, SockaddrLike, SockaddrStorage};
+    let fd = crate::net::listener::bound_socket(SocketAddr::new(address, 0))?;
+    let bound: SockaddrStorage = getsockname(fd.as_raw_fd())?;
+    let port = bound
+        .as_sockaddr_in()
+        .map(|a| a.port())
+        .or_else(|| bound.as_sockaddr_in6().map(|a| a.port()))
+        .filter(|_| bound.len() > 0)
+        .ok_or_else(|| io::Error::other("getsockname returned no port"))?;
+    Ok((fd, port))
+}
+
+/// Creates the data directory and takes its lock, so two servers never write one history.
+pub fn lock_data_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    let history = dir.join("history");
+    std::fs::create_dir_all(&history)
+        .map_err(|e| format!("cannot create data directory {}: {e}", history.display()))?;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        format!(
+            "data directory {} is in use by another ringcast process ({e})",
+            dir.display()
+        )
+    })
+}
+
+/// The fix to try when a shard's executor (io_uring) cannot start.
+pub fn io_uring_hint() -> String {
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    if disabled != 0 {
+        return format!(
+            "io_uring is disabled (kernel.io_uring_disabled = {disabled}): try \
+             `sysctl -w kernel.io_uring_disabled=0`"
+        );
+    }
+    match getrlimit(Resource::RLIMIT_MEMLOCK) {
+        Ok((soft, _)) if soft < 512 << 10 => format!(
+            "the locked-memory limit is {soft} bytes and glommio locks memory for its rings: \
+             raise LimitMEMLOCK (systemd) or `ulimit -l`, see tuning/"
+        ),
+        _ => "is io_uring usable here (kernel 5.8 or later, not blocked by seccomp)?".into(),
+    }
+}

@@ -1,0 +1,168 @@
+//! `Session`: the Centrifugo protocol state of one connection: connect and auth, the set of
+//! subscriptions, and the answer to every command (`commands`, one function per command;
+//! `permissions`, the one place deciding access). It turns commands into replies (queued on
+//! the connection's `Outbound`, which frames them) and into shard calls (subscribe, publish,
+//! history), and ends with a `Disconnect` when the protocol says so.
+//!
+//! Owns only its own state; reaches the rest of the shard through `Context`. Imports
+//! `shard`, `fanout::{Outbound, PendingSubscription}`, `auth`, `protocol`, `config`.
+
+mod commands;
+pub mod permissions;
+
+use std::rc::Rc;
+
+use crate::auth::token::Verifier;
+use crate::fanout::Outbound;
+use crate::protocol::json::decode::{self, ParseError};
+use crate::protocol::{ClientId, Command, Disconnect, Request};
+use crate::shard::Shard;
+
+/// What a session needs from its shard: the shard and the token keys, built once per shard.
+pub struct Context {
+    pub shard: Rc<Shard>,
+    pub tokens: Verifier,
+}
+
+impl Context {
+    pub fn new(shard: Rc<Shard>) -> Self {
+        let tokens = Verifier::new(&shard.config);
+        Context { shard, tokens }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    /// Waiting for the connect command.
+    New,
+    /// Connected: every command but connect is served.
+    Connected,
+    /// The connect failed with an error reply: ignore everything until the client leaves.
+    Refused,
+}
+
+pub struct Session {
+    ctx: Rc<Context>,
+    out: Rc<Outbound>,
+    state: State,
+    client: ClientId,
+    user: String,
+    conn_info: Option<String>,
+    /// Subscribed channels (at most `client.channel_limit`; a Vec holds no allocation while
+    /// empty and is small to scan).
+    channels: Vec<Box<str>>,
+    /// Replies of the message being processed, newline-joined into one frame when flushed.
+    replies: Vec<u8>,
+}
+
+impl Session {
+    pub fn new(ctx: Rc<Context>, out: Rc<Outbound>) -> Self {
+        Session {
+            ctx,
+            out,
+            state: State::New,
+            client: ClientId::default(),
+            user: String::new(),
+            conn_info: None,
+            channels: Vec::new(),
+            replies: Vec::new(),
+        }
+    }
+
+    fn shard(&self) -> &Shard {
+        &self.ctx.shard
+    }
+
+    /// Handles one message: newline-separated commands, processed in order. Replies go out
+    /// as one frame (flushed earlier only before a command whose reply someone else queues,
+    /// so replies keep the commands' order).
+    pub fn handle_message(&mut self, message: &[u8]) -> Result<(), Disconnect> {
+        self.shard().count_message_in();
+        let result = message
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .try_for_each(|line| self.handle_line(line));
+        self.flush_replies();
+        result
+    }
+
+    fn flush_replies(&mut self) {
+        if !self.replies.is_empty() {
+            self.out.push_message(&self.replies);
+            // Dropped, not cleared: an idle session keeps no reply buffer.
+            self.replies = Vec::new();
+        }
+    }
+
+    /// The buffer positioned for one more reply line.
+    fn reply(&mut self) -> &mut Vec<u8> {
+        if !self.replies.is_empty() {
+            self.replies.push(b'\n');
+        }
+        &mut self.replies
+    }
+
+    fn handle_line(&mut self, line: &[u8]) -> Result<(), Disconnect> {
+        if self.state == State::Refused {
+            return Ok(());
+        }
+        let command = match decode::parse_command(line) {
+            Ok(command) => command,
+            Err(ParseError::Json | ParseError::UnknownMethod) => {
+                return Err(Disconnect::BadRequest)
+            }
+        };
+        let Command { id, request } = command;
+        if id == 0 && !matches!(request, Request::Pong | Request::Send) {
+            return Err(Disconnect::BadRequest);
+        }
+        match (&self.state, request) {
+            (State::New, Request::Connect(connect)) => self.connect(id, &connect.token),
+            (State::New, _) | (State::Connected, Request::Connect(_)) => {
+                Err(Disconnect::BadRequest)
+            }
+            (State::Connected, request) => self.dispatch(id, request),
+            (State::Refused, _) => Ok(()),
+        }
+    }
+
+    /// One command of a connected client.
+    fn dispatch(&mut self, id: u32, request: Request<'_>) -> Result<(), Disconnect> {
+        match request {
+            Request::Connect(_) => Err(Disconnect::BadRequest),
+            Request::Subscribe(req) => self.subscribe(id, &req),
+            Request::Unsubscribe(req) => self.unsubscribe(id, &req.channel),
+            Request::Publish(req) => self.publish(id, &req),
+            Request::Presence(req) | Request::PresenceStats(req) => self.presence(id, &req.channel),
+            Request::History(req) => self.history(id, req),
+            Request::Rpc => self.rpc(id),
+            Request::Send => Err(Disconnect::NotAvailable),
+            Request::Refresh(req) => self.refresh(id, &req.token),
+            Request::SubRefresh(req) => self.sub_refresh(id, &req.channel),
+            Request::Pong => self.pong(),
+        }
+    }
+
+    fn is_subscribed(&self, channel: &str) -> bool {
+        self.channels.iter().any(|c| **c == *channel)
+    }
+
+    /// Leaves every channel and the user count; call once when the connection ends.
+    pub fn close(&mut self) {
+        for channel in std::mem::take(&mut self.channels) {
+            self.shard().unsubscribe(&channel, self.out.id);
+        }
+        if self.state == State::Connected {
+            self.shard().remove_user(&self.user);
+        }
+    }
+}
+
+/// An empty channel is a malformed command (close 3501), as in Centrifugo.
+fn check_channel(channel: &str) -> Result<(), Disconnect> {
+    if channel.is_empty() {
+        Err(Disconnect::BadRequest)
+    } else {
+        Ok(())
+    }
+}

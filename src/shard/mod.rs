@@ -1,0 +1,246 @@
+//! `Shard`: everything one core owns (DESIGN invariant 1) and the loops that drive it. Sessions
+//! and the server API call it to subscribe, publish and query; it routes each call to the
+//! channel's owner (`route`: a local call or a ring message, one path), waits for typed answers
+//! from other shards (`ask`), and applies what other shards send (`handle`). The pieces:
+//! `subscribe`, `publish`, `history` (the three kinds of channel work), `durability` (syncs
+//! and retention), `intake` (node-wide backpressure), `stats`, `ring_loop`, `ticker`.
+//!
+//! Imports `engine`, `fanout`, `router`, `metrics`, `protocol`, `config` and the leaves.
+//! Shared within the shard through `Rc<Shard>`; every `RefCell` borrow ends before an await
+//! and before a call that may come back into the shard (`to_shard` to itself).
+
+mod ask;
+mod durability;
+mod history;
+mod intake;
+mod publish;
+mod ring_loop;
+mod route;
+mod stats;
+mod subscribe;
+mod ticker;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::Instant;
+
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::fanout::{Hub, Outbound, Registry};
+use crate::metrics::counters::ShardStats;
+use crate::protocol::json::encode;
+use crate::protocol::ErrorCode;
+use crate::router::msg::{ConnAnswer, HistoryPage, Published};
+use crate::router::{Outbox, ShardMsg};
+
+use ask::Asks;
+use publish::Held;
+
+/// Where a message handed to `Shard::handle` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// This shard, by a call.
+    Local,
+    /// Another shard, over the ring.
+    Ring,
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub count: usize,
+    pub config: Config,
+    pub started: Instant,
+    hub: RefCell<Hub>,
+    registry: RefCell<Registry>,
+    engine: RefCell<Box<dyn Engine>>,
+    outbox: RefCell<Outbox>,
+    /// Tasks of this shard waiting for other shards' answers, one table per answer type.
+    published: Asks<Vec<Published>>,
+    histories: Asks<Result<HistoryPage, ErrorCode>>,
+    removals: Asks<Result<(), ErrorCode>>,
+    stats: Asks<(usize, ShardStats)>,
+    /// Publications waiting for a sync (`history_fsync = always`), oldest first.
+    held: RefCell<VecDeque<Held>>,
+    /// Rung when `held` gains an entry; the syncer coalesces rings.
+    sync_bell: LocalSender<()>,
+    sync_bell_rx: RefCell<Option<LocalReceiver<()>>>,
+    /// Connections that stopped reading because the node is congested.
+    room_waiters: RefCell<Vec<Rc<Outbound>>>,
+    hooks: TestHooks,
+    next_connection: Cell<u64>,
+    messages_in: Cell<u64>,
+    publications: Cell<u64>,
+    /// The one read buffer of the shard: connections borrow it only inside a poll, so an
+    /// idle connection holds no buffer (DESIGN invariant 6).
+    pub read_buffer: RefCell<Box<[u8]>>,
+}
+
+/// Faults the tests inject through the environment.
+#[derive(Debug, Default)]
+struct TestHooks {
+    /// `RINGCAST_TEST_FAIL_SYNC=1`: every history sync fails.
+    fail_syncs: bool,
+    /// `RINGCAST_TEST_PANIC_CHANNEL=<name>`: publishing to that channel panics on its owner
+    /// (the crash-only test).
+    panic_channel: Option<String>,
+}
+
+impl TestHooks {
+    fn from_env() -> Self {
+        TestHooks {
+            fail_syncs: std::env::var_os("RINGCAST_TEST_FAIL_SYNC").is_some_and(|v| v == "1"),
+            panic_channel: std::env::var("RINGCAST_TEST_PANIC_CHANNEL").ok(),
+        }
+    }
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        count: usize,
+        config: Config,
+        engine: Box<dyn Engine>,
+        outbox: Outbox,
+    ) -> Self {
+        let (sync_bell, sync_bell_rx) = local_channel::new_bounded(1);
+        Shard {
+            id,
+            count,
+            started: Instant::now(),
+            hub: RefCell::new(Hub::default()),
+            registry: RefCell::new(Registry::default()),
+            engine: RefCell::new(engine),
+            outbox: RefCell::new(outbox),
+            published: Asks::default(),
+            histories: Asks::default(),
+            removals: Asks::default(),
+            stats: Asks::default(),
+            held: RefCell::new(VecDeque::new()),
+            sync_bell,
+            sync_bell_rx: RefCell::new(Some(sync_bell_rx)),
+            room_waiters: RefCell::new(Vec::new()),
+            hooks: TestHooks::from_env(),
+            next_connection: Cell::new(0),
+            messages_in: Cell::new(0),
+            publications: Cell::new(0),
+            read_buffer: RefCell::new(
+                vec![0; crate::limits::SHARD_READ_BUFFER_BYTES].into_boxed_slice(),
+            ),
+            config,
+        }
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        let id = self.next_connection.get();
+        self.next_connection.set(id + 1);
+        id
+    }
+
+    pub fn count_message_in(&self) {
+        self.messages_in.set(self.messages_in.get() + 1);
+    }
+
+    /// A new connection of this shard.
+    pub fn register_connection(&self, conn: Rc<Outbound>) {
+        self.registry.borrow_mut().register(conn);
+    }
+
+    pub fn unregister_connection(&self, id: u64) {
+        self.registry.borrow_mut().unregister(id);
+    }
+
+    pub fn add_user(&self, user: &str) {
+        self.registry.borrow_mut().add_user(user);
+    }
+
+    pub fn remove_user(&self, user: &str) {
+        self.registry.borrow_mut().remove_user(user);
+    }
+
+    /// True if connection `conn` is subscribed to `channel` (or waiting to be).
+    pub fn is_member(&self, channel: &str, conn: u64) -> bool {
+        self.hub.borrow().is_member(channel, conn)
+    }
+
+    /// Applies one message, from this shard or another.
+    fn handle(&self, msg: ShardMsg, origin: Origin) {
+        match msg {
+            ShardMsg::Subscribe(job) => self.run_subscribe(*job),
+            ShardMsg::Subscribed(answer) => self.apply_subscribed(*answer),
+            ShardMsg::Unsubscribe { channel, from } => {
+                self.engine.borrow_mut().remove_shard(&channel, from)
+            }
+            ShardMsg::Publish(job) => self.run_publish(*job),
+            ShardMsg::Deliver(delivery) => {
+                let mut hub = self.hub.borrow_mut();
+                match origin {
+                    Origin::Local => hub.deliver(&delivery),
+                    Origin::Ring => hub.deliver_remote(&delivery),
+                };
+            }
+            ShardMsg::History(job) => self.run_history(*job),
+            ShardMsg::HistoryAnswer { request, result } => self.histories.answer(request, *result),
+            ShardMsg::HistoryRemove { channel, reply } => {
+                let result = self.engine.borrow_mut().remove_history(&channel);
+                self.to_shard(
+                    reply.shard,
+                    ShardMsg::HistoryRemoved {
+                        request: reply.request,
+                        result,
+                    },
+                );
+            }
+            ShardMsg::HistoryRemoved { request, result } => self.removals.answer(request, result),
+            ShardMsg::ConnAnswer {
+                conn,
+                command,
+                answer,
+            } => self.answer_connection(conn, command, *answer),
+            ShardMsg::Published { request, results } => self.published.answer(request, results),
+            ShardMsg::StatsRequest { request, from } => {
+                let stats = Box::new(self.local_stats());
+                let shard = self.id;
+                self.to_shard(
+                    from,
+                    ShardMsg::Stats {
+                        request,
+                        shard,
+                        stats,
+                    },
+                );
+            }
+            ShardMsg::Stats {
+                request,
+                shard,
+                stats,
+            } => self.stats.answer(request, (shard, *stats)),
+        }
+    }
+
+    /// Queues the reply to command `command` of connection `conn` of this shard (if it is
+    /// still here), encoded in its codec.
+    fn answer_connection(&self, conn: u64, command: u32, answer: ConnAnswer) {
+        let registry = self.registry.borrow();
+        let Some(out) = registry.get(conn) else {
+            return;
+        };
+        let mut line = Vec::new();
+        match answer {
+            ConnAnswer::History(Ok(page)) => encode::history_reply(
+                &mut line,
+                command,
+                &page.publications,
+                &page.epoch,
+                page.offset,
+            ),
+            ConnAnswer::Publish(Ok(())) => encode::empty_result(&mut line, command, "publish"),
+            ConnAnswer::History(Err(code)) | ConnAnswer::Publish(Err(code)) => {
+                encode::error_reply(&mut line, command, code)
+            }
+        }
+        out.push_message(&line);
+    }
+}

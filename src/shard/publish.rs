@@ -1,0 +1,190 @@
+//! Publishing: a client's publish and the API's publish/broadcast route to the channels'
+//! owners (one ring message per owner shard, not per channel); the owner's work
+//! (`run_publish`) assigns offsets through the engine, encodes each publication's frame once
+//! and fans it out to the shards with subscribers, or holds it until its record is synced
+//! (`history_fsync = always`), then answers whoever waits.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Shard;
+use crate::engine::{Outcome, PublishInput, Release, ShardSet};
+use crate::fanout::frames;
+use crate::limits::HELD_BATCHES_HIGH;
+use crate::router::msg::{
+    ConnAnswer, ConnRef, Position, PublishJob, PublishReply, Published, ReplyTo,
+};
+use crate::router::ShardMsg;
+
+/// Publications whose records wait to be durable: delivered and answered, in order, once the
+/// sync that covers them completes.
+pub(super) struct Held {
+    pub outcomes: Vec<Outcome>,
+    pub answers: Vec<Published>,
+    pub reply: PublishReply,
+}
+
+impl Shard {
+    /// A client's publish: the owner answers the connection's command when the publication is
+    /// accepted (order per connection holds because the ring to the owner is FIFO).
+    pub fn publish_from_connection(
+        &self,
+        channel: &str,
+        data: Bytes,
+        info: Option<Bytes>,
+        conn: u64,
+        command: u32,
+    ) {
+        let job = PublishJob {
+            channels: vec![(0, channel.into())],
+            data,
+            info,
+            tags: None,
+            skip_history: false,
+            reply: PublishReply::Conn(ConnRef {
+                shard: self.id,
+                conn,
+                command,
+            }),
+        };
+        self.to_owner(channel, ShardMsg::Publish(Box::new(job)));
+    }
+
+    /// Publishes one payload to `channels` (each with its index in the caller's request) and
+    /// waits for every owner's answer. Returns the answers that arrived, in no particular
+    /// order, and whether every owner answered in time.
+    pub async fn publish(
+        &self,
+        channels: Vec<(u32, Arc<str>)>,
+        data: Bytes,
+        tags: Option<Bytes>,
+        skip_history: bool,
+    ) -> (Vec<Published>, bool) {
+        let mut by_owner: Vec<Vec<(u32, Arc<str>)>> = vec![Vec::new(); self.count];
+        for (index, channel) in channels {
+            by_owner[self.owner_of(&channel)].push((index, channel));
+        }
+        let owners = by_owner.iter().filter(|c| !c.is_empty()).count();
+        let ask = self.published.open(owners);
+        for (owner, channels) in by_owner.into_iter().enumerate() {
+            if channels.is_empty() {
+                continue;
+            }
+            self.wait_for_room().await;
+            let job = PublishJob {
+                channels,
+                data: data.clone(),
+                info: None,
+                tags: tags.clone(),
+                skip_history,
+                reply: PublishReply::Api(ReplyTo {
+                    shard: self.id,
+                    request: ask.id,
+                }),
+            };
+            self.to_shard(owner, ShardMsg::Publish(Box::new(job)));
+        }
+        let mut results = Vec::new();
+        for _ in 0..owners {
+            match self.published.next(&ask).await {
+                Some(more) => results.extend(more),
+                None => return (results, false),
+            }
+        }
+        self.published.close(&ask);
+        (results, true)
+    }
+
+    /// Owner work for a publish job.
+    pub(super) fn run_publish(&self, job: PublishJob) {
+        let mut answers = Vec::with_capacity(job.channels.len());
+        let mut held = Vec::new();
+        for (index, channel) in &job.channels {
+            if self.hooks.panic_channel.as_deref() == Some(&**channel) {
+                panic!("RINGCAST_TEST_PANIC_CHANNEL: publishing to {channel:?}");
+            }
+            let input = PublishInput {
+                data: &job.data,
+                info: job.info.as_ref(),
+                tags: job.tags.as_ref(),
+                skip_history: job.skip_history,
+            };
+            let result = self.engine.borrow_mut().publish(channel, input);
+            let result = result.map(|outcome| {
+                self.publications.set(self.publications.get() + 1);
+                let position = outcome.publication.offset.map(|offset| Position {
+                    offset,
+                    epoch: outcome.epoch.clone(),
+                });
+                match outcome.release {
+                    Release::Now => {
+                        let shards = outcome.shards;
+                        self.fan_out(outcome, shards);
+                    }
+                    Release::AfterSync => held.push(outcome),
+                }
+                position
+            });
+            answers.push(Published {
+                index: *index,
+                result,
+            });
+        }
+        if held.is_empty() {
+            self.send_published(job.reply, answers);
+            return;
+        }
+        let mut queue = self.held.borrow_mut();
+        queue.push_back(Held {
+            outcomes: held,
+            answers,
+            reply: job.reply,
+        });
+        if queue.len() > HELD_BATCHES_HIGH {
+            // A slow disk: hold the node's intake until the syncer catches up.
+            self.outbox.borrow_mut().set_held_pressure(true);
+        }
+        drop(queue);
+        // Full means a ring is already pending: the syncer takes everything held.
+        let _ = self.sync_bell.try_send(());
+    }
+
+    /// Answers a publish job's caller.
+    pub(super) fn send_published(&self, reply: PublishReply, results: Vec<Published>) {
+        match reply {
+            PublishReply::Api(reply) => self.to_shard(
+                reply.shard,
+                ShardMsg::Published {
+                    request: reply.request,
+                    results,
+                },
+            ),
+            PublishReply::Conn(conn) => {
+                let result = match results.first().map(|p| &p.result) {
+                    Some(Err(code)) => Err(*code),
+                    _ => Ok(()),
+                };
+                self.to_shard(
+                    conn.shard,
+                    ShardMsg::ConnAnswer {
+                        conn: conn.conn,
+                        command: conn.command,
+                        answer: Box::new(ConnAnswer::Publish(result)),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Encodes one publication's frame once and sends it to `shards`.
+    pub(super) fn fan_out(&self, outcome: Outcome, shards: ShardSet) {
+        if shards.is_empty() {
+            return;
+        }
+        let delivery = Arc::new(frames::delivery(outcome.channel, outcome.publication));
+        for shard in shards.iter() {
+            self.to_shard(shard, ShardMsg::Deliver(delivery.clone()));
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Counters: this shard's (`local_stats`) and every shard's, collected over the rings.
+
+use super::Shard;
+use crate::metrics::counters::ShardStats;
+use crate::router::ShardMsg;
+
+impl Shard {
+    /// This shard's counters.
+    pub fn local_stats(&self) -> ShardStats {
+        let hub = self.hub.borrow();
+        let registry = self.registry.borrow();
+        let usage = self.engine.borrow().usage();
+        ShardStats {
+            connections: registry.connection_count() as u64,
+            users: registry.user_count() as u64,
+            subscriptions: hub.subscription_count() as u64,
+            channels: usage.active_channels,
+            history_bytes: usage.history_bytes,
+            history_records: usage.history_records,
+            messages_in: self.messages_in.get(),
+            messages_out: hub.deliveries(),
+            publications: self.publications.get(),
+            slow_disconnects: registry.slow_disconnects(),
+        }
+    }
+
+    /// Every shard's counters, indexed by shard, or `None` if a shard did not answer in time.
+    pub async fn collect_stats(&self) -> Option<Vec<ShardStats>> {
+        let ask = self.stats.open(self.count - 1);
+        for to in (0..self.count).filter(|&s| s != self.id) {
+            self.to_shard(
+                to,
+                ShardMsg::StatsRequest {
+                    request: ask.id,
+                    from: self.id,
+                },
+            );
+        }
+        let mut all = vec![ShardStats::default(); self.count];
+        all[self.id] = self.local_stats();
+        for _ in 1..self.count {
+            let (shard, stats) = self.stats.next(&ask).await?;
+            all[shard] = stats;
+        }
+        self.stats.close(&ask);
+        Some(all)
+    }
+}

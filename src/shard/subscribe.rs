@@ -1,0 +1,79 @@
+//! Subscribing: the hub decides whether the subscriber joins at once or asks the owner; the
+//! owner's step (register + recover, DESIGN invariant 3) and its answer travel on the same
+//! FIFO ring as the channel's deliveries.
+
+use std::sync::Arc;
+
+use super::Shard;
+use crate::fanout::{PendingSubscription, SubscribeStep};
+use crate::router::msg::{RecoverFrom, SubscribeAnswer, SubscribeJob};
+use crate::router::ShardMsg;
+
+impl Shard {
+    /// Subscribes a connection. The reply is queued on the connection when the subscriber
+    /// joins: at once if this shard already receives the channel and no recovery is asked,
+    /// else when the owner's answer arrives (before any delivery it did not include).
+    pub fn subscribe(&self, channel: &str, sub: PendingSubscription, recover: Option<RecoverFrom>) {
+        let step = self.hub.borrow_mut().subscribe(channel, sub);
+        let SubscribeStep::AskOwner {
+            name,
+            register,
+            ticket,
+        } = step
+        else {
+            return;
+        };
+        let job = SubscribeJob {
+            channel: name,
+            from: self.id,
+            register,
+            ticket,
+            recover,
+        };
+        self.to_owner(channel, ShardMsg::Subscribe(Box::new(job)));
+    }
+
+    pub fn unsubscribe(&self, channel: &str, conn_id: u64) {
+        let last = self.hub.borrow_mut().unsubscribe(channel, conn_id);
+        if last {
+            self.leave_owner(channel.into());
+        }
+    }
+
+    /// Owner work: one subscription step, answered to the subscriber's shard.
+    pub(super) fn run_subscribe(&self, job: SubscribeJob) {
+        let (result, recovery) = self.engine.borrow_mut().subscribe(
+            &job.channel,
+            job.from,
+            job.register,
+            job.recover.as_ref(),
+        );
+        let answer = SubscribeAnswer {
+            channel: job.channel,
+            registration: job.register,
+            ticket: job.ticket,
+            result,
+            recovery,
+        };
+        self.to_shard(job.from, ShardMsg::Subscribed(Box::new(answer)));
+    }
+
+    pub(super) fn apply_subscribed(&self, answer: SubscribeAnswer) {
+        let left = self.hub.borrow_mut().subscribed(answer);
+        if let Some(channel) = left {
+            self.leave_owner(channel);
+        }
+    }
+
+    /// Tells the owner this shard has no subscriber of `channel` any more.
+    fn leave_owner(&self, channel: Arc<str>) {
+        let owner = self.owner_of(&channel);
+        self.to_shard(
+            owner,
+            ShardMsg::Unsubscribe {
+                channel,
+                from: self.id,
+            },
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! One accepted TCP connection, from the first byte to the close: HTTP/1.1 requests with
+//! keep-alive (routed by `http::routes`) until the connection closes or upgrades to a
+//! transport. `websocket` is the only transport today; SSE and HTTP-streaming would be
+//! siblings.
+//!
+//! Owns the socket and the connection's partial input. Imports `http`, `session`, `shard`,
+//! `fanout::Outbound`, `framing`.
+
+pub mod websocket;
+
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use crate::http::request::{parse_head, read_body, read_head, HeadRead};
+use crate::http::routes::{self, Route};
+use crate::http::Response;
+use crate::limits::{HTTP_BODY_BYTES_MAX, HTTP_BUFFER_KEPT_BYTES_MAX, HTTP_IDLE_MS};
+use crate::session::Context;
+
+/// Serves one connection until it closes.
+pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream) {
+    // The HTTP phase runs in its own (boxed) future and ends before the WebSocket phase
+    // starts: a task is as large as its largest state, and the idle WebSocket state should
+    // not carry the HTTP and API machinery (DESIGN invariant 6). I/O errors just end the
+    // connection: peers vanish all the time.
+    let upgraded = Box::pin(serve_http(&ctx, &mut stream)).await;
+    if let Ok(Some(leftover)) = upgraded {
+        // A right-sized copy: the HTTP read buffer must not live as long as the connection.
+        let input = BytesMut::from(&leftover[..]);
+        drop(leftover);
+        websocket::connection::run(&ctx, &mut stream, input).await;
+    }
+}
+
+/// Serves HTTP requests until the connection closes (`None`) or upgrades to WebSocket
+/// (`Some` with the bytes already read past the upgrade request).
+async fn serve_http(ctx: &Context, stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
+    let shard = &ctx.shard;
+    stream.set_read_timeout(Some(Duration::from_millis(HTTP_IDLE_MS)))?;
+    let mut buffer: Vec<u8> = Vec::new();
+    // Bounded by the peer: every round handles one request or returns.
+    loop {
+        let head_len = match read_head(stream, &mut buffer).await? {
+            HeadRead::Complete(len) => len,
+            HeadRead::Closed => return Ok(None),
+            HeadRead::TooLarge => {
+                Response::empty(431).write(stream, false).await?;
+                return Ok(None);
+            }
+        };
+        let Some(head) = parse_head(&buffer[..head_len]) else {
+            Response::text(400, "Bad Request")
+                .write(stream, false)
+                .await?;
+            return Ok(None);
+        };
+        buffer.drain(..head_len);
+
+        let route = routes::route(&shard.config, &head.method, &head.path);
+        if route == Route::WebSocket {
+            return match websocket::upgrade::response(&head) {
+                Ok(response) => {
+                    stream.write_all(&response).await?;
+                    stream.set_read_timeout(None)?;
+                    let write_timeout = shard.config.websocket.write_timeout.positive();
+                    stream.set_write_timeout(write_timeout)?;
+                    Ok(Some(buffer))
+                }
+                Err(response) => {
+                    response.write(stream, false).await?;
+                    Ok(None)
+                }
+            };
+        }
+        if head.chunked {
+            Response::text(501, "chunked bodies are not supported")
+                .write(stream, false)
+                .await?;
+            return Ok(None);
+        }
+        let length = head.content_length.unwrap_or(0);
+        if length > HTTP_BODY_BYTES_MAX {
+            Response::empty(413).write(stream, false).await?;
+            return Ok(None);
+        }
+        if !read_body(stream, &mut buffer, length).await? {
+            return Ok(None);
+        }
+        let body: Vec<u8> = buffer.drain(..length).collect();
+        let response = routes::respond(shard, &head, route, &body).await;
+        response.write(stream, head.keep_alive).await?;
+        if !head.keep_alive {
+            return Ok(None);
+        }
+        if buffer.capacity() > HTTP_BUFFER_KEPT_BYTES_MAX {
+            buffer.shrink_to(HTTP_BUFFER_KEPT_BYTES_MAX);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    /// An idle WebSocket connection costs its task (the `serve` future), its `Outbound` and
+    /// little else (DESIGN invariant 6); this budget keeps the future from quietly growing
+    /// (a stack buffer or a long-lived HTTP value in it costs every connection).
+    #[test]
+    fn idle_connection_task_stays_small() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(|| async {
+                let links = ringcast_ring::mesh::mesh(1, 8)
+                    .unwrap()
+                    .into_iter()
+                    .next()
+                    .unwrap();
+                let outbox =
+                    crate::router::Outbox::new(links.bind(), crate::router::Congestion::new(1));
+                let config = crate::config::Config::default();
+                let engine = crate::engine::ChannelOwner::new(0, 1, config.clone()).unwrap();
+                let shard = Rc::new(crate::shard::Shard::new(
+                    0,
+                    1,
+                    config,
+                    Box::new(engine),
+                    outbox,
+                ));
+                let ctx = Rc::new(crate::session::Context::new(shard));
+                let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let stream = glommio::net::TcpStream::connect(listener.local_addr().unwrap())
+                    .await
+                    .unwrap();
+                let task = super::serve(ctx, stream);
+                let size = std::mem::size_of_val(&task);
+                assert!(size <= 900, "connection task is {size} bytes");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+}
