@@ -288,3 +288,81 @@ fn anonymous_connect_when_allowed_and_connect_result_shape() {
     let ttl = reply["connect"]["ttl"].as_u64().unwrap();
     assert!((110..=120).contains(&ttl), "{reply}");
 }
+
+#[test]
+fn publication_data_nested_past_the_limit_is_refused_with_107() {
+    let server = Server::start(&["channel.without_namespace.allow_publish_for_client=true"]);
+    let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    // The finding: 5,000,000 levels through the API, which subscribers' SDKs cannot parse.
+    let deep = format!(r#"{{"channel":"c","data":{}}}"#, nested(5_000_000));
+    let (status, body) = server.http(
+        "POST",
+        "/api/publish",
+        &[("X-API-Key", common::API_KEY)],
+        deep.as_bytes(),
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""code":107"#), "{body}");
+    // serde_json itself refuses values this deep, so the bodies go out as raw text.
+    let post = |method: &str, body: String| {
+        let (status, body) = server.http(
+            "POST",
+            &format!("/api/{method}"),
+            &[("X-API-Key", common::API_KEY)],
+            body.as_bytes(),
+        );
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let body = post(
+        "broadcast",
+        format!(r#"{{"channels":["a","b"],"data":{}}}"#, nested(200)),
+    );
+    assert!(body.contains(r#""code":107"#), "{body}");
+    // At the limit it is accepted.
+    let body = post(
+        "publish",
+        format!(r#"{{"channel":"c","data":{}}}"#, nested(128)),
+    );
+    assert!(body.contains(r#""offset":1"#), "{body}");
+    // A client publish gets the same answer and stays connected.
+    let (mut client, _) = Client::connect(&server, "u");
+    client.send_text(&format!(
+        r#"{{"id":100,"publish":{{"channel":"c","data":{}}}}}"#,
+        nested(129)
+    ));
+    let reply = client.reply(100);
+    assert_eq!(reply["error"]["code"], 107, "{reply}");
+    client.subscribe("still-here");
+}
+
+#[test]
+fn the_connect_reply_lists_only_the_subscriptions_made() {
+    let server = Server::start(&["client.channel_limit=2"]);
+    let claims = json!({
+        "sub": "u",
+        "channels": ["news", "nope:unknown-namespace", "news", "sport", "weather"],
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(common::SECRET.as_bytes()),
+    )
+    .unwrap();
+    let mut client = Client::open(&server);
+    let reply = client.command("connect", json!({"token": token}));
+    let subs = reply["connect"]["subs"].as_object().expect("subs");
+    let listed: Vec<&String> = subs.keys().collect();
+    assert_eq!(listed, ["news", "sport"], "{reply}");
+    // And they are real: publications reach the connection on both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.metric("subscriptions") < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "subscriptions never joined"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server.api("publish", &json!({"channel": "sport", "data": {"goal": 1}}));
+    assert_eq!(client.publication().0, "sport");
+}

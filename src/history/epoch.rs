@@ -25,10 +25,22 @@ pub fn read_epoch(dir: &Path) -> Result<Option<Arc<str>>, String> {
     }
 }
 
+/// A fresh epoch (not stored).
+pub fn new_epoch(dir: &Path, partition: u32) -> Result<Arc<str>, HistoryError> {
+    crate::rand::epoch()
+        .map(Arc::from)
+        .map_err(|e| io_error(partition, "generate an epoch for", dir)(io::Error::other(e)))
+}
+
 /// Generates and durably stores a new epoch.
 pub fn write_new_epoch(dir: &Path, partition: u32) -> Result<Arc<str>, HistoryError> {
-    let epoch = crate::rand::epoch()
-        .map_err(|e| io_error(partition, "generate an epoch for", dir)(io::Error::other(e)))?;
+    let epoch = new_epoch(dir, partition)?;
+    write_epoch(dir, partition, &epoch)?;
+    Ok(epoch)
+}
+
+/// Durably stores `epoch` as the partition's epoch.
+pub fn write_epoch(dir: &Path, partition: u32, epoch: &str) -> Result<(), HistoryError> {
     let tmp = dir.join(EPOCH_TMP);
     let mut file = File::create(&tmp).map_err(io_error(partition, "create", &tmp))?;
     file.write_all(epoch.as_bytes())
@@ -36,6 +48,5 @@ pub fn write_new_epoch(dir: &Path, partition: u32) -> Result<Arc<str>, HistoryEr
         .map_err(io_error(partition, "write", &tmp))?;
     let path = dir.join(EPOCH_FILE);
     fs::rename(&tmp, &path).map_err(io_error(partition, "rename to", &path))?;
-    sync_dir(dir, partition)?;
-    Ok(epoch.into())
+    sync_dir(dir, partition)
 }

@@ -132,6 +132,9 @@ pub struct HistoryLog {
     partition: u32,
     segment_size: u64,
     epoch: Arc<str>,
+    /// The epoch is in the `EPOCH` file. Not yet when a new partition met a full disk: then
+    /// it is written before the first segment is created.
+    epoch_stored: bool,
     segs: Segments,
     /// seq of the next record.
     next_seq: u64,
@@ -405,6 +408,10 @@ impl HistoryLog {
 
     /// Starts a new head segment at the next seq.
     fn roll(&mut self) -> Result<(), HistoryError> {
+        if !self.epoch_stored {
+            epoch::write_epoch(&self.dir, self.partition, &self.epoch)?;
+            self.epoch_stored = true;
+        }
         let seg = create_segment(&self.dir, self.partition, self.next_seq, self.segment_size)?;
         if let Some(head) = self.segs.head_mut() {
             if head.end > self.dirty_from {

@@ -12,7 +12,7 @@ use memmap2::{Advice, MmapOptions};
 use nix::errno::Errno;
 use nix::fcntl::{fallocate, FallocateFlags};
 
-use super::epoch::{read_epoch, write_new_epoch};
+use super::epoch::{new_epoch, read_epoch, write_new_epoch};
 use super::error::{io_error, HistoryError, OpenReport};
 use super::index::{entry, Channel, Segments};
 use super::record::{header, parse_record, RecordView, KIND_POSITION};
@@ -89,6 +89,7 @@ impl HistoryLog {
             partition,
             segment_size,
             epoch: Arc::from(""),
+            epoch_stored: true,
             segs: Segments::default(),
             next_seq: 1,
             channels: Default::default(),
@@ -292,16 +293,11 @@ impl HistoryLog {
             _ => match write_new_epoch(&self.dir, partition) {
                 Ok(epoch) => epoch,
                 Err(e) if e.is_no_space() && plan.lost.is_empty() && scan.files.is_empty() => {
-                    // A new partition on a full disk: nothing to protect yet. It gets its
-                    // epoch (in memory) and writes nothing until there is room.
+                    // A new partition on a full disk: nothing to protect yet. Its epoch is
+                    // stored with its first segment, once there is room.
                     report.no_space = Some(e.to_string());
-                    crate::rand::epoch()
-                        .map_err(|r| {
-                            io_error(partition, "generate an epoch for", &self.dir)(
-                                std::io::Error::other(r),
-                            )
-                        })?
-                        .into()
+                    self.epoch_stored = false;
+                    new_epoch(&self.dir, partition)?
                 }
                 Err(e) => return Err(e),
             },

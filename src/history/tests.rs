@@ -649,3 +649,125 @@ fn oversized_records_are_errors() {
     assert_eq!(offsets(&log, "a"), [1, 2, 3]);
     assert!(HistoryLog::open(dir.path(), PARTITION, 5000).is_err());
 }
+
+/// Rewrites field `at` of the body of the record at `pos` and recomputes its CRC: a record
+/// that passes the checksum but carries a value out of bounds.
+fn rewrite_field(path: &Path, pos: usize, at: std::ops::Range<usize>, value: &[u8]) {
+    patch(path, |b| {
+        let body = pos + layout::FRAMING_LEN;
+        let len = u32::from_le_bytes(b[pos..pos + 4].try_into().unwrap()) as usize;
+        b[body + at.start..body + at.end].copy_from_slice(value);
+        let crc = crc32c::crc32c(&b[body..body + len]);
+        b[pos + 4..pos + 8].copy_from_slice(&crc.to_le_bytes());
+    });
+}
+
+#[test]
+fn values_read_from_disk_are_checked_against_their_bounds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (file, records, epoch) = ten_records(dir.path());
+    // A checksum-valid last record whose offset is the largest u64: the next publish would
+    // overflow. It is a defect, cut like a torn tail.
+    let (pos, _) = records[9];
+    rewrite_field(&file, pos, layout::OFFSET, &u64::MAX.to_le_bytes());
+    let (mut log, report) = open(dir.path());
+    assert_eq!(log.top("a"), 9, "{:?}", report.truncated);
+    assert!(
+        report.truncated[0].contains("offset"),
+        "{:?}",
+        report.truncated
+    );
+    assert_eq!(log.epoch(), &epoch);
+    assert_eq!(push(&mut log, "a", 10, b"10"), 10);
+    drop(log);
+    // The same for a sequence number at its type's maximum.
+    let records = records_of(&file);
+    let (pos, _) = records[9];
+    rewrite_field(&file, pos, layout::SEQ, &u64::MAX.to_le_bytes());
+    let (log, report) = open(dir.path());
+    assert_eq!(log.top("a"), 9);
+    assert!(
+        report.truncated[0].contains("seq"),
+        "{:?}",
+        report.truncated
+    );
+}
+
+#[test]
+fn corruption_in_the_middle_moves_the_damaged_files_aside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    fill(&mut log, 3);
+    drop(log);
+    let files = segment_files(dir.path());
+    let records = records_of(&files[0]);
+    let (pos, _) = records[1];
+    patch(&files[0], |b| b[pos + 20] ^= 0x01);
+    let (_, report) = open(dir.path());
+    assert!(report.epoch_reset.is_some());
+    let aside: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".seg.corrupt-"))
+        .collect();
+    // The damaged segment copied aside before its cut, the two after it moved aside whole.
+    assert_eq!(aside.len(), 3, "{aside:?}");
+    for later in &files[1..] {
+        let name = later.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            aside.iter().any(|a| a.starts_with(&name)),
+            "{name} in {aside:?}"
+        );
+        assert!(
+            report
+                .truncated
+                .iter()
+                .any(|w| w.contains(&name) && w.contains("moved aside")),
+            "{:?}",
+            report.truncated
+        );
+    }
+    // What was moved aside is never read again.
+    let (log, report) = open(dir.path());
+    assert_eq!(report.epoch_reset, None);
+    assert_eq!(log.segments(), 1);
+}
+
+#[test]
+fn an_unreadable_segment_stops_the_open_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    fill(&mut log, 2);
+    let epoch = log.epoch().clone();
+    drop(log);
+    let files = segment_files(dir.path());
+    // A segment name that cannot be opened as a file: an I/O error, not lost history.
+    let bad = dir.path().join(format!("{:020}.seg", 1u64 << 40));
+    fs::create_dir(&bad).unwrap();
+    let err = HistoryLog::open(dir.path(), PARTITION, SEG).expect_err("refused");
+    assert!(
+        err.to_string().contains(&bad.display().to_string()),
+        "{err}"
+    );
+    fs::remove_dir(&bad).unwrap();
+    assert_eq!(segment_files(dir.path()), files, "nothing was deleted");
+    let (log, report) = open(dir.path());
+    assert_eq!((log.epoch(), report.epoch_reset), (&epoch, None));
+}
+
+#[test]
+fn a_partition_directory_without_segments_opens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    push(&mut log, "a", 0, b"1");
+    let epoch = log.epoch().clone();
+    drop(log);
+    // What a failed segment create on a full disk leaves: the directory and its epoch.
+    for file in segment_files(dir.path()) {
+        fs::remove_file(file).unwrap();
+    }
+    let (mut log, report) = open(dir.path());
+    assert!(report.truncated.is_empty(), "{:?}", report.truncated);
+    assert_eq!(log.epoch(), &epoch, "no segments is not lost history");
+    assert_eq!(push(&mut log, "b", 0, b"1"), 1);
+}

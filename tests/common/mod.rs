@@ -106,10 +106,15 @@ impl Server {
             args.extend_from_slice(&["--shards", "2"]);
         }
         args.extend_from_slice(&extra);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-            .args(&args)
-            .envs(settings)
-            .envs(env.iter().copied())
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+        command.args(&args).envs(settings).envs(env.iter().copied());
+        Server::spawn(command)
+    }
+
+    /// Runs `command` (a ringcast server, possibly wrapped) and waits for its
+    /// "listening on" line.
+    pub fn spawn(mut command: Command) -> Server {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -137,6 +142,18 @@ impl Server {
             address,
             _data: None,
         }
+    }
+
+    /// Waits up to `timeout` for the server to exit by itself; how it ended if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Waits up to `timeout` for the server to exit by itself; its exit code if it did.
