@@ -58,7 +58,7 @@ mod epoch;
 mod error;
 mod flush;
 mod index;
-mod record;
+pub mod record;
 mod recover;
 mod retain;
 mod segment;
