@@ -11,7 +11,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ringcast::history::{Entry, HistoryLog, Policy};
@@ -118,22 +118,7 @@ fn build_history(data: &common::DataDir, bytes: u64) -> u64 {
 /// `GET /health`, plus the server's own start-up line about history.
 fn time_to_health(data: &common::DataDir) -> (Duration, String) {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-        .args([
-            "serve",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--shards",
-            "2",
-            "--api-key",
-            "k",
-            "--token-hmac-secret-key",
-            "s",
-            "--data-dir",
-            data.path(),
-        ])
+    let mut child = common::Server::command(data, None, &[], &[])
         .stdout(Stdio::piped())
         .spawn()
         .expect("server starts");

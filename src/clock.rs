@@ -23,7 +23,8 @@ impl Millis {
     }
 
     pub fn after(self, duration: Duration) -> Millis {
-        Millis(self.0.saturating_add(duration.as_millis() as u64))
+        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        Millis(self.0.saturating_add(ms))
     }
 
     /// Time from `earlier` to `self` (zero if `earlier` is later).
@@ -57,5 +58,7 @@ mod tests {
         assert!(Millis::now() >= now);
         assert_eq!(std::mem::size_of::<Option<Millis>>(), 8);
         assert!(unix_secs() > 1_700_000_000);
+        // A token expiring in the far future does not wrap around to now.
+        assert!(now.after(Duration::from_secs(u64::MAX)) > now.after(Duration::from_secs(1)));
     }
 }

@@ -60,49 +60,89 @@ fn module_path(src: &Path, file: &Path) -> String {
     parts.join("::")
 }
 
-/// Every `crate::a::b` path in the code (comments removed), with its line. A `use crate::{a,
-/// b}` group yields each of its members.
+/// Every `crate::a::b` path in the code (comments removed), with the line it starts on. A
+/// group (`use crate::{a, b::{c, d}}`, on one line or several) yields each of its paths.
 fn references(src: &Path, file: &Path) -> Vec<Reference> {
     let text = std::fs::read_to_string(file).expect("readable");
     let name = file.strip_prefix(src).unwrap().display().to_string();
+    let code: String = text
+        .lines()
+        .map(|line| line.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let code = line.split("//").next().unwrap_or("");
-        let mut rest = code;
-        while let Some(at) = rest.find("crate::") {
-            let after = &rest[at + "crate::".len()..];
-            // Not part of a longer identifier (`ringcast_crate::`).
-            let before = rest[..at].chars().last();
-            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-                rest = after;
-                continue;
-            }
-            let members: Vec<String> = if let Some(group) = after.strip_prefix('{') {
-                group
-                    .split('}')
-                    .next()
-                    .unwrap_or("")
-                    .split(',')
-                    .map(|m| m.trim().to_owned())
-                    .filter(|m| !m.is_empty())
-                    .collect()
-            } else {
-                let end = after
-                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-                    .unwrap_or(after.len());
-                vec![after[..end].trim_end_matches(':').to_owned()]
-            };
-            for path in members {
-                out.push(Reference {
-                    file: name.clone(),
-                    line: i + 1,
-                    path,
-                });
-            }
-            rest = after;
+    let mut at = 0;
+    while let Some(found) = code[at..].find("crate::") {
+        let start = at + found;
+        at = start + "crate::".len();
+        // Not part of a longer identifier (`ringcast_crate::`).
+        let before = code[..start].chars().last();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let line = code[..start].matches('\n').count() + 1;
+        let (paths, _) = expand(&code[at..]);
+        for path in paths {
+            out.push(Reference {
+                file: name.clone(),
+                line,
+                path,
+            });
         }
     }
     out
+}
+
+/// The paths a use-tree at the start of `text` names, and the bytes it takes: `a::b` is one,
+/// `a::{b, c::{d}}` is `a::b` and `a::c::d`.
+fn expand(text: &str) -> (Vec<String>, usize) {
+    let ident_end = text
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(text.len());
+    let prefix = text[..ident_end].trim_end_matches(':');
+    let rest = &text[ident_end..];
+    let group = rest.starts_with('{') && (ident_end == 0 || text[..ident_end].ends_with("::"));
+    if !group {
+        return (vec![prefix.to_owned()], ident_end);
+    }
+    // A group: members separated by top-level commas, up to the matching brace.
+    let mut paths = Vec::new();
+    let mut i = 1;
+    loop {
+        let member = &rest[i..];
+        let skip = member.len() - member.trim_start().len();
+        let member = member.trim_start();
+        if member.starts_with('}') {
+            i += skip + 1;
+            break;
+        }
+        if member.is_empty() {
+            break;
+        }
+        let (inner, used) = expand(member);
+        for path in inner {
+            let joined = if prefix.is_empty() {
+                path
+            } else {
+                format!("{prefix}::{path}")
+            };
+            paths.push(joined);
+        }
+        i += skip + used;
+        let after = &rest[i..];
+        let comma = after.len() - after.trim_start().len();
+        i += comma;
+        if rest[i..].starts_with(',') {
+            i += 1;
+        }
+    }
+    (
+        paths
+            .into_iter()
+            .filter(|p| !p.ends_with("::self"))
+            .collect(),
+        ident_end + i,
+    )
 }
 
 /// Every file of the crate with its module path and references.
@@ -279,14 +319,24 @@ fn the_scanner_sees_paths_groups_and_skips_comments() {
     let file = dir.join("shard/x.rs");
     std::fs::write(
         &file,
-        "use crate::{clock, router::msg};\n// crate::server in a comment\nlet x = crate::net::y;\n",
+        "use crate::{clock, router::msg};\n// crate::server in a comment\nlet x = crate::net::y;\nuse crate::{\n    metrics::{counters, prometheus},\n    limits,\n};\n",
     )
     .unwrap();
     let found: Vec<String> = references(&dir, &file)
         .into_iter()
         .map(|r| r.path)
         .collect();
-    assert_eq!(found, ["clock", "router::msg", "net::y"]);
+    assert_eq!(
+        found,
+        [
+            "clock",
+            "router::msg",
+            "net::y",
+            "metrics::counters",
+            "metrics::prometheus",
+            "limits"
+        ]
+    );
     assert_eq!(module_path(&dir, &file), "shard::x");
     std::fs::remove_dir_all(&dir).unwrap();
 }

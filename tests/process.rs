@@ -170,30 +170,20 @@ fn a_full_disk_at_start_is_reported_and_the_server_serves_what_it_can() {
          head -c 16m /dev/zero > \"$1/filler\" 2>/dev/null || true; \
          shift; exec \"$@\""
     );
+    let namespaces = r#"[{"name":"hs","history_size":10,"history_ttl":"60s"}]"#;
+    let serve = Server::command(
+        &data,
+        None,
+        &[],
+        &[("RINGCAST_CHANNEL_NAMESPACES", namespaces)],
+    );
     let mut command = Command::new("unshare");
     command
         .args(&unshare)
         .args(["sh", "-c", &script, "sh", data.path()])
-        .arg(env!("CARGO_BIN_EXE_ringcast"))
-        .args([
-            "serve",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--shards",
-            "2",
-            "--data-dir",
-            data.path(),
-            "--api-key",
-            API_KEY,
-            "--token-hmac-secret-key",
-            SECRET,
-        ])
-        .env(
-            "RINGCAST_CHANNEL_NAMESPACES",
-            r#"[{"name":"hs","history_size":10,"history_ttl":"60s"}]"#,
-        );
+        .arg(serve.get_program())
+        .args(serve.get_args())
+        .envs(serve.get_envs().filter_map(|(k, v)| Some((k, v?))));
     let server = Server::spawn(command);
     // Channels without history are unaffected.
     let reply = server.api("publish", &json!({"channel": "plain", "data": 1}));

@@ -322,7 +322,8 @@ impl Config {
     }
 
     /// Centrifugo applies a key's default to any value left at zero, so `"channel_limit": 0`
-    /// means 128 there; a configuration moved from Centrifugo means the same here.
+    /// means 128 there; a configuration moved from Centrifugo means the same here. The port
+    /// is the exception: 0 asks for any free port, from every source.
     fn fill_zero_defaults(&mut self) {
         let d = Config::default();
         let fill_usize = |v: &mut usize, d: usize| {
@@ -379,9 +380,6 @@ impl Config {
             &mut self.channel.namespace_boundary,
             &d.channel.namespace_boundary,
         );
-        if self.http_server.port == 0 {
-            self.http_server.port = d.http_server.port;
-        }
     }
 
     /// The options of `channel`, or `None` if its namespace is not configured (error 102).

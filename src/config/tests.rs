@@ -225,7 +225,7 @@ fn the_environment_follows_the_same_paths_and_flags_win() {
     assert_eq!(c.client.ping_interval, GoDuration::from_secs(30));
     assert_eq!(
         c.http_server.port, 0,
-        "flags win, and 0 from a flag stays 0"
+        "flags win, and 0 asks for any free port"
     );
     let chat = c
         .channel_options("chat:1")

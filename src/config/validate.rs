@@ -55,8 +55,14 @@ impl Config {
             WEBSOCKET_MESSAGE_BYTES_MIN,
             WEBSOCKET_MESSAGE_BYTES_MAX,
         )?;
-        if self.websocket.write_timeout.positive().is_none() {
-            return fail("websocket.write_timeout", "must be above 0".into());
+        if self.websocket.write_timeout.as_millis() < 1 {
+            return fail(
+                "websocket.write_timeout",
+                format!(
+                    "{} is below the minimum of 1ms",
+                    self.websocket.write_timeout
+                ),
+            );
         }
         if let Some(ping) = c.ping_interval.positive() {
             let ping_ms = ping.as_millis() as u64;
@@ -129,8 +135,11 @@ impl Config {
                 ),
             );
         }
-        if h.fsync_interval.positive().is_none() {
-            return fail("history_storage.fsync_interval", "must be above 0".into());
+        if h.fsync_interval.as_millis() < 1 {
+            return fail(
+                "history_storage.fsync_interval",
+                format!("{} is below the minimum of 1ms", h.fsync_interval),
+            );
         }
         // Every publication a client may send must fit one record of a segment: its data is
         // at most one message, its ClientInfo (user and connection info from the connect

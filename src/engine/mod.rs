@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::history::FlushJob;
 use crate::protocol::{ErrorCode, Publication};
 use crate::router::msg::{HistoryPage, HistoryQuery, RecoverFrom, Recovery, StreamTop};
 
@@ -55,6 +54,10 @@ pub struct Outcome {
     pub shards: ShardSet,
     pub release: Release,
 }
+
+/// Work that makes what the engine stored so far durable. Blocking: the shard runs it on a
+/// blocking thread, never on its core.
+pub type SyncJob = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
 
 /// What the engine holds, for the metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +101,7 @@ pub trait Engine {
     fn retain(&mut self) -> usize;
 
     /// The work that makes everything stored so far durable.
-    fn take_flushes(&mut self) -> Vec<FlushJob>;
+    fn take_syncs(&mut self) -> Vec<SyncJob>;
 
     fn usage(&self) -> Usage;
 }

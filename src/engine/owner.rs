@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use crate::clock::unix_ms;
 use crate::config::{ChannelOptions, Config, Fsync};
-use crate::history::{self, FlushJob, HistoryError, HistoryLog, OpenReport};
+use crate::history::{self, HistoryError, HistoryLog, OpenReport};
 use crate::limits::{PARTITIONS, PARTITION_DIR_DIGITS, STREAM_OFFSET_MAX};
 use crate::protocol::{ErrorCode, Publication};
 use crate::router::msg::{HistoryPage, HistoryQuery, RecoverFrom, Recovery, StreamTop};
 use crate::router::partition;
 
-use super::{Engine, Outcome, PublishInput, Release, ShardSet, Usage};
+use super::{Engine, Outcome, PublishInput, Release, ShardSet, SyncJob, Usage};
 
 #[derive(Debug)]
 pub(super) struct ChannelState {
@@ -239,7 +239,8 @@ impl Engine for ChannelOwner {
         let state = self.state(channel)?;
         let options = state.options;
         let next = state.offset + 1;
-        if next > STREAM_OFFSET_MAX {
+        let takes_offset = !(options.history() && input.skip_history);
+        if takes_offset && next > STREAM_OFFSET_MAX {
             eprintln!(
                 "ringcast: channel {channel:?} reached the largest offset {STREAM_OFFSET_MAX}"
             );
@@ -361,10 +362,11 @@ impl Engine for ChannelOwner {
         deleted
     }
 
-    fn take_flushes(&mut self) -> Vec<FlushJob> {
+    fn take_syncs(&mut self) -> Vec<SyncJob> {
         self.logs
             .values_mut()
             .filter_map(HistoryLog::take_flush)
+            .map(|job| Box::new(move || job.run()) as SyncJob)
             .collect()
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::outbound::Outbound;
 use crate::protocol::json::encode;
-use crate::protocol::ErrorCode;
+use crate::protocol::{Codec, ErrorCode};
 use crate::router::msg::Recovery;
 
 /// Who gets the subscribe reply.
@@ -104,13 +104,15 @@ pub enum SubscribeStep {
 }
 
 /// Queues the subscribe reply (or the error) for `sub` and, unless refused, makes it a
-/// subscriber by pushing it onto `subscribers`. Returns true if it joined.
+/// subscriber by pushing it onto `subscribers`. Returns true if it joined. The reply is
+/// encoded in the connection's codec (JSON, the one there is).
 pub fn join(
     subscribers: &mut Vec<Rc<Outbound>>,
     sub: PendingSubscription,
     position: Result<(&Arc<str>, u64), ErrorCode>,
     recovery: Option<Recovery>,
 ) -> bool {
+    let Codec::Json = sub.conn.codec();
     let answer = |write: &dyn Fn(&mut Vec<u8>, u32)| {
         if let SubscribeReply::Command(id) = sub.reply {
             let mut reply = Vec::new();

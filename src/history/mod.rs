@@ -379,11 +379,16 @@ impl HistoryLog {
             .is_some_and(|head| head.end + total <= head.mapping.size);
         if !fits {
             self.roll()?;
+        } else if self.segs.head().is_some_and(|head| head.file.is_none()) {
+            // The head found at open could not be prepared (a full disk): do it now, so no
+            // stale byte can follow the record about to be written.
+            self.prepare_head()?;
         }
         let ordinal = self.segs.head_ordinal();
         let partition = self.partition;
         let seq = self.next_seq;
         let head = self.segs.head_mut().expect("roll() left a head segment");
+        debug_assert!(head.file.is_some(), "the head is prepared before writes");
         let pos = head.end;
         head.reserve(pos + total, partition)?;
 

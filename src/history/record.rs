@@ -239,7 +239,7 @@ pub struct Fields<'a> {
 
 impl Fields<'_> {
     /// The body's length.
-    pub fn len(&self) -> usize {
+    pub fn body_len(&self) -> usize {
         layout::BODY_FIXED_LEN
             + self.channel.len()
             + self.data.len()
@@ -249,7 +249,7 @@ impl Fields<'_> {
 
     /// The record's bytes on disk: framing, body, padding.
     pub fn total(&self) -> usize {
-        layout::FRAMING_LEN + pad8(self.len())
+        layout::FRAMING_LEN + pad8(self.body_len())
     }
 
     /// The fixed part of the body for sequence number `seq`. The caller checked that the
@@ -271,7 +271,7 @@ impl Fields<'_> {
     /// The framing for a body with this `crc`.
     pub fn encode_framing(&self, crc: u32) -> [u8; layout::FRAMING_LEN] {
         let mut framing = [0u8; layout::FRAMING_LEN];
-        framing[layout::LEN].copy_from_slice(&(self.len() as u32).to_le_bytes());
+        framing[layout::LEN].copy_from_slice(&(self.body_len() as u32).to_le_bytes());
         framing[layout::CRC].copy_from_slice(&crc.to_le_bytes());
         framing
     }

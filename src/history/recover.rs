@@ -351,8 +351,9 @@ impl HistoryLog {
     }
 
     /// Makes the head segment writable after the scan: full size, everything after its last
-    /// valid record zero, that state durable.
-    fn prepare_head(&mut self) -> Result<(), HistoryError> {
+    /// valid record zero, that state durable. Runs at open, or at the first append when the
+    /// disk was full at open (nothing is written after a head's records before this).
+    pub(super) fn prepare_head(&mut self) -> Result<(), HistoryError> {
         let partition = self.partition;
         let segment_size = self.segment_size;
         let Some(head) = self.segs.head_mut() else {

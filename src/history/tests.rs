@@ -771,3 +771,31 @@ fn a_partition_directory_without_segments_opens() {
     assert_eq!(log.epoch(), &epoch, "no segments is not lost history");
     assert_eq!(push(&mut log, "b", 0, b"1"), 1);
 }
+
+#[test]
+fn a_head_not_prepared_at_open_is_prepared_at_the_first_append() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (file, records, _) = ten_records(dir.path());
+    let (pos, _) = records[9];
+    // Record 10 torn: the open cuts it; then pretend the disk was full, so the head was not
+    // prepared and the stale bytes of records 10 and after were never zeroed.
+    let stale = fs::read(&file).unwrap();
+    patch(&file, |b| b[pos + 20] ^= 1);
+    let (mut log, _) = open(dir.path());
+    assert_eq!(log.top("a"), 9);
+    let head = log.segs.head_mut().unwrap();
+    head.file = None;
+    head.write(pos, &stale[pos..pos + 256]);
+    // The first append prepares the head: it zeroes what follows the last record first.
+    assert_eq!(push(&mut log, "a", 10, b"{\"n\":10}"), 10);
+    drop(log);
+    let (log, report) = open(dir.path());
+    assert!(report.truncated.is_empty(), "{:?}", report.truncated);
+    assert_eq!(offsets(&log, "a"), (1..=10).collect::<Vec<_>>());
+    assert_eq!(
+        log.read("a", 9, false, 5, 0).expect("read").0[0]
+            .data
+            .as_ref(),
+        b"{\"n\":10}"
+    );
+}

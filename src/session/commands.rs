@@ -294,7 +294,11 @@ impl Session {
     }
 
     pub(super) fn pong(&mut self) -> Result<(), Disconnect> {
-        if self.out.liveness.pong_due.take().is_none() {
+        let client = &self.shard().config.client;
+        let checked =
+            client.ping_interval.positive().is_some() && client.pong_timeout.positive().is_some();
+        // An unexpected pong is malformed only where the server expects pongs.
+        if self.out.liveness.pong_due.take().is_none() && checked {
             return Err(Disconnect::BadRequest);
         }
         Ok(())

@@ -5,7 +5,9 @@
 //! history), and ends with a `Disconnect` when the protocol says so.
 //!
 //! Owns only its own state; reaches the rest of the shard through `Context`. Imports
-//! `shard`, `fanout::{Outbound, PendingSubscription}`, `auth`, `protocol`, `config`.
+//! `shard`, `fanout::{Outbound, PendingSubscription, ...}`, `auth`, `protocol`, `config`,
+//! `router::msg` (the queries it hands the shard), `clock`, `limits`. Commands are parsed and
+//! replies encoded in JSON, the one codec the session speaks so far.
 
 mod commands;
 pub mod permissions;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::publish::Held;
 use super::Shard;
 use crate::config::Fsync;
-use crate::history::FlushJob;
+use crate::engine::SyncJob;
 use crate::limits::{
     HELD_BATCHES_HIGH, HISTORY_DIRTY_DROP_INTERVAL_MS, HISTORY_RETENTION_INTERVAL_MS,
 };
@@ -19,11 +19,11 @@ impl Shard {
     /// durable nor synced again, and acknowledging anything after it would be a lie. A
     /// restart verifies the log and keeps what is really there (crash-only, as PostgreSQL
     /// does on fsync failure).
-    async fn run_flush(&self, job: FlushJob) {
+    async fn run_sync(&self, job: SyncJob) {
         let result = if self.hooks.fail_syncs {
             Err(std::io::Error::other("RINGCAST_TEST_FAIL_SYNC is set"))
         } else {
-            glommio::executor().spawn_blocking(move || job.run()).await
+            glommio::executor().spawn_blocking(job).await
         };
         if let Err(e) = result {
             eprintln!(
@@ -44,16 +44,16 @@ impl Shard {
                 // Nothing is synced, but the log's record of dirty ranges (which keeps
                 // mappings of retained-away segments alive) must not grow.
                 glommio::timer::sleep(Duration::from_millis(HISTORY_DIRTY_DROP_INTERVAL_MS)).await;
-                drop(self.engine.borrow_mut().take_flushes());
+                drop(self.engine.borrow_mut().take_syncs());
             },
             Fsync::Interval => {
                 let interval =
                     Duration::from_millis(self.config.history_storage.fsync_interval.as_millis());
                 loop {
                     glommio::timer::sleep(interval).await;
-                    let jobs = self.engine.borrow_mut().take_flushes();
+                    let jobs = self.engine.borrow_mut().take_syncs();
                     for job in jobs {
-                        self.run_flush(job).await;
+                        self.run_sync(job).await;
                     }
                 }
             }
@@ -63,9 +63,9 @@ impl Shard {
                 };
                 while bell.recv().await.is_some() {
                     let batch: Vec<Held> = self.held.borrow_mut().drain(..).collect();
-                    let jobs = self.engine.borrow_mut().take_flushes();
+                    let jobs = self.engine.borrow_mut().take_syncs();
                     for job in jobs {
-                        self.run_flush(job).await;
+                        self.run_sync(job).await;
                     }
                     if self.held.borrow().len() <= HELD_BATCHES_HIGH / 2 {
                         self.outbox.borrow_mut().set_held_pressure(false);

@@ -32,7 +32,7 @@ use crate::engine::Engine;
 use crate::fanout::{Hub, Outbound, Registry};
 use crate::metrics::counters::ShardStats;
 use crate::protocol::json::encode;
-use crate::protocol::ErrorCode;
+use crate::protocol::{Codec, ErrorCode};
 use crate::router::msg::{ConnAnswer, HistoryPage, Published};
 use crate::router::{Outbox, ShardMsg};
 
@@ -221,12 +221,14 @@ impl Shard {
     }
 
     /// Queues the reply to command `command` of connection `conn` of this shard (if it is
-    /// still here), encoded in its codec.
+    /// still here), encoded in the connection's codec: the answer crossed the ring typed, so
+    /// each codec encodes it here, on the connection's shard.
     fn answer_connection(&self, conn: u64, command: u32, answer: ConnAnswer) {
         let registry = self.registry.borrow();
         let Some(out) = registry.get(conn) else {
             return;
         };
+        let Codec::Json = out.codec();
         let mut line = Vec::new();
         match answer {
             ConnAnswer::History(Ok(page)) => encode::history_reply(

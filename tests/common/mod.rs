@@ -79,6 +79,18 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
+        Server::spawn(Server::command(data, port, extra, env))
+    }
+
+    /// The `ringcast serve` command `start_env` runs: 127.0.0.1, `port` (0: any free one),
+    /// 2 shards unless `extra` says, the test secrets, `data`; settings in `extra` as the
+    /// environment variables of their paths.
+    pub fn command(
+        data: &DataDir,
+        port: Option<u16>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Command {
         let port = port.unwrap_or(0).to_string();
         let (settings, extra): (Vec<&str>, Vec<&str>) = extra
             .iter()
@@ -108,7 +120,7 @@ impl Server {
         args.extend_from_slice(&extra);
         let mut command = Command::new(env!("CARGO_BIN_EXE_ringcast"));
         command.args(&args).envs(settings).envs(env.iter().copied());
-        Server::spawn(command)
+        command
     }
 
     /// Runs `command` (a ringcast server, possibly wrapped) and waits for its
