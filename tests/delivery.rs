@@ -196,12 +196,17 @@ fn slow_consumer_is_disconnected_and_healthy_one_misses_nothing() {
     wait_until(|| server.metric("subscriptions") == 2);
 
     let payload = "x".repeat(32 << 10);
+    // The healthy subscriber acknowledges each publication and the next one is published
+    // only then: its backlog never passes one message, however slowly this machine runs its
+    // thread, while the slow one's grows until it is cut.
+    let (ack, acked) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut got = 0;
         while got < MESSAGES {
             let (_, data, _) = healthy.publication();
             assert_eq!(data["n"], got, "healthy subscriber misses nothing");
             got += 1;
+            ack.send(()).expect("the publisher waits");
         }
         healthy
     });
@@ -210,6 +215,9 @@ fn slow_consumer_is_disconnected_and_healthy_one_misses_nothing() {
             "publish",
             &json!({"channel": "firehose", "data": {"n": n, "pad": payload}}),
         );
+        acked
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the healthy subscriber received the publication");
     }
     let mut healthy = reader.join().unwrap();
     wait_until(|| server.metric("slow_disconnects_total") == 1);

@@ -13,6 +13,17 @@ use super::segment::sync_dir;
 pub const EPOCH_FILE: &str = "EPOCH";
 pub const EPOCH_TMP: &str = "EPOCH.tmp";
 
+/// Removes an `EPOCH.tmp` a crash left between write and rename.
+pub fn remove_leftover(dir: &Path, partition: u32) -> Result<(), HistoryError> {
+    let path = dir.join(EPOCH_TMP);
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(io_error(partition, "remove", &path)(e))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The stored epoch: `Ok(None)` if there is none, `Err(why)` if it is unusable.
 pub fn read_epoch(dir: &Path) -> Result<Option<Arc<str>>, String> {
     match fs::read(dir.join(EPOCH_FILE)) {

@@ -12,7 +12,7 @@ use memmap2::{Advice, MmapOptions};
 use nix::errno::Errno;
 use nix::fcntl::{fallocate, FallocateFlags};
 
-use super::epoch::{new_epoch, read_epoch, write_new_epoch};
+use super::epoch::{new_epoch, read_epoch, remove_leftover, write_new_epoch};
 use super::error::{io_error, HistoryError, OpenReport};
 use super::index::{entry, Channel, Segments};
 use super::record::{header, parse_record, RecordView, KIND_POSITION};
@@ -107,6 +107,7 @@ impl HistoryLog {
 
     /// Reads the files in order and indexes every valid record up to the first defect.
     fn scan(&mut self, report: &mut OpenReport) -> Result<Scan, HistoryError> {
+        remove_leftover(&self.dir, self.partition)?;
         let files = list_segments(&self.dir, self.partition)?;
         let stored_epoch = read_epoch(&self.dir);
         self.next_seq = files.first().map_or(1, |(number, _)| *number);

@@ -12,7 +12,6 @@ use memmap2::{MmapOptions, MmapRaw};
 use nix::errno::Errno;
 use nix::fcntl::{fallocate, FallocateFlags};
 
-use super::epoch::EPOCH_TMP;
 use super::error::{io_error, HistoryError};
 use super::record::{get_u32, get_u64, header, layout};
 use crate::limits::{HISTORY_ALLOCATE_AHEAD_BYTES, HISTORY_SEGMENT_BYTES_MAX, HISTORY_SEQ_MAX};
@@ -128,7 +127,7 @@ pub fn file_name(path: &Path) -> String {
     )
 }
 
-/// The segment files of `dir` in base_seq order; removes a leftover `EPOCH.tmp`.
+/// The segment files of `dir` in base_seq order.
 pub fn list_segments(dir: &Path, partition: u32) -> Result<Vec<(u64, PathBuf)>, HistoryError> {
     let mut files = Vec::new();
     let entries = fs::read_dir(dir).map_err(io_error(partition, "list", dir))?;
@@ -136,11 +135,6 @@ pub fn list_segments(dir: &Path, partition: u32) -> Result<Vec<(u64, PathBuf)>, 
         let dir_entry = dir_entry.map_err(io_error(partition, "list", dir))?;
         let name = dir_entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name == EPOCH_TMP {
-            let path = dir_entry.path();
-            fs::remove_file(&path).map_err(io_error(partition, "remove", &path))?;
-            continue;
-        }
         let Some(stem) = name.strip_suffix(".seg") else {
             continue;
         };
