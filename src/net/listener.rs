@@ -1,7 +1,10 @@
 //! Listening sockets: one per shard on the same address (SO_REUSEPORT, so the kernel spreads
-//! connections over the shards), with SO_REUSEADDR so a restart binds at once while the port's
-//! old connections sit in TIME_WAIT; and the accept loop that hands each connection to its
-//! own task on the accepting shard.
+//! connections over the shards), with SO_REUSEADDR too, the classic guard for a restart while
+//! the port's old connections sit in TIME_WAIT (on Linux 6.18 the reuse-port flag the old
+//! accepted sockets inherit already lets the bind through; a foreign client socket whose
+//! ephemeral port is ours blocks it either way: `net.ipv4.ip_local_reserved_ports` prevents
+//! that); and the accept loop that hands each connection to its own task on the accepting
+//! shard.
 
 use std::io;
 use std::net::SocketAddr;
