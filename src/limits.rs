@@ -22,6 +22,9 @@ pub const HTTP_HEAD_READ_BYTES: usize = 2 << 10;
 pub const HTTP_BODY_READ_BYTES: usize = 64 << 10;
 /// A keep-alive connection's buffer is shrunk back to this between requests.
 pub const HTTP_BUFFER_KEPT_BYTES_MAX: usize = 4 << 10;
+/// Requests of one connection dispatched and not yet answered (HTTP/1.1 pipelining); past it
+/// the connection reads nothing until the oldest is answered.
+pub const HTTP_PIPELINE_REQUESTS_MAX: usize = 128;
 /// An HTTP connection idle this long between requests is closed.
 pub const HTTP_IDLE_MS: u64 = 60_000;
 

@@ -366,3 +366,72 @@ fn the_connect_reply_lists_only_the_subscriptions_made() {
     server.api("publish", &json!({"channel": "sport", "data": {"goal": 1}}));
     assert_eq!(client.publication().0, "sport");
 }
+
+/// Reads one HTTP response (status, body) from `reader`.
+fn read_response(reader: &mut std::io::BufReader<TcpStream>) -> (u16, String) {
+    use std::io::BufRead;
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(value) = line.strip_prefix("Content-Length: ") {
+            length = value.parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    std::io::Read::read_exact(reader, &mut body).unwrap();
+    let code = status.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, String::from_utf8(body).unwrap())
+}
+
+#[test]
+fn pipelined_api_requests_are_answered_in_order() {
+    let server = Server::start(&[]);
+    let stream = TcpStream::connect(server.address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // 300 requests in one write (more than the server keeps in flight): publishes to one
+    // channel, to channels of both shards, and ones that fail, interleaved.
+    let mut requests = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..300u32 {
+        let (body, want) = match i % 3 {
+            0 => (r#"{"channel":"seq","data":1}"#.to_owned(), i / 3 + 1),
+            1 => (format!(r#"{{"channel":"spread-{i}","data":1}}"#), 1),
+            _ => (r#"{"channel":"nope:x","data":1}"#.to_owned(), 0),
+        };
+        requests.extend_from_slice(
+            format!(
+                "POST /api/publish HTTP/1.1\r\nHost: t\r\nX-API-Key: {}\r\nContent-Length: {}\r\n\r\n{body}",
+                common::API_KEY,
+                body.len()
+            )
+            .as_bytes(),
+        );
+        expected.push(want);
+    }
+    // Then a WebSocket upgrade: answered after every earlier response.
+    requests.extend_from_slice(b"GET /connection/websocket HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    (&stream).write_all(&requests).unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    for (i, want) in expected.iter().enumerate() {
+        let (status, body) = read_response(&mut reader);
+        assert_eq!(status, 200, "request {i}: {body}");
+        let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if *want == 0 {
+            assert_eq!(reply["error"]["code"], 102, "request {i}: {reply}");
+        } else {
+            assert_eq!(reply["result"]["offset"], *want, "request {i}: {reply}");
+        }
+    }
+    let mut status = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+}

@@ -92,6 +92,15 @@ enum Command {
         /// Channels per API request, sent in parallel; 0: one request
         #[arg(long, default_value_t = 0)]
         batch: usize,
+        /// Send one /api/publish per channel instead of /api/broadcast
+        #[arg(long)]
+        single_publishes: bool,
+        /// With --single-publishes: keep-alive API connections
+        #[arg(long, default_value_t = 4)]
+        api_connections: usize,
+        /// With --single-publishes: requests pipelined per connection
+        #[arg(long, default_value_t = 64)]
+        window: usize,
         /// Message size in bytes
         #[arg(long, default_value_t = 100)]
         size: usize,
@@ -206,17 +215,28 @@ fn run(cli: Cli) -> Result<(), String> {
             messages,
             interval_ms_between,
             batch,
+            single_publishes,
+            api_connections,
+            window,
             size,
             prefix,
         } => {
             coordinator::catch_ctrl_c();
             let common = common(&target)?;
+            let via = if single_publishes {
+                scenario::Via::Publish {
+                    connections: api_connections,
+                    window,
+                }
+            } else {
+                scenario::Via::Broadcast { batch }
+            };
             let args = scenario::BroadcastArgs {
                 members,
                 online,
                 messages,
                 interval: Duration::from_millis(interval_ms_between),
-                batch,
+                via,
                 size,
                 prefix,
             };

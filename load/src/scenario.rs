@@ -65,10 +65,20 @@ pub struct BroadcastArgs {
     pub online: usize,
     pub messages: u64,
     pub interval: Duration,
-    /// Channels per API request; 0: all in one request.
-    pub batch: usize,
+    pub via: Via,
     pub size: usize,
     pub prefix: String,
+}
+
+/// How one message reaches the members' channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `/api/broadcast` with this many channels per request (0: all in one), requests in
+    /// parallel.
+    Broadcast { batch: usize },
+    /// One `/api/publish` per channel, spread over `connections` keep-alive connections, each
+    /// with up to `window` requests pipelined.
+    Publish { connections: usize, window: usize },
 }
 
 /// One message to all M members' personal channels through `/api/broadcast`, repeated.
@@ -103,11 +113,25 @@ pub fn broadcast(
             first_error(&ready.errors)
         );
         let all: Vec<String> = (0..members).map(channel).collect();
-        let batch = if args.batch == 0 { members } else { args.batch };
-        let batches: Vec<String> = all
-            .chunks(batch)
-            .map(|c| serde_json::to_string(c).unwrap_or_default())
-            .collect();
+        let (batch, lanes) = match args.via {
+            Via::Broadcast { batch: 0 } => (members, 1),
+            Via::Broadcast { batch } => (batch, members.div_ceil(batch)),
+            Via::Publish { connections, .. } => (1, connections.clamp(1, members.max(1))),
+        };
+        let batches: Vec<String> = match args.via {
+            Via::Broadcast { .. } => all
+                .chunks(batch)
+                .map(|c| serde_json::to_string(c).unwrap_or_default())
+                .collect(),
+            // One lane per connection: its channels, each to get its own publish.
+            Via::Publish { .. } => (0..lanes)
+                .map(|lane| {
+                    let mine: Vec<&String> = all.iter().skip(lane).step_by(lanes).collect();
+                    serde_json::to_string(&mine).unwrap_or_default()
+                })
+                .collect(),
+        };
+        let via = args.via;
         let api_times = Arc::new(Mutex::new(new_histogram()));
         let sent = Arc::new(Mutex::new(0u64));
         let api_errors = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -134,14 +158,33 @@ pub fn broadcast(
                     }
                     let data = message::data(n, 0, message::now_us(), size);
                     let began = Instant::now();
-                    // Batches go out in parallel, one keep-alive connection each.
+                    // Batches (or lanes of publishes) go out in parallel, one keep-alive
+                    // connection each.
                     let failures: Vec<String> = std::thread::scope(|scope| {
                         let handles: Vec<_> = clients
                             .iter_mut()
                             .zip(&batches)
                             .map(|(client, channels)| {
-                                let body = format!("{{\"channels\":{channels},\"data\":{data}}}");
-                                scope.spawn(move || client.post("broadcast", body.as_bytes()))
+                                let data = &data;
+                                scope.spawn(move || match via {
+                                    Via::Broadcast { .. } => {
+                                        let body =
+                                            format!("{{\"channels\":{channels},\"data\":{data}}}");
+                                        client.post("broadcast", body.as_bytes()).map(drop)
+                                    }
+                                    Via::Publish { window, .. } => {
+                                        let names: Vec<String> =
+                                            serde_json::from_str(channels).unwrap_or_default();
+                                        let bodies: Vec<Vec<u8>> = names
+                                            .iter()
+                                            .map(|c| {
+                                                format!("{{\"channel\":\"{c}\",\"data\":{data}}}")
+                                                    .into_bytes()
+                                            })
+                                            .collect();
+                                        client.post_pipelined("publish", &bodies, window).map(drop)
+                                    }
+                                })
                             })
                             .collect();
                         handles
@@ -172,10 +215,19 @@ pub fn broadcast(
             ready.connected as f64 / ready.connect_s.max(1e-9),
         );
         extra.insert("api_errors".into(), errors.len() as f64);
+        let (api_connections, window) = match args.via {
+            Via::Broadcast { .. } => (lanes, 1),
+            Via::Publish {
+                connections,
+                window,
+            } => (connections, window),
+        };
         let params = params(&[
             ("members", members as f64),
             ("online", connected as f64),
             ("batch", batch as f64),
+            ("api_connections", api_connections as f64),
+            ("window", window as f64),
             ("messages", args.messages as f64),
         ]);
         let mut run = measured.into_run(label, params, sent, sent * connected, extra);

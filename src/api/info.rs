@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use crate::metrics::counters::ShardStats;
 use crate::protocol::{ClientId, ErrorCode};
-use crate::shard::Shard;
+use crate::shard::{Shard, StatsAsk};
 
 /// What `info` reports about the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +28,8 @@ fn node_uid() -> Result<&'static str, ErrorCode> {
     Ok(UID.get_or_init(|| uid))
 }
 
-pub async fn info(shard: &Shard) -> Result<NodeInfo, ErrorCode> {
-    let per_shard = shard.collect_stats().await.ok_or(ErrorCode::Internal)?;
+pub async fn info(shard: &Shard, ask: StatsAsk) -> Result<NodeInfo, ErrorCode> {
+    let per_shard = shard.stats_answers(ask).await.ok_or(ErrorCode::Internal)?;
     let name = match shard.config.node.name.as_str() {
         "" => "ringcast".to_owned(),
         name => name.to_owned(),

@@ -6,7 +6,6 @@
 //! Imports `shard`, `router::msg`, `protocol`, `config`, `metrics`, `limits`.
 
 pub mod codec;
-mod history;
 mod info;
 mod publish;
 
@@ -14,7 +13,8 @@ use bytes::Bytes;
 
 use crate::protocol::ErrorCode;
 use crate::router::msg::{HistoryPage, HistoryQuery, Position};
-use crate::shard::Shard;
+
+use crate::shard::{HistoryAsk, PublishSent, RemoveAsk, Shard, StatsAsk};
 
 pub use info::NodeInfo;
 
@@ -57,30 +57,85 @@ pub enum ApiReply {
     Info(Result<NodeInfo, ErrorCode>),
 }
 
-/// Runs one command on `shard`.
+/// A command that has been checked and sent to the shards that answer it.
+pub enum Started {
+    /// Answered without asking anyone (an invalid request).
+    Ready(ApiReply),
+    Publish(PublishSent),
+    /// Entries for the channels refused up front, and the publish to the rest.
+    Broadcast(Vec<PublishResult>, PublishSent),
+    History(HistoryAsk),
+    HistoryRemove(RemoveAsk),
+    Info(StatsAsk),
+}
+
+impl ApiCommand {
+    /// Commands that bring new traffic in, held back while the node is congested.
+    pub fn publishes(&self) -> bool {
+        matches!(
+            self,
+            ApiCommand::Publish { .. } | ApiCommand::Broadcast { .. }
+        )
+    }
+}
+
+/// Runs one command on `shard`: waits for room when it publishes, then `start`, `finish`.
 pub async fn execute(shard: &Shard, command: ApiCommand) -> ApiReply {
+    if command.publishes() {
+        shard.wait_for_room().await;
+    }
+    let started = start(shard, command);
+    finish(shard, started).await
+}
+
+/// The first half of `execute`: checks the command and sends it to its shards now, without
+/// waiting, so that commands started in an order reach each owner in that order (a
+/// connection's pipelined publishes to one channel keep their order).
+pub fn start(shard: &Shard, command: ApiCommand) -> Started {
     match command {
         ApiCommand::Publish {
             channel,
             data,
             tags,
             skip_history,
-        } => ApiReply::Publish(publish::publish(shard, channel, data, tags, skip_history).await),
+        } => match publish::start_publish(shard, channel, data, tags, skip_history) {
+            Ok(sent) => Started::Publish(sent),
+            Err(code) => Started::Ready(ApiReply::Publish(Err(code))),
+        },
         ApiCommand::Broadcast {
             channels,
             data,
             tags,
             skip_history,
-        } => {
-            ApiReply::Broadcast(publish::broadcast(shard, channels, data, tags, skip_history).await)
+        } => match publish::start_broadcast(shard, channels, data, tags, skip_history) {
+            Ok((entries, sent)) => Started::Broadcast(entries, sent),
+            Err(code) => Started::Ready(ApiReply::Broadcast(Err(code))),
+        },
+        ApiCommand::History { channel, query } => match check_channel(shard, &channel) {
+            Ok(()) => Started::History(shard.send_history(&channel, query)),
+            Err(code) => Started::Ready(ApiReply::History(Err(code))),
+        },
+        ApiCommand::HistoryRemove { channel } => match check_channel(shard, &channel) {
+            Ok(()) => Started::HistoryRemove(shard.send_history_remove(&channel)),
+            Err(code) => Started::Ready(ApiReply::HistoryRemove(Err(code))),
+        },
+        ApiCommand::Info => Started::Info(shard.send_stats_requests()),
+    }
+}
+
+/// The second half of `execute`: the answers, as the command's reply.
+pub async fn finish(shard: &Shard, started: Started) -> ApiReply {
+    match started {
+        Started::Ready(reply) => reply,
+        Started::Publish(sent) => ApiReply::Publish(publish::finish_publish(shard, sent).await),
+        Started::Broadcast(entries, sent) => {
+            ApiReply::Broadcast(Ok(publish::finish_broadcast(shard, entries, sent).await))
         }
-        ApiCommand::History { channel, query } => {
-            ApiReply::History(history::history(shard, &channel, query).await)
+        Started::History(ask) => ApiReply::History(shard.history_answer(ask).await),
+        Started::HistoryRemove(ask) => {
+            ApiReply::HistoryRemove(shard.history_remove_answer(ask).await)
         }
-        ApiCommand::HistoryRemove { channel } => {
-            ApiReply::HistoryRemove(history::remove(shard, &channel).await)
-        }
-        ApiCommand::Info => ApiReply::Info(info::info(shard).await),
+        Started::Info(ask) => ApiReply::Info(info::info(shard, ask).await),
     }
 }
 

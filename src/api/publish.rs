@@ -1,5 +1,6 @@
 //! `publish` and `broadcast`: validated here (channel names, data present and not nested
-//! deeper than `JSON_DEPTH_MAX`), then handed to the channels' owners through the shard.
+//! deeper than `JSON_DEPTH_MAX`), sent to the channels' owners through the shard, and their
+//! answers gathered into the reply.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use super::{check_channel, PublishResult};
 use crate::limits::JSON_DEPTH_MAX;
 use crate::protocol::json::decode;
 use crate::protocol::ErrorCode;
-use crate::shard::Shard;
+use crate::shard::{PublishSent, Shard};
 
 /// The data of a publication, or 107 if it is missing or nested too deep.
 fn check_payload(data: Option<Bytes>, tags: &Option<Bytes>) -> Result<Bytes, ErrorCode> {
@@ -24,35 +25,36 @@ fn check_payload(data: Option<Bytes>, tags: &Option<Bytes>) -> Result<Bytes, Err
     Ok(data)
 }
 
-pub async fn publish(
+pub fn start_publish(
     shard: &Shard,
     channel: String,
     data: Option<Bytes>,
     tags: Option<Bytes>,
     skip_history: bool,
-) -> PublishResult {
+) -> Result<PublishSent, ErrorCode> {
     check_channel(shard, &channel)?;
     let data = check_payload(data, &tags)?;
     let channel: Arc<str> = channel.into();
-    let (results, complete) = shard
-        .publish(vec![(0, channel)], data, tags, skip_history)
-        .await;
+    Ok(shard.send_publish(vec![(0, channel)], data, tags, skip_history))
+}
+
+pub async fn finish_publish(shard: &Shard, sent: PublishSent) -> PublishResult {
+    let (results, complete) = shard.publish_answers(sent).await;
     match results.into_iter().next() {
         Some(published) if complete => published.result,
         _ => Err(ErrorCode::Internal),
     }
 }
 
-/// One entry per requested channel, in request order: an error for bad names, the owner's
-/// answer for the rest. An owner that did not answer in time leaves its channels' entries as
-/// internal errors; answers that did arrive are reported as they are.
-pub async fn broadcast(
+/// One entry per requested channel, in request order: an error for bad names now, the rest
+/// sent to their owners.
+pub fn start_broadcast(
     shard: &Shard,
     channels: Vec<String>,
     data: Option<Bytes>,
     tags: Option<Bytes>,
     skip_history: bool,
-) -> Result<Vec<PublishResult>, ErrorCode> {
+) -> Result<(Vec<PublishResult>, PublishSent), ErrorCode> {
     if channels.is_empty() {
         return Err(ErrorCode::BadRequest);
     }
@@ -65,9 +67,19 @@ pub async fn broadcast(
             Ok(()) => valid.push((index as u32, Arc::<str>::from(channel))),
         }
     }
-    let (results, _complete) = shard.publish(valid, data, tags, skip_history).await;
+    Ok((entries, shard.send_publish(valid, data, tags, skip_history)))
+}
+
+/// The owners' answers into the entries. An owner that did not answer in time leaves its
+/// channels' entries as internal errors; answers that did arrive are reported as they are.
+pub async fn finish_broadcast(
+    shard: &Shard,
+    mut entries: Vec<PublishResult>,
+    sent: PublishSent,
+) -> Vec<PublishResult> {
+    let (results, _complete) = shard.publish_answers(sent).await;
     for published in results {
         entries[published.index as usize] = published.result;
     }
-    Ok(entries)
+    entries
 }

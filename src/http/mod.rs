@@ -1,9 +1,11 @@
-//! HTTP/1.1 before an upgrade: parsing a request head (`request`, pure parsing with httparse
-//! plus the reads), responses (`response`), and the routes (`routes`: which path goes where,
-//! and the answers of the server API, `/health` and `/metrics`).
+//! HTTP/1.1 before an upgrade: the connection loop with pipelining (`connection`), parsing a
+//! request head (`request`, pure parsing with httparse plus the reads), responses
+//! (`response`), and the routes (`routes`: which path goes where, and the answers of the
+//! server API, `/health` and `/metrics`).
 //!
 //! Imports `api`, `auth`, `metrics`, `shard`, `config`, `limits`.
 
+pub mod connection;
 pub mod request;
 pub mod response;
 pub mod routes;

@@ -4,7 +4,11 @@
 
 use std::io;
 
-use futures_lite::{AsyncRead, AsyncReadExt};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::Poll;
+
+use futures_lite::AsyncRead;
 
 use crate::limits::{
     HTTP_BODY_READ_BYTES, HTTP_HEADERS_MAX, HTTP_HEAD_BYTES_MAX, HTTP_HEAD_READ_BYTES,
@@ -87,65 +91,65 @@ pub fn parse_head(bytes: &[u8]) -> Option<Head> {
     Some(head)
 }
 
-/// How reading a head ended.
-pub enum HeadRead {
-    /// The head ends at this length of the buffer.
-    Complete(usize),
-    Closed,
+/// What the read buffer holds at its start.
+#[derive(Debug)]
+pub enum Buffered {
+    /// Not yet a whole head.
+    Partial,
+    /// A head longer than `HTTP_HEAD_BYTES_MAX` (431).
     TooLarge,
+    /// A malformed head (400).
+    Bad,
+    /// A parsed head of `head_len` bytes; its body is complete when the buffer holds
+    /// `head_len + content_length` bytes.
+    Head { head: Head, head_len: usize },
 }
 
-/// Reads until `buffer` holds a complete head (`\r\n\r\n`), at most `HTTP_HEAD_BYTES_MAX`.
-pub async fn read_head(
-    stream: &mut (impl AsyncRead + Unpin),
-    buffer: &mut Vec<u8>,
-) -> io::Result<HeadRead> {
-    let mut searched = 0;
-    // Bounded by HTTP_HEAD_BYTES_MAX: every round reads more or returns.
-    loop {
-        if let Some(at) = find_head_end(buffer, searched) {
-            return Ok(HeadRead::Complete(at));
-        }
-        if buffer.len() >= HTTP_HEAD_BYTES_MAX {
-            return Ok(HeadRead::TooLarge);
-        }
-        searched = buffer.len().saturating_sub(3);
-        let mut chunk = vec![0u8; HTTP_HEAD_READ_BYTES];
-        let n = match stream.read(&mut chunk).await {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::TimedOut && buffer.is_empty() => 0,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            return Ok(HeadRead::Closed);
-        }
-        buffer.extend_from_slice(&chunk[..n]);
+/// Inspects the start of `buffer` for a request head; reads nothing.
+pub fn buffered(buffer: &[u8]) -> Buffered {
+    match find_head_end(buffer) {
+        Some(len) => match parse_head(&buffer[..len]) {
+            Some(head) => Buffered::Head {
+                head,
+                head_len: len,
+            },
+            None => Buffered::Bad,
+        },
+        None if buffer.len() >= HTTP_HEAD_BYTES_MAX => Buffered::TooLarge,
+        None => Buffered::Partial,
     }
 }
 
-fn find_head_end(buffer: &[u8], from: usize) -> Option<usize> {
-    buffer[from..]
+fn find_head_end(buffer: &[u8]) -> Option<usize> {
+    let window = &buffer[..buffer.len().min(HTTP_HEAD_BYTES_MAX)];
+    window
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .map(|i| from + i + 4)
+        .map(|i| i + 4)
 }
 
-/// Reads until `buffer` holds `length` bytes; false if the peer closed first.
-pub async fn read_body(
+/// Reads what the socket has into `buffer`, room made for `want` more bytes (the rest of a
+/// known body; 0 when unknown) within the read sizes' limits; 0 at end of input.
+/// Cancellation-safe: the buffer is grown and cut back inside each poll, and glommio receives
+/// only inside the poll, into the slice it is given.
+pub async fn read_more(
     stream: &mut (impl AsyncRead + Unpin),
     buffer: &mut Vec<u8>,
-    length: usize,
-) -> io::Result<bool> {
-    // Bounded by `length`, which the caller checked against the body limit.
-    while buffer.len() < length {
-        let mut chunk = vec![0; (length - buffer.len()).min(HTTP_BODY_READ_BYTES)];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(false);
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    }
-    Ok(true)
+    want: usize,
+) -> io::Result<usize> {
+    let room = want.clamp(HTTP_HEAD_READ_BYTES, HTTP_BODY_READ_BYTES);
+    poll_fn(|cx| {
+        let len = buffer.len();
+        buffer.resize(len + room, 0);
+        let polled = Pin::new(&mut *stream).poll_read(cx, &mut buffer[len..]);
+        let n = match &polled {
+            Poll::Ready(Ok(n)) => *n,
+            _ => 0,
+        };
+        buffer.truncate(len + n);
+        polled
+    })
+    .await
 }
 
 #[cfg(test)]

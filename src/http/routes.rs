@@ -1,12 +1,14 @@
 //! Which path goes where (`route`, by the configured handler prefixes), and the answers of
-//! the routes served over plain HTTP: the server API, `/health`, `/metrics`.
+//! the routes served over plain HTTP (the server API, `/health`, `/metrics`) in two steps:
+//! `prepare` (check and decode) then `dispatch` (sent to the shards, now, in request order)
+//! and `Dispatched::response` (the answers awaited).
 
 use super::{Head, Response};
-use crate::api::{self, codec};
+use crate::api::{self, codec, ApiCommand};
 use crate::auth::api_key::{self, Credentials};
 use crate::config::Config;
 use crate::metrics::prometheus;
-use crate::shard::Shard;
+use crate::shard::{Shard, StatsAsk};
 
 /// Where a request goes.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,34 +55,81 @@ pub fn route<'a>(config: &Config, method: &str, path: &'a str) -> Route<'a> {
     Route::NotFound
 }
 
-/// The response of a plain HTTP route (not the WebSocket one).
-pub async fn respond(shard: &Shard, head: &Head, route: Route<'_>, body: &[u8]) -> Response {
+/// A request checked and decoded, not yet sent anywhere.
+pub enum Prepared {
+    /// Answered already: `/health`, and every refusal (401, 404, 400, 405).
+    Ready(Response),
+    Api(ApiCommand),
+    Metrics,
+}
+
+impl Prepared {
+    /// True for requests that bring new traffic in (held back while the node is congested).
+    pub fn publishes(&self) -> bool {
+        matches!(self, Prepared::Api(command) if command.publishes())
+    }
+
+    /// Sends the request to the shards that answer it, now.
+    pub fn dispatch(self, shard: &Shard) -> Dispatched {
+        match self {
+            Prepared::Ready(response) => Dispatched::Ready(response),
+            Prepared::Api(command) => Dispatched::Api(api::start(shard, command)),
+            Prepared::Metrics => Dispatched::Metrics(shard.send_stats_requests()),
+        }
+    }
+}
+
+/// A request on its way: its response once the answers are in.
+pub enum Dispatched {
+    Ready(Response),
+    Api(api::Started),
+    Metrics(StatsAsk),
+}
+
+impl Dispatched {
+    pub async fn response(self, shard: &Shard) -> Response {
+        match self {
+            Dispatched::Ready(response) => response,
+            Dispatched::Api(started) => {
+                Response::json(codec::encode(&api::finish(shard, started).await))
+            }
+            Dispatched::Metrics(ask) => match shard.stats_answers(ask).await {
+                Some(per_shard) => Response::new(
+                    200,
+                    prometheus::CONTENT_TYPE,
+                    prometheus::render(&per_shard),
+                ),
+                None => Response::text(500, "a shard did not answer"),
+            },
+        }
+    }
+}
+
+/// Checks and decodes a plain HTTP request (not the WebSocket one).
+pub fn prepare(shard: &Shard, head: &Head, route: Route<'_>, body: &[u8]) -> Prepared {
     match route {
-        Route::Health => Response::json(&b"{}"[..]),
-        Route::Metrics => match shard.collect_stats().await {
-            Some(per_shard) => Response::new(
-                200,
-                prometheus::CONTENT_TYPE,
-                prometheus::render(&per_shard),
-            ),
-            None => Response::text(500, "a shard did not answer"),
-        },
+        Route::Health => Prepared::Ready(Response::json(&b"{}"[..])),
+        Route::Metrics => Prepared::Metrics,
         Route::Api(method) => {
             let credentials = Credentials {
                 api_key: head.api_key.as_deref(),
                 authorization: head.authorization.as_deref(),
             };
             if !api_key::authorized(&shard.config.http_api, credentials) {
-                return Response::empty(401);
+                return Prepared::Ready(Response::empty(401));
             }
             match codec::decode(method, body) {
-                Ok(command) => Response::json(codec::encode(&api::execute(shard, command).await)),
-                Err(codec::DecodeError::UnknownMethod) => Response::text(404, "Not Found"),
-                Err(codec::DecodeError::BadRequest) => Response::text(400, "Bad Request"),
+                Ok(command) => Prepared::Api(command),
+                Err(codec::DecodeError::UnknownMethod) => {
+                    Prepared::Ready(Response::text(404, "Not Found"))
+                }
+                Err(codec::DecodeError::BadRequest) => {
+                    Prepared::Ready(Response::text(400, "Bad Request"))
+                }
             }
         }
-        Route::MethodNotAllowed => Response::empty(405),
-        Route::NotFound | Route::WebSocket => Response::text(404, "Not Found"),
+        Route::MethodNotAllowed => Prepared::Ready(Response::empty(405)),
+        Route::NotFound | Route::WebSocket => Prepared::Ready(Response::text(404, "Not Found")),
     }
 }
 

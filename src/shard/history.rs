@@ -1,7 +1,13 @@
 //! History queries: a client's `history` command (answered by the owner straight to the
 //! connection's shard), the API's `history` and `history_remove` (awaited here).
 
+use super::ask::Ask;
 use super::Shard;
+
+/// A history query sent to its owner.
+pub type HistoryAsk = Ask<Result<HistoryPage, ErrorCode>>;
+/// A history removal sent to its owner.
+pub type RemoveAsk = Ask<Result<(), ErrorCode>>;
 use crate::protocol::ErrorCode;
 use crate::router::msg::{
     ConnAnswer, ConnRef, HistoryJob, HistoryPage, HistoryQuery, HistoryReplyTo, ReplyTo,
@@ -40,12 +46,23 @@ impl Shard {
         channel: &str,
         query: HistoryQuery,
     ) -> Result<HistoryPage, ErrorCode> {
+        let ask = self.send_history(channel, query);
+        self.history_answer(ask).await
+    }
+
+    /// The first half of `history`: the query sent to the owner now.
+    pub fn send_history(&self, channel: &str, query: HistoryQuery) -> HistoryAsk {
         let ask = self.histories.open(1);
         let reply = HistoryReplyTo::Api(ReplyTo {
             shard: self.id,
             request: ask.id,
         });
         self.ask_history(channel, query, reply);
+        ask
+    }
+
+    /// The second half of `history`: the owner's answer.
+    pub async fn history_answer(&self, ask: HistoryAsk) -> Result<HistoryPage, ErrorCode> {
         let answer = self.histories.next(&ask).await;
         self.histories.close(&ask);
         answer.unwrap_or(Err(ErrorCode::Internal))
@@ -53,6 +70,12 @@ impl Shard {
 
     /// The API's `history_remove`: done once the owner removed it.
     pub async fn history_remove(&self, channel: &str) -> Result<(), ErrorCode> {
+        let ask = self.send_history_remove(channel);
+        self.history_remove_answer(ask).await
+    }
+
+    /// The first half of `history_remove`: the removal sent to the owner now.
+    pub fn send_history_remove(&self, channel: &str) -> RemoveAsk {
         let ask = self.removals.open(1);
         let reply = ReplyTo {
             shard: self.id,
@@ -65,6 +88,11 @@ impl Shard {
                 reply,
             },
         );
+        ask
+    }
+
+    /// The second half of `history_remove`: the owner's answer.
+    pub async fn history_remove_answer(&self, ask: RemoveAsk) -> Result<(), ErrorCode> {
         let answer = self.removals.next(&ask).await;
         self.removals.close(&ask);
         answer.unwrap_or(Err(ErrorCode::Internal))

@@ -39,6 +39,10 @@ use crate::router::{Outbox, ShardMsg};
 use ask::Asks;
 use publish::Held;
 
+pub use history::{HistoryAsk, RemoveAsk};
+pub use publish::PublishSent;
+pub use stats::StatsAsk;
+
 /// Where a message handed to `Shard::handle` comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::ask::Ask;
 use super::Shard;
 use crate::engine::{Outcome, PublishInput, Release, ShardSet};
 use crate::fanout::frames;
@@ -16,6 +17,12 @@ use crate::router::msg::{
     ConnAnswer, ConnRef, Position, PublishJob, PublishReply, Published, ReplyTo,
 };
 use crate::router::ShardMsg;
+
+/// A publish sent to its owners, waiting for their answers.
+pub struct PublishSent {
+    ask: Ask<Vec<Published>>,
+    owners: usize,
+}
 
 /// Publications whose records wait to be durable: delivered and answered, in order, once the
 /// sync that covers them completes.
@@ -61,6 +68,20 @@ impl Shard {
         tags: Option<Bytes>,
         skip_history: bool,
     ) -> (Vec<Published>, bool) {
+        self.wait_for_room().await;
+        let sent = self.send_publish(channels, data, tags, skip_history);
+        self.publish_answers(sent).await
+    }
+
+    /// The first half of `publish`: sends the jobs to the owners now, in the order of the
+    /// calls (one job per owner shard), without waiting for room.
+    pub fn send_publish(
+        &self,
+        channels: Vec<(u32, Arc<str>)>,
+        data: Bytes,
+        tags: Option<Bytes>,
+        skip_history: bool,
+    ) -> PublishSent {
         let mut by_owner: Vec<Vec<(u32, Arc<str>)>> = vec![Vec::new(); self.count];
         for (index, channel) in channels {
             by_owner[self.owner_of(&channel)].push((index, channel));
@@ -71,7 +92,6 @@ impl Shard {
             if channels.is_empty() {
                 continue;
             }
-            self.wait_for_room().await;
             let job = PublishJob {
                 channels,
                 data: data.clone(),
@@ -85,14 +105,19 @@ impl Shard {
             };
             self.to_shard(owner, ShardMsg::Publish(Box::new(job)));
         }
+        PublishSent { ask, owners }
+    }
+
+    /// The second half of `publish`: the owners' answers.
+    pub async fn publish_answers(&self, sent: PublishSent) -> (Vec<Published>, bool) {
         let mut results = Vec::new();
-        for _ in 0..owners {
-            match self.published.next(&ask).await {
+        for _ in 0..sent.owners {
+            match self.published.next(&sent.ask).await {
                 Some(more) => results.extend(more),
                 None => return (results, false),
             }
         }
-        self.published.close(&ask);
+        self.published.close(&sent.ask);
         (results, true)
     }
 

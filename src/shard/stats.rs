@@ -1,6 +1,10 @@
 //! Counters: this shard's (`local_stats`) and every shard's, collected over the rings.
 
+use super::ask::Ask;
 use super::Shard;
+
+/// Counters asked of every other shard.
+pub type StatsAsk = Ask<(usize, ShardStats)>;
 use crate::metrics::counters::ShardStats;
 use crate::router::ShardMsg;
 
@@ -26,6 +30,12 @@ impl Shard {
 
     /// Every shard's counters, indexed by shard, or `None` if a shard did not answer in time.
     pub async fn collect_stats(&self) -> Option<Vec<ShardStats>> {
+        let ask = self.send_stats_requests();
+        self.stats_answers(ask).await
+    }
+
+    /// The first half of `collect_stats`: the requests sent to every other shard now.
+    pub fn send_stats_requests(&self) -> StatsAsk {
         let ask = self.stats.open(self.count - 1);
         for to in (0..self.count).filter(|&s| s != self.id) {
             self.to_shard(
@@ -36,6 +46,11 @@ impl Shard {
                 },
             );
         }
+        ask
+    }
+
+    /// The second half of `collect_stats`: this shard's counters and the others' answers.
+    pub async fn stats_answers(&self, ask: StatsAsk) -> Option<Vec<ShardStats>> {
         let mut all = vec![ShardStats::default(); self.count];
         all[self.id] = self.local_stats();
         for _ in 1..self.count {

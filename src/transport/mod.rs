@@ -1,6 +1,6 @@
 //! One accepted TCP connection, from the first byte to the close: HTTP/1.1 requests with
-//! keep-alive (routed by `http::routes`) until the connection closes or upgrades to a
-//! transport. `websocket` is the only transport today; SSE and HTTP-streaming would be
+//! keep-alive and pipelining (`http::connection`) until the connection closes or upgrades to
+//! a transport. `websocket` is the only transport today; SSE and HTTP-streaming would be
 //! siblings.
 //!
 //! Owns the socket and the connection's partial input. Imports `http`, `session`, `shard`,
@@ -10,16 +10,12 @@ pub mod websocket;
 
 use std::io;
 use std::rc::Rc;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
-use crate::http::request::{parse_head, read_body, read_head, HeadRead};
-use crate::http::routes::{self, Route};
-use crate::http::Response;
-use crate::limits::{HTTP_BODY_BYTES_MAX, HTTP_BUFFER_KEPT_BYTES_MAX, HTTP_IDLE_MS};
+use crate::http::connection::{self, Ended};
 use crate::session::Context;
 
 /// Serves one connection until it closes.
@@ -28,7 +24,7 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream) {
     // starts: a task is as large as its largest state, and the idle WebSocket state should
     // not carry the HTTP and API machinery (DESIGN invariant 6). I/O errors just end the
     // connection: peers vanish all the time.
-    let upgraded = Box::pin(serve_http(&ctx, &mut stream)).await;
+    let upgraded = Box::pin(upgrade(&ctx, &mut stream)).await;
     if let Ok(Some(leftover)) = upgraded {
         // A right-sized copy: the HTTP read buffer must not live as long as the connection.
         let input = BytesMut::from(&leftover[..]);
@@ -39,66 +35,21 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream) {
 
 /// Serves HTTP requests until the connection closes (`None`) or upgrades to WebSocket
 /// (`Some` with the bytes already read past the upgrade request).
-async fn serve_http(ctx: &Context, stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
-    let shard = &ctx.shard;
-    stream.set_read_timeout(Some(Duration::from_millis(HTTP_IDLE_MS)))?;
-    let mut buffer: Vec<u8> = Vec::new();
-    // Bounded by the peer: every round handles one request or returns.
-    loop {
-        let head_len = match read_head(stream, &mut buffer).await? {
-            HeadRead::Complete(len) => len,
-            HeadRead::Closed => return Ok(None),
-            HeadRead::TooLarge => {
-                Response::empty(431).write(stream, false).await?;
-                return Ok(None);
-            }
-        };
-        let Some(head) = parse_head(&buffer[..head_len]) else {
-            Response::text(400, "Bad Request")
-                .write(stream, false)
-                .await?;
-            return Ok(None);
-        };
-        buffer.drain(..head_len);
-
-        let route = routes::route(&shard.config, &head.method, &head.path);
-        if route == Route::WebSocket {
-            return match websocket::upgrade::response(&head) {
-                Ok(response) => {
-                    stream.write_all(&response).await?;
-                    stream.set_read_timeout(None)?;
-                    let write_timeout = shard.config.websocket.write_timeout.positive();
-                    stream.set_write_timeout(write_timeout)?;
-                    Ok(Some(buffer))
-                }
-                Err(response) => {
-                    response.write(stream, false).await?;
-                    Ok(None)
-                }
-            };
+async fn upgrade(ctx: &Context, stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
+    let Ended::Upgrade { head, leftover } = connection::serve(&ctx.shard, stream).await? else {
+        return Ok(None);
+    };
+    match websocket::upgrade::response(&head) {
+        Ok(response) => {
+            stream.write_all(&response).await?;
+            stream.set_read_timeout(None)?;
+            let write_timeout = ctx.shard.config.websocket.write_timeout.positive();
+            stream.set_write_timeout(write_timeout)?;
+            Ok(Some(leftover))
         }
-        if head.chunked {
-            Response::text(501, "chunked bodies are not supported")
-                .write(stream, false)
-                .await?;
-            return Ok(None);
-        }
-        let length = head.content_length.unwrap_or(0);
-        if length > HTTP_BODY_BYTES_MAX {
-            Response::empty(413).write(stream, false).await?;
-            return Ok(None);
-        }
-        if !read_body(stream, &mut buffer, length).await? {
-            return Ok(None);
-        }
-        let body: Vec<u8> = buffer.drain(..length).collect();
-        let response = routes::respond(shard, &head, route, &body).await;
-        response.write(stream, head.keep_alive).await?;
-        if !head.keep_alive {
-            return Ok(None);
-        }
-        if buffer.capacity() > HTTP_BUFFER_KEPT_BYTES_MAX {
-            buffer.shrink_to(HTTP_BUFFER_KEPT_BYTES_MAX);
+        Err(response) => {
+            response.write(stream, false).await?;
+            Ok(None)
         }
     }
 }

@@ -1,0 +1,229 @@
+//! One HTTP/1.1 connection before any upgrade, with pipelining: requests are read and
+//! dispatched as they arrive, up to `HTTP_PIPELINE_REQUESTS_MAX` in flight, each answered by a
+//! task of its own (an API publish waits for its owner shard without holding the next
+//! request back), and the responses leave in request order. The loop ends when the peer
+//! closes, a request asks to close, a request is refused, or an upgrade request arrives (after
+//! every earlier response has been written).
+
+use std::collections::VecDeque;
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::future;
+use glommio::net::TcpStream;
+use glommio::task::JoinHandle;
+
+use super::request::{buffered, read_more, Buffered, Head};
+use super::response::Response;
+use super::routes::{self, Route};
+use crate::limits::{
+    HTTP_BODY_BYTES_MAX, HTTP_BUFFER_KEPT_BYTES_MAX, HTTP_IDLE_MS, HTTP_PIPELINE_REQUESTS_MAX,
+};
+use crate::shard::Shard;
+
+/// How the HTTP phase ended.
+pub enum Ended {
+    /// The connection is done.
+    Closed,
+    /// A WebSocket upgrade request was accepted by the caller's check: its head, and the bytes
+    /// read past it.
+    Upgrade { head: Box<Head>, leftover: Vec<u8> },
+}
+
+/// A request dispatched and not yet answered.
+struct InFlight {
+    answer: JoinHandle<Response>,
+    keep_alive: bool,
+}
+
+/// What to do with the connection next.
+enum Next {
+    /// Dispatch a request whose whole body is buffered.
+    Dispatch {
+        head: Head,
+        head_len: usize,
+        length: usize,
+    },
+    /// Refuse with this response and close, after the earlier responses.
+    Refuse(Response),
+    /// An upgrade request: hand the connection over, after the earlier responses.
+    Upgrade { head: Head, head_len: usize },
+    /// Read more (a head or body is incomplete), wanting this many more bytes (0: unknown).
+    Read(usize),
+}
+
+fn next(shard: &Shard, buffer: &[u8]) -> Next {
+    let (head, head_len) = match buffered(buffer) {
+        Buffered::Partial => return Next::Read(0),
+        Buffered::TooLarge => return Next::Refuse(Response::empty(431)),
+        Buffered::Bad => return Next::Refuse(Response::text(400, "Bad Request")),
+        Buffered::Head { head, head_len } => (head, head_len),
+    };
+    if routes::route(&shard.config, &head.method, &head.path) == Route::WebSocket {
+        return Next::Upgrade { head, head_len };
+    }
+    if head.chunked {
+        return Next::Refuse(Response::text(501, "chunked bodies are not supported"));
+    }
+    let length = head.content_length.unwrap_or(0);
+    if length > HTTP_BODY_BYTES_MAX {
+        return Next::Refuse(Response::empty(413));
+    }
+    match (head_len + length).checked_sub(buffer.len()) {
+        Some(missing) if missing > 0 => Next::Read(missing),
+        _ => Next::Dispatch {
+            head,
+            head_len,
+            length,
+        },
+    }
+}
+
+/// Serves requests until the connection ends or upgrades.
+pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ended> {
+    stream.set_read_timeout(Some(Duration::from_millis(HTTP_IDLE_MS)))?;
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    // Reading stops after a request that asks to close.
+    let mut reading = true;
+    // Bounded by the peer: every round writes a response, dispatches a request or reads.
+    loop {
+        write_answered(stream, &mut in_flight).await?;
+        if !reading {
+            if in_flight.is_empty() {
+                return Ok(Ended::Closed);
+            }
+            write_front(stream, &mut in_flight).await?;
+            continue;
+        }
+        if in_flight.len() >= HTTP_PIPELINE_REQUESTS_MAX {
+            write_front(stream, &mut in_flight).await?;
+            continue;
+        }
+        match next(shard, &buffer) {
+            Next::Dispatch {
+                head,
+                head_len,
+                length,
+            } => {
+                let body = &buffer[head_len..head_len + length];
+                let route = routes::route(&shard.config, &head.method, &head.path);
+                let prepared = routes::prepare(shard, &head, route, body);
+                buffer.drain(..head_len + length);
+                reading = head.keep_alive;
+                let keep_alive = head.keep_alive;
+                // Sent now, in request order (a congested node holds publishes back here,
+                // before anything later is sent); answered by a task of its own.
+                if prepared.publishes() {
+                    shard.wait_for_room().await;
+                }
+                let dispatched = prepared.dispatch(shard);
+                let shard = shard.clone();
+                let answer =
+                    glommio::spawn_local(async move { dispatched.response(&shard).await }).detach();
+                in_flight.push_back(InFlight { answer, keep_alive });
+                if buffer.capacity() > HTTP_BUFFER_KEPT_BYTES_MAX && buffer.is_empty() {
+                    buffer.shrink_to(HTTP_BUFFER_KEPT_BYTES_MAX);
+                }
+            }
+            Next::Refuse(response) => {
+                drain(stream, &mut in_flight).await?;
+                response.write(stream, false).await?;
+                return Ok(Ended::Closed);
+            }
+            Next::Upgrade { head, head_len } => {
+                drain(stream, &mut in_flight).await?;
+                buffer.drain(..head_len);
+                return Ok(Ended::Upgrade {
+                    head: Box::new(head),
+                    leftover: buffer,
+                });
+            }
+            Next::Read(want) => {
+                if in_flight.is_empty() {
+                    match read_more(stream, &mut buffer, want).await {
+                        Ok(0) => return Ok(Ended::Closed),
+                        Ok(_) => {}
+                        // An idle keep-alive connection timing out between requests.
+                        Err(e) if e.kind() == io::ErrorKind::TimedOut && buffer.is_empty() => {
+                            return Ok(Ended::Closed)
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    continue;
+                }
+                // Read more or write the oldest answer, whichever comes first.
+                let front = &mut in_flight[0];
+                let read = async { Step::Read(read_more(stream, &mut buffer, want).await) };
+                let answered = async { Step::Answered((&mut front.answer).await) };
+                match future::or(read, answered).await {
+                    Step::Read(Ok(0)) => reading = false,
+                    Step::Read(Ok(_)) => {}
+                    Step::Read(Err(e)) => return Err(e),
+                    Step::Answered(response) => {
+                        let Some(done) = in_flight.pop_front() else {
+                            continue;
+                        };
+                        write_response(stream, response, done.keep_alive).await?;
+                        if !done.keep_alive {
+                            return Ok(Ended::Closed);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What `future::or` returns: the read finished, or the oldest answer did.
+enum Step {
+    Read(io::Result<usize>),
+    Answered(Option<Response>),
+}
+
+/// Writes one answer; a task that could not answer (its shard stopped) is a 500.
+async fn write_response(
+    stream: &mut TcpStream,
+    response: Option<Response>,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let response = response.unwrap_or_else(|| Response::text(500, "Internal Server Error"));
+    response.write(stream, keep_alive).await
+}
+
+/// Writes the answers already there at the front, in order, without waiting for any.
+async fn write_answered(
+    stream: &mut TcpStream,
+    in_flight: &mut VecDeque<InFlight>,
+) -> io::Result<()> {
+    // Bounded by the queue: each round pops one.
+    while let Some(front) = in_flight.front_mut() {
+        let Some(response) = future::poll_once(&mut front.answer).await else {
+            return Ok(());
+        };
+        let Some(done) = in_flight.pop_front() else {
+            return Ok(());
+        };
+        write_response(stream, response, done.keep_alive).await?;
+    }
+    Ok(())
+}
+
+/// Waits for the oldest answer and writes it.
+async fn write_front(stream: &mut TcpStream, in_flight: &mut VecDeque<InFlight>) -> io::Result<()> {
+    if let Some(done) = in_flight.pop_front() {
+        let response = done.answer.await;
+        write_response(stream, response, done.keep_alive).await?;
+    }
+    Ok(())
+}
+
+/// Writes every answer still due, in order.
+async fn drain(stream: &mut TcpStream, in_flight: &mut VecDeque<InFlight>) -> io::Result<()> {
+    // Bounded by the queue, which nothing fills meanwhile.
+    while !in_flight.is_empty() {
+        write_front(stream, in_flight).await?;
+    }
+    Ok(())
+}
