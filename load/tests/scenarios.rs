@@ -185,6 +185,32 @@ fn every_scenario_runs_small_and_the_counts_add_up() {
         assert_eq!(u(&run["api_call"]["count"]), 3);
     }
 
+    // The same room as single publishes, pipelined over two connections.
+    let summary = server.load(
+        &out.join("publishes"),
+        "broadcast",
+        &[
+            "--members",
+            "200",
+            "--online",
+            "30",
+            "--messages",
+            "3",
+            "--interval-ms-between",
+            "50",
+            "--single-publishes",
+            "--api-connections",
+            "2",
+            "--window",
+            "16",
+        ],
+    );
+    let run = &summary["runs"][0];
+    complete(run);
+    assert_eq!(u(&run["expected"]), 90, "3 messages × 30 online");
+    assert_eq!(run["params"]["api_connections"], 2.0);
+    assert_eq!(run["extra"]["api_errors"], 0.0);
+
     let summary = server.load(
         &out.join("rooms"),
         "rooms",

@@ -10,7 +10,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::future;
+use futures_lite::{future, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 
@@ -89,16 +89,22 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
     let mut reading = true;
     // Bounded by the peer: every round writes a response, dispatches a request or reads.
     loop {
-        write_answered(stream, &mut in_flight).await?;
+        if !write_ready(stream, &mut in_flight, None).await? {
+            return Ok(Ended::Closed);
+        }
         if !reading {
             if in_flight.is_empty() {
                 return Ok(Ended::Closed);
             }
-            write_front(stream, &mut in_flight).await?;
+            if !write_front(stream, &mut in_flight).await? {
+                return Ok(Ended::Closed);
+            }
             continue;
         }
         if in_flight.len() >= HTTP_PIPELINE_REQUESTS_MAX {
-            write_front(stream, &mut in_flight).await?;
+            if !write_front(stream, &mut in_flight).await? {
+                return Ok(Ended::Closed);
+            }
             continue;
         }
         match next(shard, &buffer) {
@@ -165,8 +171,8 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
                         let Some(done) = in_flight.pop_front() else {
                             continue;
                         };
-                        write_response(stream, response, done.keep_alive).await?;
-                        if !done.keep_alive {
+                        let first = Some((response, done.keep_alive));
+                        if !write_ready(stream, &mut in_flight, first).await? {
                             return Ok(Ended::Closed);
                         }
                     }
@@ -182,48 +188,74 @@ enum Step {
     Answered(Option<Response>),
 }
 
-/// Writes one answer; a task that could not answer (its shard stopped) is a 500.
-async fn write_response(
-    stream: &mut TcpStream,
-    response: Option<Response>,
-    keep_alive: bool,
-) -> io::Result<()> {
-    let response = response.unwrap_or_else(|| Response::text(500, "Internal Server Error"));
-    response.write(stream, keep_alive).await
-}
+/// An answer taken off the front: the response (`None`: its task could not answer, its shard
+/// stopped) and whether the connection stays open after it.
+type Answer = (Option<Response>, bool);
 
-/// Writes the answers already there at the front, in order, without waiting for any.
-async fn write_answered(
+/// Writes `first` (taken off the front already) and every answer after it that is already
+/// there, in order, in one write: pipelined requests get their responses in few sends.
+/// Returns false if one of them closes the connection (nothing after it is written).
+async fn write_ready(
     stream: &mut TcpStream,
     in_flight: &mut VecDeque<InFlight>,
-) -> io::Result<()> {
-    // Bounded by the queue: each round pops one.
-    while let Some(front) = in_flight.front_mut() {
+    first: Option<Answer>,
+) -> io::Result<bool> {
+    let mut out = Vec::new();
+    let mut open = true;
+    let add = |out: &mut Vec<u8>, (response, keep_alive): Answer| {
+        let response = response.unwrap_or_else(|| Response::text(500, "Internal Server Error"));
+        out.extend_from_slice(&response.encode(keep_alive));
+        keep_alive
+    };
+    if let Some(answer) = first {
+        open = add(&mut out, answer);
+    }
+    // Answers dispatched together finish together: let the tasks that are ready run once
+    // before gathering, so one write carries them all.
+    let mut yielded = false;
+    // Bounded by the queue: each round takes one answer off it (or yields, once).
+    while open {
+        let Some(front) = in_flight.front_mut() else {
+            break;
+        };
         let Some(response) = future::poll_once(&mut front.answer).await else {
-            return Ok(());
+            if yielded || out.is_empty() {
+                break;
+            }
+            yielded = true;
+            future::yield_now().await;
+            continue;
         };
         let Some(done) = in_flight.pop_front() else {
-            return Ok(());
+            break;
         };
-        write_response(stream, response, done.keep_alive).await?;
+        open = add(&mut out, (response, done.keep_alive));
     }
-    Ok(())
+    if !out.is_empty() {
+        stream.write_all(&out).await?;
+    }
+    Ok(open)
 }
 
-/// Waits for the oldest answer and writes it.
-async fn write_front(stream: &mut TcpStream, in_flight: &mut VecDeque<InFlight>) -> io::Result<()> {
-    if let Some(done) = in_flight.pop_front() {
-        let response = done.answer.await;
-        write_response(stream, response, done.keep_alive).await?;
-    }
-    Ok(())
+/// Waits for the oldest answer, then writes it with those ready after it.
+async fn write_front(
+    stream: &mut TcpStream,
+    in_flight: &mut VecDeque<InFlight>,
+) -> io::Result<bool> {
+    let Some(done) = in_flight.pop_front() else {
+        return Ok(true);
+    };
+    let response = done.answer.await;
+    write_ready(stream, in_flight, Some((response, done.keep_alive))).await
 }
 
 /// Writes every answer still due, in order.
 async fn drain(stream: &mut TcpStream, in_flight: &mut VecDeque<InFlight>) -> io::Result<()> {
     // Bounded by the queue, which nothing fills meanwhile.
     while !in_flight.is_empty() {
-        write_front(stream, in_flight).await?;
+        if !write_front(stream, in_flight).await? {
+            in_flight.clear();
+        }
     }
     Ok(())
 }
