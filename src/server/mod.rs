@@ -75,6 +75,7 @@ pub fn start(config: Config) -> Result<Server, String> {
         let congestion = congestion.clone();
         let executor = LocalExecutorBuilder::new(placement)
             .name(&format!("ringcast-{id}"))
+            .ring_depth(crate::limits::IO_RING_DEPTH)
             .spawn(move || shard_main(id, shards, config, links, congestion, address, ready))
             .map_err(|e| format!("cannot start shard {id}: {e}; {}", startup::io_uring_hint()))?;
         executors.push(executor);
