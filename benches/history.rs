@@ -1,5 +1,6 @@
-//! History log benchmark: append throughput of one partition under each fsync policy, the
-//! start-up scan of a ~1 GiB log, and index memory per record. Plain `main`, bounded run time
+//! History log benchmark: append throughput of one partition under each fsync policy (and the
+//! tail of single appends' latency, where a page fault or a segment roll shows), the start-up
+//! scan of a ~1 GiB log, and index memory per record. Plain `main`, bounded run time
 //! (about 30 s); logs live in a temporary directory under the target directory (not /tmp, which
 //! may be small) and are removed at the end.
 //!
@@ -9,6 +10,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 use ringcast::history::{Entry, HistoryLog, Policy, CHANNEL_BYTES, INDEX_BYTES_PER_RECORD};
 
@@ -96,6 +98,8 @@ fn appends(dir: &Path, name: &str, policy: SyncPolicy) {
     let mut offsets = vec![0u64; CHANNELS];
     let mut appended = 0u64;
     let mut flushes = 0u64;
+    // Nanoseconds per `append` call alone (flushes excluded), up to 10 s.
+    let mut latency = Histogram::<u64>::new_with_max(10_000_000_000, 3).expect("histogram");
     let start = Instant::now();
     let mut last_flush = start;
     while start.elapsed() < BUDGET {
@@ -103,8 +107,10 @@ fn appends(dir: &Path, name: &str, policy: SyncPolicy) {
             let i = appended as usize % CHANNELS;
             offsets[i] += 1;
             let now_ms = start.elapsed().as_millis() as u64;
+            let called = Instant::now();
             log.append(&names[i], offsets[i], now_ms, Entry::data(&data), POLICY)
                 .expect("append");
+            latency.saturating_record(called.elapsed().as_nanos() as u64);
             appended += 1;
             if policy == SyncPolicy::Each {
                 flush(&mut log);
@@ -138,6 +144,13 @@ fn appends(dir: &Path, name: &str, policy: SyncPolicy) {
         appended as f64 / elapsed.as_secs_f64(),
         elapsed.as_nanos() as f64 / appended as f64,
         log.disk_bytes() >> 20
+    );
+    println!(
+        "       one append (µs): p99 {:.1}, p99.99 {:.1}, max {:.1}; {} appends over 100 µs",
+        latency.value_at_quantile(0.99) as f64 / 1e3,
+        latency.value_at_quantile(0.9999) as f64 / 1e3,
+        latency.max() as f64 / 1e3,
+        latency.count_between(100_000, u64::MAX)
     );
     drop(log);
     std::fs::remove_dir_all(dir).expect("clean up");

@@ -1,14 +1,28 @@
-//! Durability: the dirty byte ranges appends leave in the mappings, handed out as a
-//! `FlushJob` (msync of each range, then fsync of the directory if segments were created).
-//! The job is `Send` and blocking: the shard runs it on a blocking thread.
+//! Durability: what appends and new files left unsynced (a new `EPOCH`, the dirty byte ranges
+//! in the mappings, new directory entries), handed out as a `FlushJob`. The job is `Send` and
+//! blocking: the shard runs it on a blocking thread, so creating a partition's log or a
+//! segment costs the shard no sync.
 
 use std::fs::File;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::epoch::{EpochFile, EPOCH_FILE};
 use super::segment::Mapping;
 use super::HistoryLog;
+
+/// What the partition's directory entries need from the next flush job. Ordered: a later
+/// state includes what an earlier one syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DirEntries {
+    /// Nothing was created since the last job.
+    Durable,
+    /// Files were created in it (segments, `EPOCH`): fsync the directory.
+    Added,
+    /// The directory itself is new: fsync it, then its parent (which holds its entry).
+    Created,
+}
 
 /// The dirty bytes of one segment.
 #[derive(Debug)]
@@ -21,16 +35,28 @@ pub struct FlushRange {
 /// Makes durable what was appended before `take_flush`. Blocking: run it off the shard.
 #[derive(Debug)]
 pub struct FlushJob {
+    /// A new partition's `EPOCH`, written since the last job.
+    pub(super) epoch: Option<PathBuf>,
     pub(super) ranges: Vec<FlushRange>,
-    /// Set when segment files were created: their directory entries need an fsync too.
-    pub(super) dir: Option<PathBuf>,
+    /// Directories whose entries changed, innermost first.
+    pub(super) dirs: Vec<PathBuf>,
+}
+
+fn fsync(path: &Path) -> io::Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io::Error::new(e.kind(), format!("fsync {}: {e}", path.display())))
 }
 
 impl FlushJob {
-    /// msync(MS_SYNC) of each dirty range, oldest first, then fsync of the directory if
-    /// segments were created. On error nothing is retried: the caller treats the appended data
-    /// as not durable.
+    /// fsync of a new `EPOCH`, msync(MS_SYNC) of each dirty range, oldest first, then fsync of
+    /// each directory whose entries changed. On error nothing is retried: the caller treats
+    /// the appended data as not durable. A crash part way leaves a state `open` accepts (a
+    /// missing or torn `EPOCH`, a blank or torn segment: see the module doc of `history`).
     pub fn run(self) -> io::Result<()> {
+        if let Some(epoch) = &self.epoch {
+            fsync(epoch)?;
+        }
         for range in &self.ranges {
             range
                 .mapping
@@ -43,10 +69,8 @@ impl FlushJob {
                     )
                 })?;
         }
-        if let Some(dir) = &self.dir {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io::Error::new(e.kind(), format!("fsync {}: {e}", dir.display())))?;
+        for dir in &self.dirs {
+            fsync(dir)?;
         }
         Ok(())
     }
@@ -72,10 +96,25 @@ impl HistoryLog {
                 self.dirty_from = head.end;
             }
         }
-        let dir = std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone());
-        if ranges.is_empty() && dir.is_none() {
+        let epoch = (self.epoch_file == EpochFile::Written).then(|| {
+            self.epoch_file = EpochFile::Durable;
+            self.dir.join(EPOCH_FILE)
+        });
+        let dirs = match std::mem::replace(&mut self.dir_entries, DirEntries::Durable) {
+            DirEntries::Durable => Vec::new(),
+            DirEntries::Added => vec![self.dir.clone()],
+            DirEntries::Created => {
+                let parent = self.dir.parent().unwrap_or(Path::new("."));
+                vec![self.dir.clone(), parent.to_path_buf()]
+            }
+        };
+        if epoch.is_none() && ranges.is_empty() && dirs.is_empty() {
             return None;
         }
-        Some(FlushJob { ranges, dir })
+        Some(FlushJob {
+            epoch,
+            ranges,
+            dirs,
+        })
     }
 }

@@ -30,7 +30,11 @@
 //! - `EPOCH` missing or unreadable while segments exist: history may have been lost; the
 //!   records are kept (clients see the new epoch anyway) and a new epoch is written.
 //! - A missing or empty directory is a new partition: new directory, new epoch,
-//!   `epoch_reset` is `None`. A directory without segment files is not an error.
+//!   `epoch_reset` is `None`. A directory without segment files is not an error. Nothing is
+//!   synced then: the `EPOCH`, the first segment's header and the directory entries (the
+//!   partition's and its parent's) go in the first flush job, so a partition created while
+//!   serving costs the shard thread no sync. A crash before that job can leave a torn or
+//!   missing `EPOCH` beside a blank segment: the cases above, a new epoch and an empty log.
 //! - A full disk while preparing the log for writes is reported in [`OpenReport::no_space`]:
 //!   the log serves what it holds and creates its head segment at the first append that finds
 //!   room.
@@ -48,11 +52,13 @@
 //! # Durability
 //!
 //! Appends only write to the mappings. [`HistoryLog::take_flush`] hands out the dirty byte
-//! ranges as a job; a crash loses what no finished job covered. Dropping the log flushes
-//! nothing (the kernel still writes the pages back unless the machine goes down): at shutdown
-//! run a last `take_flush` job. Blocks are reserved with `fallocate` a little ahead of the
-//! write position, so a full disk is an error value here rather than a SIGBUS on a write to
-//! a sparse page.
+//! ranges (and a new partition's `EPOCH`, new directory entries) as a job; a crash loses what
+//! no finished job covered. Dropping the log flushes nothing (the kernel still writes the
+//! pages back unless the machine goes down): at shutdown run a last `take_flush` job. Segment
+//! mappings that appends write have readahead off: a write fault would otherwise zero-fill a
+//! whole readahead window of reserved blocks. Blocks are reserved with `fallocate` a little
+//! ahead of the write position, so a full disk is an error value here rather than a SIGBUS on
+//! a write to a sparse page.
 
 mod epoch;
 mod error;
@@ -71,9 +77,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use epoch::EpochFile;
 pub use error::{HistoryError, OpenReport};
 pub use flush::FlushJob;
-use flush::FlushRange;
+use flush::{DirEntries, FlushRange};
 use index::{entry, entry_ordinal, entry_position, Channel, Segments};
 use record::{header, Fields, KIND_PUBLICATION};
 use segment::create_segment;
@@ -132,9 +139,8 @@ pub struct HistoryLog {
     partition: u32,
     segment_size: u64,
     epoch: Arc<str>,
-    /// The epoch is in the `EPOCH` file. Not yet when a new partition met a full disk: then
-    /// it is written before the first segment is created.
-    epoch_stored: bool,
+    /// How far the `EPOCH` file holds `epoch`.
+    epoch_file: EpochFile,
     segs: Segments,
     /// seq of the next record.
     next_seq: u64,
@@ -144,8 +150,8 @@ pub struct HistoryLog {
     dirty_from: usize,
     /// Dirty ranges of segments that are no longer the head.
     pending: Vec<FlushRange>,
-    /// Segment files were created since the last flush job.
-    dir_dirty: bool,
+    /// What the directory's entries need from the next flush job.
+    dir_entries: DirEntries,
 }
 
 impl HistoryLog {
@@ -413,9 +419,9 @@ impl HistoryLog {
 
     /// Starts a new head segment at the next seq.
     fn roll(&mut self) -> Result<(), HistoryError> {
-        if !self.epoch_stored {
-            epoch::write_epoch(&self.dir, self.partition, &self.epoch)?;
-            self.epoch_stored = true;
+        if self.epoch_file == EpochFile::Missing {
+            epoch::write_first_epoch(&self.dir, self.partition, &self.epoch)?;
+            self.epoch_file = EpochFile::Written;
         }
         let seg = create_segment(&self.dir, self.partition, self.next_seq, self.segment_size)?;
         if let Some(head) = self.segs.head_mut() {
@@ -434,7 +440,7 @@ impl HistoryLog {
         }
         self.segs.list.push_back(seg);
         self.dirty_from = 0;
-        self.dir_dirty = true;
+        self.dir_entries = self.dir_entries.max(DirEntries::Added);
         Ok(())
     }
 }

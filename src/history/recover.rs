@@ -8,16 +8,19 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::{Advice, MmapOptions};
+use memmap2::Advice;
 use nix::errno::Errno;
 use nix::fcntl::{fallocate, FallocateFlags};
 
-use super::epoch::{new_epoch, read_epoch, remove_leftover, write_new_epoch};
+use super::epoch::{
+    new_epoch, read_epoch, remove_leftover, write_first_epoch, write_new_epoch, EpochFile,
+};
 use super::error::{io_error, HistoryError, OpenReport};
+use super::flush::DirEntries;
 use super::index::{entry, Channel, Segments};
 use super::record::{header, parse_record, RecordView, KIND_POSITION};
 use super::segment::{
-    create_segment, file_name, is_blank, list_segments, open_segment, quarantine, quarantine_copy,
+    file_name, is_blank, list_segments, map_for_appends, open_segment, quarantine, quarantine_copy,
     remove_segment_file, sync_dir, Mapping, Segment, SegmentFault,
 };
 use super::HistoryLog;
@@ -89,14 +92,14 @@ impl HistoryLog {
             partition,
             segment_size,
             epoch: Arc::from(""),
-            epoch_stored: true,
+            epoch_file: EpochFile::Durable,
             segs: Segments::default(),
             next_seq: 1,
             channels: Default::default(),
             indexed: 0,
             dirty_from: 0,
             pending: Vec::new(),
-            dir_dirty: false,
+            dir_entries: DirEntries::Durable,
         };
         let scan = log.scan(&mut report)?;
         let plan = log.plan(&scan, &mut report);
@@ -288,20 +291,28 @@ impl HistoryLog {
     ) -> Result<(), HistoryError> {
         let partition = self.partition;
         report.epoch_reset = (!plan.lost.is_empty()).then(|| plan.lost.join("; "));
+        // A new partition (no `EPOCH`, no segment file) has nothing to protect: what it creates
+        // is synced by its first flush job, off the shard thread.
+        let new_partition = scan.files.is_empty() && matches!(scan.stored_epoch, Ok(None));
         let stored = scan.stored_epoch.ok().flatten();
         self.epoch = match (stored, &report.epoch_reset) {
             (Some(epoch), None) => epoch,
-            _ => match write_new_epoch(&self.dir, partition) {
-                Ok(epoch) => epoch,
-                Err(e) if e.is_no_space() && plan.lost.is_empty() && scan.files.is_empty() => {
-                    // A new partition on a full disk: nothing to protect yet. Its epoch is
-                    // stored with its first segment, once there is room.
-                    report.no_space = Some(e.to_string());
-                    self.epoch_stored = false;
-                    new_epoch(&self.dir, partition)?
+            _ if new_partition => {
+                debug_assert!(plan.lost.is_empty());
+                let epoch = new_epoch(&self.dir, partition)?;
+                self.dir_entries = DirEntries::Created;
+                match write_first_epoch(&self.dir, partition, &epoch) {
+                    Ok(()) => self.epoch_file = EpochFile::Written,
+                    Err(e) if e.is_no_space() => {
+                        // Written with the first segment, once there is room.
+                        report.no_space = Some(e.to_string());
+                        self.epoch_file = EpochFile::Missing;
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            },
+                epoch
+            }
+            _ => write_new_epoch(&self.dir, partition)?,
         };
         if let Some(path) = &plan.copy_aside {
             match quarantine_copy(path, partition) {
@@ -325,29 +336,24 @@ impl HistoryLog {
         for path in &plan.delete {
             remove_segment_file(path, partition)?;
         }
-        let prepared = if self.segs.list.is_empty() {
-            self.create_first_segment()
-        } else {
-            self.prepare_head()
+        let prepared = match self.segs.head() {
+            // The first segment starts as a later one does: its header and directory entry
+            // are synced by the next flush job.
+            None => self.roll(),
+            Some(head) => {
+                self.dirty_from = head.end;
+                self.prepare_head()
+            }
         };
         match prepared {
             Ok(()) => {}
             Err(e) if e.is_no_space() => report.no_space = Some(e.to_string()),
             Err(e) => return Err(e),
         }
-        sync_dir(&self.dir, partition)?;
-        self.dirty_from = self.segs.head().map_or(0, |head| head.end);
-        Ok(())
-    }
-
-    /// A log without segments gets its first one now, its header durable.
-    fn create_first_segment(&mut self) -> Result<(), HistoryError> {
-        let seg = create_segment(&self.dir, self.partition, self.next_seq, self.segment_size)?;
-        seg.mapping
-            .map
-            .flush_range(0, header::LEN)
-            .map_err(io_error(self.partition, "msync", &seg.mapping.path))?;
-        self.segs.list.push_back(seg);
+        if !new_partition {
+            // Deletions, quarantines and a replaced epoch are durable before the log serves.
+            sync_dir(&self.dir, partition)?;
+        }
         Ok(())
     }
 
@@ -371,15 +377,16 @@ impl HistoryLog {
             // acceptable size fits in it and the next segment never reuses its name.
             file.set_len(segment_size)
                 .map_err(io_error(partition, "extend", &path))?;
-            let map = MmapOptions::new()
-                .map_raw(&file)
-                .map_err(io_error(partition, "map", &path))?;
+            let map = map_for_appends(&file, partition, &path)?;
             head.mapping = Arc::new(Mapping {
                 map,
                 path: path.clone(),
                 size: segment_size as usize,
             });
             head.file_len = segment_size;
+        } else {
+            // Mapped by the scan; appends want no readahead (see `map_for_appends`).
+            let _ = head.mapping.map.advise(Advice::Random);
         }
         let from = head.end as u64;
         if head.file_len > from {

@@ -8,7 +8,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::{Advice, MmapOptions, MmapRaw};
 use nix::errno::Errno;
 use nix::fcntl::{fallocate, FallocateFlags};
 
@@ -256,9 +256,7 @@ fn init_segment(
 ) -> Result<Segment, HistoryError> {
     file.set_len(size)
         .map_err(io_error(partition, "size", path))?;
-    let map = MmapOptions::new()
-        .map_raw(&file)
-        .map_err(io_error(partition, "map", path))?;
+    let map = map_for_appends(&file, partition, path)?;
     let mut seg = Segment {
         mapping: Arc::new(Mapping {
             map,
@@ -282,6 +280,23 @@ fn init_segment(
     head[header::CREATED_MS].copy_from_slice(&crate::clock::unix_ms().to_le_bytes());
     seg.write(0, &head);
     Ok(seg)
+}
+
+/// Maps a segment that appends will write. Readahead is off for it (`MADV_RANDOM`): a write
+/// fault on a page the log has not touched would otherwise read (zero-fill, as the blocks are
+/// reserved but unwritten) the whole readahead window around it on the shard thread, 8 MiB
+/// here: milliseconds for the first write to a new segment (`benches/first_subscribe.rs`) and
+/// a stall of up to tens of milliseconds every few MiB of appends (`benches/history.rs`).
+/// Without it each page faults alone (a few µs each, once per 4 KiB). Faulting the reserved
+/// range in at once (`MADV_POPULATE_WRITE`) was measured too: about 1 ms per MiB in one
+/// call, a worse tail than single faults.
+pub fn map_for_appends(file: &File, partition: u32, path: &Path) -> Result<MmapRaw, HistoryError> {
+    let map = MmapOptions::new()
+        .map_raw(file)
+        .map_err(io_error(partition, "map", path))?;
+    // A hint: appends are correct without it.
+    let _ = map.advise(Advice::Random);
+    Ok(map)
 }
 
 pub fn remove_segment_file(path: &Path, partition: u32) -> Result<(), HistoryError> {

@@ -77,7 +77,6 @@ fn round_trip_and_reopen_keep_data_offsets_and_epoch() {
     assert_eq!(report.epoch_reset, None);
     assert_eq!((report.segments, report.records), (1, 0));
     assert_eq!(log.epoch().len(), 8);
-    assert!(log.take_flush().is_none(), "a fresh log is clean");
     let epoch = log.epoch().clone();
     log.append(
         "a",
@@ -603,11 +602,15 @@ fn flush_jobs_cover_appends_and_new_segments() {
     fn send_static<T: Send + 'static>(_: &T) {}
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut log, _) = open(dir.path());
+    log.take_flush()
+        .expect("the new partition's files")
+        .run()
+        .expect("flush");
     assert!(log.take_flush().is_none());
     push(&mut log, "a", 0, b"1");
     let job = log.take_flush().expect("dirty");
     send_static(&job);
-    assert!(job.dir.is_none());
+    assert!(job.epoch.is_none() && job.dirs.is_empty());
     assert!(job.bytes() > 0);
     std::thread::spawn(move || job.run())
         .join()
@@ -617,9 +620,54 @@ fn flush_jobs_cover_appends_and_new_segments() {
     fill(&mut log, 2);
     let job = log.take_flush().expect("dirty");
     assert_eq!(job.ranges.len(), 2);
-    assert!(job.dir.is_some());
+    assert_eq!(job.dirs, [dir.path()]);
     job.run().expect("flush");
     assert!(log.take_flush().is_none());
+}
+
+#[test]
+fn a_new_partition_leaves_its_syncs_to_the_first_flush_job() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("007");
+    let (mut log, report) = open(&dir);
+    assert_eq!((report.epoch_reset, report.no_space), (None, None));
+    assert_eq!(
+        fs::read(dir.join(EPOCH_FILE)).expect("EPOCH"),
+        log.epoch().as_bytes()
+    );
+    let job = log.take_flush().expect("the new partition's files");
+    assert_eq!(job.epoch, Some(dir.join(EPOCH_FILE)));
+    assert_eq!(job.ranges.len(), 1);
+    assert_eq!((job.ranges[0].from, job.ranges[0].to), (0, header::LEN));
+    assert_eq!(job.dirs, [dir.clone(), root.path().to_path_buf()]);
+    job.run().expect("flush");
+    assert!(log.take_flush().is_none());
+
+    // A reopened partition is not new: nothing to sync until something is appended.
+    let epoch = log.epoch().clone();
+    drop(log);
+    let (mut log, report) = open(&dir);
+    assert_eq!((log.epoch(), report.epoch_reset), (&epoch, None));
+    assert!(log.take_flush().is_none());
+}
+
+#[test]
+fn a_crash_before_the_first_flush_job_leaves_a_log_that_opens() {
+    // What a crash can leave of a new partition whose first job never ran: a torn EPOCH (or
+    // none) and a blank segment. The log opens with a new epoch and nothing in it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, _) = open(dir.path());
+    let epoch = log.epoch().clone();
+    drop(log);
+    fs::write(dir.path().join(EPOCH_FILE), b"").expect("tear EPOCH");
+    let files = segment_files(dir.path());
+    assert_eq!(files.len(), 1);
+    patch(&files[0], |bytes| bytes[..header::LEN].fill(0));
+    let (mut log, report) = open(dir.path());
+    assert_ne!(log.epoch(), &epoch);
+    assert!(report.epoch_reset.is_some());
+    assert_eq!((log.top("a"), log.segments()), (0, 1));
+    assert_eq!(push(&mut log, "a", 0, b"1"), 1);
 }
 
 #[test]
