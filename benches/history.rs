@@ -100,6 +100,8 @@ fn appends(dir: &Path, name: &str, policy: SyncPolicy) {
     let mut flushes = 0u64;
     // Nanoseconds per `append` call alone (flushes excluded), up to 10 s.
     let mut latency = Histogram::<u64>::new_with_max(10_000_000_000, 3).expect("histogram");
+    let (mut retains, mut deleted) = (0u64, 0usize);
+    let (mut retain_max, mut job_max) = (Duration::ZERO, Duration::ZERO);
     let start = Instant::now();
     let mut last_flush = start;
     while start.elapsed() < BUDGET {
@@ -130,8 +132,19 @@ fn appends(dir: &Path, name: &str, policy: SyncPolicy) {
             _ => {}
         }
         if appended & 0xffff == 0 {
-            log.retain(start.elapsed().as_millis() as u64)
+            let called = Instant::now();
+            let job = log
+                .retain(start.elapsed().as_millis() as u64)
                 .expect("retain");
+            retain_max = retain_max.max(called.elapsed());
+            retains += 1;
+            if let Some(job) = job {
+                // What the server runs on a blocking thread.
+                let called = Instant::now();
+                deleted += job.retired();
+                job.run().expect("retire");
+                job_max = job_max.max(called.elapsed());
+            }
         }
     }
     if policy != SyncPolicy::Never {
@@ -151,6 +164,12 @@ fn appends(dir: &Path, name: &str, policy: SyncPolicy) {
         latency.value_at_quantile(0.9999) as f64 / 1e3,
         latency.max() as f64 / 1e3,
         latency.count_between(100_000, u64::MAX)
+    );
+    println!(
+        "       retain: {retains} calls retired {deleted} segments; longest call {:.2} ms, \
+         longest job (syncs and deletes, off the shard in the server) {:.2} ms",
+        retain_max.as_secs_f64() * 1e3,
+        job_max.as_secs_f64() * 1e3
     );
     drop(log);
     std::fs::remove_dir_all(dir).expect("clean up");

@@ -97,8 +97,10 @@ pub trait Engine {
     /// Drops the channel's stored publications, keeping its position.
     fn remove_history(&mut self, channel: &str) -> Result<(), ErrorCode>;
 
-    /// Retention over everything stored; returns the segments deleted.
-    fn retain(&mut self) -> usize;
+    /// Retention over everything stored: drops what the policies no longer serve and returns
+    /// the blocking work it leaves (syncing carried positions, then deleting retired
+    /// segments), to run off the core one job after another, in order.
+    fn retain(&mut self) -> Vec<SyncJob>;
 
     /// The work that makes everything stored so far durable.
     fn take_syncs(&mut self) -> Vec<SyncJob>;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::clock::unix_ms;
 use crate::config::{ChannelOptions, Config, Fsync};
-use crate::history::{self, HistoryError, HistoryLog, OpenReport};
+use crate::history::{self, FlushError, FlushJob, HistoryError, HistoryLog, OpenReport};
 use crate::limits::{PARTITIONS, PARTITION_DIR_DIGITS, STREAM_OFFSET_MAX};
 use crate::protocol::{ErrorCode, Publication};
 use crate::router::msg::{HistoryPage, HistoryQuery, RecoverFrom, Recovery, StreamTop};
@@ -222,6 +222,22 @@ impl ChannelOwner {
 }
 
 /// A channel's history policy from its options (none: keep nothing).
+/// A log's flush job as the shard runs it: a failed sync is an error (the shard stops, see
+/// `shard::durability`); a retired segment that could not be deleted is only reported.
+fn sync_job(partition: u32, job: FlushJob) -> SyncJob {
+    Box::new(move || match job.run() {
+        Ok(()) => Ok(()),
+        Err(FlushError::Sync(e)) => Err(e),
+        Err(FlushError::Delete(e)) => {
+            eprintln!(
+                "ringcast: history retention of partition {partition}: {e}; it stays on disk \
+                 until a restart retires it again"
+            );
+            Ok(())
+        }
+    })
+}
+
 fn policy_of(options: Option<ChannelOptions>) -> history::Policy {
     options
         .filter(ChannelOptions::history)
@@ -345,28 +361,23 @@ impl Engine for ChannelOwner {
         removed
     }
 
-    fn retain(&mut self) -> usize {
+    fn retain(&mut self) -> Vec<SyncJob> {
         let now = unix_ms();
-        let mut deleted = 0;
+        let mut jobs = Vec::new();
         for (p, log) in &mut self.logs {
             match log.retain(now) {
-                Ok(n) => deleted += n,
-                // A failed sync: see `shard::durability` for why that ends the process.
-                Err(e @ HistoryError::Io { op, .. }) if op.contains("flush") => {
-                    eprintln!("ringcast: history retention of partition {p}: {e}; stopping");
-                    std::process::exit(crate::EXIT_SYNC_FAILED);
-                }
+                Ok(None) => {}
+                Ok(Some(job)) => jobs.push(sync_job(*p, job)),
                 Err(e) => eprintln!("ringcast: history retention of partition {p}: {e}"),
             }
         }
-        deleted
+        jobs
     }
 
     fn take_syncs(&mut self) -> Vec<SyncJob> {
         self.logs
-            .values_mut()
-            .filter_map(HistoryLog::take_flush)
-            .map(|job| Box::new(move || job.run()) as SyncJob)
+            .iter_mut()
+            .filter_map(|(p, log)| Some(sync_job(*p, log.take_flush()?)))
             .collect()
     }
 

@@ -3,7 +3,8 @@
 //! It owns the partition's directory (e.g. `data/history/017/`): the `EPOCH` file, the segment
 //! files and their memory mappings, and the in-memory index of each channel's recent
 //! publications and top offset. One shard thread owns a partition, so nothing here locks; the
-//! only thing that leaves the thread is a [`FlushJob`], which runs msync on a blocking thread.
+//! only thing that leaves the thread is a [`FlushJob`] (syncs, and deleting the segments
+//! retention retired), which runs on a blocking thread.
 //! Imports only leaves (`limits`, `clock`, `rand`).
 //!
 //! The pieces: `record` (the on-disk grammar and the record codec), `segment` (files and
@@ -79,8 +80,8 @@ use bytes::Bytes;
 
 use epoch::EpochFile;
 pub use error::{HistoryError, OpenReport};
-pub use flush::FlushJob;
 use flush::{DirEntries, FlushRange};
+pub use flush::{FlushError, FlushJob};
 use index::{entry, entry_ordinal, entry_position, Channel, Segments};
 use record::{header, Fields, KIND_PUBLICATION};
 use segment::create_segment;

@@ -5,10 +5,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::error::{io_error, HistoryError};
+use super::error::HistoryError;
+use super::flush::FlushJob;
 use super::index::entry_ordinal;
 use super::record::{Fields, KIND_POSITION};
-use super::segment::remove_segment_file;
 use super::HistoryLog;
 
 impl HistoryLog {
@@ -44,12 +44,14 @@ impl HistoryLog {
         })
     }
 
-    /// Retention: drops index entries past their channel's ttl, then deletes the oldest
-    /// segments (never the head) that no index entry references. Channels whose last record
-    /// lies in such a segment first get a position record at the head, and those are synced
-    /// before any file goes (blocking, once per retention that deletes): otherwise a crash
-    /// could lose a quiet channel's top without an epoch change. Returns the segments deleted.
-    pub fn retain(&mut self, now_ms: u64) -> Result<usize, HistoryError> {
+    /// Retention: drops index entries past their channel's ttl, then retires the oldest
+    /// segments (never the head) that no index entry references: they leave the log now, and
+    /// the returned job deletes their files. Channels whose last record lies in such a segment
+    /// first get a position record at the head, and the job syncs those before any file goes:
+    /// otherwise a crash could lose a quiet channel's top without an epoch change. The job is
+    /// blocking (run it off the shard), and jobs of one log run one after another, in order:
+    /// the files left must stay contiguous.
+    pub fn retain(&mut self, now_ms: u64) -> Result<Option<FlushJob>, HistoryError> {
         for ch in self.channels.values_mut() {
             let Some(cutoff) = ch.cutoff(now_ms) else {
                 continue;
@@ -79,7 +81,7 @@ impl HistoryLog {
             .take_while(|seg| seg.refs == 0)
             .count();
         if doomed == 0 {
-            return Ok(0);
+            return Ok(None);
         }
         let first = self.segs.first_ordinal;
         let carried: Vec<(Arc<str>, u64)> = self
@@ -94,21 +96,18 @@ impl HistoryLog {
                 ch.last_segment = entry_ordinal(at);
             }
         }
-        if !carried.is_empty() {
-            if let Some(job) = self.take_flush() {
-                job.run().map_err(io_error(
-                    self.partition,
-                    "flush carried positions in",
-                    &self.dir,
-                ))?;
-            }
-        }
+        let mut job = if carried.is_empty() {
+            FlushJob::default()
+        } else {
+            self.unsynced()
+        };
         for _ in 0..doomed {
-            let path = self.segs.list[0].mapping.path.clone();
-            remove_segment_file(&path, self.partition)?;
-            self.segs.list.pop_front();
+            let Some(seg) = self.segs.list.pop_front() else {
+                break;
+            };
             self.segs.first_ordinal = self.segs.first_ordinal.wrapping_add(1);
+            job.retired.push(seg.mapping);
         }
-        Ok(doomed)
+        Ok(Some(job))
     }
 }

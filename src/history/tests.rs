@@ -532,6 +532,58 @@ fn remove_keeps_the_position_across_restarts() {
 }
 
 #[test]
+fn retired_segments_go_only_when_their_job_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    let policy = Policy { keep: 1, ttl_ms: 0 };
+    let data = [b'5'; 100];
+    // "quiet" is written once, in the first segment; "busy" fills three more.
+    log.append("quiet", 1, 0, Entry::data(&data), policy)
+        .expect("append");
+    let mut offset = 0;
+    while log.segments() < 4 {
+        offset += 1;
+        log.append("busy", offset, 0, Entry::data(&data), policy)
+            .expect("append");
+    }
+    log.take_flush().expect("dirty").run().expect("flush");
+    log.set_policy("quiet", Policy { keep: 0, ttl_ms: 0 });
+    let files = segment_files(dir.path());
+    assert_eq!(files.len(), 4);
+
+    let job = log.retain(0).expect("retain").expect("segments to retire");
+    assert_eq!((job.retired(), log.segments()), (3, 1));
+    assert!(
+        job.bytes() > 0,
+        "the carried position of \"quiet\" is synced first"
+    );
+    assert!(
+        files.iter().all(|f| f.exists()),
+        "nothing is deleted before the job runs"
+    );
+    let syncer = log
+        .take_flush()
+        .expect("the syncer's job still covers the position");
+    assert_eq!(syncer.retired(), 0);
+
+    // A crash before the job ran: the retired files are read again, as the oldest segments.
+    drop((job, syncer, log));
+    let (mut log, report) = open(dir.path());
+    assert_eq!((report.epoch_reset, report.truncated.len()), (None, 0));
+    assert_eq!((log.top("quiet"), log.top("busy")), (1, offset));
+    log.set_policies(|_| policy);
+    log.set_policy("quiet", Policy { keep: 0, ttl_ms: 0 });
+    let job = log.retain(0).expect("retain").expect("segments to retire");
+    assert_eq!(job.retired(), 3, "the same three, retired again");
+    job.run().expect("retire");
+    assert_eq!(segment_files(dir.path()), files[3..]);
+    drop(log);
+    let (log, report) = open(dir.path());
+    assert_eq!(report.epoch_reset, None);
+    assert_eq!((log.top("quiet"), log.top("busy")), (1, offset));
+}
+
+#[test]
 fn retention_bounds_the_disk_and_keeps_quiet_channels_positions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut log, _) = open(dir.path());
@@ -564,7 +616,10 @@ fn retention_bounds_the_disk_and_keeps_quiet_channels_positions() {
         )
         .expect("append");
         if step % 100 == 0 {
-            deleted += log.retain(now).expect("retain");
+            if let Some(job) = log.retain(now).expect("retain") {
+                deleted += job.retired();
+                job.run().expect("retire");
+            }
         }
         if step >= steps / 2 {
             late_max = late_max.max(log.disk_bytes());

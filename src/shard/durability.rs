@@ -84,11 +84,15 @@ impl Shard {
     }
 
     /// Retention: drops what history no longer serves and deletes segments nothing
-    /// references.
+    /// references. The deletions (and the syncs they wait for) run off the core, one job at a
+    /// time: the next retention starts after the last one's jobs finished.
     pub async fn run_retention(self: Rc<Self>) {
         loop {
             glommio::timer::sleep(Duration::from_millis(HISTORY_RETENTION_INTERVAL_MS)).await;
-            self.engine.borrow_mut().retain();
+            let jobs = self.engine.borrow_mut().retain();
+            for job in jobs {
+                self.run_sync(job).await;
+            }
         }
     }
 }
