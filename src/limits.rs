@@ -117,6 +117,13 @@ pub const STREAM_OFFSET_MAX: u64 = (1 << 53) - 1;
 pub const HISTORY_SEQ_MAX: u64 = 1 << 62;
 /// Blocks reserved ahead of the write position (one fallocate per this many bytes).
 pub const HISTORY_ALLOCATE_AHEAD_BYTES: usize = 1 << 20;
+/// The state an owner keeps for a channel with history that was published to while nobody
+/// subscribes is dropped after this long (its log keeps the stream's position, so it comes
+/// back as it was); it spares rebuilding the state for every publication to a busy channel.
+pub const CHANNEL_IDLE_STATE_MS: u64 = 10_000;
+/// At most this many such idle states wait for `CHANNEL_IDLE_STATE_MS` per shard; past it the
+/// oldest are dropped at once, so a flood of new names cannot grow an owner without bound.
+pub const CHANNEL_IDLE_STATES_MAX: usize = 100_000;
 /// Retention runs this often.
 pub const HISTORY_RETENTION_INTERVAL_MS: u64 = 1_000;
 /// Under `never`, the dirty ranges nobody syncs are dropped this often.

@@ -468,16 +468,32 @@ fn client_and_api_history_and_history_remove() {
 }
 
 #[test]
-fn channels_without_history_answer_108_and_keep_offsets() {
+fn channels_without_history_answer_108_have_no_stream_and_leave_no_state() {
     let server = Server::start(&["channel.without_namespace.allow_history_for_client=true"]);
     let (mut client, _) = Client::connect(&server, "u");
     let reply = client.command("history", json!({"channel": "plain"}));
     assert_eq!(reply["error"]["code"], 108);
     let reply = server.api("history", &json!({"channel": "plain"}));
     assert_eq!(reply["error"]["code"], 108);
-    assert_eq!(publish(&server, "plain", 1)["result"]["offset"], 1);
-    assert_eq!(publish(&server, "plain", 2)["result"]["offset"], 2);
+    // As in Centrifugo: no offset, no epoch.
+    assert_eq!(publish(&server, "plain", 1)["result"], json!({}));
+    client.subscribe("plain");
+    assert_eq!(publish(&server, "plain", 2)["result"], json!({}));
+    assert_eq!(client.publication(), ("plain".into(), json!({"n": 2}), 0));
+    server.wait_metric("channel_states", 1);
+    // Publications to names nobody subscribes to leave nothing behind.
+    for i in 0..200 {
+        assert_eq!(
+            publish(&server, &format!("gone-{i}"), i)["result"],
+            json!({})
+        );
+    }
+    assert_eq!(server.metric("channel_states"), 1);
+    let reply = client.command("unsubscribe", json!({"channel": "plain"}));
+    assert!(reply.get("unsubscribe").is_some(), "{reply}");
+    server.wait_metric("channel_states", 0);
     assert!(segments_of(&server).is_empty(), "nothing stored");
+    assert_eq!(server.metric("history_channels"), 0);
 }
 
 fn segments_of(server: &Server) -> Vec<u64> {

@@ -187,7 +187,7 @@ fn a_full_disk_at_start_is_reported_and_the_server_serves_what_it_can() {
     let server = Server::spawn(command);
     // Channels without history are unaffected.
     let reply = server.api("publish", &json!({"channel": "plain", "data": 1}));
-    assert_eq!(reply["result"]["offset"], 1, "{reply}");
+    assert_eq!(reply["result"], json!({}), "{reply}");
     // A history channel of the full partition fails with a temporary-looking internal error,
     // and the server stays up.
     let reply = server.api("publish", &json!({"channel": history, "data": 1}));

@@ -62,7 +62,12 @@ fn gentoken(user: &str) -> String {
 }
 
 /// Runs the SDK scenario; returns the JSON step lines it printed.
-fn run_sdk(server: &Server, channel: &str, expect_denied: bool) -> Vec<serde_json::Value> {
+fn run_sdk(
+    server: &Server,
+    channel: &str,
+    expect_denied: bool,
+    history: bool,
+) -> Vec<serde_json::Value> {
     install_sdk();
     let output = Command::new("node")
         .arg(sdk_dir().join("js_client.mjs"))
@@ -75,6 +80,8 @@ fn run_sdk(server: &Server, channel: &str, expect_denied: bool) -> Vec<serde_jso
             "RINGCAST_EXPECT_PUBLISH_DENIED",
             if expect_denied { "1" } else { "0" },
         )
+        // Only a channel with history has offsets.
+        .env("RINGCAST_REQUIRE_OFFSET", if history { "1" } else { "0" })
         .output()
         .expect("node runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -98,8 +105,13 @@ fn step<'a>(steps: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value
 
 #[test]
 fn js_sdk_connects_subscribes_receives_and_publishes() {
-    let server = Server::start(&["channel.without_namespace.allow_publish_for_client=true"]);
-    let steps = run_sdk(&server, "chat-room", false);
+    // History on: the scenario checks the offsets of what it receives and publishes.
+    let server = Server::start(&[
+        "channel.without_namespace.allow_publish_for_client=true",
+        "channel.without_namespace.history_size=10",
+        "channel.without_namespace.history_ttl=300s",
+    ]);
+    let steps = run_sdk(&server, "chat-room", false, true);
     assert_eq!(
         step(&steps, "connected")["client"].as_str().unwrap().len(),
         36
@@ -114,8 +126,13 @@ fn js_sdk_connects_subscribes_receives_and_publishes() {
 #[test]
 fn js_sdk_sees_permission_error_when_client_publish_is_off() {
     let server = Server::start(&[]);
-    let steps = run_sdk(&server, "news", true);
+    let steps = run_sdk(&server, "news", true, false);
     assert_eq!(step(&steps, "client_publish")["denied"], 103);
+    // No history, no stream: the SDK sees no offset, as from Centrifugo.
+    assert_eq!(
+        step(&steps, "api_publication")["offset"],
+        serde_json::Value::Null
+    );
     step(&steps, "done");
 }
 

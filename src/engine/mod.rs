@@ -66,6 +66,10 @@ pub struct Usage {
     pub history_records: u64,
     /// Channels with subscribers somewhere.
     pub active_channels: u64,
+    /// Channel states held (subscribed channels and idle ones waiting to be dropped).
+    pub channel_states: u64,
+    /// Channels whose position the history logs keep.
+    pub history_channels: u64,
 }
 
 /// The calls a shard makes for the channels it owns. Errors are reply codes.

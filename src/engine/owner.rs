@@ -3,9 +3,15 @@
 //! subscribers, and the `HistoryLog` of every partition this shard owns. Recovery and history
 //! queries are in `recovery`.
 //!
+//! A channel's state lives while some shard subscribes to it or a publication is held for
+//! it. A channel without history has no stream (its publications carry no offset, as in
+//! Centrifugo), so nothing of it outlives its last subscriber and a publication to it with
+//! nobody subscribed leaves nothing behind. A channel with history published to while nobody
+//! subscribes keeps its state `CHANNEL_IDLE_STATE_MS` (its log keeps the position for good).
+//!
 //! Touches nothing outside itself and its logs' files: no rings, no connections.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +19,10 @@ use std::sync::Arc;
 use crate::clock::unix_ms;
 use crate::config::{ChannelOptions, Config, Fsync};
 use crate::history::{self, FlushError, FlushJob, HistoryError, HistoryLog, OpenReport};
-use crate::limits::{PARTITIONS, PARTITION_DIR_DIGITS, STREAM_OFFSET_MAX};
+use crate::limits::{
+    CHANNEL_IDLE_STATES_MAX, CHANNEL_IDLE_STATE_MS, PARTITIONS, PARTITION_DIR_DIGITS,
+    STREAM_OFFSET_MAX,
+};
 use crate::protocol::{ErrorCode, Publication};
 use crate::router::msg::{HistoryPage, HistoryQuery, RecoverFrom, Recovery, StreamTop};
 use crate::router::partition;
@@ -24,7 +33,7 @@ use super::{Engine, Outcome, PublishInput, Release, ShardSet, SyncJob, Usage};
 pub(super) struct ChannelState {
     pub name: Arc<str>,
     pub options: ChannelOptions,
-    /// The log's epoch for channels with history, this run's for the others.
+    /// The log's epoch for channels with history; empty for the others (no stream).
     pub epoch: Arc<str>,
     /// Offset of the last publication (0: none yet).
     pub offset: u64,
@@ -41,9 +50,11 @@ pub struct ChannelOwner {
     shards: usize,
     pub(super) config: Config,
     history_dir: PathBuf,
-    /// Epochs for channels without history, random per start: their offsets live in memory
-    /// only, so a restart starts a new stream.
-    run_epochs: Vec<Arc<str>>,
+    /// The empty epoch of channels without history, shared.
+    no_stream: Arc<str>,
+    /// States of history channels published to while nobody subscribed, with when, oldest
+    /// first: dropped after `CHANNEL_IDLE_STATE_MS` if still idle (see the module doc).
+    idle: VecDeque<(Arc<str>, u64)>,
     /// The history log of each owned partition that has one (opened at start, created on a
     /// history channel's first use).
     pub(super) logs: HashMap<u32, HistoryLog>,
@@ -53,16 +64,13 @@ pub struct ChannelOwner {
 impl ChannelOwner {
     /// An owner with no logs opened (tests and benches).
     pub fn new(shard: usize, shards: usize, config: Config) -> Result<Self, String> {
-        let run_epochs = (0..PARTITIONS)
-            .map(|_| crate::rand::epoch().map(Arc::from))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
         Ok(ChannelOwner {
             shard,
             shards,
             history_dir: config.history_storage.data_dir.join("history"),
             config,
-            run_epochs,
+            no_stream: Arc::from(""),
+            idle: VecDeque::new(),
             logs: HashMap::new(),
             channels: HashMap::new(),
         })
@@ -140,7 +148,7 @@ impl ChannelOwner {
                 let log = &self.logs[&p];
                 (log.top(channel), log.epoch().clone())
             } else {
-                (0, self.run_epochs[p as usize].clone())
+                (0, self.no_stream.clone())
             };
             let name: Arc<str> = channel.into();
             self.channels.insert(
@@ -171,20 +179,63 @@ impl ChannelOwner {
             .ok_or(ErrorCode::Internal)
     }
 
-    /// Drops the state of a history channel nobody subscribes to and nothing is held for:
-    /// its log has the offset and epoch, so the state comes back as it was. Called when a
-    /// shard leaves and after history queries, not after publishing: a channel published to
-    /// is in its log anyway, and rebuilding its state for every publication to it costs more
-    /// than keeping ~150 bytes. (Channels without history keep their state: their offsets
-    /// live nowhere else.)
-    pub(super) fn forget_if_idle(&mut self, channel: &str) {
-        if self
-            .channels
-            .get(channel)
-            .is_some_and(|s| s.shards.is_empty() && s.options.history() && s.visible == s.offset)
-        {
+    /// Drops the state of a channel nobody subscribes to and nothing is held for: a history
+    /// channel's log has the offset and epoch, so its state comes back as it was; a channel
+    /// without history has no stream to keep. Called when a shard leaves, after history
+    /// queries, and for channels published to while idle once `CHANNEL_IDLE_STATE_MS` passed
+    /// (`forget_idle`); returns whether the state is gone.
+    pub(super) fn forget_if_idle(&mut self, channel: &str) -> bool {
+        let Some(state) = self.channels.get(channel) else {
+            return true;
+        };
+        let idle =
+            state.shards.is_empty() && (!state.options.history() || state.visible == state.offset);
+        if idle {
             self.channels.remove(channel);
         }
+        idle
+    }
+
+    /// Drops the idle states published-to channels left that waited `CHANNEL_IDLE_STATE_MS`.
+    /// A state still held for a sync waits another round; one subscribed to again leaves the
+    /// queue (its last unsubscribe drops it).
+    fn forget_idle(&mut self, now_ms: u64) {
+        let mut waited = Vec::new();
+        while let Some(&(_, since)) = self.idle.front() {
+            if since.saturating_add(CHANNEL_IDLE_STATE_MS) > now_ms {
+                break;
+            }
+            waited.extend(self.forget_oldest_idle());
+        }
+        self.idle
+            .extend(waited.into_iter().map(|name| (name, now_ms)));
+    }
+
+    /// Queues the state of a history channel a publication created while nobody subscribed;
+    /// past `CHANNEL_IDLE_STATES_MAX` waiting, the oldest goes at once.
+    fn queue_idle(&mut self, name: Arc<str>, now_ms: u64) {
+        self.idle.push_back((name, now_ms));
+        if self.idle.len() > CHANNEL_IDLE_STATES_MAX {
+            if let Some(held) = self.forget_oldest_idle() {
+                self.idle.push_back((held, now_ms));
+            }
+        }
+    }
+
+    /// Takes the oldest idle entry and drops its state if it is still idle; returns its name
+    /// if the state is held for a sync (to be queued again).
+    fn forget_oldest_idle(&mut self) -> Option<Arc<str>> {
+        let (name, _) = self.idle.pop_front()?;
+        let held = self
+            .channels
+            .get(&name)
+            .is_some_and(|s| s.shards.is_empty() && s.visible != s.offset);
+        (!self.forget_if_idle(&name) && held).then_some(name)
+    }
+
+    /// States this owner holds (subscribed channels, idle ones waiting to be dropped).
+    pub fn channel_states(&self) -> usize {
+        self.channels.len()
     }
 
     /// Appends a publication of a history channel at `offset`.
@@ -252,23 +303,46 @@ fn policy_of(options: Option<ChannelOptions>) -> history::Policy {
 impl Engine for ChannelOwner {
     fn publish(&mut self, channel: &str, input: PublishInput<'_>) -> Result<Outcome, ErrorCode> {
         let hold = self.config.history_storage.fsync == Fsync::Always;
+        if !self.channels.contains_key(channel) {
+            let options = self
+                .config
+                .channel_options(channel)
+                .ok_or(ErrorCode::UnknownChannel)?;
+            if !options.history() {
+                // No stream and nobody subscribed: nothing to deliver, nothing to keep.
+                return Ok(Outcome {
+                    channel: channel.into(),
+                    publication: Publication {
+                        offset: None,
+                        data: input.data.clone(),
+                        info: input.info.cloned(),
+                        tags: input.tags.cloned(),
+                    },
+                    epoch: self.no_stream.clone(),
+                    shards: ShardSet::default(),
+                    release: Release::Now,
+                });
+            }
+            let name = self.state(channel)?.name.clone();
+            self.queue_idle(name, unix_ms());
+        }
         let state = self.state(channel)?;
         let options = state.options;
         let next = state.offset + 1;
-        let takes_offset = !(options.history() && input.skip_history);
+        // Only a channel with history has a stream; `skip_history` publications take no
+        // place in it.
+        let takes_offset = options.history() && !input.skip_history;
         if takes_offset && next > STREAM_OFFSET_MAX {
             eprintln!(
                 "ringcast: channel {channel:?} reached the largest offset {STREAM_OFFSET_MAX}"
             );
             return Err(ErrorCode::Internal);
         }
-        let offset = if !options.history() {
-            Some(next)
-        } else if input.skip_history {
-            None
-        } else {
+        let offset = if takes_offset {
             self.append(channel, next, &options, &input)?;
             Some(next)
+        } else {
+            None
         };
         let release = if hold && options.history() {
             Release::AfterSync
@@ -363,6 +437,7 @@ impl Engine for ChannelOwner {
 
     fn retain(&mut self) -> Vec<SyncJob> {
         let now = unix_ms();
+        self.forget_idle(now);
         let mut jobs = Vec::new();
         for (p, log) in &mut self.logs {
             match log.retain(now) {
@@ -393,6 +468,12 @@ impl Engine for ChannelOwner {
             history_bytes,
             history_records,
             active_channels: self.active_channels() as u64,
+            channel_states: self.channel_states() as u64,
+            history_channels: self
+                .logs
+                .values()
+                .map(HistoryLog::channel_count)
+                .sum::<usize>() as u64,
         }
     }
 }
@@ -400,6 +481,7 @@ impl Engine for ChannelOwner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::GoDuration;
     use bytes::Bytes;
 
     fn input(data: &Bytes) -> PublishInput<'_> {
@@ -412,31 +494,33 @@ mod tests {
     }
 
     #[test]
-    fn offsets_are_contiguous_per_channel_and_shard_sets_follow_subscribers() {
+    fn channels_without_history_have_no_stream_and_no_state_without_subscribers() {
         let mut owner = ChannelOwner::new(0, 1, Config::default()).unwrap();
         owner.subscribe("a", 0, true, None).0.unwrap();
         owner.subscribe("a", 3, true, None).0.unwrap();
         let data = Bytes::from_static(b"{}");
         let first = owner.publish("a", input(&data)).unwrap();
-        let second = owner.publish("a", input(&data)).unwrap();
         let other = owner.publish("b", input(&data)).unwrap();
-        let offset = |o: &Outcome| o.publication.offset.map_or(0, NonZeroU64::get);
-        assert_eq!((offset(&first), offset(&second), offset(&other)), (1, 2, 1));
+        // As in Centrifugo: no offset, no epoch (the publish result is `{}`).
+        assert_eq!((first.publication.offset, &*first.epoch), (None, ""));
+        assert_eq!(other.publication.offset, None);
         assert_eq!(first.shards.iter().collect::<Vec<_>>(), [0, 3]);
-        assert!(other.shards.is_empty());
         assert_eq!(first.release, Release::Now);
-        owner.remove_shard("a", 0);
+        assert!(other.shards.is_empty());
         assert_eq!(
-            owner
-                .publish("a", input(&data))
-                .unwrap()
-                .shards
-                .iter()
-                .collect::<Vec<_>>(),
-            [3]
+            owner.channel_states(),
+            1,
+            "publishing to \"b\" left nothing"
         );
-        assert_eq!(first.epoch.len(), 8);
-        assert_eq!(first.epoch, second.epoch);
+        owner.remove_shard("a", 0);
+        let shards = owner.publish("a", input(&data)).unwrap().shards;
+        assert_eq!(shards.iter().collect::<Vec<_>>(), [3]);
+        owner.remove_shard("a", 3);
+        assert_eq!(
+            owner.channel_states(),
+            0,
+            "nothing outlives the last subscriber"
+        );
         let query = HistoryQuery {
             limit: 10,
             since: None,
@@ -446,5 +530,47 @@ mod tests {
             owner.history("a", &query).unwrap_err(),
             ErrorCode::NotAvailable
         );
+        assert_eq!(owner.channel_states(), 0);
+    }
+
+    #[test]
+    fn idle_states_of_history_channels_are_dropped_and_come_back_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.history_storage.data_dir = dir.path().to_path_buf();
+        config.channel.without_namespace.history_size = 10;
+        config.channel.without_namespace.history_ttl = GoDuration::from_millis(300_000);
+        let mut owner = ChannelOwner::new(0, 1, config).unwrap();
+        let data = Bytes::from_static(b"{}");
+        let offset = |o: Outcome| o.publication.offset.map_or(0, NonZeroU64::get);
+        assert_eq!(offset(owner.publish("h", input(&data)).unwrap()), 1);
+        assert_eq!(offset(owner.publish("h", input(&data)).unwrap()), 2);
+        owner.subscribe("s", 1, true, None).0.unwrap();
+        assert_eq!(offset(owner.publish("s", input(&data)).unwrap()), 1);
+        assert_eq!(owner.channel_states(), 2);
+
+        let now = unix_ms();
+        owner.forget_idle(now);
+        assert_eq!(owner.channel_states(), 2, "not idle long enough yet");
+        owner.forget_idle(now + CHANNEL_IDLE_STATE_MS);
+        assert_eq!(
+            owner.channel_states(),
+            1,
+            "\"h\" dropped, \"s\" is subscribed"
+        );
+        assert_eq!(
+            owner.usage().history_channels,
+            2,
+            "the log keeps both positions"
+        );
+        let again = owner.publish("h", input(&data)).unwrap();
+        assert_eq!(offset(again), 3, "the stream goes on from the log");
+
+        // A flood of new names: at most CHANNEL_IDLE_STATES_MAX states wait, at any moment.
+        owner.forget_idle(now + 2 * CHANNEL_IDLE_STATE_MS);
+        for i in 0..CHANNEL_IDLE_STATES_MAX + 10 {
+            owner.publish(&format!("n{i}"), input(&data)).unwrap();
+        }
+        assert_eq!(owner.channel_states(), 1 + CHANNEL_IDLE_STATES_MAX);
     }
 }

@@ -169,6 +169,11 @@ impl HistoryLog {
         self.channels.get(channel).map_or(0, |ch| ch.top)
     }
 
+    /// Channels the log knows (each keeps its position for good: its stream meta).
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
     /// Every channel the log knows with its top offset.
     pub fn channels(&self) -> impl Iterator<Item = (&Arc<str>, u64)> + '_ {
         self.channels.iter().map(|(name, ch)| (name, ch.top))

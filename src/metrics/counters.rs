@@ -17,6 +17,10 @@ pub struct ShardStats {
     pub history_bytes: u64,
     /// Publications indexed in those logs.
     pub history_records: u64,
+    /// Channel states its owner holds, subscribed or idle.
+    pub channel_states: u64,
+    /// Channels whose position its logs keep.
+    pub history_channels: u64,
 }
 
 impl std::ops::AddAssign for ShardStats {
@@ -31,6 +35,8 @@ impl std::ops::AddAssign for ShardStats {
         self.slow_disconnects += o.slow_disconnects;
         self.history_bytes += o.history_bytes;
         self.history_records += o.history_records;
+        self.channel_states += o.channel_states;
+        self.history_channels += o.history_channels;
     }
 }
 

@@ -11,7 +11,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 type Field = fn(&ShardStats) -> u64;
 
 /// Name, type, help, field: one row per metric.
-const METRICS: [(&str, &str, &str, Field); 9] = [
+const METRICS: [(&str, &str, &str, Field); 11] = [
     ("connections", "gauge", "Open WebSocket connections.", |s| {
         s.connections
     }),
@@ -62,6 +62,19 @@ const METRICS: [(&str, &str, &str, Field); 9] = [
         "gauge",
         "Publications held in the history index, by owner shard.",
         |s| s.history_records,
+    ),
+    (
+        "channel_states",
+        "gauge",
+        "Channel states held by owner shards: subscribed channels, and channels with history \
+         published to while nobody subscribes (kept for a few seconds).",
+        |s| s.channel_states,
+    ),
+    (
+        "history_channels",
+        "gauge",
+        "Channels whose stream position the history logs keep, by owner shard.",
+        |s| s.history_channels,
     ),
 ];
 

@@ -21,6 +21,8 @@ impl Shard {
             channels: usage.active_channels,
             history_bytes: usage.history_bytes,
             history_records: usage.history_records,
+            channel_states: usage.channel_states,
+            history_channels: usage.history_channels,
             messages_in: self.messages_in.get(),
             messages_out: hub.deliveries(),
             publications: self.publications.get(),

@@ -241,6 +241,24 @@ impl Server {
         response
     }
 
+    /// Waits until `metric` reads `value` (10 s at most; a state another shard changes
+    /// arrives over a ring).
+    #[allow(dead_code)]
+    pub fn wait_metric(&self, name: &str, value: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.metric(name);
+            if now == value {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ringcast_{name} stayed {now}, expected {value}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn metric(&self, name: &str) -> u64 {
         let (status, text) = self.http("GET", "/metrics", &[], b"");
         assert_eq!(status, 200);
