@@ -143,6 +143,9 @@ pub const SHARD_START_TIMEOUT_MS: u64 = 30_000;
 pub const LISTEN_BACKLOG: i32 = 4096;
 /// Pause after a failed accept (out of descriptors): back off instead of spinning.
 pub const ACCEPT_BACKOFF_MS: u64 = 10;
+/// Connections the accept loop takes from the kernel's queue in a row before it lets the
+/// shard's other tasks run.
+pub const ACCEPT_BATCH: usize = 64;
 /// Descriptors the process keeps for itself besides connections: listeners, eventfds,
 /// io_uring rings, history segments, the data-directory lock.
 pub const OPEN_FILES_RESERVED: u64 = 256;

@@ -1,10 +1,17 @@
 //! Randomness the server hands out: epochs (eight lowercase letters, Centrifugo's shape), client
 //! ids (version-4 UUID bytes) and secrets (64 hex characters for dev mode and `genconfig`).
 //!
-//! Owns nothing; reads the OS random source (getrandom). A failing OS random source is an
-//! error value: the caller decides whether that stops it (start-up) or fails one request.
+//! Owns one ChaCha12 generator per thread, seeded from the OS random source (getrandom) on
+//! first use; values handed out per connection (client ids, ping jitter) come from it, so a
+//! connect costs no syscall for them. Epochs and secrets, rare and long-lived, read the OS
+//! source each time. A failing OS random source is an error value: the caller decides whether
+//! that stops it (start-up) or fails one request.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
+
+use rand_chacha::ChaCha12Rng;
+use rand_core::{RngCore, SeedableRng};
 
 /// The OS random source failed (no entropy source: a broken sandbox or kernel).
 #[derive(Debug)]
@@ -25,6 +32,26 @@ pub fn bytes<const N: usize>() -> Result<[u8; N], RandomError> {
     Ok(out)
 }
 
+thread_local! {
+    /// This thread's generator; `None` until first used.
+    static GENERATOR: RefCell<Option<ChaCha12Rng>> = const { RefCell::new(None) };
+}
+
+/// `N` random bytes from this thread's generator (a cryptographically secure stream, seeded
+/// once from the OS source).
+pub fn fast_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
+    GENERATOR.with(|cell| {
+        let mut generator = cell.borrow_mut();
+        let generator = match generator.as_mut() {
+            Some(g) => g,
+            None => generator.insert(ChaCha12Rng::from_seed(bytes::<32>()?)),
+        };
+        let mut out = [0u8; N];
+        generator.fill_bytes(&mut out);
+        Ok(out)
+    })
+}
+
 /// Eight random lowercase letters: a stream epoch.
 pub fn epoch() -> Result<String, RandomError> {
     Ok(bytes::<8>()?
@@ -35,7 +62,7 @@ pub fn epoch() -> Result<String, RandomError> {
 
 /// 16 random bytes with the version-4 UUID bits set.
 pub fn uuid_v4() -> Result<[u8; 16], RandomError> {
-    let mut b = bytes::<16>()?;
+    let mut b = fast_bytes::<16>()?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     Ok(b)
@@ -65,5 +92,16 @@ mod tests {
         let u = uuid_v4().unwrap();
         assert_eq!(u[6] >> 4, 4);
         assert_eq!(u[8] >> 6, 2);
+        assert_ne!(u, uuid_v4().unwrap());
+    }
+
+    #[test]
+    fn threads_draw_different_streams() {
+        let here = fast_bytes::<16>().unwrap();
+        let there = std::thread::spawn(|| fast_bytes::<16>().unwrap())
+            .join()
+            .unwrap();
+        assert_ne!(here, there);
+        assert_ne!(here, fast_bytes::<16>().unwrap());
     }
 }

@@ -67,9 +67,11 @@ pub struct WsWriter {
     mask_state: u32,
 }
 
-/// Connects a TCP socket from `source` (port chosen by the kernel) to `to`. Binding the
-/// source address is what lets one machine open more connections than one address's port
-/// range allows.
+/// Starts connecting a non-blocking TCP socket from `source` (port chosen by the kernel) to
+/// `to`; the handshake completes in the background (the first write waits for it), so a
+/// worker never blocks its other connections on one connect (a full accept queue on the
+/// server would stall it). Binding the source address is what lets one machine open more
+/// connections than one address's port range allows.
 fn connect_from(source: Option<Ipv4Addr>, to: SocketAddr) -> io::Result<std::net::TcpStream> {
     use nix::sys::socket::{
         bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
@@ -81,22 +83,27 @@ fn connect_from(source: Option<Ipv4Addr>, to: SocketAddr) -> io::Result<std::net
     let fd = socket(
         AddressFamily::Inet,
         SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         None,
     )?;
     if let Some(source) = source {
-        // Many connections from one source address: let ports be reused across targets.
+        // Many connections from one source address: let ports be reused across targets, and
+        // choose the port at connect, where the kernel knows the whole 4-tuple and may reuse a
+        // TIME_WAIT port (tcp_tw_reuse); a port chosen at bind avoids every port still held
+        // by an earlier run's TIME_WAIT, and the search slows as those fill the range.
         setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+        setsockopt(&fd, sockopt::IpBindAddressNoPort, &true)?;
         bind(
             fd.as_raw_fd(),
             &SockaddrIn::from(SocketAddrV4::new(source, 0)),
         )?;
     }
-    connect(fd.as_raw_fd(), &SockaddrIn::from(to))?;
+    match connect(fd.as_raw_fd(), &SockaddrIn::from(to)) {
+        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
     setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
-    let stream = std::net::TcpStream::from(fd);
-    stream.set_nonblocking(true)?;
-    Ok(stream)
+    Ok(std::net::TcpStream::from(fd))
 }
 
 /// Opens the connection and completes the WebSocket upgrade; returns its two halves.

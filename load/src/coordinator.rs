@@ -46,6 +46,8 @@ pub struct Placement {
     pub ws_url: String,
     pub token_secret: String,
     pub per_worker: usize,
+    /// Connections each worker sets up at once.
+    pub connect_parallel: usize,
     pub interval_ms: u64,
     /// Use 127.0.0.(k+1) as worker k's source address (a loopback target only).
     pub source_ips: bool,
@@ -65,7 +67,7 @@ pub fn plan(placement: &Placement, connections: Vec<ConnSpec>) -> Vec<WorkerSpec
             token_secret: placement.token_secret.clone(),
             connections: Vec::new(),
             interval_ms: placement.interval_ms,
-            connect_parallel: 64,
+            connect_parallel: placement.connect_parallel,
         })
         .collect();
     // Round-robin, so every worker carries a similar mix (e.g. of rooms).
@@ -392,6 +394,7 @@ mod tests {
             ws_url: "ws://127.0.0.1:1/".into(),
             token_secret: String::new(),
             per_worker: 3,
+            connect_parallel: 64,
             interval_ms: 1000,
             source_ips: true,
         };

@@ -56,6 +56,9 @@ struct Target {
     /// Do not bind workers to 127.0.0.x source addresses
     #[arg(long)]
     no_source_ips: bool,
+    /// Connections each worker sets up at once (connect, subscribe)
+    #[arg(long, default_value_t = 64)]
+    connect_parallel: usize,
     /// Sample interval in milliseconds
     #[arg(long, default_value_t = 1000)]
     interval_ms: u64,
@@ -173,6 +176,7 @@ fn common(target: &Target) -> Result<scenario::Common, String> {
             ws_url: target.ws_url.clone(),
             token_secret: target.token_secret.clone(),
             per_worker: target.per_worker,
+            connect_parallel: target.connect_parallel,
             interval_ms: target.interval_ms,
             source_ips: !target.no_source_ips && ws.address.ip().is_loopback(),
         },

@@ -360,6 +360,28 @@ pub fn rss_bytes(pid: u32) -> Result<u64, String> {
         .ok_or_else(|| format!("server pid {pid}: no VmRSS"))
 }
 
+/// CPU time a process has used so far (user + system, Linux /proc), in microseconds.
+pub fn cpu_us(pid: u32) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("server pid {pid}: {e}"))?;
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| format!("server pid {pid}: unreadable stat"))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    let (Some(utime), Some(stime)) = (ticks(11), ticks(12)) else {
+        return Err(format!("server pid {pid}: no utime/stime in stat"));
+    };
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&hz| hz > 0)
+        .unwrap_or(100) as u64;
+    Ok((utime + stime) * 1_000_000 / hz)
+}
+
 /// N connections, each subscribed to a channel of its own, held idle.
 /// Completed configurations are pushed to `runs` as they finish, so an error in a later one
 /// keeps them.
@@ -377,13 +399,24 @@ pub fn idle(common: &Common, args: &IdleArgs, runs: &mut Vec<RunResult>) -> Resu
             })
             .collect();
         let before = args.server_pid.map(rss_bytes).transpose()?;
+        let cpu_before = args.server_pid.map(cpu_us).transpose()?;
         let specs = plan(&common.placement, conns);
         let mut workers = Workers::spawn(&specs)?;
         let ready = workers.wait_ready(connect_timeout(n))?;
+        // The server's CPU over the connect phase (to 10 ms: the kernel's tick).
+        let connect_cpu_us = match (args.server_pid.map(cpu_us).transpose()?, cpu_before) {
+            (Some(after), Some(before)) => Some(after.saturating_sub(before)),
+            _ => None,
+        };
         eprintln!(
-            "[{label}] {} connected in {:.1}s{}",
+            "[{label}] {} connected in {:.1}s ({:.0}/s){}{}",
             ready.connected,
             ready.connect_s,
+            ready.connected as f64 / ready.connect_s.max(1e-9),
+            connect_cpu_us.map_or(String::new(), |us| format!(
+                ", server CPU {:.1} µs per connect",
+                us as f64 / ready.connected.max(1) as f64
+            )),
             first_error(&ready.errors)
         );
         let hold = args.hold.min(common.max);
@@ -404,6 +437,12 @@ pub fn idle(common: &Common, args: &IdleArgs, runs: &mut Vec<RunResult>) -> Resu
             ready.connected as f64 / ready.connect_s.max(1e-9),
         );
         extra.insert("connected".into(), ready.connected as f64);
+        if let Some(us) = connect_cpu_us {
+            extra.insert(
+                "server_cpu_us_per_connect".into(),
+                us as f64 / ready.connected.max(1) as f64,
+            );
+        }
         extra.insert("closed".into(), measured.closed as f64);
         let held_rss = held_rss.lock().expect("not poisoned").take();
         if let (Some(after), Some(before)) = (held_rss, before) {

@@ -60,7 +60,7 @@ pub async fn run(ctx: &Rc<Context>, stream: &mut TcpStream, input: BytesMut) {
         .ping_interval
         .positive()
         .unwrap_or(Duration::ZERO);
-    let jitter = crate::rand::bytes::<2>().map_or(0, u16::from_ne_bytes);
+    let jitter = crate::rand::fast_bytes::<2>().map_or(0, u16::from_ne_bytes);
     let spread = f64::from(jitter) / f64::from(u16::MAX) / 2.0;
     let first_ping = now.after(interval / 2 + interval.mul_f64(spread));
     let out = Rc::new(Outbound::new(
