@@ -499,8 +499,11 @@ pub fn fanout(common: &Common, args: &FanoutArgs, runs: &mut Vec<RunResult>) -> 
         // milliseconds: one keep-alive API connection per 50 publications a second.
         let threads = (rate / 50.0).ceil().clamp(1.0, 64.0) as usize;
         let sent = Arc::new(Mutex::new(0u64));
+        // How long each publish waited for its answer: a held publisher shows here first.
+        let answers = Arc::new(Mutex::new(crate::stats::new_histogram()));
         let publishing = {
             let sent = sent.clone();
+            let answers = answers.clone();
             let (api, key, step, size) = (
                 common.api.clone(),
                 common.api_key.clone(),
@@ -511,8 +514,13 @@ pub fn fanout(common: &Common, args: &FanoutArgs, runs: &mut Vec<RunResult>) -> 
             std::thread::spawn(move || {
                 std::thread::scope(|scope| {
                     for t in 0..threads {
-                        let (sent, api, key, body_channel) =
-                            (sent.clone(), api.clone(), key.clone(), body_channel.clone());
+                        let (sent, answers, api, key, body_channel) = (
+                            sent.clone(),
+                            answers.clone(),
+                            api.clone(),
+                            key.clone(),
+                            body_channel.clone(),
+                        );
                         scope.spawn(move || {
                             let mut client = ApiClient::new(api, &key);
                             let period = Duration::from_secs_f64(threads as f64 / rate);
@@ -524,9 +532,12 @@ pub fn fanout(common: &Common, args: &FanoutArgs, runs: &mut Vec<RunResult>) -> 
                                 let data = message::data(seq, t as u32, message::now_us(), size);
                                 let body =
                                     format!("{{\"channel\":{body_channel},\"data\":{data}}}");
+                                let asked = Instant::now();
                                 if client.post("publish", body.as_bytes()).is_err() {
                                     return;
                                 }
+                                let waited = asked.elapsed().as_micros() as u64;
+                                let _ = answers.lock().expect("not poisoned").record(waited.max(1));
                                 *sent.lock().expect("not poisoned") += 1;
                             }
                         });
@@ -551,6 +562,17 @@ pub fn fanout(common: &Common, args: &FanoutArgs, runs: &mut Vec<RunResult>) -> 
             measured.counts.received as f64 / step.as_secs_f64().max(1e-9),
         );
         extra.insert("publish_per_s".into(), achieved);
+        {
+            let answers = answers.lock().expect("not poisoned");
+            extra.insert(
+                "api_p50_ms".into(),
+                answers.value_at_quantile(0.5) as f64 / 1000.0,
+            );
+            extra.insert(
+                "api_p99_ms".into(),
+                answers.value_at_quantile(0.99) as f64 / 1000.0,
+            );
+        }
         extra.insert("passed".into(), f64::from(u8::from(passed)));
         let params = params(&[
             ("subscribers", connected as f64),

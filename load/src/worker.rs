@@ -199,7 +199,7 @@ async fn worker_main(spec: WorkerSpec, phase: Arc<AtomicU8>) -> Result<(), Strin
     emit(&WorkerLine::Done {
         sent: shared.sent.get(),
         counts: recorder.counts,
-        histogram: encode_histogram(&recorder.total),
+        histogram: encode_histogram(&recorder.total()),
         error_replies: shared.error_replies.get(),
         closed: shared.closed.get(),
     });
