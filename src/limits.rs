@@ -95,6 +95,10 @@ pub const HELD_BATCHES_HIGH: usize = 4096;
 pub const RING_FULL_POLL_US: u64 = 50;
 /// While connections wait out another shard's congestion the ring loop polls this often.
 pub const CONGESTION_POLL_MS: u64 = 1;
+/// How long the intake task queue (accepts, HTTP and API requests and answers, the ring loop)
+/// may wait while the connections' queue runs: glommio preempts a running queue after the
+/// smallest latency any active queue asks for (its default is 100 ms).
+pub const INTAKE_LATENCY_MS: u64 = 1;
 /// How long a task waits for other shards' answers before failing with an internal error.
 pub const ANSWER_TIMEOUT_MS: u64 = 5_000;
 

@@ -9,15 +9,15 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use ringcast_ring::mesh::{mesh, ShardLinks};
 
 use crate::config::Config;
 use crate::engine::ChannelOwner;
-use crate::limits::{RING_CAPACITY_MESSAGES, SHARD_START_TIMEOUT_MS};
+use crate::limits::{INTAKE_LATENCY_MS, RING_CAPACITY_MESSAGES, SHARD_START_TIMEOUT_MS};
 use crate::net::listener;
 use crate::router::{Congestion, Outbox, ShardMsg};
-use crate::session::Context;
+use crate::session::{Context, TaskQueues};
 use crate::shard::Shard;
 
 /// A started server.
@@ -150,16 +150,41 @@ async fn shard_main(
     ));
     glommio::spawn_local(shard.clone().run_syncer()).detach();
     glommio::spawn_local(shard.clone().run_retention()).detach();
+    let queues = TaskQueues {
+        intake: glommio::executor().create_task_queue(
+            Shares::default(),
+            Latency::Matters(Duration::from_millis(INTAKE_LATENCY_MS)),
+            "intake",
+        ),
+        connections: glommio::executor().current_task_queue(),
+    };
     let ring_loop = shard.clone();
-    glommio::spawn_local(async move {
+    let ring_loop = async move {
         if let Err(e) = ring_loop.run_ring_loop().await {
             eprintln!("ringcast: shard {id}: ring loop stopped: {e}");
         }
-    })
-    .detach();
-    glommio::spawn_local(shard.clone().run_ticker()).detach();
+    };
+    let accept_loop =
+        listener::accept_loop(id, listener, Rc::new(Context::new(shard.clone(), queues)));
+    let spawned = glommio::spawn_local_into(ring_loop, queues.intake).and_then(|ring_loop| {
+        Ok((
+            ring_loop,
+            glommio::spawn_local_into(accept_loop, queues.intake)?,
+        ))
+    });
+    let accept_loop = match spawned {
+        Ok((ring_loop, accept_loop)) => {
+            ring_loop.detach();
+            accept_loop
+        }
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: cannot start its tasks: {e}")));
+            return;
+        }
+    };
+    glommio::spawn_local(shard.run_ticker()).detach();
     let _ = ready.send(Ok(()));
-    listener::accept_loop(id, listener, Rc::new(Context::new(shard))).await;
+    accept_loop.await;
 }
 
 /// Makes a panic on any shard end the process (crash-only): a shard whose thread died would

@@ -14,6 +14,8 @@ pub mod permissions;
 
 use std::rc::Rc;
 
+use glommio::TaskQueueHandle;
+
 use crate::auth::token::Verifier;
 use crate::fanout::Outbound;
 use crate::protocol::json::decode::{self, ParseError};
@@ -24,13 +26,31 @@ use crate::shard::Shard;
 pub struct Context {
     pub shard: Rc<Shard>,
     pub tokens: Verifier,
+    pub queues: TaskQueues,
 }
 
 impl Context {
-    pub fn new(shard: Rc<Shard>) -> Self {
+    pub fn new(shard: Rc<Shard>, queues: TaskQueues) -> Self {
         let tokens = Verifier::new(&shard.config);
-        Context { shard, tokens }
+        Context {
+            shard,
+            tokens,
+            queues,
+        }
     }
+}
+
+/// The shard's task queues. glommio runs a queue's tasks until it is empty or preempted, so
+/// with one queue a request and its answer waited behind every connection woken by a
+/// fan-out; in a queue of their own, whose latency matters (`INTAKE_LATENCY_MS`), they wait
+/// at most that long.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskQueues {
+    /// Accepts, the HTTP phase of every connection (API requests and their answers) and the
+    /// ring loop.
+    pub intake: TaskQueueHandle,
+    /// Upgraded (WebSocket) connections, which write the deliveries.
+    pub connections: TaskQueueHandle,
 }
 
 #[derive(Debug, PartialEq, Eq)]

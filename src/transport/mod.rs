@@ -29,8 +29,23 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream) {
         // A right-sized copy: the HTTP read buffer must not live as long as the connection.
         let input = BytesMut::from(&leftover[..]);
         drop(leftover);
-        websocket::connection::run(&ctx, &mut stream, input).await;
+        // The WebSocket phase moves to the connections' queue (see `TaskQueues`); this task,
+        // in the intake queue, ends here.
+        let connections = ctx.queues.connections;
+        let spawned = glommio::spawn_local_into(websocket_phase(ctx, stream, input), connections);
+        match spawned {
+            Ok(task) => {
+                task.detach();
+            }
+            // Only if the queue is gone, which it never is while the shard runs.
+            Err(e) => eprintln!("ringcast: cannot start a WebSocket connection: {e}"),
+        }
     }
+}
+
+/// An upgraded connection, as a task of its own: what an idle connection costs.
+async fn websocket_phase(ctx: Rc<Context>, mut stream: TcpStream, input: BytesMut) {
+    websocket::connection::run(&ctx, &mut stream, input).await;
 }
 
 /// Serves HTTP requests until the connection closes (`None`) or upgrades to WebSocket
@@ -81,14 +96,26 @@ mod tests {
                     Box::new(engine),
                     outbox,
                 ));
-                let ctx = Rc::new(crate::session::Context::new(shard));
+                let current = glommio::executor().current_task_queue();
+                let queues = crate::session::TaskQueues {
+                    intake: current,
+                    connections: current,
+                };
+                let ctx = Rc::new(crate::session::Context::new(shard, queues));
                 let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 let stream = glommio::net::TcpStream::connect(listener.local_addr().unwrap())
                     .await
                     .unwrap();
-                let task = super::serve(ctx, stream);
+                let task = super::websocket_phase(ctx.clone(), stream, bytes::BytesMut::new());
                 let size = std::mem::size_of_val(&task);
-                assert!(size <= 900, "connection task is {size} bytes");
+                assert!(size <= 900, "WebSocket connection task is {size} bytes");
+                drop(task);
+                let stream = glommio::net::TcpStream::connect(listener.local_addr().unwrap())
+                    .await
+                    .unwrap();
+                let http = super::serve(ctx, stream);
+                let size = std::mem::size_of_val(&http);
+                assert!(size <= 900, "HTTP connection task is {size} bytes");
             })
             .unwrap()
             .join()
