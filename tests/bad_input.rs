@@ -355,14 +355,7 @@ fn the_connect_reply_lists_only_the_subscriptions_made() {
     let listed: Vec<&String> = subs.keys().collect();
     assert_eq!(listed, ["news", "sport"], "{reply}");
     // And they are real: publications reach the connection on both.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while server.metric("subscriptions") < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "subscriptions never joined"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    server.wait_metric("subscriptions", 2);
     server.api("publish", &json!({"channel": "sport", "data": {"goal": 1}}));
     assert_eq!(client.publication().0, "sport");
 }

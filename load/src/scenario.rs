@@ -404,18 +404,19 @@ pub fn idle(common: &Common, args: &IdleArgs, runs: &mut Vec<RunResult>) -> Resu
         let mut workers = Workers::spawn(&specs)?;
         let ready = workers.wait_ready(connect_timeout(n))?;
         // The server's CPU over the connect phase (to 10 ms: the kernel's tick).
-        let connect_cpu_us = match (args.server_pid.map(cpu_us).transpose()?, cpu_before) {
-            (Some(after), Some(before)) => Some(after.saturating_sub(before)),
+        let cpu_us_per_connect = match (args.server_pid.map(cpu_us).transpose()?, cpu_before) {
+            (Some(after), Some(before)) => {
+                Some(after.saturating_sub(before) as f64 / ready.connected.max(1) as f64)
+            }
             _ => None,
         };
+        let connect_per_s = ready.connected as f64 / ready.connect_s.max(1e-9);
         eprintln!(
-            "[{label}] {} connected in {:.1}s ({:.0}/s){}{}",
+            "[{label}] {} connected in {:.1}s ({connect_per_s:.0}/s){}{}",
             ready.connected,
             ready.connect_s,
-            ready.connected as f64 / ready.connect_s.max(1e-9),
-            connect_cpu_us.map_or(String::new(), |us| format!(
-                ", server CPU {:.1} µs per connect",
-                us as f64 / ready.connected.max(1) as f64
+            cpu_us_per_connect.map_or(String::new(), |us| format!(
+                ", server CPU {us:.1} µs per connect"
             )),
             first_error(&ready.errors)
         );
@@ -432,16 +433,10 @@ pub fn idle(common: &Common, args: &IdleArgs, runs: &mut Vec<RunResult>) -> Resu
         };
         let measured = workers.measure(publishing, &|| 0, Duration::ZERO, common.max, &label)?;
         let mut extra = BTreeMap::new();
-        extra.insert(
-            "connect_per_s".into(),
-            ready.connected as f64 / ready.connect_s.max(1e-9),
-        );
+        extra.insert("connect_per_s".into(), connect_per_s);
         extra.insert("connected".into(), ready.connected as f64);
-        if let Some(us) = connect_cpu_us {
-            extra.insert(
-                "server_cpu_us_per_connect".into(),
-                us as f64 / ready.connected.max(1) as f64,
-            );
+        if let Some(us) = cpu_us_per_connect {
+            extra.insert("server_cpu_us_per_connect".into(), us);
         }
         extra.insert("closed".into(), measured.closed as f64);
         let held_rss = held_rss.lock().expect("not poisoned").take();

@@ -6,7 +6,6 @@
 //! each message carries the publisher's sequence number (from 1) and its send time.
 
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
@@ -66,29 +65,6 @@ impl std::ops::AddAssign for Counts {
     }
 }
 
-/// Hashes a stream key (our own small integers, not input to defend against) with one
-/// multiply: SipHash was a visible share of the receivers' CPU.
-#[derive(Default)]
-struct StreamKeyHasher(u64);
-
-impl Hasher for StreamKeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, key: u64) {
-        self.0 = (self.0 ^ key).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        // The product's high bits mix all of the key, its low bits only the key's low bits;
-        // hashbrown takes buckets from the low bits and tags from the high: fold them.
-        self.0 ^ (self.0 >> 32)
-    }
-}
-
 /// What one receiving process records.
 pub struct Recorder {
     /// From the start of the measured phase to the last `take_interval`.
@@ -100,7 +76,7 @@ pub struct Recorder {
     /// By receiver, then publisher (below `DENSE_PUBLISHERS`).
     dense: Vec<Vec<StreamTracker>>,
     /// The other streams, by `(receiver, publisher)` packed into one u64.
-    sparse: HashMap<u64, StreamTracker, BuildHasherDefault<StreamKeyHasher>>,
+    sparse: HashMap<u64, StreamTracker>,
 }
 
 impl Default for Recorder {

@@ -272,7 +272,6 @@ impl ChannelOwner {
     }
 }
 
-/// A channel's history policy from its options (none: keep nothing).
 /// A log's flush job as the shard runs it: a failed sync is an error (the shard stops, see
 /// `shard::durability`); a retired segment that could not be deleted is only reported.
 fn sync_job(partition: u32, job: FlushJob) -> SyncJob {
@@ -289,6 +288,17 @@ fn sync_job(partition: u32, job: FlushJob) -> SyncJob {
     })
 }
 
+/// The publication `input` makes at `offset` (none: outside any stream).
+fn publication_of(input: &PublishInput<'_>, offset: Option<NonZeroU64>) -> Publication {
+    Publication {
+        offset,
+        data: input.data.clone(),
+        info: input.info.cloned(),
+        tags: input.tags.cloned(),
+    }
+}
+
+/// A channel's history policy from its options (none: keep nothing).
 fn policy_of(options: Option<ChannelOptions>) -> history::Policy {
     options
         .filter(ChannelOptions::history)
@@ -312,12 +322,7 @@ impl Engine for ChannelOwner {
                 // No stream and nobody subscribed: nothing to deliver, nothing to keep.
                 return Ok(Outcome {
                     channel: channel.into(),
-                    publication: Publication {
-                        offset: None,
-                        data: input.data.clone(),
-                        info: input.info.cloned(),
-                        tags: input.tags.cloned(),
-                    },
+                    publication: publication_of(&input, None),
                     epoch: self.no_stream.clone(),
                     shards: ShardSet::default(),
                     release: Release::Now,
@@ -358,12 +363,7 @@ impl Engine for ChannelOwner {
         }
         Ok(Outcome {
             channel: state.name.clone(),
-            publication: Publication {
-                offset: offset.and_then(NonZeroU64::new),
-                data: input.data.clone(),
-                info: input.info.cloned(),
-                tags: input.tags.cloned(),
-            },
+            publication: publication_of(&input, offset.and_then(NonZeroU64::new)),
             epoch: state.epoch.clone(),
             shards: state.shards,
             release,

@@ -59,10 +59,8 @@ pub enum FlushError {
 
 impl std::fmt::Display for FlushError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FlushError::Sync(e) => write!(f, "{e}"),
-            FlushError::Delete(e) => write!(f, "{e}"),
-        }
+        let (FlushError::Sync(e) | FlushError::Delete(e)) = self;
+        write!(f, "{e}")
     }
 }
 

@@ -166,17 +166,13 @@ async fn shard_main(
     };
     let accept_loop =
         listener::accept_loop(id, listener, Rc::new(Context::new(shard.clone(), queues)));
-    let spawned = glommio::spawn_local_into(ring_loop, queues.intake).and_then(|ring_loop| {
-        Ok((
-            ring_loop,
-            glommio::spawn_local_into(accept_loop, queues.intake)?,
-        ))
+    // In the intake queue; connections the accept loop spawns start there too.
+    let started = glommio::spawn_local_into(ring_loop, queues.intake).and_then(|ring_loop| {
+        ring_loop.detach();
+        glommio::spawn_local_into(accept_loop, queues.intake)
     });
-    let accept_loop = match spawned {
-        Ok((ring_loop, accept_loop)) => {
-            ring_loop.detach();
-            accept_loop
-        }
+    let accept_loop = match started {
+        Ok(accept_loop) => accept_loop,
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id}: cannot start its tasks: {e}")));
             return;
