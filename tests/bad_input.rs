@@ -432,3 +432,55 @@ fn pipelined_api_requests_are_answered_in_order() {
     std::io::BufRead::read_line(&mut reader, &mut status).unwrap();
     assert!(status.starts_with("HTTP/1.1 101"), "{status}");
 }
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body_is_read() {
+    use std::io::BufRead;
+    let server = Server::start(&[]);
+    let stream = TcpStream::connect(server.address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let body = r#"{"channel":"c","data":{"x":1}}"#;
+    let head = |expect: &str| {
+        format!(
+            "POST /api/publish HTTP/1.1\r\nHost: t\r\nX-API-Key: {}\r\nContent-Length: {}\r\n{expect}\r\n",
+            common::API_KEY,
+            body.len()
+        )
+    };
+    // A plain request first, pipelined with the head of one that waits: the interim answer
+    // comes after the first request's response, and only then is the body sent (as curl
+    // does), so a server that never answers 100 fails this test by its read timeout.
+    let mut two = format!("{}{body}", head("")).into_bytes();
+    two.extend_from_slice(head("Expect: 100-continue\r\n").as_bytes());
+    (&stream).write_all(&two).unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let (status, reply) = read_response(&mut reader);
+    assert_eq!(status, 200, "{reply}");
+    let mut interim = String::new();
+    reader.read_line(&mut interim).unwrap();
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n");
+    let mut blank = String::new();
+    reader.read_line(&mut blank).unwrap();
+    assert_eq!(blank, "\r\n");
+    (&stream).write_all(body.as_bytes()).unwrap();
+    let (status, reply) = read_response(&mut reader);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply, r#"{"result":{}}"#);
+
+    // A body sent without waiting is read as it comes (an interim answer is allowed, not
+    // needed); an unknown expectation gets 417.
+    let eager = format!("{}{body}", head("Expect: 100-continue\r\n"));
+    (&stream).write_all(eager.as_bytes()).unwrap();
+    let (mut status, mut reply) = read_response(&mut reader);
+    if status == 100 {
+        (status, reply) = read_response(&mut reader);
+    }
+    assert_eq!((status, reply.as_str()), (200, r#"{"result":{}}"#));
+    (&stream)
+        .write_all(head("Expect: something-else\r\n").as_bytes())
+        .unwrap();
+    let (status, _) = read_response(&mut reader);
+    assert_eq!(status, 417);
+}

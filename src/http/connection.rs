@@ -14,7 +14,7 @@ use futures_lite::{future, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 
-use super::request::{buffered, read_more, Buffered, Head};
+use super::request::{buffered, read_more, Buffered, Expect, Head};
 use super::response::Response;
 use super::routes::{self, Route};
 use crate::limits::{
@@ -51,9 +51,13 @@ enum Next {
     Upgrade { head: Head, head_len: usize },
     /// Read more (a head or body is incomplete), wanting this many more bytes (0: unknown).
     Read(usize),
+    /// The client waits for `100 Continue` before it sends the body: answer it (after the
+    /// earlier responses), then read the body.
+    Continue,
 }
 
-fn next(shard: &Shard, buffer: &[u8]) -> Next {
+/// What the buffer asks for; `continued`: the head at its start got its `100 Continue`.
+fn next(shard: &Shard, buffer: &[u8], continued: bool) -> Next {
     let (head, head_len) = match buffered(buffer) {
         Buffered::Partial => return Next::Read(0),
         Buffered::TooLarge => return Next::Refuse(Response::empty(431)),
@@ -66,11 +70,23 @@ fn next(shard: &Shard, buffer: &[u8]) -> Next {
     if head.chunked {
         return Next::Refuse(Response::text(501, "chunked bodies are not supported"));
     }
+    if head.expect == Expect::Unknown {
+        return Next::Refuse(Response::text(417, "Expectation Failed"));
+    }
     let length = head.content_length.unwrap_or(0);
     if length > HTTP_BODY_BYTES_MAX {
         return Next::Refuse(Response::empty(413));
     }
     match (head_len + length).checked_sub(buffer.len()) {
+        // Nothing of the body yet: the client may be waiting for the interim answer.
+        Some(missing)
+            if missing > 0
+                && head.expect == Expect::Continue
+                && !continued
+                && buffer.len() == head_len =>
+        {
+            Next::Continue
+        }
         Some(missing) if missing > 0 => Next::Read(missing),
         _ => Next::Dispatch {
             head,
@@ -87,6 +103,8 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     // Reading stops after a request that asks to close.
     let mut reading = true;
+    // The head at the buffer's start got its `100 Continue`.
+    let mut continued = false;
     // Bounded by the peer: every round writes a response, dispatches a request or reads.
     loop {
         if !write_ready(stream, &mut in_flight, None).await? {
@@ -107,7 +125,7 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
             }
             continue;
         }
-        match next(shard, &buffer) {
+        match next(shard, &buffer, continued) {
             Next::Dispatch {
                 head,
                 head_len,
@@ -117,6 +135,7 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
                 let route = routes::route(&shard.config, &head.method, &head.path);
                 let prepared = routes::prepare(shard, &head, route, body);
                 buffer.drain(..head_len + length);
+                continued = false;
                 reading = head.keep_alive;
                 let keep_alive = head.keep_alive;
                 // Sent now, in request order (a congested node holds publishes back here,
@@ -145,6 +164,17 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
                     head: Box::new(head),
                     leftover: buffer,
                 });
+            }
+            Next::Continue => {
+                // An interim answer belongs to the request being read: the earlier ones'
+                // final answers go first.
+                while !in_flight.is_empty() {
+                    if !write_front(stream, &mut in_flight).await? {
+                        return Ok(Ended::Closed);
+                    }
+                }
+                stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+                continued = true;
             }
             Next::Read(want) => {
                 if in_flight.is_empty() {

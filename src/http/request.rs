@@ -29,6 +29,19 @@ pub struct Head {
     pub ws_protocols: Vec<String>,
     pub api_key: Option<String>,
     pub authorization: Option<String>,
+    pub expect: Expect,
+}
+
+/// The request's `Expect` header (HTTP/1.1 only: an HTTP/1.0 client gets no interim answer).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    #[default]
+    Nothing,
+    /// `100-continue`: the client waits for `100 Continue` before it sends the body (curl
+    /// does for bodies over 1 MiB, and waits a second when no answer comes).
+    Continue,
+    /// Any other expectation: 417, as Go's net/http (Centrifugo) answers.
+    Unknown,
 }
 
 /// Parses a complete request head; `None` if it is malformed.
@@ -85,6 +98,13 @@ pub fn parse_head(bytes: &[u8]) -> Option<Head> {
                 .extend(value.split(',').map(|p| p.trim().to_owned())),
             "x-api-key" => head.api_key = Some(value.to_owned()),
             "authorization" => head.authorization = Some(value.to_owned()),
+            "expect" if version == 1 => {
+                head.expect = if value.eq_ignore_ascii_case("100-continue") {
+                    Expect::Continue
+                } else {
+                    Expect::Unknown
+                };
+            }
             _ => {}
         }
     }
@@ -155,6 +175,19 @@ pub async fn read_more(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expect_is_read_for_http_1_1_only() {
+        let parse = |version: &str, header: &str| {
+            parse_head(format!("POST /api/publish HTTP/{version}\r\n{header}\r\n").as_bytes())
+                .unwrap()
+                .expect
+        };
+        assert_eq!(parse("1.1", "Expect: 100-Continue\r\n"), Expect::Continue);
+        assert_eq!(parse("1.1", "Expect: something\r\n"), Expect::Unknown);
+        assert_eq!(parse("1.1", ""), Expect::Nothing);
+        assert_eq!(parse("1.0", "Expect: 100-continue\r\n"), Expect::Nothing);
+    }
 
     #[test]
     fn content_length_is_strict_and_connection_tokens_combine() {
