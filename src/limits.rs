@@ -130,6 +130,9 @@ pub const CHANNEL_IDLE_STATE_MS: u64 = 10_000;
 pub const CHANNEL_IDLE_STATES_MAX: usize = 100_000;
 /// Retention runs this often.
 pub const HISTORY_RETENTION_INTERVAL_MS: u64 = 1_000;
+/// Expiry times within this span share a bucket of the expiry schedule (a channel is visited
+/// at most this late; reads apply the ttl exactly): one retention interval.
+pub const HISTORY_EXPIRY_BUCKET_MS: u64 = HISTORY_RETENTION_INTERVAL_MS;
 /// Under `never`, the dirty ranges nobody syncs are dropped this often.
 pub const HISTORY_DIRTY_DROP_INTERVAL_MS: u64 = 1_000;
 

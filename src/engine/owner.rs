@@ -32,6 +32,8 @@ use super::{Engine, Outcome, PublishInput, Release, ShardSet, SyncJob, Usage};
 #[derive(Debug)]
 pub(super) struct ChannelState {
     pub name: Arc<str>,
+    /// The channel's partition (an index into the owner's logs).
+    pub partition: u32,
     pub options: ChannelOptions,
     /// The log's epoch for channels with history; empty for the others (no stream).
     pub epoch: Arc<str>,
@@ -56,8 +58,8 @@ pub struct ChannelOwner {
     /// first: dropped after `CHANNEL_IDLE_STATE_MS` if still idle (see the module doc).
     idle: VecDeque<(Arc<str>, u64)>,
     /// The history log of each owned partition that has one (opened at start, created on a
-    /// history channel's first use).
-    pub(super) logs: HashMap<u32, HistoryLog>,
+    /// history channel's first use), indexed by partition.
+    pub(super) logs: Logs,
     pub(super) channels: HashMap<Arc<str>, ChannelState>,
 }
 
@@ -71,7 +73,7 @@ impl ChannelOwner {
             config,
             no_stream: Arc::from(""),
             idle: VecDeque::new(),
-            logs: HashMap::new(),
+            logs: Logs::default(),
             channels: HashMap::new(),
         })
     }
@@ -103,7 +105,7 @@ impl ChannelOwner {
     /// Opens (or creates) the log of `partition` unless it is open; returns what the open
     /// found when it opened one.
     fn open_log(&mut self, partition: u32) -> Result<Option<OpenReport>, String> {
-        if self.logs.contains_key(&partition) {
+        if self.logs.get(partition).is_some() {
             return Ok(None);
         }
         let dir = self.partition_dir(partition);
@@ -145,7 +147,7 @@ impl ChannelOwner {
                     eprintln!("ringcast: {e}");
                     ErrorCode::Internal
                 })?;
-                let log = &self.logs[&p];
+                let log = self.logs.get(p).ok_or(ErrorCode::Internal)?;
                 (log.top(channel), log.epoch().clone())
             } else {
                 (0, self.no_stream.clone())
@@ -155,6 +157,7 @@ impl ChannelOwner {
                 name.clone(),
                 ChannelState {
                     name,
+                    partition: p,
                     options,
                     epoch,
                     offset,
@@ -169,13 +172,13 @@ impl ChannelOwner {
     /// The log of a history channel whose state exists (`state` opened it).
     pub(super) fn log_of(&self, channel: &str) -> Result<&HistoryLog, ErrorCode> {
         self.logs
-            .get(&partition::partition(channel))
+            .get(partition::partition(channel))
             .ok_or(ErrorCode::Internal)
     }
 
     fn log_of_mut(&mut self, channel: &str) -> Result<&mut HistoryLog, ErrorCode> {
         self.logs
-            .get_mut(&partition::partition(channel))
+            .get_mut(partition::partition(channel))
             .ok_or(ErrorCode::Internal)
     }
 
@@ -238,37 +241,47 @@ impl ChannelOwner {
         self.channels.len()
     }
 
-    /// Appends a publication of a history channel at `offset`.
-    fn append(
-        &mut self,
-        channel: &str,
-        offset: u64,
-        options: &ChannelOptions,
-        input: &PublishInput<'_>,
-    ) -> Result<(), ErrorCode> {
-        let entry = history::Entry {
-            data: input.data,
-            info: input.info.map(|b| &b[..]),
-            tags: input.tags.map(|b| &b[..]),
-        };
-        self.log_of_mut(channel)?
-            .append(channel, offset, unix_ms(), entry, policy_of(Some(*options)))
-            .map_err(|e| {
-                eprintln!("ringcast: history append to {channel:?}: {e}");
-                match e {
-                    // A publication larger than a record can be: the request's fault.
-                    HistoryError::TooLarge { .. } => ErrorCode::BadRequest,
-                    _ => ErrorCode::Internal,
-                }
-            })
-    }
-
     /// Channels with subscribers somewhere.
     pub fn active_channels(&self) -> usize {
         self.channels
             .values()
             .filter(|s| !s.shards.is_empty())
             .count()
+    }
+}
+
+/// The history logs of one owner, indexed by partition (at most `PARTITIONS`; a lookup is an
+/// index, not a hash).
+#[derive(Debug)]
+pub(super) struct Logs(Vec<Option<HistoryLog>>);
+
+impl Default for Logs {
+    fn default() -> Self {
+        Logs((0..PARTITIONS).map(|_| None).collect())
+    }
+}
+
+impl Logs {
+    pub fn get(&self, partition: u32) -> Option<&HistoryLog> {
+        self.0.get(partition as usize)?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, partition: u32) -> Option<&mut HistoryLog> {
+        self.0.get_mut(partition as usize)?.as_mut()
+    }
+
+    fn insert(&mut self, partition: u32, log: HistoryLog) {
+        assert!(partition < PARTITIONS, "partition {partition} out of range");
+        debug_assert_eq!(log.partition(), partition);
+        self.0[partition as usize] = Some(log);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &HistoryLog> + '_ {
+        self.0.iter().flatten()
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut HistoryLog> + '_ {
+        self.0.iter_mut().flatten()
     }
 }
 
@@ -286,6 +299,31 @@ fn sync_job(partition: u32, job: FlushJob) -> SyncJob {
             Ok(())
         }
     })
+}
+
+/// Appends a publication of a history channel at `offset` to its partition's log.
+fn append(
+    log: &mut HistoryLog,
+    channel: &str,
+    offset: u64,
+    now_ms: u64,
+    options: &ChannelOptions,
+    input: &PublishInput<'_>,
+) -> Result<(), ErrorCode> {
+    let entry = history::Entry {
+        data: input.data,
+        info: input.info.map(|b| &b[..]),
+        tags: input.tags.map(|b| &b[..]),
+    };
+    log.append(channel, offset, now_ms, entry, policy_of(Some(*options)))
+        .map_err(|e| {
+            eprintln!("ringcast: history append to {channel:?}: {e}");
+            match e {
+                // A publication larger than a record can be: the request's fault.
+                HistoryError::TooLarge { .. } => ErrorCode::BadRequest,
+                _ => ErrorCode::Internal,
+            }
+        })
 }
 
 /// The publication `input` makes at `offset` (none: outside any stream).
@@ -313,39 +351,53 @@ fn policy_of(options: Option<ChannelOptions>) -> history::Policy {
 impl Engine for ChannelOwner {
     fn publish(&mut self, channel: &str, input: PublishInput<'_>) -> Result<Outcome, ErrorCode> {
         let hold = self.config.history_storage.fsync == Fsync::Always;
-        if !self.channels.contains_key(channel) {
-            let options = self
-                .config
-                .channel_options(channel)
-                .ok_or(ErrorCode::UnknownChannel)?;
-            if !options.history() {
-                // No stream and nobody subscribed: nothing to deliver, nothing to keep.
-                return Ok(Outcome {
-                    channel: channel.into(),
-                    publication: publication_of(&input, None),
-                    epoch: self.no_stream.clone(),
-                    shards: ShardSet::default(),
-                    release: Release::Now,
-                });
+        let now = unix_ms();
+        // One lookup for a channel whose state exists (the common path: a broadcast pays it
+        // per channel); a new one is created first.
+        let state = match self.channels.get_mut(channel) {
+            Some(state) => state,
+            None => {
+                let options = self
+                    .config
+                    .channel_options(channel)
+                    .ok_or(ErrorCode::UnknownChannel)?;
+                if !options.history() {
+                    // No stream and nobody subscribed: nothing to deliver, nothing to keep.
+                    return Ok(Outcome {
+                        channel: channel.into(),
+                        publication: publication_of(&input, None),
+                        epoch: self.no_stream.clone(),
+                        shards: ShardSet::default(),
+                        release: Release::Now,
+                    });
+                }
+                let name = self.state(channel)?.name.clone();
+                self.queue_idle(name, now);
+                self.channels.get_mut(channel).ok_or(ErrorCode::Internal)?
             }
-            let name = self.state(channel)?.name.clone();
-            self.queue_idle(name, unix_ms());
-        }
-        let state = self.state(channel)?;
+        };
         let options = state.options;
         let next = state.offset + 1;
         // Only a channel with history has a stream; `skip_history` publications take no
         // place in it.
         let takes_offset = options.history() && !input.skip_history;
-        if takes_offset && next > STREAM_OFFSET_MAX {
-            eprintln!(
-                "ringcast: channel {channel:?} reached the largest offset {STREAM_OFFSET_MAX}"
-            );
-            return Err(ErrorCode::Internal);
-        }
         let offset = if takes_offset {
-            self.append(channel, next, &options, &input)?;
-            Some(next)
+            if next > STREAM_OFFSET_MAX {
+                eprintln!(
+                    "ringcast: channel {channel:?} reached the largest offset {STREAM_OFFSET_MAX}"
+                );
+                return Err(ErrorCode::Internal);
+            }
+            let log = self
+                .logs
+                .get_mut(state.partition)
+                .ok_or(ErrorCode::Internal)?;
+            append(log, channel, next, now, &options, &input)?;
+            state.offset = next;
+            if !hold {
+                state.visible = next;
+            }
+            NonZeroU64::new(next)
         } else {
             None
         };
@@ -354,16 +406,9 @@ impl Engine for ChannelOwner {
         } else {
             Release::Now
         };
-        let state = self.channels.get_mut(channel).ok_or(ErrorCode::Internal)?;
-        if let Some(offset) = offset {
-            state.offset = offset;
-            if release == Release::Now {
-                state.visible = offset;
-            }
-        }
         Ok(Outcome {
             channel: state.name.clone(),
-            publication: publication_of(&input, offset.and_then(NonZeroU64::new)),
+            publication: publication_of(&input, offset),
             epoch: state.epoch.clone(),
             shards: state.shards,
             release,
@@ -439,10 +484,11 @@ impl Engine for ChannelOwner {
         let now = unix_ms();
         self.forget_idle(now);
         let mut jobs = Vec::new();
-        for (p, log) in &mut self.logs {
+        for log in self.logs.iter_mut() {
+            let p = log.partition();
             match log.retain(now) {
                 Ok(None) => {}
-                Ok(Some(job)) => jobs.push(sync_job(*p, job)),
+                Ok(Some(job)) => jobs.push(sync_job(p, job)),
                 Err(e) => eprintln!("ringcast: history retention of partition {p}: {e}"),
             }
         }
@@ -452,13 +498,13 @@ impl Engine for ChannelOwner {
     fn take_syncs(&mut self) -> Vec<SyncJob> {
         self.logs
             .iter_mut()
-            .filter_map(|(p, log)| Some(sync_job(*p, log.take_flush()?)))
+            .filter_map(|log| Some(sync_job(log.partition(), log.take_flush()?)))
             .collect()
     }
 
     fn usage(&self) -> Usage {
         let (history_bytes, history_records) =
-            self.logs.values().fold((0, 0), |(bytes, records), log| {
+            self.logs.iter().fold((0, 0), |(bytes, records), log| {
                 (
                     bytes + log.disk_bytes(),
                     records + log.indexed_records() as u64,
@@ -471,7 +517,7 @@ impl Engine for ChannelOwner {
             channel_states: self.channel_states() as u64,
             history_channels: self
                 .logs
-                .values()
+                .iter()
                 .map(HistoryLog::channel_count)
                 .sum::<usize>() as u64,
         }

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use super::error::HistoryError;
+use super::expiry::{Bucket, NOT_SCHEDULED};
 use super::record::{parse_record, RecordView};
 use super::segment::Segment;
 
@@ -110,6 +111,9 @@ pub struct Channel {
     /// Ordinal of the segment holding the channel's last record (carried forward by
     /// retention before that segment goes).
     pub last_segment: u32,
+    /// The expiry bucket retention visits this channel in (`NOT_SCHEDULED`: none); see
+    /// `expiry`.
+    pub due: Bucket,
 }
 
 impl Channel {
@@ -121,6 +125,7 @@ impl Channel {
             ttl_ms: 0,
             keep: KEEP_UNKNOWN,
             last_segment: 0,
+            due: NOT_SCHEDULED,
         }
     }
 
@@ -155,6 +160,11 @@ impl Channel {
             segs.unref(entry);
         }
         dropped
+    }
+
+    /// Whether retention must visit this channel: it has entries that can expire.
+    pub fn expires(&self) -> bool {
+        self.ttl_ms > 0 && self.keep != KEEP_UNKNOWN && !self.entries.is_empty()
     }
 
     /// Publications with `time_ms` below this are expired; `None`: nothing expires.

@@ -63,6 +63,7 @@
 
 mod epoch;
 mod error;
+mod expiry;
 mod flush;
 mod index;
 pub mod record;
@@ -80,10 +81,12 @@ use bytes::Bytes;
 
 use epoch::EpochFile;
 pub use error::{HistoryError, OpenReport};
+use expiry::{ExpirySchedule, NOT_SCHEDULED};
 use flush::{DirEntries, FlushRange};
 pub use flush::{FlushError, FlushJob};
 use index::{entry, entry_ordinal, entry_position, Channel, Segments};
 use record::{header, Fields, KIND_PUBLICATION};
+use retain::{front_time, schedule_expiry};
 use segment::create_segment;
 
 /// Index memory per indexed publication: one packed position (segment ordinal << 32 | byte
@@ -146,6 +149,8 @@ pub struct HistoryLog {
     /// seq of the next record.
     next_seq: u64,
     channels: HashMap<Arc<str>, Channel>,
+    /// When channels' oldest publications expire: what retention visits.
+    expiry: ExpirySchedule,
     indexed: usize,
     /// Head segment bytes from here to its `end` are in no flush job yet.
     dirty_from: usize,
@@ -183,10 +188,15 @@ impl HistoryLog {
     /// append repeats it): trims the index to `keep` now; `ttl_ms` applies to reads at once
     /// and to retention. Unknown channels are ignored.
     pub fn set_policy(&mut self, channel: &str, policy: Policy) {
+        let Some(name) = self.channels.get_key_value(channel).map(|(n, _)| n.clone()) else {
+            return;
+        };
         if let Some(ch) = self.channels.get_mut(channel) {
             ch.keep = policy.keep;
             ch.ttl_ms = policy.ttl_ms;
             self.indexed -= ch.trim(&mut self.segs);
+            let front = front_time(&self.segs, self.partition, ch);
+            schedule_expiry(&mut self.expiry, &name, ch, front);
         }
     }
 
@@ -197,6 +207,8 @@ impl HistoryLog {
                 let Policy { keep, ttl_ms } = policy(name);
                 (ch.keep, ch.ttl_ms) = (keep, ttl_ms);
                 self.indexed -= ch.trim(&mut self.segs);
+                let front = front_time(&self.segs, self.partition, ch);
+                schedule_expiry(&mut self.expiry, name, ch, front);
             }
         }
     }
@@ -212,8 +224,7 @@ impl HistoryLog {
         entry: Entry<'_>,
         policy: Policy,
     ) -> Result<(), HistoryError> {
-        let known = self.channels.get(channel).map(|ch| ch.top);
-        let top = known.unwrap_or(0);
+        let top = self.channels.get(channel).map_or(0, |ch| ch.top);
         assert!(
             offset == top + 1,
             "history partition {}: channel {channel:?} appends offset {offset} after {top}",
@@ -228,10 +239,14 @@ impl HistoryLog {
             info: entry.info.unwrap_or_default(),
             tags: entry.tags.unwrap_or_default(),
         })?;
+        // The name is allocated once, for a channel the log did not know.
+        if top == 0 && !self.channels.contains_key(channel) {
+            self.channels.insert(Arc::from(channel), Channel::new());
+        }
         let ch = self
             .channels
-            .entry(Arc::from(channel))
-            .or_insert_with(Channel::new);
+            .get_mut(channel)
+            .expect("the channel is known or was just added");
         ch.keep = policy.keep;
         ch.ttl_ms = policy.ttl_ms;
         ch.push(at, offset, &mut self.segs);
@@ -239,6 +254,18 @@ impl HistoryLog {
         ch.last_segment = entry_ordinal(at);
         self.indexed += 1;
         self.indexed -= ch.trim(&mut self.segs);
+        if ch.due == NOT_SCHEDULED && ch.expires() {
+            // Its first entry since the last expiry visit (or ever): the oldest one decides.
+            let front = if ch.entries.len() == 1 {
+                Some(time_ms)
+            } else {
+                front_time(&self.segs, self.partition, ch)
+            };
+            let name = self.channels.get_key_value(channel).map(|(n, _)| n.clone());
+            if let (Some(name), Some(ch)) = (name, self.channels.get_mut(channel)) {
+                schedule_expiry(&mut self.expiry, &name, ch, front);
+            }
+        }
         Ok(())
     }
 

@@ -97,6 +97,7 @@ impl HistoryLog {
             next_seq: 1,
             channels: Default::default(),
             indexed: 0,
+            expiry: Default::default(),
             dirty_from: 0,
             pending: Vec::new(),
             dir_entries: DirEntries::Durable,

@@ -6,8 +6,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::error::HistoryError;
+use super::expiry::{ExpirySchedule, NOT_SCHEDULED};
 use super::flush::FlushJob;
-use super::index::entry_ordinal;
+use super::index::{entry_ordinal, Channel, Segments};
 use super::record::{Fields, KIND_POSITION};
 use super::HistoryLog;
 
@@ -44,7 +45,8 @@ impl HistoryLog {
         })
     }
 
-    /// Retention: drops index entries past their channel's ttl, then retires the oldest
+    /// Retention: drops index entries past their channel's ttl (visiting only the channels
+    /// the expiry schedule has due), then retires the oldest
     /// segments (never the head) that no index entry references: they leave the log now, and
     /// the returned job deletes their files. Channels whose last record lies in such a segment
     /// first get a position record at the head, and the job syncs those before any file goes:
@@ -52,24 +54,35 @@ impl HistoryLog {
     /// blocking (run it off the shard), and jobs of one log run one after another, in order:
     /// the files left must stay contiguous.
     pub fn retain(&mut self, now_ms: u64) -> Result<Option<FlushJob>, HistoryError> {
-        for ch in self.channels.values_mut() {
-            let Some(cutoff) = ch.cutoff(now_ms) else {
-                continue;
-            };
-            while let Some(&at) = ch.entries.front() {
-                // Unreadable entries cannot be served: drop them like expired ones.
-                let expired = self
-                    .segs
-                    .record(self.partition, at)
-                    .map_or(true, |record| record.time_ms < cutoff);
-                if !expired {
-                    break;
+        for (bucket, names) in self.expiry.take_due(now_ms) {
+            for name in names {
+                let Some(ch) = self.channels.get_mut(&name) else {
+                    continue;
+                };
+                if ch.due != bucket {
+                    continue; // stale: scheduled again since, or never re-added
                 }
-                ch.pop_front(&mut self.segs);
-                self.indexed -= 1;
-            }
-            if ch.entries.is_empty() {
-                ch.entries = VecDeque::new();
+                ch.due = NOT_SCHEDULED;
+                let Some(cutoff) = ch.cutoff(now_ms) else {
+                    continue;
+                };
+                let mut front = None;
+                while let Some(&at) = ch.entries.front() {
+                    // Unreadable entries cannot be served: drop them like expired ones.
+                    match self.segs.record(self.partition, at) {
+                        Ok(record) if record.time_ms >= cutoff => {
+                            front = Some(record.time_ms);
+                            break;
+                        }
+                        _ => {}
+                    }
+                    ch.pop_front(&mut self.segs);
+                    self.indexed -= 1;
+                }
+                if ch.entries.is_empty() {
+                    ch.entries = VecDeque::new();
+                }
+                schedule_expiry(&mut self.expiry, &name, ch, front);
             }
         }
         let heads = self.segs.list.len().saturating_sub(1);
@@ -110,4 +123,32 @@ impl HistoryLog {
         }
         Ok(Some(job))
     }
+}
+
+/// The time of `ch`'s oldest indexed publication (`None`: no entries, or unreadable: the
+/// next expiry visit drops it).
+pub(super) fn front_time(segs: &Segments, partition: u32, ch: &Channel) -> Option<u64> {
+    let &at = ch.entries.front()?;
+    segs.record(partition, at).ok().map(|record| record.time_ms)
+}
+
+/// Puts `ch` in the expiry schedule for when its oldest publication (written at `front_ms`)
+/// expires, unless it is scheduled no later already or nothing of it can expire. A front
+/// that could not be read is visited at once (the next pass drops it).
+pub(super) fn schedule_expiry(
+    expiry: &mut ExpirySchedule,
+    name: &Arc<str>,
+    ch: &mut Channel,
+    front_ms: Option<u64>,
+) {
+    if !ch.expires() {
+        return;
+    }
+    let due_ms = front_ms.map_or(0, |front| front.saturating_add(ch.ttl_ms));
+    let bucket = ExpirySchedule::bucket_of(due_ms);
+    if ch.due != NOT_SCHEDULED && ch.due <= bucket {
+        return;
+    }
+    ch.due = bucket;
+    expiry.add(bucket, name.clone());
 }

@@ -902,3 +902,77 @@ fn a_head_not_prepared_at_open_is_prepared_at_the_first_append() {
         b"{\"n\":10}"
     );
 }
+
+/// Retention visits only channels whose oldest publication is due: expiry is exact to the
+/// bucket, a channel with newer publications keeps them, trims by `keep` move nothing too
+/// early, and a reopened log schedules what it scanned once the policies are stated.
+#[test]
+fn expiry_visits_channels_when_their_oldest_publication_is_due() {
+    use crate::limits::HISTORY_EXPIRY_BUCKET_MS as BUCKET;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    let ttl = 10 * BUCKET;
+    let policy = Policy {
+        keep: 3,
+        ttl_ms: ttl,
+    };
+    let t0 = 100 * BUCKET;
+    let append = |log: &mut HistoryLog, channel: &str, time_ms: u64| {
+        let offset = log.top(channel) + 1;
+        log.append(channel, offset, time_ms, Entry::data(b"1"), policy)
+            .expect("append");
+    };
+    for c in 0..100 {
+        append(&mut log, &format!("c{c}"), t0);
+    }
+    // "late" gets one now and one 5 buckets later; "trimmed" gets 5 (keep 3 drops 2).
+    append(&mut log, "late", t0);
+    append(&mut log, "late", t0 + 5 * BUCKET);
+    for i in 0..5 {
+        append(&mut log, "trimmed", t0 + i * BUCKET);
+    }
+    assert_eq!(log.expiry.len(), 102, "one entry per channel");
+    let live = |log: &HistoryLog, channel: &str, now: u64| {
+        log.read(channel, 0, false, usize::MAX, now)
+            .expect("read")
+            .0
+            .len()
+    };
+
+    log.retain(t0 + ttl - 1).expect("retain");
+    assert_eq!(log.indexed_records(), 100 + 2 + 3, "nothing due yet");
+    // One bucket after the expiry, everything written at t0 is gone from the index.
+    log.retain(t0 + ttl + BUCKET).expect("retain");
+    assert_eq!(log.top("c7"), 1, "positions stay");
+    assert_eq!(live(&log, "c7", 0), 0);
+    assert_eq!(live(&log, "late", 0), 1, "the newer one stays");
+    assert_eq!(
+        live(&log, "trimmed", 0),
+        3,
+        "keep 3 left those written 2, 3 and 4 buckets after t0"
+    );
+    assert_eq!(log.indexed_records(), 4);
+    assert_eq!(
+        log.expiry.len(),
+        2,
+        "only late and trimmed are scheduled again"
+    );
+
+    log.retain(t0 + ttl + 6 * BUCKET).expect("retain");
+    assert_eq!(log.indexed_records(), 0);
+    assert_eq!(log.expiry.len(), 0);
+
+    // A reopened log schedules the scanned channels when their policy is stated.
+    append(&mut log, "again", t0 + 20 * BUCKET);
+    drop(log);
+    let (mut log, _) = open(dir.path());
+    assert_eq!(log.expiry.len(), 0, "policies are unknown after open");
+    log.set_policies(|_| policy);
+    // The scan indexed every record still on disk (expired ones too); retention drops those
+    // at its next pass.
+    assert_eq!(log.expiry.len(), 103);
+    log.retain(t0 + 20 * BUCKET + ttl - 1).expect("retain");
+    assert_eq!(log.indexed_records(), 1);
+    log.retain(t0 + 21 * BUCKET + ttl).expect("retain");
+    assert_eq!(log.indexed_records(), 0);
+}
