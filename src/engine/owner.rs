@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use crate::clock::unix_ms;
 use crate::config::{ChannelOptions, Config, Fsync};
-use crate::history::{self, FlushError, FlushJob, HistoryError, HistoryLog, OpenReport};
+use crate::history::{
+    self, ChannelSlot, FlushError, FlushJob, HistoryError, HistoryLog, OpenReport,
+};
 use crate::limits::{
     CHANNEL_IDLE_STATES_MAX, CHANNEL_IDLE_STATE_MS, PARTITIONS, PARTITION_DIR_DIGITS,
     STREAM_OFFSET_MAX,
@@ -34,6 +36,9 @@ pub(super) struct ChannelState {
     pub name: Arc<str>,
     /// The channel's partition (an index into the owner's logs).
     pub partition: u32,
+    /// Where the partition's log keeps the channel: known once a publication of it was
+    /// written (appending then costs no lookup by name).
+    pub slot: Option<ChannelSlot>,
     pub options: ChannelOptions,
     /// The log's epoch for channels with history; empty for the others (no stream).
     pub epoch: Arc<str>,
@@ -142,22 +147,29 @@ impl ChannelOwner {
                 .channel_options(channel)
                 .ok_or(ErrorCode::UnknownChannel)?;
             let p = partition::partition(channel);
-            let (offset, epoch) = if options.history() {
+            let (name, slot, offset, epoch) = if options.history() {
                 self.open_log(p).map_err(|e| {
                     eprintln!("ringcast: {e}");
                     ErrorCode::Internal
                 })?;
                 let log = self.logs.get(p).ok_or(ErrorCode::Internal)?;
-                (log.top(channel), log.epoch().clone())
+                match log.slot(channel) {
+                    // The log's name is shared: one allocation per channel name.
+                    Some(slot) => {
+                        let (name, top) = log.channel_at(slot);
+                        (name.clone(), Some(slot), top, log.epoch().clone())
+                    }
+                    None => (Arc::from(channel), None, 0, log.epoch().clone()),
+                }
             } else {
-                (0, self.no_stream.clone())
+                (Arc::from(channel), None, 0, self.no_stream.clone())
             };
-            let name: Arc<str> = channel.into();
             self.channels.insert(
                 name.clone(),
                 ChannelState {
                     name,
                     partition: p,
+                    slot,
                     options,
                     epoch,
                     offset,
@@ -301,13 +313,13 @@ fn sync_job(partition: u32, job: FlushJob) -> SyncJob {
     })
 }
 
-/// Appends a publication of a history channel at `offset` to its partition's log.
+/// Appends a publication of a history channel at `offset` to its partition's log (by the
+/// slot the log keeps it in, once known).
 fn append(
     log: &mut HistoryLog,
-    channel: &str,
+    state: &mut ChannelState,
     offset: u64,
     now_ms: u64,
-    options: &ChannelOptions,
     input: &PublishInput<'_>,
 ) -> Result<(), ErrorCode> {
     let entry = history::Entry {
@@ -315,15 +327,21 @@ fn append(
         info: input.info.map(|b| &b[..]),
         tags: input.tags.map(|b| &b[..]),
     };
-    log.append(channel, offset, now_ms, entry, policy_of(Some(*options)))
-        .map_err(|e| {
-            eprintln!("ringcast: history append to {channel:?}: {e}");
-            match e {
-                // A publication larger than a record can be: the request's fault.
-                HistoryError::TooLarge { .. } => ErrorCode::BadRequest,
-                _ => ErrorCode::Internal,
-            }
-        })
+    let policy = policy_of(Some(state.options));
+    let written = match state.slot {
+        Some(slot) => log.append_at(slot, offset, now_ms, entry, policy),
+        None => log
+            .append_new(&state.name, offset, now_ms, entry, policy)
+            .map(|slot| state.slot = Some(slot)),
+    };
+    written.map_err(|e| {
+        eprintln!("ringcast: history append to {:?}: {e}", state.name);
+        match e {
+            // A publication larger than a record can be: the request's fault.
+            HistoryError::TooLarge { .. } => ErrorCode::BadRequest,
+            _ => ErrorCode::Internal,
+        }
+    })
 }
 
 /// The publication `input` makes at `offset` (none: outside any stream).
@@ -392,7 +410,7 @@ impl Engine for ChannelOwner {
                 .logs
                 .get_mut(state.partition)
                 .ok_or(ErrorCode::Internal)?;
-            append(log, channel, next, now, &options, &input)?;
+            append(log, state, next, now, &input)?;
             state.offset = next;
             if !hold {
                 state.visible = next;

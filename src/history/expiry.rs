@@ -10,8 +10,8 @@
 //! Owns only the map; the log decides what a visit does.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
+use super::index::ChannelSlot;
 use crate::limits::HISTORY_EXPIRY_BUCKET_MS;
 
 /// A bucket number: expiry times within one `HISTORY_EXPIRY_BUCKET_MS` share it. Bucket 0
@@ -22,7 +22,7 @@ pub const NOT_SCHEDULED: Bucket = 0;
 
 #[derive(Debug, Default)]
 pub struct ExpirySchedule {
-    buckets: BTreeMap<Bucket, Vec<Arc<str>>>,
+    buckets: BTreeMap<Bucket, Vec<ChannelSlot>>,
 }
 
 impl ExpirySchedule {
@@ -33,14 +33,14 @@ impl ExpirySchedule {
     }
 
     /// Puts `channel` in `bucket`; the caller stores the bucket in the channel's `due`.
-    pub fn add(&mut self, bucket: Bucket, channel: Arc<str>) {
+    pub fn add(&mut self, bucket: Bucket, channel: ChannelSlot) {
         debug_assert_ne!(bucket, NOT_SCHEDULED);
         self.buckets.entry(bucket).or_default().push(channel);
     }
 
     /// Takes every bucket that ends at or before `now_ms`, with the channels in each (stale
     /// ones included: the caller compares with their `due`).
-    pub fn take_due(&mut self, now_ms: u64) -> Vec<(Bucket, Vec<Arc<str>>)> {
+    pub fn take_due(&mut self, now_ms: u64) -> Vec<(Bucket, Vec<ChannelSlot>)> {
         let open = Self::bucket_of(now_ms);
         let later = self.buckets.split_off(&open);
         std::mem::replace(&mut self.buckets, later)
@@ -58,15 +58,19 @@ impl ExpirySchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::index::ChannelTable;
+    use std::sync::Arc;
 
     #[test]
     fn buckets_are_taken_only_once_their_whole_span_has_passed() {
         let mut schedule = ExpirySchedule::default();
+        let mut table = ChannelTable::default();
+        let (slot_a, slot_b) = (table.insert(&Arc::from("a")), table.insert(&Arc::from("b")));
         let span = HISTORY_EXPIRY_BUCKET_MS;
         let a = ExpirySchedule::bucket_of(10 * span + 1);
         let b = ExpirySchedule::bucket_of(12 * span);
-        schedule.add(a, Arc::from("a"));
-        schedule.add(b, Arc::from("b"));
+        schedule.add(a, slot_a);
+        schedule.add(b, slot_b);
         assert_eq!(schedule.len(), 2);
         assert!(
             schedule.take_due(10 * span + 1).is_empty(),
@@ -74,7 +78,7 @@ mod tests {
         );
         let due = schedule.take_due(11 * span);
         assert_eq!(due.len(), 1);
-        assert_eq!(&*due[0].1[0], "a");
+        assert_eq!(due[0].1, [slot_a]);
         // b's expiry (12 spans) lies in the bucket that ends at 13 spans.
         assert!(schedule.take_due(12 * span).is_empty());
         assert_eq!(schedule.take_due(13 * span).len(), 1);

@@ -1,9 +1,11 @@
 //! The in-memory index of a partition: its segments in order (`Segments`, each known by a
 //! 32-bit ordinal so an index entry packs into 8 bytes) and, per channel, its top offset and
-//! the positions of its indexed publications (`Channel`). Payloads stay in the mappings.
+//! the positions of its indexed publications (`Channel`), kept in a `ChannelTable` where a
+//! channel keeps its slot for the log's life. Payloads stay in the mappings.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::error::HistoryError;
 use super::expiry::{Bucket, NOT_SCHEDULED};
@@ -97,9 +99,67 @@ pub fn entry_position(entry: u64) -> usize {
     (entry & 0xffff_ffff) as usize
 }
 
+/// A channel's place in its log's `ChannelTable`: the owner keeps it, so appending to a known
+/// channel costs an index instead of a second hash lookup by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelSlot(u32);
+
+/// The channels a log knows, each in a slot it keeps for the log's life (the log never
+/// forgets a channel: it keeps its position), found by name through `by_name`.
+#[derive(Debug, Default)]
+pub struct ChannelTable {
+    slots: Vec<Channel>,
+    by_name: HashMap<Arc<str>, ChannelSlot>,
+}
+
+impl ChannelTable {
+    pub fn slot(&self, name: &str) -> Option<ChannelSlot> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Channel> {
+        self.slot(name).map(|slot| self.at(slot))
+    }
+
+    /// The channel in `slot`: slots come from this table, so it is there.
+    pub fn at(&self, slot: ChannelSlot) -> &Channel {
+        &self.slots[slot.0 as usize]
+    }
+
+    pub fn at_mut(&mut self, slot: ChannelSlot) -> &mut Channel {
+        &mut self.slots[slot.0 as usize]
+    }
+
+    /// The slot of `name`, added (sharing the caller's name) if the table does not know it.
+    pub fn insert(&mut self, name: &Arc<str>) -> ChannelSlot {
+        if let Some(slot) = self.slot(name) {
+            return slot;
+        }
+        let slot = ChannelSlot(
+            u32::try_from(self.slots.len()).expect("fewer than 2^32 channels per partition"),
+        );
+        self.slots.push(Channel::new(name.clone()));
+        self.by_name.insert(name.clone(), slot);
+        slot
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Channel> + '_ {
+        self.slots.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (ChannelSlot, &mut Channel)> + '_ {
+        (0u32..).map(ChannelSlot).zip(self.slots.iter_mut())
+    }
+}
+
 /// What the log knows of one channel.
 #[derive(Debug)]
 pub struct Channel {
+    pub name: Arc<str>,
     /// Last offset (publication or position record); 0: none.
     pub top: u64,
     /// Offset of `entries[0]`: a channel's indexed publications have consecutive offsets.
@@ -117,8 +177,9 @@ pub struct Channel {
 }
 
 impl Channel {
-    pub fn new() -> Self {
+    pub fn new(name: Arc<str>) -> Self {
         Channel {
+            name,
             top: 0,
             first: 0,
             entries: VecDeque::new(),

@@ -73,7 +73,6 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -84,7 +83,8 @@ pub use error::{HistoryError, OpenReport};
 use expiry::{ExpirySchedule, NOT_SCHEDULED};
 use flush::{DirEntries, FlushRange};
 pub use flush::{FlushError, FlushJob};
-use index::{entry, entry_ordinal, entry_position, Channel, Segments};
+pub use index::ChannelSlot;
+use index::{entry, entry_ordinal, entry_position, ChannelTable, Segments};
 use record::{header, Fields, KIND_PUBLICATION};
 use retain::{front_time, schedule_expiry};
 use segment::create_segment;
@@ -94,9 +94,10 @@ use segment::create_segment;
 /// next power-of-two capacity. Times, offsets and payloads stay in the mapped segments.
 pub const INDEX_BYTES_PER_RECORD: usize = std::mem::size_of::<u64>();
 
-/// Fixed memory per known channel besides its name and index entries (map entry: `Arc<str>`
-/// key + state).
-pub const CHANNEL_BYTES: usize = std::mem::size_of::<(Arc<str>, Channel)>();
+/// Fixed memory per known channel besides its name and index entries (its slot, and the name
+/// index's entry: `Arc<str>` key + slot).
+pub const CHANNEL_BYTES: usize =
+    std::mem::size_of::<index::Channel>() + std::mem::size_of::<(Arc<str>, ChannelSlot)>();
 
 /// A publication as the log returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +149,7 @@ pub struct HistoryLog {
     segs: Segments,
     /// seq of the next record.
     next_seq: u64,
-    channels: HashMap<Arc<str>, Channel>,
+    channels: ChannelTable,
     /// When channels' oldest publications expire: what retention visits.
     expiry: ExpirySchedule,
     indexed: usize,
@@ -174,6 +175,17 @@ impl HistoryLog {
         self.channels.get(channel).map_or(0, |ch| ch.top)
     }
 
+    /// Where the log keeps `channel`, if it knows it (see [`HistoryLog::append_at`]).
+    pub fn slot(&self, channel: &str) -> Option<ChannelSlot> {
+        self.channels.slot(channel)
+    }
+
+    /// The name and top offset of the channel in `slot`.
+    pub fn channel_at(&self, slot: ChannelSlot) -> (&Arc<str>, u64) {
+        let ch = self.channels.at(slot);
+        (&ch.name, ch.top)
+    }
+
     /// Channels the log knows (each keeps its position for good: its stream meta).
     pub fn channel_count(&self) -> usize {
         self.channels.len()
@@ -181,41 +193,39 @@ impl HistoryLog {
 
     /// Every channel the log knows with its top offset.
     pub fn channels(&self) -> impl Iterator<Item = (&Arc<str>, u64)> + '_ {
-        self.channels.iter().map(|(name, ch)| (name, ch.top))
+        self.channels.iter().map(|ch| (&ch.name, ch.top))
     }
 
     /// States a channel's policy (the owner does so for each channel after `open`, and every
     /// append repeats it): trims the index to `keep` now; `ttl_ms` applies to reads at once
     /// and to retention. Unknown channels are ignored.
     pub fn set_policy(&mut self, channel: &str, policy: Policy) {
-        let Some(name) = self.channels.get_key_value(channel).map(|(n, _)| n.clone()) else {
+        let Some(slot) = self.channels.slot(channel) else {
             return;
         };
-        if let Some(ch) = self.channels.get_mut(channel) {
-            ch.keep = policy.keep;
-            ch.ttl_ms = policy.ttl_ms;
-            self.indexed -= ch.trim(&mut self.segs);
-            let front = front_time(&self.segs, self.partition, ch);
-            schedule_expiry(&mut self.expiry, &name, ch, front);
-        }
+        let ch = self.channels.at_mut(slot);
+        (ch.keep, ch.ttl_ms) = (policy.keep, policy.ttl_ms);
+        self.indexed -= ch.trim(&mut self.segs);
+        let front = front_time(&self.segs, self.partition, ch);
+        schedule_expiry(&mut self.expiry, slot, ch, front);
     }
 
     /// `set_policy` for every channel whose policy is not stated yet, from `policy(channel)`.
     pub fn set_policies(&mut self, mut policy: impl FnMut(&str) -> Policy) {
-        for (name, ch) in self.channels.iter_mut() {
+        for (slot, ch) in self.channels.iter_mut() {
             if ch.keep == index::KEEP_UNKNOWN {
-                let Policy { keep, ttl_ms } = policy(name);
+                let Policy { keep, ttl_ms } = policy(&ch.name);
                 (ch.keep, ch.ttl_ms) = (keep, ttl_ms);
                 self.indexed -= ch.trim(&mut self.segs);
                 let front = front_time(&self.segs, self.partition, ch);
-                schedule_expiry(&mut self.expiry, name, ch, front);
+                schedule_expiry(&mut self.expiry, slot, ch, front);
             }
         }
     }
 
     /// Appends a publication. `offset` must be exactly `top(channel) + 1` (the owner
     /// guarantees it: anything else is a bug, so it panics). The index keeps what `policy`
-    /// allows.
+    /// allows. Returns where the log keeps the channel.
     pub fn append(
         &mut self,
         channel: &str,
@@ -223,14 +233,69 @@ impl HistoryLog {
         time_ms: u64,
         entry: Entry<'_>,
         policy: Policy,
+    ) -> Result<ChannelSlot, HistoryError> {
+        match self.channels.slot(channel) {
+            Some(slot) => self
+                .append_at(slot, offset, time_ms, entry, policy)
+                .map(|()| slot),
+            None => self.append_new(&Arc::from(channel), offset, time_ms, entry, policy),
+        }
+    }
+
+    /// `append` to the channel in `slot` (the owner's path: no lookup by name).
+    pub fn append_at(
+        &mut self,
+        slot: ChannelSlot,
+        offset: u64,
+        time_ms: u64,
+        entry: Entry<'_>,
+        policy: Policy,
     ) -> Result<(), HistoryError> {
-        let top = self.channels.get(channel).map_or(0, |ch| ch.top);
+        let (name, top) = {
+            let ch = self.channels.at(slot);
+            (ch.name.clone(), ch.top)
+        };
+        let at = self.write_publication(&name, top, offset, time_ms, entry)?;
+        self.index_publication(slot, at, offset, time_ms, policy);
+        Ok(())
+    }
+
+    /// `append` to a channel the log may not know yet; the log keeps `name` (shared with the
+    /// caller) if it is new. The channel is added only once its record is written.
+    pub fn append_new(
+        &mut self,
+        name: &Arc<str>,
+        offset: u64,
+        time_ms: u64,
+        entry: Entry<'_>,
+        policy: Policy,
+    ) -> Result<ChannelSlot, HistoryError> {
+        if let Some(slot) = self.channels.slot(name) {
+            return self
+                .append_at(slot, offset, time_ms, entry, policy)
+                .map(|()| slot);
+        }
+        let at = self.write_publication(name, 0, offset, time_ms, entry)?;
+        let slot = self.channels.insert(name);
+        self.index_publication(slot, at, offset, time_ms, policy);
+        Ok(slot)
+    }
+
+    /// Writes a publication record of `channel` (whose top is `top`); returns its entry.
+    fn write_publication(
+        &mut self,
+        channel: &str,
+        top: u64,
+        offset: u64,
+        time_ms: u64,
+        entry: Entry<'_>,
+    ) -> Result<u64, HistoryError> {
         assert!(
             offset == top + 1,
             "history partition {}: channel {channel:?} appends offset {offset} after {top}",
             self.partition
         );
-        let at = self.write_record(&Fields {
+        self.write_record(&Fields {
             kind: KIND_PUBLICATION,
             channel,
             offset,
@@ -238,17 +303,20 @@ impl HistoryLog {
             data: entry.data,
             info: entry.info.unwrap_or_default(),
             tags: entry.tags.unwrap_or_default(),
-        })?;
-        // The name is allocated once, for a channel the log did not know.
-        if top == 0 && !self.channels.contains_key(channel) {
-            self.channels.insert(Arc::from(channel), Channel::new());
-        }
-        let ch = self
-            .channels
-            .get_mut(channel)
-            .expect("the channel is known or was just added");
-        ch.keep = policy.keep;
-        ch.ttl_ms = policy.ttl_ms;
+        })
+    }
+
+    /// Indexes a publication just written at `at` (entry) for the channel in `slot`.
+    fn index_publication(
+        &mut self,
+        slot: ChannelSlot,
+        at: u64,
+        offset: u64,
+        time_ms: u64,
+        policy: Policy,
+    ) {
+        let ch = self.channels.at_mut(slot);
+        (ch.keep, ch.ttl_ms) = (policy.keep, policy.ttl_ms);
         ch.push(at, offset, &mut self.segs);
         ch.top = offset;
         ch.last_segment = entry_ordinal(at);
@@ -261,12 +329,8 @@ impl HistoryLog {
             } else {
                 front_time(&self.segs, self.partition, ch)
             };
-            let name = self.channels.get_key_value(channel).map(|(n, _)| n.clone());
-            if let (Some(name), Some(ch)) = (name, self.channels.get_mut(channel)) {
-                schedule_expiry(&mut self.expiry, &name, ch, front);
-            }
+            schedule_expiry(&mut self.expiry, slot, ch, front);
         }
-        Ok(())
     }
 
     /// Indexed publications of `channel`: forward, those with offset > `after_or_before`,

@@ -17,7 +17,7 @@ use super::epoch::{
 };
 use super::error::{io_error, HistoryError, OpenReport};
 use super::flush::DirEntries;
-use super::index::{entry, Channel, Segments};
+use super::index::{entry, Segments};
 use super::record::{header, parse_record, RecordView, KIND_POSITION};
 use super::segment::{
     file_name, is_blank, list_segments, map_for_appends, open_segment, quarantine, quarantine_copy,
@@ -198,10 +198,12 @@ impl HistoryLog {
     }
 
     fn index_scanned(&mut self, record: &RecordView<'_>, ordinal: u32, pos: usize) {
-        let ch = self
-            .channels
-            .entry(Arc::from(record.channel))
-            .or_insert_with(Channel::new);
+        // A name is allocated once per channel, not per record scanned.
+        let slot = match self.channels.slot(record.channel) {
+            Some(slot) => slot,
+            None => self.channels.insert(&Arc::from(record.channel)),
+        };
+        let ch = self.channels.at_mut(slot);
         if record.kind == KIND_POSITION {
             self.indexed -= ch.clear(&mut self.segs);
         } else {

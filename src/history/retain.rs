@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::error::HistoryError;
 use super::expiry::{ExpirySchedule, NOT_SCHEDULED};
 use super::flush::FlushJob;
-use super::index::{entry_ordinal, Channel, Segments};
+use super::index::{entry_ordinal, Channel, ChannelSlot, Segments};
 use super::record::{Fields, KIND_POSITION};
 use super::HistoryLog;
 
@@ -17,14 +17,14 @@ impl HistoryLog {
     /// record (so the top survives a restart) and empties the index. Unknown channels have
     /// nothing to drop.
     pub fn remove(&mut self, channel: &str, time_ms: u64) -> Result<(), HistoryError> {
-        let Some(top) = self.channels.get(channel).map(|ch| ch.top) else {
+        let Some(slot) = self.channels.slot(channel) else {
             return Ok(());
         };
+        let top = self.channels.at(slot).top;
         let at = self.write_position(channel, top, time_ms)?;
-        if let Some(ch) = self.channels.get_mut(channel) {
-            self.indexed -= ch.clear(&mut self.segs);
-            ch.last_segment = entry_ordinal(at);
-        }
+        let ch = self.channels.at_mut(slot);
+        self.indexed -= ch.clear(&mut self.segs);
+        ch.last_segment = entry_ordinal(at);
         Ok(())
     }
 
@@ -54,11 +54,9 @@ impl HistoryLog {
     /// blocking (run it off the shard), and jobs of one log run one after another, in order:
     /// the files left must stay contiguous.
     pub fn retain(&mut self, now_ms: u64) -> Result<Option<FlushJob>, HistoryError> {
-        for (bucket, names) in self.expiry.take_due(now_ms) {
-            for name in names {
-                let Some(ch) = self.channels.get_mut(&name) else {
-                    continue;
-                };
+        for (bucket, slots) in self.expiry.take_due(now_ms) {
+            for slot in slots {
+                let ch = self.channels.at_mut(slot);
                 if ch.due != bucket {
                     continue; // stale: scheduled again since, or never re-added
                 }
@@ -82,7 +80,7 @@ impl HistoryLog {
                 if ch.entries.is_empty() {
                     ch.entries = VecDeque::new();
                 }
-                schedule_expiry(&mut self.expiry, &name, ch, front);
+                schedule_expiry(&mut self.expiry, slot, ch, front);
             }
         }
         let heads = self.segs.list.len().saturating_sub(1);
@@ -97,17 +95,15 @@ impl HistoryLog {
             return Ok(None);
         }
         let first = self.segs.first_ordinal;
-        let carried: Vec<(Arc<str>, u64)> = self
+        let carried: Vec<(ChannelSlot, Arc<str>, u64)> = self
             .channels
-            .iter()
+            .iter_mut()
             .filter(|(_, ch)| (ch.last_segment.wrapping_sub(first) as usize) < doomed)
-            .map(|(name, ch)| (name.clone(), ch.top))
+            .map(|(slot, ch)| (slot, ch.name.clone(), ch.top))
             .collect();
-        for (name, top) in &carried {
+        for (slot, name, top) in &carried {
             let at = self.write_position(name, *top, now_ms)?;
-            if let Some(ch) = self.channels.get_mut(name) {
-                ch.last_segment = entry_ordinal(at);
-            }
+            self.channels.at_mut(*slot).last_segment = entry_ordinal(at);
         }
         let mut job = if carried.is_empty() {
             FlushJob::default()
@@ -137,7 +133,7 @@ pub(super) fn front_time(segs: &Segments, partition: u32, ch: &Channel) -> Optio
 /// that could not be read is visited at once (the next pass drops it).
 pub(super) fn schedule_expiry(
     expiry: &mut ExpirySchedule,
-    name: &Arc<str>,
+    slot: ChannelSlot,
     ch: &mut Channel,
     front_ms: Option<u64>,
 ) {
@@ -150,5 +146,5 @@ pub(super) fn schedule_expiry(
         return;
     }
     ch.due = bucket;
-    expiry.add(bucket, name.clone());
+    expiry.add(bucket, slot);
 }

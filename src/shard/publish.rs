@@ -74,7 +74,7 @@ impl Shard {
     }
 
     /// The first half of `publish`: sends the jobs to the owners now, in the order of the
-    /// calls (one job per owner shard), without waiting for room.
+    /// calls (one job per owner shard; this shard's last), without waiting for room.
     pub fn send_publish(
         &self,
         channels: Vec<(u32, Arc<str>)>,
@@ -88,7 +88,11 @@ impl Shard {
         }
         let owners = by_owner.iter().filter(|c| !c.is_empty()).count();
         let ask = self.published.open(owners);
-        for (owner, channels) in by_owner.into_iter().enumerate() {
+        // This shard's own share runs inline (`to_shard`), so the other owners get theirs
+        // first and work on them meanwhile.
+        let local = std::mem::take(&mut by_owner[self.id]);
+        let others = by_owner.into_iter().enumerate();
+        for (owner, channels) in others.chain([(self.id, local)]) {
             if channels.is_empty() {
                 continue;
             }
