@@ -7,7 +7,9 @@
 #   benches/broadcast.sh [BINARY] [SHARDS] [MEMBERS] [ONLINE] [MESSAGES]
 #
 # Defaults: target/release/ringcast, 2 shards, 100000 members, 1000 online, 20 messages;
-# LOAD names another load generator (default target/release/ringcast-load).
+# LOAD names another load generator (default target/release/ringcast-load); LOAD_ARGS adds
+# flags (e.g. "--single-publishes --api-connections 4 --window 64": one /api/publish per
+# channel, pipelined, instead of one /api/broadcast).
 set -euo pipefail
 bin="${1:-target/release/ringcast}"
 shards="${2:-2}"
@@ -28,7 +30,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 before=$(ticks)
 "$load" broadcast --ws-url "ws://127.0.0.1:$port/connection/websocket" \
   --api-url "http://127.0.0.1:$port/api" --api-key k --token-secret s --members "$members" \
-  --online "$online" --messages "$messages" --out "$data/out" 2>&1 \
+  --online "$online" --messages "$messages" --out "$data/out" ${LOAD_ARGS:-} 2>&1 \
   | grep -E "^(label|M=)" | tee "$data/table"
 after=$(ticks)
 kill "$pid"; wait "$pid" 2>/dev/null || true

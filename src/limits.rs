@@ -119,6 +119,14 @@ pub const STREAM_OFFSET_MAX: u64 = (1 << 53) - 1;
 /// Largest record sequence number a partition may reach (a segment's base_seq included), so
 /// `seq + 1` never overflows; one from disk beyond it is corrupt.
 pub const HISTORY_SEQ_MAX: u64 = 1 << 62;
+/// Appended records a log head stages before it puts them in the file (`Segment::land`):
+/// at most this many, plus one record.
+pub const HISTORY_STAGE_BYTES_MAX: usize = 256 << 10;
+/// Staged bytes at or above this land with `pwrite`, below it through the mapping (a
+/// `pwrite` costs a call; a mapped write, a fault per new page).
+pub const HISTORY_PWRITE_MIN_BYTES: usize = 4 << 10;
+/// Staging capacity a log head keeps between batches.
+pub const HISTORY_STAGE_KEPT_BYTES: usize = 4 << 10;
 /// Blocks reserved ahead of the write position (one fallocate per this many bytes).
 pub const HISTORY_ALLOCATE_AHEAD_BYTES: usize = 1 << 20;
 /// The state an owner keeps for a channel with history that was published to while nobody

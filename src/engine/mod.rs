@@ -78,6 +78,11 @@ pub trait Engine {
     /// channel has history.
     fn publish(&mut self, channel: &str, input: PublishInput<'_>) -> Result<Outcome, ErrorCode>;
 
+    /// Puts the records of the publishes since the last call in the files, together (see
+    /// `HistoryLog::land`): called after each batch of `publish` calls, before anyone hears
+    /// of them.
+    fn land(&mut self);
+
     /// A held publication's record is durable: it becomes visible; returns the shards to
     /// deliver it to now.
     fn release(&mut self, channel: &str, offset: u64) -> ShardSet;

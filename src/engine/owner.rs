@@ -65,6 +65,8 @@ pub struct ChannelOwner {
     /// The history log of each owned partition that has one (opened at start, created on a
     /// history channel's first use), indexed by partition.
     pub(super) logs: Logs,
+    /// Partitions whose logs staged appends since the last `land`.
+    staged: Vec<u32>,
     pub(super) channels: HashMap<Arc<str>, ChannelState>,
 }
 
@@ -79,6 +81,7 @@ impl ChannelOwner {
             no_stream: Arc::from(""),
             idle: VecDeque::new(),
             logs: Logs::default(),
+            staged: Vec::new(),
             channels: HashMap::new(),
         })
     }
@@ -410,7 +413,11 @@ impl Engine for ChannelOwner {
                 .logs
                 .get_mut(state.partition)
                 .ok_or(ErrorCode::Internal)?;
+            let first_staged = !log.has_staged();
             append(log, state, next, now, &input)?;
+            if first_staged && log.has_staged() {
+                self.staged.push(state.partition);
+            }
             state.offset = next;
             if !hold {
                 state.visible = next;
@@ -431,6 +438,14 @@ impl Engine for ChannelOwner {
             shards: state.shards,
             release,
         })
+    }
+
+    fn land(&mut self) {
+        for p in self.staged.drain(..) {
+            if let Some(log) = self.logs.get_mut(p) {
+                log.land();
+            }
+        }
     }
 
     fn release(&mut self, channel: &str, offset: u64) -> ShardSet {

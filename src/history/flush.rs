@@ -131,6 +131,7 @@ impl HistoryLog {
     /// The work that makes everything appended so far durable, or `None` if nothing is dirty.
     /// Later appends start a new dirty range.
     pub fn take_flush(&mut self) -> Option<FlushJob> {
+        self.land();
         let job = self.unsynced();
         self.pending.clear();
         if let Some(head) = self.segs.head() {

@@ -77,7 +77,8 @@ impl Segments {
             position: pos as u64,
             reason,
         };
-        match parse_record(seg.mapping.bytes(), pos, false) {
+        let (bytes, at) = seg.bytes_at(pos);
+        match parse_record(bytes, at, false) {
             Ok(Some(record)) => Ok(record),
             Ok(None) => Err(corrupt("index points at the end of the data".into())),
             Err(reason) => Err(corrupt(reason)),

@@ -89,6 +89,8 @@ use record::{header, Fields, KIND_PUBLICATION};
 use retain::{front_time, schedule_expiry};
 use segment::create_segment;
 
+use crate::limits::HISTORY_STAGE_BYTES_MAX;
+
 /// Index memory per indexed publication: one packed position (segment ordinal << 32 | byte
 /// position) in the channel's `VecDeque<u64>`, so 8 bytes, plus the deque's slack up to its
 /// next power-of-two capacity. Times, offsets and payloads stay in the mapped segments.
@@ -438,6 +440,21 @@ impl HistoryLog {
         })
     }
 
+    /// Puts the records appended since the last call in the file (page cache), in one write
+    /// when there are many: appends only stage them (reads see them at once). The owner
+    /// calls it after each batch of appends; a flush job, retention, `remove`, rolling to a
+    /// new segment and dropping the log do it themselves.
+    pub fn land(&mut self) {
+        if let Some(head) = self.segs.head_mut() {
+            head.land();
+        }
+    }
+
+    /// Whether appends wait in the stage for `land`.
+    pub fn has_staged(&self) -> bool {
+        self.segs.head().is_some_and(|head| head.staged_len() > 0)
+    }
+
     /// Segment files' sizes summed.
     pub fn disk_bytes(&self) -> u64 {
         self.segs.list.iter().map(|seg| seg.file_len).sum()
@@ -500,16 +517,19 @@ impl HistoryLog {
         let crc = parts
             .iter()
             .fold(0, |crc, part| crc32c::crc32c_append(crc, part));
-        head.write(pos, &f.encode_framing(crc));
+        head.stage(pos, &f.encode_framing(crc));
         let mut at = pos + record::layout::FRAMING_LEN;
         for part in parts {
-            head.write(at, part);
+            head.stage(at, part);
             at += part.len();
         }
         // The area past `end` is zero already; writing the padding keeps that from being a
         // precondition of correctness.
-        head.zero(at, pos + total - at);
+        head.stage_zeros(at, pos + total - at);
         head.end = pos + total;
+        if head.staged_len() >= HISTORY_STAGE_BYTES_MAX {
+            head.land();
+        }
         self.next_seq += 1;
         Ok(entry(ordinal, pos))
     }
@@ -522,6 +542,7 @@ impl HistoryLog {
         }
         let seg = create_segment(&self.dir, self.partition, self.next_seq, self.segment_size)?;
         if let Some(head) = self.segs.head_mut() {
+            head.land();
             if head.end > self.dirty_from {
                 self.pending.push(FlushRange {
                     mapping: head.mapping.clone(),

@@ -22,6 +22,7 @@ impl HistoryLog {
         };
         let top = self.channels.at(slot).top;
         let at = self.write_position(channel, top, time_ms)?;
+        self.land();
         let ch = self.channels.at_mut(slot);
         self.indexed -= ch.clear(&mut self.segs);
         ch.last_segment = entry_ordinal(at);
@@ -105,6 +106,7 @@ impl HistoryLog {
             let at = self.write_position(name, *top, now_ms)?;
             self.channels.at_mut(*slot).last_segment = entry_ordinal(at);
         }
+        self.land();
         let mut job = if carried.is_empty() {
             FlushJob::default()
         } else {
@@ -115,7 +117,7 @@ impl HistoryLog {
                 break;
             };
             self.segs.first_ordinal = self.segs.first_ordinal.wrapping_add(1);
-            job.retired.push(seg.mapping);
+            job.retired.push(seg.mapping.clone());
         }
         Ok(Some(job))
     }

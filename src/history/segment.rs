@@ -5,6 +5,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,7 +15,10 @@ use nix::fcntl::{fallocate, FallocateFlags};
 
 use super::error::{io_error, HistoryError};
 use super::record::{get_u32, get_u64, header, layout};
-use crate::limits::{HISTORY_ALLOCATE_AHEAD_BYTES, HISTORY_SEGMENT_BYTES_MAX, HISTORY_SEQ_MAX};
+use crate::limits::{
+    HISTORY_ALLOCATE_AHEAD_BYTES, HISTORY_PWRITE_MIN_BYTES, HISTORY_SEGMENT_BYTES_MAX,
+    HISTORY_SEQ_MAX, HISTORY_STAGE_KEPT_BYTES,
+};
 
 /// A segment file's mapping, shared with flush jobs so a job outlives retention.
 #[derive(Debug)]
@@ -50,9 +54,100 @@ pub struct Segment {
     pub file: Option<File>,
     /// Bytes from the start known to have blocks reserved.
     pub allocated: usize,
+    /// Records appended to the head and not yet in the file's pages (`stage`, `land`): they
+    /// start at `staged_from`, a record boundary, and reads look here first.
+    staged: Vec<u8>,
+    staged_from: usize,
 }
 
 impl Segment {
+    /// A segment as found or created, nothing staged.
+    fn new(mapping: Arc<Mapping>, base_seq: u64, file_len: u64, file: Option<File>) -> Self {
+        Segment {
+            mapping,
+            base_seq,
+            file_len,
+            end: 0,
+            refs: 0,
+            file,
+            allocated: 0,
+            staged: Vec::new(),
+            staged_from: 0,
+        }
+    }
+
+    /// Appends `src` at `pos` (right after what is staged) to the staged bytes.
+    pub fn stage(&mut self, pos: usize, src: &[u8]) {
+        self.stage_at(pos, src.len());
+        self.staged.extend_from_slice(src);
+    }
+
+    /// `stage` of `len` zero bytes.
+    pub fn stage_zeros(&mut self, pos: usize, len: usize) {
+        self.stage_at(pos, len);
+        self.staged.resize(self.staged.len() + len, 0);
+    }
+
+    fn stage_at(&mut self, pos: usize, len: usize) {
+        assert!(
+            pos + len <= self.mapping.size,
+            "write past the end of a segment"
+        );
+        if self.staged.is_empty() {
+            self.staged_from = pos;
+        }
+        debug_assert_eq!(
+            pos,
+            self.staged_from + self.staged.len(),
+            "staged bytes are contiguous"
+        );
+    }
+
+    pub fn staged_len(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// The bytes a record at `pos` is read from, and its position in them: the staged bytes
+    /// if it is staged (they start at a record boundary), else the mapping.
+    pub fn bytes_at(&self, pos: usize) -> (&[u8], usize) {
+        if !self.staged.is_empty() && pos >= self.staged_from {
+            (&self.staged, pos - self.staged_from)
+        } else {
+            (self.mapping.bytes(), pos)
+        }
+    }
+
+    /// Puts the staged bytes in the file's pages. Many at once go in with one `pwrite`: a
+    /// write through the mapping faults once per new 4 KiB page (about 4.5 µs each here, the
+    /// largest cost of a broadcast's appends), `pwrite` fills the page cache for about 0.8 µs
+    /// a page. A few go through the mapping (no call; the page is usually mapped already).
+    /// Never fails: what `pwrite` did not write is copied through the mapping, where the
+    /// next sync meets any I/O error (blocks are reserved, so no SIGBUS).
+    pub fn land(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let mut landed = 0;
+        if self.staged.len() >= HISTORY_PWRITE_MIN_BYTES {
+            if let Some(file) = &self.file {
+                // Bounded: each round writes something or stops.
+                while landed < self.staged.len() {
+                    let at = (self.staged_from + landed) as u64;
+                    match file.write_at(&self.staged[landed..], at) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => landed += n,
+                    }
+                }
+            }
+        }
+        let (from, rest) = (self.staged_from + landed, landed..self.staged.len());
+        let staged = std::mem::take(&mut self.staged);
+        self.write(from, &staged[rest]);
+        self.staged = staged;
+        self.staged.clear();
+        self.staged.shrink_to(HISTORY_STAGE_KEPT_BYTES);
+    }
+
     pub fn write(&mut self, pos: usize, src: &[u8]) {
         assert!(
             pos + src.len() <= self.mapping.size,
@@ -104,6 +199,13 @@ impl Segment {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for Segment {
+    /// Staged records reach the file even if nobody landed them (a log dropped at shutdown).
+    fn drop(&mut self) {
+        self.land();
     }
 }
 
@@ -200,15 +302,9 @@ pub fn open_segment(path: &Path, partition: u32, number: u64) -> Result<Segment,
             false,
         ));
     }
-    Ok(Segment {
-        mapping: Arc::new(mapping),
-        base_seq,
-        file_len,
-        end: header::LEN,
-        refs: 0,
-        file: None,
-        allocated: 0,
-    })
+    let mut seg = Segment::new(Arc::new(mapping), base_seq, file_len, None);
+    seg.end = header::LEN;
+    Ok(seg)
 }
 
 /// A file holding no record: too short for one, all-zero header, or a header and no record.
@@ -257,19 +353,13 @@ fn init_segment(
     file.set_len(size)
         .map_err(io_error(partition, "size", path))?;
     let map = map_for_appends(&file, partition, path)?;
-    let mut seg = Segment {
-        mapping: Arc::new(Mapping {
-            map,
-            path: path.to_path_buf(),
-            size: size as usize,
-        }),
-        base_seq,
-        file_len: size,
-        end: header::LEN,
-        refs: 0,
-        file: Some(file),
-        allocated: 0,
+    let mapping = Mapping {
+        map,
+        path: path.to_path_buf(),
+        size: size as usize,
     };
+    let mut seg = Segment::new(Arc::new(mapping), base_seq, size, Some(file));
+    seg.end = header::LEN;
     // The header write faults a page in too: reserve before it.
     seg.reserve(header::LEN, partition)?;
     let mut head = [0u8; header::LEN];

@@ -976,3 +976,41 @@ fn expiry_visits_channels_when_their_oldest_publication_is_due() {
     log.retain(t0 + 21 * BUCKET + ttl).expect("retain");
     assert_eq!(log.indexed_records(), 0);
 }
+
+/// Appends stage their records until `land`: reads see them at once, the file gets them in
+/// one `pwrite` (many) or through the mapping (few), byte for byte what a verified scan
+/// reads back, and dropping the log lands what is left.
+#[test]
+fn staged_appends_are_read_at_once_and_land_in_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    let data = [b'7'; 200];
+    for _ in 0..100 {
+        push(&mut log, "s", 1, &data);
+    }
+    assert!(log.has_staged());
+    assert_eq!(offsets(&log, "s"), (1..=100).collect::<Vec<_>>());
+    let file = segment_files(dir.path()).pop().expect("a segment");
+    assert_eq!(
+        records_of(&file).len(),
+        0,
+        "nothing in the file before land"
+    );
+    log.land();
+    assert!(!log.has_staged());
+    assert_eq!(records_of(&file).len(), 100, "landed with pwrite");
+    push(&mut log, "s", 2, b"1");
+    assert_eq!(records_of(&file).len(), 100);
+    log.land();
+    assert_eq!(records_of(&file).len(), 101, "landed through the mapping");
+    push(&mut log, "s", 3, b"2");
+    drop(log);
+    assert_eq!(
+        records_of(&file).len(),
+        102,
+        "dropping the log lands the rest"
+    );
+    let (log, report) = open(dir.path());
+    assert!(report.truncated.is_empty(), "{:?}", report.truncated);
+    assert_eq!(offsets(&log, "s").len(), 102);
+}

@@ -129,6 +129,9 @@ impl Shard {
     pub(super) fn run_publish(&self, job: PublishJob) {
         let mut answers = Vec::with_capacity(job.channels.len());
         let mut held = Vec::new();
+        // Delivered once the job's records are in the files (`land`): a process killed then
+        // cannot have delivered what its log lost.
+        let mut ready = Vec::new();
         for (index, channel) in &job.channels {
             if self.hooks.panic_channel.as_deref() == Some(&**channel) {
                 panic!("RINGCAST_TEST_PANIC_CHANNEL: publishing to {channel:?}");
@@ -147,10 +150,8 @@ impl Shard {
                     epoch: outcome.epoch.clone(),
                 });
                 match outcome.release {
-                    Release::Now => {
-                        let shards = outcome.shards;
-                        self.fan_out(outcome, shards);
-                    }
+                    Release::Now if outcome.shards.is_empty() => {}
+                    Release::Now => ready.push(outcome),
                     Release::AfterSync => held.push(outcome),
                 }
                 position
@@ -159,6 +160,12 @@ impl Shard {
                 index: *index,
                 result,
             });
+        }
+        // The records reach the files before anyone hears of them.
+        self.engine.borrow_mut().land();
+        for outcome in ready {
+            let shards = outcome.shards;
+            self.fan_out(outcome, shards);
         }
         if held.is_empty() {
             self.send_published(job.reply, answers);
