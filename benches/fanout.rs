@@ -151,6 +151,7 @@ fn run(total: usize, shards: usize, rounds: usize, cpus: &[usize]) -> f64 {
         info: None,
         tags: None,
         skip_history: false,
+        time_ms: 0,
     };
     let mut samples = Vec::with_capacity(rounds);
     for _ in 0..rounds {

@@ -12,6 +12,7 @@ use super::{ApiCommand, ApiReply, NodeInfo, PublishResult};
 use crate::protocol::json::encode::{self, ByteSink};
 use crate::protocol::{ErrorCode, HistoryRequest};
 use crate::router::msg::{HistoryPage, HistoryQuery};
+use crate::router::ChannelNames;
 
 /// Why a request is not a command.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,7 +29,7 @@ struct PublishFields<'a> {
     #[serde(default)]
     channel: String,
     #[serde(default)]
-    channels: Option<Vec<String>>,
+    channels: Option<ChannelNames>,
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
     #[serde(borrow, default)]

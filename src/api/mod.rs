@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use crate::protocol::ErrorCode;
 use crate::router::msg::{HistoryPage, HistoryQuery, Position};
+use crate::router::ChannelNames;
 
 use crate::shard::{HistoryAsk, PublishSent, RemoveAsk, Shard, StatsAsk};
 
@@ -28,7 +29,7 @@ pub enum ApiCommand {
         skip_history: bool,
     },
     Broadcast {
-        channels: Vec<String>,
+        channels: ChannelNames,
         data: Option<Bytes>,
         tags: Option<Bytes>,
         skip_history: bool,

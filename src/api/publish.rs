@@ -2,14 +2,13 @@
 //! deeper than `JSON_DEPTH_MAX`), sent to the channels' owners through the shard, and their
 //! answers gathered into the reply.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
 use super::{check_channel, PublishResult};
 use crate::limits::JSON_DEPTH_MAX;
 use crate::protocol::json::decode;
 use crate::protocol::ErrorCode;
+use crate::router::ChannelNames;
 use crate::shard::{PublishSent, Shard};
 
 /// The data of a publication, or 107 if it is missing or nested too deep.
@@ -34,8 +33,9 @@ pub fn start_publish(
 ) -> Result<PublishSent, ErrorCode> {
     check_channel(shard, &channel)?;
     let data = check_payload(data, &tags)?;
-    let channel: Arc<str> = channel.into();
-    Ok(shard.send_publish(vec![(0, channel)], data, tags, skip_history))
+    let mut channels = ChannelNames::default();
+    channels.push(&channel);
+    Ok(shard.send_publish(channels, |_, _| true, data, tags, skip_history))
 }
 
 pub async fn finish_publish(shard: &Shard, sent: PublishSent) -> PublishResult {
@@ -50,7 +50,7 @@ pub async fn finish_publish(shard: &Shard, sent: PublishSent) -> PublishResult {
 /// sent to their owners.
 pub fn start_broadcast(
     shard: &Shard,
-    channels: Vec<String>,
+    channels: ChannelNames,
     data: Option<Bytes>,
     tags: Option<Bytes>,
     skip_history: bool,
@@ -60,14 +60,15 @@ pub fn start_broadcast(
     }
     let data = check_payload(data, &tags)?;
     let mut entries: Vec<PublishResult> = vec![Err(ErrorCode::Internal); channels.len()];
-    let mut valid = Vec::with_capacity(channels.len());
-    for (index, channel) in channels.into_iter().enumerate() {
-        match check_channel(shard, &channel) {
-            Err(code) => entries[index] = Err(code),
-            Ok(()) => valid.push((index as u32, Arc::<str>::from(channel))),
+    let keep = |index: u32, channel: &str| match check_channel(shard, channel) {
+        Err(code) => {
+            entries[index as usize] = Err(code);
+            false
         }
-    }
-    Ok((entries, shard.send_publish(valid, data, tags, skip_history)))
+        Ok(()) => true,
+    };
+    let sent = shard.send_publish(channels, keep, data, tags, skip_history);
+    Ok((entries, sent))
 }
 
 /// The owners' answers into the entries. An owner that did not answer in time leaves its

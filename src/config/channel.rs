@@ -103,7 +103,13 @@ impl ChannelSection {
             .strip_prefix(self.private_prefix.as_str())
             .filter(|_| !self.private_prefix.is_empty())
             .unwrap_or(channel);
-        let Some((name, _)) = channel.split_once(self.namespace_boundary.as_str()) else {
+        // The boundary is one byte (":") in nearly every configuration: a byte search, not a
+        // substring searcher built per call.
+        let split = match self.namespace_boundary.as_bytes() {
+            &[byte] => channel.split_once(char::from(byte)),
+            _ => channel.split_once(self.namespace_boundary.as_str()),
+        };
+        let Some((name, _)) = split else {
             return Some(&self.without_namespace);
         };
         self.namespaces

@@ -31,6 +31,8 @@ pub struct PublishInput<'a> {
     pub tags: Option<&'a Bytes>,
     /// No history record and no offset (API `skip_history`).
     pub skip_history: bool,
+    /// When it was published (unix ms; read once per batch, not per channel).
+    pub time_ms: u64,
 }
 
 /// When an accepted publication may reach subscribers.

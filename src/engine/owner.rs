@@ -372,7 +372,7 @@ fn policy_of(options: Option<ChannelOptions>) -> history::Policy {
 impl Engine for ChannelOwner {
     fn publish(&mut self, channel: &str, input: PublishInput<'_>) -> Result<Outcome, ErrorCode> {
         let hold = self.config.history_storage.fsync == Fsync::Always;
-        let now = unix_ms();
+        let now = input.time_ms;
         // One lookup for a channel whose state exists (the common path: a broadcast pays it
         // per channel); a new one is created first.
         let state = match self.channels.get_mut(channel) {
@@ -569,6 +569,7 @@ mod tests {
             info: None,
             tags: None,
             skip_history: false,
+            time_ms: unix_ms(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Routing between shards (DESIGN invariant 2): which shard owns a channel (`partition`),
-//! the messages shards exchange (`msg`, the ring vocabulary), the node-wide congestion flags
+//! the messages shards exchange (`msg`, the ring vocabulary; `channel_list`, many channel
+//! names in one buffer), the node-wide congestion flags
 //! (`congestion`) and the `Outbox` in front of the ring mesh that keeps each destination FIFO
 //! when a ring is full (`outbox`).
 //!
@@ -7,11 +8,13 @@
 //! sending side of the mesh. Imports `limits`, `protocol` (codes, `Publication`) and
 //! `metrics::counters`.
 
+pub mod channel_list;
 pub mod congestion;
 pub mod msg;
 pub mod outbox;
 pub mod partition;
 
+pub use channel_list::{ChannelList, ChannelNames};
 pub use congestion::Congestion;
 pub use msg::ShardMsg;
 pub use outbox::Outbox;

@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::ChannelList;
 use crate::metrics::counters::ShardStats;
 use crate::protocol::{ErrorCode, Publication};
 
@@ -68,7 +69,7 @@ pub struct StreamTop {
 #[derive(Debug)]
 pub struct PublishJob {
     /// (index in the caller's request, channel); all owned by the receiving shard.
-    pub channels: Vec<(u32, Arc<str>)>,
+    pub channels: ChannelList,
     /// Raw JSON, newlines already stripped.
     pub data: Bytes,
     /// ClientInfo of a client-side publisher, raw JSON.

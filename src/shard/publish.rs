@@ -10,13 +10,14 @@ use bytes::Bytes;
 
 use super::ask::Ask;
 use super::Shard;
+use crate::clock::unix_ms;
 use crate::engine::{Outcome, PublishInput, Release, ShardSet};
 use crate::fanout::frames;
 use crate::limits::HELD_BATCHES_HIGH;
 use crate::router::msg::{
     ConnAnswer, ConnRef, Position, PublishJob, PublishReply, Published, ReplyTo,
 };
-use crate::router::ShardMsg;
+use crate::router::{ChannelList, ChannelNames, ShardMsg};
 
 /// A publish sent to its owners, waiting for their answers.
 pub struct PublishSent {
@@ -44,7 +45,7 @@ impl Shard {
         command: u32,
     ) {
         let job = PublishJob {
-            channels: vec![(0, channel.into())],
+            channels: ChannelList::one(channel),
             data,
             info,
             tags: None,
@@ -58,44 +59,47 @@ impl Shard {
         self.to_owner(channel, ShardMsg::Publish(Box::new(job)));
     }
 
-    /// Publishes one payload to `channels` (each with its index in the caller's request) and
-    /// waits for every owner's answer. Returns the answers that arrived, in no particular
-    /// order, and whether every owner answered in time.
+    /// Publishes one payload to `channels` and waits for every owner's answer. Returns the
+    /// answers that arrived, in no particular order, and whether every owner answered in time.
     pub async fn publish(
         &self,
-        channels: Vec<(u32, Arc<str>)>,
+        channels: ChannelNames,
         data: Bytes,
         tags: Option<Bytes>,
         skip_history: bool,
     ) -> (Vec<Published>, bool) {
         self.wait_for_room().await;
-        let sent = self.send_publish(channels, data, tags, skip_history);
+        let sent = self.send_publish(channels, |_, _| true, data, tags, skip_history);
         self.publish_answers(sent).await
     }
 
     /// The first half of `publish`: sends the jobs to the owners now, in the order of the
-    /// calls (one job per owner shard; this shard's last), without waiting for room.
+    /// calls (one job per owner shard; this shard's last), without waiting for room. Names
+    /// `keep` refuses (by index and name) are left out.
     pub fn send_publish(
         &self,
-        channels: Vec<(u32, Arc<str>)>,
+        channels: ChannelNames,
+        mut keep: impl FnMut(u32, &str) -> bool,
         data: Bytes,
         tags: Option<Bytes>,
         skip_history: bool,
     ) -> PublishSent {
-        let mut by_owner: Vec<Vec<(u32, Arc<str>)>> = vec![Vec::new(); self.count];
-        for (index, channel) in channels {
-            by_owner[self.owner_of(&channel)].push((index, channel));
-        }
-        let owners = by_owner.iter().filter(|c| !c.is_empty()).count();
+        let mut by_owner: Vec<Option<ChannelList>> = channels
+            .split(self.count, |index, channel| {
+                keep(index, channel).then(|| self.owner_of(channel))
+            })
+            .into_iter()
+            .map(|list| (!list.is_empty()).then_some(list))
+            .collect();
+        let owners = by_owner.iter().flatten().count();
         let ask = self.published.open(owners);
         // This shard's own share runs inline (`to_shard`), so the other owners get theirs
         // first and work on them meanwhile.
-        let local = std::mem::take(&mut by_owner[self.id]);
-        let others = by_owner.into_iter().enumerate();
-        for (owner, channels) in others.chain([(self.id, local)]) {
-            if channels.is_empty() {
+        let order = (0..self.count).filter(|&o| o != self.id).chain([self.id]);
+        for owner in order {
+            let Some(channels) = by_owner[owner].take() else {
                 continue;
-            }
+            };
             let job = PublishJob {
                 channels,
                 data: data.clone(),
@@ -132,8 +136,9 @@ impl Shard {
         // Delivered once the job's records are in the files (`land`): a process killed then
         // cannot have delivered what its log lost.
         let mut ready = Vec::new();
-        for (index, channel) in &job.channels {
-            if self.hooks.panic_channel.as_deref() == Some(&**channel) {
+        let time_ms = unix_ms();
+        for (index, channel) in job.channels.iter() {
+            if self.hooks.panic_channel.as_deref() == Some(channel) {
                 panic!("RINGCAST_TEST_PANIC_CHANNEL: publishing to {channel:?}");
             }
             let input = PublishInput {
@@ -141,6 +146,7 @@ impl Shard {
                 info: job.info.as_ref(),
                 tags: job.tags.as_ref(),
                 skip_history: job.skip_history,
+                time_ms,
             };
             let result = self.engine.borrow_mut().publish(channel, input);
             let result = result.map(|outcome| {
@@ -156,10 +162,7 @@ impl Shard {
                 }
                 position
             });
-            answers.push(Published {
-                index: *index,
-                result,
-            });
+            answers.push(Published { index, result });
         }
         // The records reach the files before anyone hears of them.
         self.engine.borrow_mut().land();
