@@ -27,6 +27,11 @@ impl Millis {
         Millis(self.0.saturating_add(ms))
     }
 
+    /// Milliseconds since the clock's epoch (never 0).
+    pub fn as_ms(self) -> u64 {
+        self.0.get()
+    }
+
     /// Time from `earlier` to `self` (zero if `earlier` is later).
     pub fn since(self, earlier: Millis) -> Duration {
         Duration::from_millis(self.0.get().saturating_sub(earlier.0.get()))

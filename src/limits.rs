@@ -61,6 +61,12 @@ pub const PING_INTERVAL_MS_MIN: u64 = 10;
 /// The shard's ticker period is a quarter of the pong timeout, clamped to this range.
 pub const TICK_MS_MIN: u64 = 5;
 pub const TICK_MS_MAX: u64 = 1_000;
+/// Slots of the shard's deadline wheel: one turn is this many ticks (17 minutes at the
+/// longest tick); a deadline further out waits in its slot for later turns.
+pub const DEADLINE_WHEEL_SLOTS: usize = 1024;
+/// The furthest ahead the wheel schedules, in ticks (a later deadline is visited then and put
+/// back): keeps the 32-bit tick tags a connection stores unambiguous.
+pub const DEADLINE_HORIZON_TICKS: u64 = 1 << 30;
 
 /// The shard's one read buffer: every connection of the shard reads through it.
 pub const SHARD_READ_BUFFER_BYTES: usize = 64 << 10;

@@ -283,3 +283,29 @@ fn unanswered_pings_disconnect_with_no_pong() {
     assert_eq!(answering.publication().1, json!(1));
     assert_eq!(silent.expect_close(), Closed::Code(3012));
 }
+
+#[test]
+fn the_deadline_wheel_closes_stale_and_expired_connections_only() {
+    let server = Server::start(&[
+        "client.stale_close_delay=1s",
+        "client.expired_close_delay=1s",
+    ]);
+    // Lives on: a token for an hour, answering pings.
+    let (mut alive, _) = Client::connect(&server, "alive");
+    // Never sends connect: closed as stale (3502) once the stale delay passed.
+    let mut stale = Client::open(&server);
+    // Its token expires in two seconds and it never refreshes: closed as expired (3005)
+    // once the grace passed.
+    let mut expiring = Client::open(&server);
+    expiring.send_text(&format!(
+        "{{\"id\":1,\"connect\":{{\"token\":\"{}\"}}}}",
+        common::token("soon", 2)
+    ));
+    assert_eq!(stale.expect_close(), Closed::Code(3502));
+    assert_eq!(expiring.expect_close(), Closed::Code(3005));
+    let reply = alive.command("rpc", json!({"method": "m"}));
+    assert_eq!(
+        reply["error"]["code"], 104,
+        "the other connection is untouched"
+    );
+}

@@ -42,6 +42,10 @@ pub struct Liveness {
     pub pong_due: Cell<Option<Millis>>,
     /// When the connection's token expires, if it does.
     pub expires_at: Cell<Option<Millis>>,
+    /// The tag (low 32 bits) of the tick at which the shard's deadline wheel visits this
+    /// connection next, 0: none; the wheel's other entries for it are stale. 32 bits fit in
+    /// this struct's padding, so the wheel costs a connection no memory.
+    pub due_tick: Cell<u32>,
 }
 
 /// The shared, per-connection state: what the connection must send, and its timers.
@@ -87,6 +91,7 @@ impl Outbound {
                 next_ping: Cell::new(first_ping),
                 pong_due: Cell::new(None),
                 expires_at: Cell::new(None),
+                due_tick: Cell::new(0),
             },
         }
     }

@@ -69,6 +69,8 @@ impl Session {
         self.state = State::Connected;
         let ttl = self.set_expiry(expires_at);
         self.out.liveness.phase.set(Phase::Connected);
+        // Its deadlines are pings and the token's expiry now, no longer the stale close.
+        self.shard().watch_deadlines(&self.out);
         self.shard().add_user(&self.user);
         // The server-side subscriptions the connection gets: configured channels, each once,
         // within the channel limit. The reply lists exactly these.
@@ -114,6 +116,7 @@ impl Session {
             .liveness
             .expires_at
             .set(Some(Millis::now().after(Duration::from_secs(ttl))));
+        self.shard().watch_deadlines(&self.out);
         Some(ttl.min(u64::from(u32::MAX)) as u32)
     }
 

@@ -3,13 +3,15 @@
 //! channel's owner (`route`: a local call or a ring message, one path), waits for typed answers
 //! from other shards (`ask`), and applies what other shards send (`handle`). The pieces:
 //! `subscribe`, `publish`, `history` (the three kinds of channel work), `durability` (syncs
-//! and retention), `intake` (node-wide backpressure), `stats`, `ring_loop`, `ticker`.
+//! and retention), `intake` (node-wide backpressure), `stats`, `ring_loop`, `ticker` with
+//! its wheel `deadlines`.
 //!
 //! Imports `engine`, `fanout`, `router`, `metrics`, `protocol`, `config` and the leaves.
 //! Shared within the shard through `Rc<Shard>`; every `RefCell` borrow ends before an await
 //! and before a call that may come back into the shard (`to_shard` to itself).
 
 mod ask;
+mod deadlines;
 mod durability;
 mod history;
 mod intake;
@@ -27,6 +29,7 @@ use std::time::Instant;
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
+use crate::clock::Millis;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::fanout::{Hub, Outbound, Registry};
@@ -37,7 +40,9 @@ use crate::router::msg::{ConnAnswer, HistoryPage, Published};
 use crate::router::{Outbox, ShardMsg};
 
 use ask::Asks;
+use deadlines::Deadlines;
 use publish::Held;
+use ticker::Timeouts;
 
 pub use history::{HistoryAsk, RemoveAsk};
 pub use publish::PublishSent;
@@ -59,6 +64,9 @@ pub struct Shard {
     pub started: Instant,
     hub: RefCell<Hub>,
     registry: RefCell<Registry>,
+    /// The connections by the tick of their next deadline (`ticker`).
+    deadlines: RefCell<Deadlines>,
+    timeouts: Timeouts,
     engine: RefCell<Box<dyn Engine>>,
     outbox: RefCell<Outbox>,
     /// Tasks of this shard waiting for other shards' answers, one table per answer type.
@@ -110,12 +118,15 @@ impl Shard {
         outbox: Outbox,
     ) -> Self {
         let (sync_bell, sync_bell_rx) = local_channel::new_bounded(1);
+        let timeouts = Timeouts::of(&config);
         Shard {
             id,
             count,
             started: Instant::now(),
             hub: RefCell::new(Hub::default()),
             registry: RefCell::new(Registry::default()),
+            deadlines: RefCell::new(Deadlines::new(timeouts.tick, Millis::now())),
+            timeouts,
             engine: RefCell::new(engine),
             outbox: RefCell::new(outbox),
             published: Asks::default(),
@@ -149,6 +160,7 @@ impl Shard {
 
     /// A new connection of this shard.
     pub fn register_connection(&self, conn: Rc<Outbound>) {
+        self.watch_deadlines(&conn);
         self.registry.borrow_mut().register(conn);
     }
 
