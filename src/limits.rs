@@ -62,11 +62,9 @@ pub const PING_INTERVAL_MS_MIN: u64 = 10;
 pub const TICK_MS_MIN: u64 = 5;
 pub const TICK_MS_MAX: u64 = 1_000;
 /// Slots of the shard's deadline wheel: one turn is this many ticks (17 minutes at the
-/// longest tick); a deadline further out waits in its slot for later turns.
+/// longest tick). The wheel schedules at most one turn ahead (a later deadline gets a visit
+/// each turn), so a closed connection's entry is gone within a turn.
 pub const DEADLINE_WHEEL_SLOTS: usize = 1024;
-/// The furthest ahead the wheel schedules, in ticks (a later deadline is visited then and put
-/// back): keeps the 32-bit tick tags a connection stores unambiguous.
-pub const DEADLINE_HORIZON_TICKS: u64 = 1 << 30;
 
 /// The shard's one read buffer: every connection of the shard reads through it.
 pub const SHARD_READ_BUFFER_BYTES: usize = 64 << 10;
@@ -145,7 +143,8 @@ pub const CHANNEL_IDLE_STATES_MAX: usize = 100_000;
 /// Retention runs this often.
 pub const HISTORY_RETENTION_INTERVAL_MS: u64 = 1_000;
 /// Expiry times within this span share a bucket of the expiry schedule (a channel is visited
-/// at most this late; reads apply the ttl exactly): one retention interval.
+/// up to a bucket plus a retention pass late, about 2 s; reads apply the ttl exactly): one
+/// retention interval.
 pub const HISTORY_EXPIRY_BUCKET_MS: u64 = HISTORY_RETENTION_INTERVAL_MS;
 /// Under `never`, the dirty ranges nobody syncs are dropped this often.
 pub const HISTORY_DIRTY_DROP_INTERVAL_MS: u64 = 1_000;

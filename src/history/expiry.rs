@@ -2,9 +2,10 @@
 //! retention visits only the channels that have something to expire instead of walking every
 //! channel the partition knows (a node keeps millions of quiet channels).
 //!
-//! A channel is in the schedule at most once, in the bucket of its oldest entry's expiry or
-//! an earlier one: its `Channel::due` names that bucket, so an entry whose bucket is not the
-//! channel's `due` is stale and skipped. The front of a channel only ever moves to newer
+//! A channel has one live entry at most, in the bucket of its oldest entry's expiry or an
+//! earlier one: its `Channel::due` names that bucket, and an entry in another bucket is stale
+//! and skipped (a stale one may share the live one's bucket; the first visit clears `due`, so
+//! the second is skipped too). The front of a channel only ever moves to newer
 //! entries (appends go to the back; trims and expiry pop the front), so an earlier bucket is
 //! never wrong, only early: the visit finds nothing expired and schedules the channel again.
 //! Owns only the map; the log decides what a visit does.

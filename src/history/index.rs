@@ -1,7 +1,8 @@
 //! The in-memory index of a partition: its segments in order (`Segments`, each known by a
 //! 32-bit ordinal so an index entry packs into 8 bytes) and, per channel, its top offset and
 //! the positions of its indexed publications (`Channel`), kept in a `ChannelTable` where a
-//! channel keeps its slot for the log's life. Payloads stay in the mappings.
+//! channel keeps its slot for the log's life. Payloads stay in the segments (the mappings, or the
+//! head's stage until it lands).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;

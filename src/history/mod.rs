@@ -8,9 +8,10 @@
 //! Imports only leaves (`limits`, `clock`, `rand`).
 //!
 //! The pieces: `record` (the on-disk grammar and the record codec), `segment` (files and
-//! mappings), `index` (segments by ordinal, channels' entries), `recover` (`open`: scan →
-//! plan → apply), `retain` (ttl/size retention and position records), `flush` (durability
-//! jobs), `epoch` (the `EPOCH` file), `error`.
+//! mappings, the stage appends write to), `index` (segments by ordinal, the channel table),
+//! `recover` (`open`: scan → plan → apply), `retain` (ttl/size retention and position
+//! records), `expiry` (when channels' oldest publications expire), `flush` (durability jobs),
+//! `epoch` (the `EPOCH` file), `error`.
 //!
 //! # Start-up ([`HistoryLog::open`])
 //!
@@ -52,14 +53,20 @@
 //!
 //! # Durability
 //!
-//! Appends only write to the mappings. [`HistoryLog::take_flush`] hands out the dirty byte
+//! Appends stage their records in memory; [`HistoryLog::land`] puts them in the file (one
+//! `pwrite` for many, through the mapping for a few), and reads see staged records at once.
+//! The owner lands after each batch of appends, before anyone hears of them, so a killed
+//! process loses nothing it acknowledged. [`HistoryLog::take_flush`] (which lands first)
+//! hands out the dirty byte
 //! ranges (and a new partition's `EPOCH`, new directory entries) as a job; a crash loses what
-//! no finished job covered. Dropping the log flushes nothing (the kernel still writes the
-//! pages back unless the machine goes down): at shutdown run a last `take_flush` job. Segment
+//! no finished job covered. Dropping the log lands what is staged but syncs nothing (the
+//! kernel still writes the pages back unless the machine goes down): at shutdown run a last
+//! `take_flush` job. Segment
 //! mappings that appends write have readahead off: a write fault would otherwise zero-fill a
 //! whole readahead window of reserved blocks. Blocks are reserved with `fallocate` a little
 //! ahead of the write position, so a full disk is an error value here rather than a SIGBUS on
-//! a write to a sparse page.
+//! a write to a sparse page (where the filesystem cannot reserve, blocks are allocated as
+//! written and a full disk can still end the process through the mapping).
 
 mod epoch;
 mod error;

@@ -1,6 +1,7 @@
 //! Segment files: creating, opening and verifying the header of a fixed-size file, its
-//! read-write memory mapping (`Mapping`, shared with flush jobs), reserving blocks ahead of
-//! the writes (a full disk is an error value, not a SIGBUS), and the directory operations on
+//! read-write memory mapping (`Mapping`, shared with flush jobs), the head's stage (appended
+//! records waiting to land in the file: `stage`, `land`), reserving blocks ahead of the
+//! writes (a full disk is an error value, not a SIGBUS), and the directory operations on
 //! segment files: listing, removing, quarantining, syncing.
 
 use std::fs::{self, File, OpenOptions};
@@ -30,8 +31,9 @@ pub struct Mapping {
 }
 
 impl Mapping {
-    /// The mapped bytes. Only this module writes them, through `Segment::write` (which takes
-    /// `&mut Segment`, so `&mut HistoryLog`); no slice from here lives across such a call: they
+    /// The mapped bytes. Only this module writes them, through `Segment::write` or the
+    /// `pwrite` in `Segment::land` (both take `&mut Segment`, so `&mut HistoryLog`); no slice
+    /// from here lives across such a call: they
     /// live inside one `&self` method or the open-time scan, which writes nothing. The file
     /// being changed by another process is the usual mmap hazard, not guarded against.
     pub fn bytes(&self) -> &[u8] {
@@ -122,7 +124,8 @@ impl Segment {
     /// largest cost of a broadcast's appends), `pwrite` fills the page cache for about 0.8 µs
     /// a page. A few go through the mapping (no call; the page is usually mapped already).
     /// Never fails: what `pwrite` did not write is copied through the mapping, where the
-    /// next sync meets any I/O error (blocks are reserved, so no SIGBUS).
+    /// next sync meets any I/O error (blocks are reserved where the filesystem can, so no
+    /// SIGBUS there).
     pub fn land(&mut self) {
         if self.staged.is_empty() {
             return;

@@ -32,7 +32,7 @@ pub struct Head {
     pub expect: Expect,
 }
 
-/// The request's `Expect` header (HTTP/1.1 only: an HTTP/1.0 client gets no interim answer).
+/// The request's `Expect` header.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
     #[default]
@@ -98,11 +98,16 @@ pub fn parse_head(bytes: &[u8]) -> Option<Head> {
                 .extend(value.split(',').map(|p| p.trim().to_owned())),
             "x-api-key" => head.api_key = Some(value.to_owned()),
             "authorization" => head.authorization = Some(value.to_owned()),
-            "expect" if version == 1 => {
-                head.expect = if value.eq_ignore_ascii_case("100-continue") {
-                    Expect::Continue
-                } else {
-                    Expect::Unknown
+            "expect" => {
+                // Any expectation but 100-continue fails (417, as Go's net/http answers); an
+                // HTTP/1.0 client gets no interim answer.
+                let continues = value
+                    .split(',')
+                    .all(|token| token.trim().eq_ignore_ascii_case("100-continue"));
+                head.expect = match (continues, version) {
+                    (false, _) => Expect::Unknown,
+                    (true, 1) => Expect::Continue,
+                    (true, _) => Expect::Nothing,
                 };
             }
             _ => {}
@@ -177,7 +182,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expect_is_read_for_http_1_1_only() {
+    fn expect_continue_is_answered_for_http_1_1_only() {
         let parse = |version: &str, header: &str| {
             parse_head(format!("POST /api/publish HTTP/{version}\r\n{header}\r\n").as_bytes())
                 .unwrap()
@@ -187,6 +192,11 @@ mod tests {
         assert_eq!(parse("1.1", "Expect: something\r\n"), Expect::Unknown);
         assert_eq!(parse("1.1", ""), Expect::Nothing);
         assert_eq!(parse("1.0", "Expect: 100-continue\r\n"), Expect::Nothing);
+        assert_eq!(parse("1.0", "Expect: other\r\n"), Expect::Unknown);
+        assert_eq!(
+            parse("1.1", "Expect: 100-continue, 100-continue\r\n"),
+            Expect::Continue
+        );
     }
 
     #[test]

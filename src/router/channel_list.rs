@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 /// Channel names in request order, in one buffer.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -70,8 +70,8 @@ impl ChannelNames {
 }
 
 impl<'de> Deserialize<'de> for ChannelNames {
-    /// A JSON array of strings, each appended to the buffer as it is read (borrowed from the
-    /// input when it has no escapes).
+    /// A JSON array of strings, each appended to the buffer as it is read: no string is
+    /// allocated per name (an escaped name is unescaped by the parser into its scratch).
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Names;
         impl<'de> Visitor<'de> for Names {
@@ -85,13 +85,32 @@ impl<'de> Deserialize<'de> for ChannelNames {
                     names.ends.reserve(n);
                 }
                 // Bounded by the input.
-                while let Some(name) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
-                    names.push(&name);
-                }
+                while seq.next_element_seed(NameInto(&mut names))?.is_some() {}
                 Ok(names)
             }
         }
         deserializer.deserialize_seq(Names)
+    }
+}
+
+/// Reads one JSON string into a `ChannelNames`' buffer.
+struct NameInto<'a>(&'a mut ChannelNames);
+
+impl<'de> DeserializeSeed<'de> for NameInto<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for NameInto<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a channel name")
+    }
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<(), E> {
+        self.0.push(name);
+        Ok(())
     }
 }
 

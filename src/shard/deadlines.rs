@@ -7,14 +7,16 @@
 //! Entries are (connection id, tick). A connection's `Liveness::due_tick` names its live
 //! entry; any other entry for it is stale and skipped, so rescheduling earlier is a push, and
 //! a closed connection's entry is dropped when its slot comes round. Slots are indexed by tick
-//! modulo `DEADLINE_WHEEL_SLOTS`; an entry further out than one turn stays in its slot until
-//! its tick. Owns only the slots; `ticker` decides what a visit does.
+//! modulo `DEADLINE_WHEEL_SLOTS`, and nothing is scheduled more than one turn ahead: a later
+//! deadline (a token valid for days, with pings off) gets a visit each turn and is put back,
+//! so every entry leaves within a turn. Owns only the slots; `ticker` decides what a visit
+//! does.
 
 use std::time::Duration;
 
 use crate::clock::Millis;
 use crate::fanout::Outbound;
-use crate::limits::{DEADLINE_HORIZON_TICKS, DEADLINE_WHEEL_SLOTS};
+use crate::limits::DEADLINE_WHEEL_SLOTS;
 
 #[derive(Debug)]
 pub struct Deadlines {
@@ -39,16 +41,15 @@ impl Deadlines {
         at.as_ms() / self.tick_ms + 1
     }
 
-    /// Makes sure `conn` is visited at the first tick after `at` (at most
-    /// `DEADLINE_HORIZON_TICKS` ahead: a later deadline is visited early and put back),
-    /// unless it is already due no later.
+    /// Makes sure `conn` is visited at the first tick after `at` (at most one turn ahead: a
+    /// later deadline is visited early and put back), unless it is already due no later.
     pub fn schedule(&mut self, conn: &Outbound, at: Millis) {
         let tick = self
             .tick_after(at)
-            .clamp(self.next, self.next + DEADLINE_HORIZON_TICKS);
+            .clamp(self.next, self.next + DEADLINE_WHEEL_SLOTS as u64 - 1);
         let due = conn.liveness.due_tick.get();
-        // Tags of live ticks lie within the horizon of each other, so their wrapping
-        // difference orders them.
+        // Live ticks lie within a turn of each other, so their tags' wrapping difference
+        // orders them.
         if due != 0 && tag(tick).wrapping_sub(due) as i32 >= 0 {
             return;
         }
@@ -57,8 +58,8 @@ impl Deadlines {
     }
 
     /// Whether a taken entry at `tick` is `conn`'s live one (else it is stale: skip it).
-    /// Two ticks 2^32 apart share a tag; the horizon keeps them from both being in the
-    /// wheel, and a tag of 0 is stored as 1, which at worst costs one early visit.
+    /// Two ticks 2^32 apart share a tag; entries within a turn of each other cannot, and a
+    /// tag of 0 is stored as 1, which at worst costs one early visit.
     pub fn is_live(conn: &Outbound, tick: u64) -> bool {
         conn.liveness.due_tick.get() == tag(tick)
     }
@@ -136,13 +137,15 @@ mod tests {
             "c (150 ms) then a (250 ms), nothing after their time"
         );
         // c's stale entry at 900 ms comes due later and is recognisably stale; b, an hour
-        // out (many turns of the wheel), does not come due early.
-        let due = wheel.take_due(start.after(Duration::from_secs(2000)));
+        // out, is scheduled one turn (1,024 ticks) ahead, not sooner.
+        let due = wheel.take_due(start.after(Duration::from_secs(101)));
         assert!(due
             .iter()
             .all(|&(id, t)| !Deadlines::is_live([&a, &b, &c][id as usize - 1], t)));
         assert_eq!(wheel.len(), 1, "only b's entry is left");
-        let due = wheel.take_due(start.after(Duration::from_secs(3601)));
+        // After one turn b is visited (early: the ticker finds nothing due and puts it back).
+        let due = wheel.take_due(start.after(Duration::from_secs(103)));
         assert_eq!(ids(due), [2]);
+        assert_eq!(wheel.len(), 0);
     }
 }
