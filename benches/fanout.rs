@@ -159,7 +159,8 @@ fn run(total: usize, shards: usize, rounds: usize, cpus: &[usize]) -> f64 {
         let outcome = owner.publish(CHANNEL, input).expect("plain channel");
         // What the owner's shard does: encode the frame once, send it to every shard.
         let interested = outcome.shards;
-        let delivery = Arc::new(frames::delivery(outcome.channel, outcome.publication));
+        let channel = outcome.channel.expect("the channel has subscribers");
+        let delivery = Arc::new(frames::delivery(channel, outcome.publication));
         for shard in interested.iter().filter(|&s| s != 0) {
             links
                 .send(shard, Msg::Deliver(delivery.clone()))

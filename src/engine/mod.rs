@@ -48,7 +48,10 @@ pub enum Release {
 /// One publication as its owner accepted it.
 #[derive(Debug)]
 pub struct Outcome {
-    pub channel: Arc<str>,
+    /// The channel, when a delivery needs it: subscribers now, or a publication held for its
+    /// sync (delivered then to whoever subscribes). `None` otherwise, which spares a
+    /// broadcast a reference count per channel nobody listens to.
+    pub channel: Option<Arc<str>>,
     /// With its offset, when it has one.
     pub publication: Publication,
     pub epoch: Arc<str>,

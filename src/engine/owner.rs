@@ -385,7 +385,7 @@ impl Engine for ChannelOwner {
                 if !options.history() {
                     // No stream and nobody subscribed: nothing to deliver, nothing to keep.
                     return Ok(Outcome {
-                        channel: channel.into(),
+                        channel: None,
                         publication: publication_of(&input, None),
                         epoch: self.no_stream.clone(),
                         shards: ShardSet::default(),
@@ -432,7 +432,8 @@ impl Engine for ChannelOwner {
             Release::Now
         };
         Ok(Outcome {
-            channel: state.name.clone(),
+            channel: (release == Release::AfterSync || !state.shards.is_empty())
+                .then(|| state.name.clone()),
             publication: publication_of(&input, offset),
             epoch: state.epoch.clone(),
             shards: state.shards,

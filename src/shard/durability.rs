@@ -73,7 +73,11 @@ impl Shard {
                     for held in batch {
                         for outcome in held.outcomes {
                             let offset = outcome.publication.offset.map_or(0, |o| o.get());
-                            let shards = self.engine.borrow_mut().release(&outcome.channel, offset);
+                            let Some(channel) = outcome.channel.as_deref() else {
+                                debug_assert!(false, "a held outcome carries its channel");
+                                continue;
+                            };
+                            let shards = self.engine.borrow_mut().release(channel, offset);
                             self.fan_out(outcome, shards);
                         }
                         self.send_published(held.reply, held.answers);

@@ -221,7 +221,11 @@ impl Shard {
         if shards.is_empty() {
             return;
         }
-        let delivery = Arc::new(frames::delivery(outcome.channel, outcome.publication));
+        let Some(channel) = outcome.channel else {
+            debug_assert!(false, "an outcome with subscribers carries its channel");
+            return;
+        };
+        let delivery = Arc::new(frames::delivery(channel, outcome.publication));
         for shard in shards.iter() {
             self.to_shard(shard, ShardMsg::Deliver(delivery.clone()));
         }
