@@ -40,8 +40,6 @@ pub(super) struct ChannelState {
     /// written (appending then costs no lookup by name).
     pub slot: Option<ChannelSlot>,
     pub options: ChannelOptions,
-    /// The log's epoch for channels with history; empty for the others (no stream).
-    pub epoch: Arc<str>,
     /// Offset of the last publication (0: none yet).
     pub offset: u64,
     /// Offset of the last publication handed to subscribers. Equal to `offset` except under
@@ -150,7 +148,7 @@ impl ChannelOwner {
                 .channel_options(channel)
                 .ok_or(ErrorCode::UnknownChannel)?;
             let p = partition::partition(channel);
-            let (name, slot, offset, epoch) = if options.history() {
+            let (name, slot, offset) = if options.history() {
                 self.open_log(p).map_err(|e| {
                     eprintln!("ringcast: {e}");
                     ErrorCode::Internal
@@ -160,12 +158,12 @@ impl ChannelOwner {
                     // The log's name is shared: one allocation per channel name.
                     Some(slot) => {
                         let (name, top) = log.channel_at(slot);
-                        (name.clone(), Some(slot), top, log.epoch().clone())
+                        (name.clone(), Some(slot), top)
                     }
-                    None => (Arc::from(channel), None, 0, log.epoch().clone()),
+                    None => (Arc::from(channel), None, 0),
                 }
             } else {
-                (Arc::from(channel), None, 0, self.no_stream.clone())
+                (Arc::from(channel), None, 0)
             };
             self.channels.insert(
                 name.clone(),
@@ -174,7 +172,6 @@ impl ChannelOwner {
                     partition: p,
                     slot,
                     options,
-                    epoch,
                     offset,
                     visible: offset,
                     shards: ShardSet::default(),
@@ -297,6 +294,27 @@ impl Logs {
 
     fn iter_mut(&mut self) -> impl Iterator<Item = &mut HistoryLog> + '_ {
         self.0.iter_mut().flatten()
+    }
+}
+
+/// A channel's epoch: its partition log's for a channel with history, empty (no stream) for
+/// the others. Not kept per channel: every channel of a partition shares it.
+fn epoch_of(
+    logs: &Logs,
+    no_stream: &Arc<str>,
+    partition: u32,
+    options: &ChannelOptions,
+) -> Arc<str> {
+    match logs.get(partition) {
+        Some(log) if options.history() => log.epoch().clone(),
+        _ => no_stream.clone(),
+    }
+}
+
+impl ChannelOwner {
+    /// `epoch_of` a channel's partition and options.
+    pub(super) fn epoch(&self, partition: u32, options: &ChannelOptions) -> Arc<str> {
+        epoch_of(&self.logs, &self.no_stream, partition, options)
     }
 }
 
@@ -435,7 +453,7 @@ impl Engine for ChannelOwner {
             channel: (release == Release::AfterSync || !state.shards.is_empty())
                 .then(|| state.name.clone()),
             publication: publication_of(&input, offset),
-            epoch: state.epoch.clone(),
+            epoch: epoch_of(&self.logs, &self.no_stream, state.partition, &options),
             shards: state.shards,
             release,
         })
@@ -478,7 +496,8 @@ impl Engine for ChannelOwner {
         if register {
             state.shards.insert(from);
         }
-        let (options, top, epoch) = (state.options, state.visible, state.epoch.clone());
+        let (options, top, partition) = (state.options, state.visible, state.partition);
+        let epoch = self.epoch(partition, &options);
         let recovery = recover.map(|from| self.recover(channel, &options, from, &epoch, top));
         (Ok(StreamTop { epoch, offset: top }), recovery)
     }

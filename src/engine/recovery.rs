@@ -101,7 +101,8 @@ impl ChannelOwner {
             return Err(ErrorCode::NotAvailable);
         }
         let state = self.state(channel)?;
-        let (top, epoch) = (state.visible, state.epoch.clone());
+        let (top, partition) = (state.visible, state.partition);
+        let epoch = self.epoch(partition, &options);
         if let Some((offset, since_epoch)) = &query.since {
             if !since_epoch.is_empty() && **since_epoch != *epoch {
                 return Err(ErrorCode::UnrecoverablePosition);
