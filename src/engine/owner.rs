@@ -11,7 +11,8 @@
 //!
 //! Touches nothing outside itself and its logs' files: no rings, no connections.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::hash::RandomState;
 use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,7 +34,6 @@ use super::{Engine, Outcome, PublishInput, Release, ShardSet, SyncJob, Usage};
 
 #[derive(Debug)]
 pub(super) struct ChannelState {
-    pub name: Arc<str>,
     /// The channel's partition (an index into the owner's logs).
     pub partition: u32,
     /// Where the partition's log keeps the channel: known once a publication of it was
@@ -65,7 +65,10 @@ pub struct ChannelOwner {
     pub(super) logs: Logs,
     /// Partitions whose logs staged appends since the last `land`.
     staged: Vec<u32>,
-    pub(super) channels: HashMap<Arc<str>, ChannelState>,
+    /// By name; the key is the channel's one shared name (the log's, once it has one).
+    /// hashbrown for `get_key_value_mut` (the state need not repeat the name), with the
+    /// standard library's seeded SipHash: names come from clients.
+    pub(super) channels: hashbrown::HashMap<Arc<str>, ChannelState, RandomState>,
 }
 
 impl ChannelOwner {
@@ -80,7 +83,7 @@ impl ChannelOwner {
             idle: VecDeque::new(),
             logs: Logs::default(),
             staged: Vec::new(),
-            channels: HashMap::new(),
+            channels: hashbrown::HashMap::with_hasher(RandomState::new()),
         })
     }
 
@@ -166,9 +169,8 @@ impl ChannelOwner {
                 (Arc::from(channel), None, 0)
             };
             self.channels.insert(
-                name.clone(),
+                name,
                 ChannelState {
-                    name,
                     partition: p,
                     slot,
                     options,
@@ -338,6 +340,7 @@ fn sync_job(partition: u32, job: FlushJob) -> SyncJob {
 /// slot the log keeps it in, once known).
 fn append(
     log: &mut HistoryLog,
+    name: &Arc<str>,
     state: &mut ChannelState,
     offset: u64,
     now_ms: u64,
@@ -352,11 +355,11 @@ fn append(
     let written = match state.slot {
         Some(slot) => log.append_at(slot, offset, now_ms, entry, policy),
         None => log
-            .append_new(&state.name, offset, now_ms, entry, policy)
+            .append_new(name, offset, now_ms, entry, policy)
             .map(|slot| state.slot = Some(slot)),
     };
     written.map_err(|e| {
-        eprintln!("ringcast: history append to {:?}: {e}", state.name);
+        eprintln!("ringcast: history append to {name:?}: {e}");
         match e {
             // A publication larger than a record can be: the request's fault.
             HistoryError::TooLarge { .. } => ErrorCode::BadRequest,
@@ -393,8 +396,8 @@ impl Engine for ChannelOwner {
         let now = input.time_ms;
         // One lookup for a channel whose state exists (the common path: a broadcast pays it
         // per channel); a new one is created first.
-        let state = match self.channels.get_mut(channel) {
-            Some(state) => state,
+        let (name, state) = match self.channels.get_key_value_mut(channel) {
+            Some(entry) => entry,
             None => {
                 let options = self
                     .config
@@ -410,9 +413,12 @@ impl Engine for ChannelOwner {
                         release: Release::Now,
                     });
                 }
-                let name = self.state(channel)?.name.clone();
-                self.queue_idle(name, now);
-                self.channels.get_mut(channel).ok_or(ErrorCode::Internal)?
+                self.state(channel)?;
+                let name = self.channels.get_key_value(channel).map(|(n, _)| n.clone());
+                self.queue_idle(name.ok_or(ErrorCode::Internal)?, now);
+                self.channels
+                    .get_key_value_mut(channel)
+                    .ok_or(ErrorCode::Internal)?
             }
         };
         let options = state.options;
@@ -432,7 +438,7 @@ impl Engine for ChannelOwner {
                 .get_mut(state.partition)
                 .ok_or(ErrorCode::Internal)?;
             let first_staged = !log.has_staged();
-            append(log, state, next, now, &input)?;
+            append(log, name, state, next, now, &input)?;
             if first_staged && log.has_staged() {
                 self.staged.push(state.partition);
             }
@@ -451,7 +457,7 @@ impl Engine for ChannelOwner {
         };
         Ok(Outcome {
             channel: (release == Release::AfterSync || !state.shards.is_empty())
-                .then(|| state.name.clone()),
+                .then(|| name.clone()),
             publication: publication_of(&input, offset),
             epoch: epoch_of(&self.logs, &self.no_stream, state.partition, &options),
             shards: state.shards,
@@ -591,6 +597,14 @@ mod tests {
             skip_history: false,
             time_ms: unix_ms(),
         }
+    }
+
+    #[test]
+    fn a_channel_state_stays_small() {
+        // A bucket of the owner's table: a broadcast loads one per channel, and every
+        // subscribed channel keeps one.
+        let bucket = std::mem::size_of::<(Arc<str>, ChannelState)>();
+        assert!(bucket <= 104, "{bucket}");
     }
 
     #[test]
