@@ -17,21 +17,15 @@ members="${3:-100000}"
 online="${4:-1000}"
 messages="${5:-20}"
 load="${LOAD:-target/release/ringcast-load}"
-data=$(mktemp -d)
-trap 'rm -rf "$data"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+. "$(dirname "$0")/server.sh"
 RINGCAST_CHANNEL_WITHOUT_NAMESPACE_HISTORY_SIZE=10 \
 RINGCAST_CHANNEL_WITHOUT_NAMESPACE_HISTORY_TTL=300s \
-  "$bin" serve --address 127.0.0.1 --port "$port" --shards "$shards" --api-key k \
-  --token-hmac-secret-key s --data-dir "$data/data" >"$data/server.log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-before=$(ticks)
+  start_server "$bin" "$shards"
+before=$(cpu_ticks)
 "$load" broadcast --ws-url "ws://127.0.0.1:$port/connection/websocket" \
   --api-url "http://127.0.0.1:$port/api" --api-key k --token-secret s --members "$members" \
   --online "$online" --messages "$messages" --out "$data/out" ${LOAD_ARGS:-} 2>&1 \
   | grep -E "^(label|M=)" | tee "$data/table"
-after=$(ticks)
-kill "$pid"; wait "$pid" 2>/dev/null || true
+after=$(cpu_ticks)
+stop_server
 python3 -c "print(f'server CPU {($after - $before) * 10} ms for $messages x $members channels: {($after - $before) * 10000 / ($messages * $members):.2f} us per channel')"

@@ -13,20 +13,14 @@ bin="${1:-target/release/ringcast}"
 shards="${2:-2}"
 rates="${3:-1000,3000}"
 load="${LOAD:-target/release/ringcast-load}"
-data=$(mktemp -d)
-trap 'rm -rf "$data"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" serve --address 127.0.0.1 --port "$port" --shards "$shards" --api-key k \
-  --token-hmac-secret-key s --data-dir "$data/data" >"$data/server.log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-before=$(ticks)
+. "$(dirname "$0")/server.sh"
+start_server "$bin" "$shards"
+before=$(cpu_ticks)
 "$load" fanout --ws-url "ws://127.0.0.1:$port/connection/websocket" \
   --api-url "http://127.0.0.1:$port/api" --api-key k --token-secret s --subscribers 1000 \
   --rates "$rates" --step 5 --per-worker 250 --all --out "$data/out" 2>&1 \
   | grep -E "^(label|rate=)" | tee "$data/table"
-after=$(ticks)
-kill "$pid"; wait "$pid" 2>/dev/null || true
+after=$(cpu_ticks)
+stop_server
 received=$(awk 'NR > 1 {s += $4} END {print s}' "$data/table")
 python3 -c "print(f'server CPU {($after - $before) * 10} ms for $received deliveries: {($after - $before) * 10000 / max($received, 1):.2f} us per delivery')"

@@ -12,13 +12,8 @@ bin="${1:-target/release/ringcast}"
 connections="${2:-10000}"
 window="${3:-60}"
 load="${LOAD:-target/release/ringcast-load}"
-data=$(mktemp -d)
-trap 'rm -rf "$data"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" serve --address 127.0.0.1 --port "$port" --shards 1 --api-key k \
-  --token-hmac-secret-key s --data-dir "$data/data" >"$data/server.log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+. "$(dirname "$0")/server.sh"
+start_server "$bin" 1
 "$load" idle --ws-url "ws://127.0.0.1:$port/connection/websocket" \
   --api-url "http://127.0.0.1:$port/api" --api-key k --token-secret s \
   --connections "$connections" --hold "$((window + 30))" --connect-parallel 256 \
@@ -31,13 +26,12 @@ for _ in $(seq 120); do
   sleep 1
 done
 sleep 5
-ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-before=$(ticks)
+before=$(cpu_ticks)
 sleep "$window"
-after=$(ticks)
+after=$(cpu_ticks)
 python3 -c "
 t = ($after - $before) * 10 / 1000 / $window * 100
 print(f'held ${held:-?} connections; server CPU {t:.2f}% of a core over ${window} s, {t * 10000 / $connections:.2f}% per 10,000')"
 kill "$load_pid" 2>/dev/null || true
 wait "$load_pid" 2>/dev/null || true
-kill "$pid"; wait "$pid" 2>/dev/null || true
+stop_server
