@@ -12,14 +12,8 @@
 
 use std::collections::BTreeMap;
 
-use super::index::ChannelSlot;
+use super::index::{Bucket, ChannelSlot, NOT_SCHEDULED};
 use crate::limits::HISTORY_EXPIRY_BUCKET_MS;
-
-/// A bucket number: expiry times within one `HISTORY_EXPIRY_BUCKET_MS` share it. Bucket 0
-/// is never used, so `Channel::due == NOT_SCHEDULED` means "not in the schedule".
-pub type Bucket = u64;
-
-pub const NOT_SCHEDULED: Bucket = 0;
 
 #[derive(Debug, Default)]
 pub struct ExpirySchedule {

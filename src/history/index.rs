@@ -9,9 +9,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::error::HistoryError;
-use super::expiry::{Bucket, NOT_SCHEDULED};
 use super::record::{parse_record, RecordView};
 use super::segment::Segment;
+
+/// A bucket of the expiry schedule (`expiry`): expiry times within one
+/// `HISTORY_EXPIRY_BUCKET_MS` share it. Bucket 0 is never used, so `Channel::due ==
+/// NOT_SCHEDULED` means "not in the schedule".
+pub type Bucket = u64;
+
+pub const NOT_SCHEDULED: Bucket = 0;
 
 /// A channel whose policy the owner has not stated since `open`: keep everything.
 pub const KEEP_UNKNOWN: usize = usize::MAX;

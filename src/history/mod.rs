@@ -87,11 +87,11 @@ use bytes::Bytes;
 
 use epoch::EpochFile;
 pub use error::{HistoryError, OpenReport};
-use expiry::{ExpirySchedule, NOT_SCHEDULED};
+use expiry::ExpirySchedule;
 use flush::{DirEntries, FlushRange};
 pub use flush::{FlushError, FlushJob};
 pub use index::ChannelSlot;
-use index::{entry, entry_ordinal, entry_position, ChannelTable, Segments};
+use index::{entry, entry_ordinal, entry_position, ChannelTable, Segments, NOT_SCHEDULED};
 use record::{header, Fields, KIND_PUBLICATION};
 use retain::{front_time, schedule_expiry};
 use segment::create_segment;

@@ -6,9 +6,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::error::HistoryError;
-use super::expiry::{ExpirySchedule, NOT_SCHEDULED};
+use super::expiry::ExpirySchedule;
 use super::flush::FlushJob;
-use super::index::{entry_ordinal, Channel, ChannelSlot, Segments};
+use super::index::{entry_ordinal, Channel, ChannelSlot, Segments, NOT_SCHEDULED};
 use super::record::{Fields, KIND_POSITION};
 use super::HistoryLog;
 
