@@ -18,6 +18,15 @@ impl std::fmt::Write for ByteSink<'_> {
 
 /// Appends `s` as a JSON string.
 pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Most strings here (channels, epochs, client ids) need no escape: copied as they are.
+    // JSON escapes only '"', '\\' and control characters, as serde_json does.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing JSON into a Vec has no I/O that could fail; serde_json escapes every &str.
     let _ = serde_json::to_writer(&mut *out, s);
 }
@@ -250,6 +259,26 @@ pub const PING: &[u8] = b"{}";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn put_str_writes_what_serde_json_writes() {
+        for s in [
+            "",
+            "personal:42",
+            "quote\"d",
+            "back\\slash",
+            "tab\there",
+            "nl\n",
+            "\u{1}\u{1f}",
+            "\u{7f} del",
+            "dé 漢字 😀",
+            "/slash",
+        ] {
+            let mut ours = Vec::new();
+            put_str(&mut ours, s);
+            assert_eq!(ours, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
     use bytes::Bytes;
     use std::num::NonZeroU64;
 
