@@ -327,8 +327,14 @@ fn recovery_across_a_reconnect_and_unrecoverable_positions() {
 
 #[test]
 fn recovering_while_publications_flow_has_no_gap_and_no_duplicate() {
-    // Anchors read only at the end: room for every publication in their queues.
-    let server = Server::start(&with(&["client.queue_max_size=16777216"]));
+    // Anchors read only at the end: room for every publication in their queues, and a
+    // write that blocks on their full sockets must not cut them as slow (3008) before then:
+    // the default write timeout is 1 s, and how soon their sockets fill depends on how fast
+    // the machine publishes.
+    let server = Server::start(&with(&[
+        "client.queue_max_size=16777216",
+        "websocket.write_timeout=60s",
+    ]));
     // Subscribers that stay on every shard: each shard keeps receiving the channel, so
     // recovering subscribers take the path where the owner answers a shard that is already
     // registered while deliveries to it are in flight.
