@@ -231,13 +231,18 @@ impl Channel {
         dropped
     }
 
+    /// Whether a ttl applies: one is set and the policy is stated.
+    fn has_ttl(&self) -> bool {
+        self.ttl_ms > 0 && self.keep != KEEP_UNKNOWN
+    }
+
     /// Whether retention must visit this channel: it has entries that can expire.
     pub fn expires(&self) -> bool {
-        self.ttl_ms > 0 && self.keep != KEEP_UNKNOWN && !self.entries.is_empty()
+        self.has_ttl() && !self.entries.is_empty()
     }
 
     /// Publications with `time_ms` below this are expired; `None`: nothing expires.
     pub fn cutoff(&self, now_ms: u64) -> Option<u64> {
-        (self.ttl_ms > 0 && self.keep != KEEP_UNKNOWN).then(|| now_ms.saturating_sub(self.ttl_ms))
+        self.has_ttl().then(|| now_ms.saturating_sub(self.ttl_ms))
     }
 }

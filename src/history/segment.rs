@@ -63,13 +63,13 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// A segment as found or created, nothing staged.
+    /// A segment as found or created: its end after the header, nothing staged.
     fn new(mapping: Arc<Mapping>, base_seq: u64, file_len: u64, file: Option<File>) -> Self {
         Segment {
             mapping,
             base_seq,
             file_len,
-            end: 0,
+            end: header::LEN,
             refs: 0,
             file,
             allocated: 0,
@@ -305,9 +305,7 @@ pub fn open_segment(path: &Path, partition: u32, number: u64) -> Result<Segment,
             false,
         ));
     }
-    let mut seg = Segment::new(Arc::new(mapping), base_seq, file_len, None);
-    seg.end = header::LEN;
-    Ok(seg)
+    Ok(Segment::new(Arc::new(mapping), base_seq, file_len, None))
 }
 
 /// A file holding no record: too short for one, all-zero header, or a header and no record.
@@ -362,7 +360,6 @@ fn init_segment(
         size: size as usize,
     };
     let mut seg = Segment::new(Arc::new(mapping), base_seq, size, Some(file));
-    seg.end = header::LEN;
     // The header write faults a page in too: reserve before it.
     seg.reserve(header::LEN, partition)?;
     let mut head = [0u8; header::LEN];

@@ -64,6 +64,16 @@ impl Deadlines {
         conn.liveness.due_tick.get() == tag(tick)
     }
 
+    /// For a taken entry: if it is `conn`'s live one, `conn` leaves the wheel (the visit puts
+    /// it back) and this returns true; a stale entry returns false.
+    pub fn claim(conn: &Outbound, tick: u64) -> bool {
+        let live = Self::is_live(conn, tick);
+        if live {
+            conn.liveness.due_tick.set(0);
+        }
+        live
+    }
+
     /// Takes the entries due by `now` (from every tick not visited yet, at most one turn of
     /// the wheel), as (connection id, tick).
     pub fn take_due(&mut self, now: Millis) -> Vec<(u64, u64)> {

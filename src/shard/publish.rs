@@ -59,23 +59,9 @@ impl Shard {
         self.to_owner(channel, ShardMsg::Publish(Box::new(job)));
     }
 
-    /// Publishes one payload to `channels` and waits for every owner's answer. Returns the
-    /// answers that arrived, in no particular order, and whether every owner answered in time.
-    pub async fn publish(
-        &self,
-        channels: ChannelNames,
-        data: Bytes,
-        tags: Option<Bytes>,
-        skip_history: bool,
-    ) -> (Vec<Published>, bool) {
-        self.wait_for_room().await;
-        let sent = self.send_publish(channels, |_, _| true, data, tags, skip_history);
-        self.publish_answers(sent).await
-    }
-
-    /// The first half of `publish`: sends the jobs to the owners now, in the order of the
-    /// calls (one job per owner shard; this shard's last), without waiting for room. Names
-    /// `keep` refuses (by index and name) are left out.
+    /// Sends a publish's jobs to the owners now, in the order of the calls (one job per owner
+    /// shard; this shard's last), without waiting for room (the caller waited). Names `keep`
+    /// refuses (by index and name) are left out.
     pub fn send_publish(
         &self,
         channels: ChannelNames,
@@ -116,7 +102,7 @@ impl Shard {
         PublishSent { ask, owners }
     }
 
-    /// The second half of `publish`: the owners' answers.
+    /// The owners' answers to `send_publish`.
     pub async fn publish_answers(&self, sent: PublishSent) -> (Vec<Published>, bool) {
         let mut results = Vec::new();
         for _ in 0..sent.owners {

@@ -127,10 +127,9 @@ impl Shard {
                 let Some(conn) = self.registry.borrow().get(id).cloned() else {
                     continue; // closed since
                 };
-                if !Deadlines::is_live(&conn, tick) {
+                if !Deadlines::claim(&conn, tick) {
                     continue; // stale: it is due at another tick
                 }
-                conn.liveness.due_tick.set(0);
                 if self.timeouts.visit(&conn, now, &pings) {
                     self.watch_deadlines(&conn);
                 }
