@@ -68,6 +68,18 @@ pub const DEADLINE_WHEEL_SLOTS: usize = 1024;
 
 /// The shard's one read buffer: every connection of the shard reads through it.
 pub const SHARD_READ_BUFFER_BYTES: usize = 64 << 10;
+/// The WebSocket reactor's own io_uring (`transport::readiness`): submissions queued before a
+/// submit, and completions the kernel can post before the reactor drains them (more wait in
+/// the kernel's overflow list, not lost).
+pub const READINESS_SUBMISSIONS: u32 = 1024;
+pub const READINESS_COMPLETIONS: u32 = 16 << 10;
+/// Input the reactor reads from one connection before it serves the others (the connection
+/// is served again in the next round).
+pub const REACTOR_READ_ROUND_BYTES_MAX: usize = 4 * SHARD_READ_BUFFER_BYTES;
+/// Connections the reactor serves between checks whether another task queue should run.
+pub const REACTOR_BATCH: usize = 64;
+/// Completions the reactor takes from its ring per round.
+pub const REACTOR_EVENTS_MAX: usize = 4096;
 
 // ---- Channels ----
 

@@ -1,15 +1,17 @@
 //! `Outbound`: the one piece of a connection that other parts of the shard touch. A bounded
 //! queue of frames (over its limit the connection is disconnected as slow, DESIGN invariant
-//! 5), a pending disconnect, the waker of the connection's task, and its `Liveness`: the
-//! ping/pong/expiry times the shard's ticker checks (invariant 6: no timer per connection).
+//! 5), a pending disconnect, the connection's place on its transport's `ReadyList` (how the
+//! transport learns that there is something to do), and its `Liveness`: the ping/pong/expiry
+//! times the shard's ticker checks (invariant 6: no timer per connection).
 //! It knows its connection's codec and framing, so replies are framed here, not by callers.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::task::Waker;
+use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::ready::ReadyList;
 use crate::clock::Millis;
 use crate::framing::Framing;
 use crate::protocol::{Codec, Disconnect};
@@ -63,7 +65,12 @@ pub struct Outbound {
     /// Boxed on purpose: 8 bytes in every connection instead of a 32-byte empty deque.
     #[allow(clippy::box_collection)]
     rest: RefCell<Option<Box<VecDeque<Bytes>>>>,
-    waker: RefCell<Option<Waker>>,
+    /// The transport's list of connections to serve (`None`: no transport, in tests) and
+    /// this connection's slot there.
+    ready: Option<Rc<ReadyList>>,
+    slot: u32,
+    /// On the list already, until the transport has served the connection.
+    listed: Cell<bool>,
     disconnect: Cell<Option<Disconnect>>,
     /// How the connection's messages are encoded and framed (one variant each today, so
     /// both take no bytes).
@@ -82,7 +89,9 @@ impl Outbound {
             queued_bytes: Cell::new(0),
             limit,
             disconnect: Cell::new(None),
-            waker: RefCell::new(None),
+            ready: None,
+            slot: 0,
+            listed: Cell::new(false),
             codec: Codec::Json,
             framing: Framing::WebSocket,
             liveness: Liveness {
@@ -94,6 +103,13 @@ impl Outbound {
                 due_tick: Cell::new(0),
             },
         }
+    }
+
+    /// The same connection, served by a transport through `ready` at `slot`.
+    pub fn listed_in(mut self, ready: Rc<ReadyList>, slot: u32) -> Self {
+        self.ready = Some(ready);
+        self.slot = slot;
+        self
     }
 
     pub fn codec(&self) -> Codec {
@@ -173,19 +189,20 @@ impl Outbound {
         self.disconnect.get()
     }
 
-    /// Registers the waker of the connection's task.
-    pub fn set_waker(&self, waker: &Waker) {
-        let mut slot = self.waker.borrow_mut();
-        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
+    /// Tells the transport there is something to do: output, a disconnect, or reading
+    /// allowed again. Lists the connection once until the transport has served it.
+    pub fn wake(&self) {
+        if let Some(ready) = &self.ready {
+            if !self.listed.replace(true) {
+                ready.push(self.slot);
+            }
         }
     }
 
-    pub fn wake(&self) {
-        let waker = self.waker.borrow_mut().take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+    /// The transport served the connection (everything queued so far is seen): the next
+    /// `wake` lists it again.
+    pub fn served(&self) {
+        self.listed.set(false);
     }
 }
 

@@ -26,7 +26,7 @@ use nix::sys::socket::{
 };
 
 use crate::limits::{ACCEPT_BACKOFF_MS, ACCEPT_BATCH, LISTEN_BACKLOG};
-use crate::session::Context;
+use crate::transport::Transport;
 
 /// A non-blocking TCP socket for `address` with SO_REUSEADDR, SO_REUSEPORT and TCP_NODELAY,
 /// bound, not yet listening.
@@ -85,12 +85,12 @@ async fn next_connection(listener: &Listener) -> io::Result<TcpStream> {
 }
 
 /// Accepts connections for the life of the process; each gets its own task.
-pub async fn accept_loop(shard_id: usize, listener: Listener, ctx: Rc<Context>) {
+pub async fn accept_loop(shard_id: usize, listener: Listener, transport: Rc<Transport>) {
     let mut in_a_row = 0;
     loop {
         match next_connection(&listener).await {
             Ok(stream) => {
-                glommio::spawn_local(crate::transport::serve(ctx.clone(), stream)).detach();
+                glommio::spawn_local(crate::transport::serve(transport.clone(), stream)).detach();
                 in_a_row += 1;
                 if in_a_row == ACCEPT_BATCH {
                     // A connect storm must not starve the shard's connections.

@@ -67,6 +67,8 @@ impl ErrorCode {
 /// A disconnect: the WebSocket close code and reason (reference §8.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disconnect {
+    /// 3004: the server failed the connection (clients reconnect).
+    ServerError,
     /// 3005: the connection token expired and was not refreshed.
     Expired,
     /// 3008: the connection could not keep up with its output.
@@ -86,6 +88,7 @@ pub enum Disconnect {
 impl Disconnect {
     pub const fn code(self) -> u16 {
         match self {
+            Disconnect::ServerError => 3004,
             Disconnect::Expired => 3005,
             Disconnect::Slow => 3008,
             Disconnect::NoPong => 3012,
@@ -98,6 +101,7 @@ impl Disconnect {
 
     pub const fn reason(self) -> &'static str {
         match self {
+            Disconnect::ServerError => "internal server error",
             Disconnect::Expired => "connection expired",
             Disconnect::Slow => "slow",
             Disconnect::NoPong => "no pong",

@@ -19,6 +19,7 @@ use crate::net::listener;
 use crate::router::{Congestion, Outbox, ShardMsg};
 use crate::session::{Context, TaskQueues};
 use crate::shard::Shard;
+use crate::transport::Transport;
 
 /// A started server.
 pub struct Server {
@@ -164,13 +165,27 @@ async fn shard_main(
             eprintln!("ringcast: shard {id}: ring loop stopped: {e}");
         }
     };
-    let accept_loop =
-        listener::accept_loop(id, listener, Rc::new(Context::new(shard.clone(), queues)));
-    // In the intake queue; connections the accept loop spawns start there too.
-    let started = glommio::spawn_local_into(ring_loop, queues.intake).and_then(|ring_loop| {
-        ring_loop.detach();
-        glommio::spawn_local_into(accept_loop, queues.intake)
-    });
+    let transport = match Transport::new(Rc::new(Context::new(shard.clone(), queues))) {
+        Ok(transport) => Rc::new(transport),
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: {e}")));
+            return;
+        }
+    };
+    let reactor = transport.websockets.clone().run();
+    let accept_loop = listener::accept_loop(id, listener, transport);
+    // The ring loop and the accept loop in the intake queue (connections the accept loop
+    // spawns start there too); the WebSocket reactor, which writes the deliveries, in the
+    // connections' queue.
+    let started = glommio::spawn_local_into(ring_loop, queues.intake)
+        .and_then(|ring_loop| {
+            ring_loop.detach();
+            glommio::spawn_local_into(reactor, queues.connections)
+        })
+        .and_then(|reactor| {
+            reactor.detach();
+            glommio::spawn_local_into(accept_loop, queues.intake)
+        });
     let accept_loop = match started {
         Ok(accept_loop) => accept_loop,
         Err(e) => {

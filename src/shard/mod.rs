@@ -85,9 +85,6 @@ pub struct Shard {
     next_connection: Cell<u64>,
     messages_in: Cell<u64>,
     publications: Cell<u64>,
-    /// The one read buffer of the shard: connections borrow it only inside a poll, so an
-    /// idle connection holds no buffer (DESIGN invariant 6).
-    pub read_buffer: RefCell<Box<[u8]>>,
 }
 
 /// Faults the tests inject through the environment.
@@ -141,9 +138,6 @@ impl Shard {
             next_connection: Cell::new(0),
             messages_in: Cell::new(0),
             publications: Cell::new(0),
-            read_buffer: RefCell::new(
-                vec![0; crate::limits::SHARD_READ_BUFFER_BYTES].into_boxed_slice(),
-            ),
             config,
         }
     }

@@ -1,14 +1,17 @@
 //! One accepted TCP connection, from the first byte to the close: HTTP/1.1 requests with
-//! keep-alive and pipelining (`http::connection`) until the connection closes or upgrades to
-//! a transport. `websocket` is the only transport today; SSE and HTTP-streaming would be
-//! siblings.
+//! keep-alive and pipelining (`http::connection`) in a task of its own until the connection
+//! closes or upgrades to a transport. `websocket` is the only transport today (its shard's
+//! `Reactor` serves the upgraded connection from then on, without a task); SSE and
+//! HTTP-streaming would be siblings. `readiness` tells the reactor which sockets are ready.
 //!
 //! Owns the socket and the connection's partial input. Imports `http`, `session`, `shard`,
-//! `fanout::Outbound`, `framing`.
+//! `fanout`, `framing`.
 
+pub mod readiness;
 pub mod websocket;
 
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 
 use bytes::BytesMut;
@@ -18,34 +21,42 @@ use glommio::net::TcpStream;
 use crate::http::connection::{self, Ended};
 use crate::session::Context;
 
-/// Serves one connection until it closes.
-pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream) {
-    // The HTTP phase runs in its own (boxed) future and ends before the WebSocket phase
-    // starts: a task is as large as its largest state, and the idle WebSocket state should
-    // not carry the HTTP and API machinery (DESIGN invariant 6). I/O errors just end the
-    // connection: peers vanish all the time.
-    let upgraded = Box::pin(upgrade(&ctx, &mut stream)).await;
+/// What one shard's transports need: the sessions' context and the WebSocket reactor.
+pub struct Transport {
+    pub ctx: Rc<Context>,
+    pub websockets: Rc<websocket::Reactor>,
+}
+
+impl Transport {
+    pub fn new(ctx: Rc<Context>) -> io::Result<Self> {
+        let websockets = Rc::new(websocket::Reactor::new(ctx.clone())?);
+        Ok(Transport { ctx, websockets })
+    }
+}
+
+/// Serves one connection until it closes or its reactor takes it over.
+pub async fn serve(transport: Rc<Transport>, mut stream: TcpStream) {
+    // The HTTP phase runs in its own (boxed) future: this task ends at the upgrade, and an
+    // upgraded connection carries none of the HTTP and API machinery (DESIGN invariant 6).
+    // I/O errors just end the connection: peers vanish all the time.
+    let upgraded = Box::pin(upgrade(&transport.ctx, &mut stream)).await;
     if let Ok(Some(leftover)) = upgraded {
         // A right-sized copy: the HTTP read buffer must not live as long as the connection.
         let input = BytesMut::from(&leftover[..]);
         drop(leftover);
-        // The WebSocket phase moves to the connections' queue (see `TaskQueues`); this task,
-        // in the intake queue, ends here.
-        let connections = ctx.queues.connections;
-        let spawned = glommio::spawn_local_into(websocket_phase(ctx, stream, input), connections);
-        match spawned {
-            Ok(task) => {
-                task.detach();
-            }
-            // Only if the queue is gone, which it never is while the shard runs.
-            Err(e) => eprintln!("ringcast: cannot start a WebSocket connection: {e}"),
+        match detach(&stream) {
+            Ok(fd) => transport.websockets.adopt(fd, input),
+            Err(e) => eprintln!("ringcast: cannot hand over a WebSocket connection: {e}"),
         }
     }
 }
 
-/// An upgraded connection, as a task of its own: what an idle connection costs.
-async fn websocket_phase(ctx: Rc<Context>, mut stream: TcpStream, input: BytesMut) {
-    websocket::connection::run(&ctx, &mut stream, input).await;
+/// The socket of `stream`, for the reactor: glommio's stream cannot give its descriptor up,
+/// so this is a duplicate and the stream closes the original when dropped.
+fn detach(stream: &TcpStream) -> io::Result<OwnedFd> {
+    // SAFETY: the descriptor is open for as long as `stream` lives, which outlasts this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    fd.try_clone_to_owned()
 }
 
 /// Serves HTTP requests until the connection closes (`None`) or upgrades to WebSocket
@@ -57,9 +68,6 @@ async fn upgrade(ctx: &Context, stream: &mut TcpStream) -> io::Result<Option<Vec
     match websocket::upgrade::response(&head) {
         Ok(response) => {
             stream.write_all(&response).await?;
-            stream.set_read_timeout(None)?;
-            let write_timeout = ctx.shard.config.websocket.write_timeout.positive();
-            stream.set_write_timeout(write_timeout)?;
             Ok(Some(leftover))
         }
         Err(response) => {
@@ -73,11 +81,17 @@ async fn upgrade(ctx: &Context, stream: &mut TcpStream) -> io::Result<Option<Vec
 mod tests {
     use std::rc::Rc;
 
-    /// An idle WebSocket connection costs its task (the `serve` future), its `Outbound` and
-    /// little else (DESIGN invariant 6); this budget keeps the future from quietly growing
-    /// (a stack buffer or a long-lived HTTP value in it costs every connection).
+    /// An idle WebSocket connection is its record in the reactor's table (no task), its
+    /// `Outbound` and its channel entries (DESIGN invariant 6); this budget keeps the record
+    /// from quietly growing. The HTTP phase is a task whose future must stay small too: every
+    /// connection pays it until it upgrades.
     #[test]
-    fn idle_connection_task_stays_small() {
+    fn idle_connection_record_and_http_task_stay_small() {
+        let record = std::mem::size_of::<super::websocket::connection::Connection>();
+        assert!(
+            record <= 256,
+            "WebSocket connection record is {record} bytes"
+        );
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .spawn(|| async {
                 let links = ringcast_ring::mesh::mesh(1, 8)
@@ -102,18 +116,12 @@ mod tests {
                     connections: current,
                 };
                 let ctx = Rc::new(crate::session::Context::new(shard, queues));
+                let transport = Rc::new(super::Transport::new(ctx).unwrap());
                 let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 let stream = glommio::net::TcpStream::connect(listener.local_addr().unwrap())
                     .await
                     .unwrap();
-                let task = super::websocket_phase(ctx.clone(), stream, bytes::BytesMut::new());
-                let size = std::mem::size_of_val(&task);
-                assert!(size <= 900, "WebSocket connection task is {size} bytes");
-                drop(task);
-                let stream = glommio::net::TcpStream::connect(listener.local_addr().unwrap())
-                    .await
-                    .unwrap();
-                let http = super::serve(ctx, stream);
+                let http = super::serve(transport, stream);
                 let size = std::mem::size_of_val(&http);
                 assert!(size <= 900, "HTTP connection task is {size} bytes");
             })

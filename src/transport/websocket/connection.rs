@@ -1,90 +1,305 @@
-//! The WebSocket connection loop: parse complete frames from the input, hand messages to the
-//! session, write the `Outbound` queue (coalesced), then wait for input or output. Reads go
-//! through the shard's one read buffer, borrowed only inside a poll (glommio reads
-//! readiness-first), so an idle connection holds no buffer.
+//! One upgraded WebSocket connection, as a record in its shard's reactor: no task and no
+//! buffer while it is idle (DESIGN invariant 6). `Connection::serve` does whatever is due
+//! without waiting: it reads what the socket holds (through the reactor's one read buffer),
+//! hands complete messages to the session, and writes the `Outbound` queue, small frames
+//! coalesced into one write. A write the socket cannot take whole waits in `unsent` for the
+//! reactor's next `POLLOUT`. Only the closing handshake, which waits on the peer, runs as a
+//! task (`finish`).
+//!
+//! Owns the socket and the connection's partial input and output; reaches the shard through
+//! the session and `Outbound`.
 
-use std::future::poll_fn;
 use std::io;
 use std::net::Shutdown;
-use std::pin::Pin;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
-use std::task::Poll;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use nix::errno::Errno;
+use nix::sys::socket::{recv, send, MsgFlags};
 
 use crate::clock::Millis;
 use crate::fanout::Outbound;
 use crate::framing::websocket::{self, FrameReader, Incoming};
 use crate::limits::{
-    WEBSOCKET_CLOSE_LINGER_MS, WEBSOCKET_LINGER_READ_BYTES, WEBSOCKET_WRITE_BATCH_BYTES_MAX,
+    REACTOR_READ_ROUND_BYTES_MAX, WEBSOCKET_CLOSE_LINGER_MS, WEBSOCKET_LINGER_READ_BYTES,
+    WEBSOCKET_WRITE_BATCH_BYTES_MAX,
 };
 use crate::protocol::Disconnect;
-use crate::session::{Context, Session};
+use crate::session::Session;
 use crate::shard::Shard;
 
 /// How a WebSocket connection ends.
-enum End {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
     /// We close with this code and reason; after what is queued when `Flush::Queued`.
     Close(u16, &'static str, Flush),
     /// The peer sent a close frame (with this code) or vanished.
     PeerClosed(Option<u16>),
 }
 
+impl End {
+    /// The end a disconnect asks for: a slow connection's queue is dropped, any other
+    /// reason's is sent before the close frame.
+    pub fn disconnect(d: Disconnect) -> End {
+        let flush = if d == Disconnect::Slow {
+            Flush::Drop
+        } else {
+            Flush::Queued
+        };
+        End::Close(d.code(), d.reason(), flush)
+    }
+}
+
 /// Whether the close frame waits for the queued output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flush {
+pub enum Flush {
     Queued,
     /// The connection is too slow (or broken) for what is queued.
     Drop,
 }
 
-enum Wake {
-    Input,
-    Output,
-    Eof,
-    Failed,
+/// Whether the socket may hold input not read yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// Read up to `EAGAIN`: the read poll completes when more arrives.
+    Drained,
+    /// Signalled (or never read): read before waiting again.
+    Pending,
 }
 
-/// Runs an upgraded connection until it ends.
-pub async fn run(ctx: &Rc<Context>, stream: &mut TcpStream, input: BytesMut) {
-    let shard = &ctx.shard;
-    let now = Millis::now();
-    // The first ping comes at a random point in [interval/2, interval], so a shard's pings
-    // do not all fall on the same tick.
-    let interval = shard
-        .config
-        .client
-        .ping_interval
-        .positive()
-        .unwrap_or(Duration::ZERO);
-    let jitter = crate::rand::fast_bytes::<2>().map_or(0, u16::from_ne_bytes);
-    let spread = f64::from(jitter) / f64::from(u16::MAX) / 2.0;
-    let first_ping = now.after(interval / 2 + interval.mul_f64(spread));
-    let out = Rc::new(Outbound::new(
-        shard.next_connection_id(),
-        shard.config.client.queue_max_size,
-        now,
-        first_ping,
-    ));
-    shard.register_connection(out.clone());
-    let mut session = Session::new(ctx.clone(), out.clone());
-    let end = serve(shard, stream, &out, &mut session, input).await;
-    session.close();
-    // Boxed: the closing steps run once, and inline they would enlarge every idle task.
-    Box::pin(finish(stream, &out, end)).await;
-    shard.unregister_connection(out.id);
+/// Whether the socket takes writes now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Open,
+    /// A write found the socket full at `since`; a `POLLOUT` poll is armed.
+    Waiting {
+        since: Millis,
+    },
 }
 
-/// Sends the close frame (after what is queued, unless the connection was too slow for that)
-/// and gives the peer a moment to hang up.
-async fn finish(stream: &mut TcpStream, out: &Outbound, end: End) {
+/// What `serve` left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Everything due is done.
+    Done,
+    /// The input round's budget ran out with input left: serve again soon.
+    MoreInput,
+    /// A write just found the socket full: arm a `POLLOUT` poll.
+    WriteBlocked,
+}
+
+pub struct Connection {
+    fd: OwnedFd,
+    pub out: Rc<Outbound>,
+    session: Session,
+    reader: FrameReader,
+    /// Received bytes not yet a complete frame; no allocation while empty.
+    input: BytesMut,
+    /// The rest of a write the socket did not take, sent before anything queued after it.
+    unsent: Bytes,
+    input_state: Input,
+    pub output: Output,
+}
+
+impl Connection {
+    /// A connection just upgraded, with the bytes read past its upgrade request.
+    pub fn new(fd: OwnedFd, out: Rc<Outbound>, session: Session, input: BytesMut) -> Self {
+        Connection {
+            fd,
+            out,
+            session,
+            reader: FrameReader::default(),
+            input,
+            unsent: Bytes::new(),
+            input_state: Input::Pending,
+            output: Output::Open,
+        }
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The read poll fired: input (or the peer's close) is there.
+    pub fn readable(&mut self) {
+        self.input_state = Input::Pending;
+    }
+
+    /// The write poll fired: the socket has room again.
+    pub fn writable(&mut self) {
+        self.output = Output::Open;
+    }
+
+    /// Does everything due now: reads and handles input (unless the node is congested),
+    /// acts on a pending disconnect, writes what is queued. `read_buffer` is the reactor's
+    /// one buffer, `batch` its one buffer for coalescing writes.
+    pub fn serve(
+        &mut self,
+        shard: &Shard,
+        read_buffer: &mut [u8],
+        batch: &mut Vec<u8>,
+        now: Millis,
+    ) -> Result<Served, End> {
+        let mut served = Served::Done;
+        if self.input_state == Input::Pending && !shard.hold_intake(&self.out) {
+            served = self.read(shard, read_buffer)?;
+        }
+        if let Some(d) = self.out.pending_disconnect() {
+            return Err(End::disconnect(d));
+        }
+        if self.output == Output::Open && !self.write(batch)? {
+            self.output = Output::Waiting { since: now };
+            return Ok(Served::WriteBlocked);
+        }
+        Ok(served)
+    }
+
+    /// Reads what the socket holds (up to a round's budget) and handles every complete frame.
+    fn read(&mut self, shard: &Shard, buffer: &mut [u8]) -> Result<Served, End> {
+        let max_message = shard.config.websocket.message_size_limit;
+        if !self.input.is_empty() {
+            // What came with the upgrade request, or frames a round's budget left.
+            self.handle_input(max_message)?;
+        }
+        let mut taken = 0;
+        // Bounded: each pass reads at least one byte, and the round's budget ends the loop.
+        while taken < REACTOR_READ_ROUND_BYTES_MAX {
+            match recv(self.fd.as_raw_fd(), buffer, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) => return Err(End::PeerClosed(None)),
+                Ok(n) => {
+                    taken += n;
+                    self.input.extend_from_slice(&buffer[..n]);
+                    self.handle_input(max_message)?;
+                }
+                Err(Errno::EAGAIN) => {
+                    self.input_state = Input::Drained;
+                    return Ok(Served::Done);
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => return Err(End::PeerClosed(None)),
+            }
+        }
+        Ok(Served::MoreInput)
+    }
+
+    /// Everything complete in the input, in order.
+    fn handle_input(&mut self, max_message: usize) -> Result<(), End> {
+        // Bounded: each pass takes one frame off the input or ends the loop.
+        loop {
+            match self.reader.next(&mut self.input, max_message) {
+                Ok(Some(Incoming::Message(message))) => {
+                    if let Err(d) = self.session.handle_message(&message) {
+                        return Err(End::Close(d.code(), d.reason(), Flush::Queued));
+                    }
+                }
+                Ok(Some(Incoming::Ping(payload))) => {
+                    self.out.push(websocket::pong_frame(&payload));
+                }
+                Ok(Some(Incoming::Pong)) => {}
+                Ok(Some(Incoming::Close(code))) => return Err(End::PeerClosed(code)),
+                Ok(None) => break,
+                Err(violation) => {
+                    return Err(End::Close(violation.code, violation.reason, Flush::Drop))
+                }
+            }
+        }
+        if self.input.is_empty() {
+            // Idle connections hold no buffer: an emptied `BytesMut` still holds the
+            // allocation its frames were split from.
+            self.input = BytesMut::new();
+        }
+        Ok(())
+    }
+
+    /// Writes `unsent`, then the queue, coalescing small frames through `batch`. Returns
+    /// false if the socket filled up first.
+    fn write(&mut self, batch: &mut Vec<u8>) -> Result<bool, End> {
+        // Bounded: each pass sends or takes frames off the queue, which only this loop
+        // shortens and the queue's byte limit bounds; a full socket ends it.
+        loop {
+            if !self.unsent.is_empty() {
+                match send_some(self.fd.as_raw_fd(), &self.unsent) {
+                    Ok(Some(n)) => self.unsent.advance(n),
+                    Ok(None) => return Ok(false),
+                    Err(_) => return Err(End::PeerClosed(None)),
+                }
+                if !self.unsent.is_empty() {
+                    return Ok(false);
+                }
+                continue;
+            }
+            let Some(first) = self.out.pop() else {
+                return Ok(true);
+            };
+            if !self.out.has_output() || first.len() >= WEBSOCKET_WRITE_BATCH_BYTES_MAX {
+                self.unsent = first;
+                continue;
+            }
+            batch.clear();
+            batch.extend_from_slice(&first);
+            while batch.len() < WEBSOCKET_WRITE_BATCH_BYTES_MAX {
+                let Some(frame) = self.out.pop() else { break };
+                batch.extend_from_slice(&frame);
+            }
+            match send_some(self.fd.as_raw_fd(), batch) {
+                Ok(Some(n)) if n == batch.len() => {}
+                Ok(sent) => {
+                    // Only the rest waits, in a buffer of its own; the batch stays the
+                    // reactor's.
+                    self.unsent = Bytes::copy_from_slice(&batch[sent.unwrap_or(0)..]);
+                    return Ok(false);
+                }
+                Err(_) => return Err(End::PeerClosed(None)),
+            }
+        }
+    }
+
+    /// Leaves the session's channels and hands over what the closing handshake needs.
+    pub fn close(mut self) -> Closing {
+        self.session.close();
+        Closing {
+            fd: self.fd,
+            out: self.out,
+            unsent: self.unsent,
+        }
+    }
+}
+
+/// `send` without waiting: `Some(bytes taken)`, `None` if the socket is full.
+fn send_some(fd: RawFd, bytes: &[u8]) -> io::Result<Option<usize>> {
+    // Bounded: EINTR only repeats the call.
+    loop {
+        match send(fd, bytes, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => return Ok(Some(n)),
+            Err(Errno::EAGAIN) => return Ok(None),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A connection whose session has ended, for its closing handshake.
+pub struct Closing {
+    fd: OwnedFd,
+    pub out: Rc<Outbound>,
+    unsent: Bytes,
+}
+
+/// Sends what is left (unless the connection was too slow for it) and the close frame, and
+/// gives the peer a moment to hang up. Runs as a task: it waits on the peer.
+pub async fn finish(closing: Closing, end: End, write_timeout: Option<Duration>) {
+    let Closing { fd, out, unsent } = closing;
+    // SAFETY: the descriptor is ours alone (the reactor gave it up); the stream closes it.
+    let mut stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+    let _ = stream.set_write_timeout(write_timeout);
     match end {
         End::Close(code, reason, flush) => {
-            if flush == Flush::Queued {
-                let _ = write_queued(stream, out).await;
+            if flush == Flush::Queued && write_rest(&mut stream, &unsent, &out).await.is_err() {
+                return;
             }
             let linger = Duration::from_millis(WEBSOCKET_CLOSE_LINGER_MS);
             let _ = stream.set_write_timeout(Some(linger));
@@ -93,7 +308,7 @@ async fn finish(stream: &mut TcpStream, out: &Outbound, end: End) {
                 .await
                 .is_ok()
             {
-                linger_after_close(stream).await;
+                linger_after_close(&mut stream).await;
             }
         }
         End::PeerClosed(code) => {
@@ -104,10 +319,22 @@ async fn finish(stream: &mut TcpStream, out: &Outbound, end: End) {
                 Some(c) if matches!(c, 1000..=1003 | 1007..=1014 | 3000..=4999) => c,
                 Some(_) => websocket::CLOSE_PROTOCOL_ERROR,
             };
-            let _ = write_queued(stream, out).await;
-            let _ = stream.write_all(&websocket::close_frame(code, "")).await;
+            if write_rest(&mut stream, &unsent, &out).await.is_ok() {
+                let _ = stream.write_all(&websocket::close_frame(code, "")).await;
+            }
         }
     }
+}
+
+/// Writes `unsent` and then every queued frame.
+async fn write_rest(stream: &mut TcpStream, unsent: &[u8], out: &Outbound) -> io::Result<()> {
+    stream.write_all(unsent).await?;
+    // Bounded: the queue only shrinks here (the connection's session has ended, so nothing
+    // but a ping can be added, and its byte limit bounds the queue).
+    while let Some(frame) = out.pop() {
+        stream.write_all(&frame).await?;
+    }
+    stream.flush().await
 }
 
 /// After our close frame: stop sending and give the peer a moment to close its side.
@@ -121,112 +348,4 @@ async fn linger_after_close(stream: &mut TcpStream) {
             break;
         }
     }
-}
-
-async fn serve(
-    shard: &Rc<Shard>,
-    stream: &mut TcpStream,
-    out: &Rc<Outbound>,
-    session: &mut Session,
-    mut input: BytesMut,
-) -> End {
-    let max_message = shard.config.websocket.message_size_limit;
-    let mut reader = FrameReader::default();
-    loop {
-        // Everything complete in the input, in order.
-        loop {
-            match reader.next(&mut input, max_message) {
-                Ok(Some(Incoming::Message(message))) => {
-                    if let Err(d) = session.handle_message(&message) {
-                        return End::Close(d.code(), d.reason(), Flush::Queued);
-                    }
-                }
-                Ok(Some(Incoming::Ping(payload))) => {
-                    out.push(websocket::pong_frame(&payload));
-                }
-                Ok(Some(Incoming::Pong)) => {}
-                Ok(Some(Incoming::Close(code))) => return End::PeerClosed(code),
-                Ok(None) => break,
-                Err(violation) => return End::Close(violation.code, violation.reason, Flush::Drop),
-            }
-        }
-        if input.is_empty() && input.capacity() > 0 {
-            // Idle connections hold no buffer.
-            input = BytesMut::new();
-        }
-        if let Some(d) = out.pending_disconnect() {
-            let flush = if d == Disconnect::Slow {
-                Flush::Drop
-            } else {
-                Flush::Queued
-            };
-            return End::Close(d.code(), d.reason(), flush);
-        }
-        match write_queued(stream, out).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                out.disconnect(Disconnect::Slow);
-                let d = Disconnect::Slow;
-                return End::Close(d.code(), d.reason(), Flush::Drop);
-            }
-            Err(_) => return End::PeerClosed(None),
-        }
-        match wait(shard, stream, out, &mut input).await {
-            Wake::Input | Wake::Output => {}
-            Wake::Eof | Wake::Failed => return End::PeerClosed(None),
-        }
-    }
-}
-
-/// Waits until input arrives (appended to `input`, read through the shard's buffer) or
-/// output is queued. While the node is congested it does not read (backpressure on the
-/// client's commands) but still wakes for output, so pings and deliveries keep flowing.
-async fn wait(
-    shard: &Shard,
-    stream: &mut TcpStream,
-    out: &Rc<Outbound>,
-    input: &mut BytesMut,
-) -> Wake {
-    poll_fn(|cx| {
-        if out.has_output() || out.pending_disconnect().is_some() {
-            return Poll::Ready(Wake::Output);
-        }
-        out.set_waker(cx.waker());
-        if shard.hold_intake(out) {
-            return Poll::Pending;
-        }
-        let mut buffer = shard.read_buffer.borrow_mut();
-        match Pin::new(&mut *stream).poll_read(cx, &mut buffer[..]) {
-            Poll::Ready(Ok(0)) => Poll::Ready(Wake::Eof),
-            Poll::Ready(Ok(n)) => {
-                input.extend_from_slice(&buffer[..n]);
-                Poll::Ready(Wake::Input)
-            }
-            Poll::Ready(Err(_)) => Poll::Ready(Wake::Failed),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
-}
-
-/// Writes every queued frame, coalescing small ones into one write.
-async fn write_queued(stream: &mut TcpStream, out: &Outbound) -> io::Result<()> {
-    // Bounded: each round takes frames off the queue; new ones only arrive while we await,
-    // and the queue's byte limit bounds them.
-    while let Some(first) = out.pop() {
-        if !out.has_output() || first.len() >= WEBSOCKET_WRITE_BATCH_BYTES_MAX {
-            stream.write_all(&first).await?;
-            continue;
-        }
-        let mut batch = Vec::with_capacity(
-            WEBSOCKET_WRITE_BATCH_BYTES_MAX.min(first.len() + out.queued_bytes()),
-        );
-        batch.extend_from_slice(&first);
-        while batch.len() < WEBSOCKET_WRITE_BATCH_BYTES_MAX {
-            let Some(frame) = out.pop() else { break };
-            batch.extend_from_slice(&frame);
-        }
-        stream.write_all(&batch).await?;
-    }
-    stream.flush().await
 }

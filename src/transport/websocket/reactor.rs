@@ -1,0 +1,398 @@
+//! `Reactor`: every upgraded WebSocket connection of one shard, as records in one table, and
+//! the one task that serves them (DESIGN invariant 6: an idle connection is a record, not a
+//! task). The reactor wakes when its ring (`Readiness`) reports sockets ready or when
+//! connections are put on its `ReadyList` (output queued, a disconnect asked for, reading
+//! allowed again); it serves each such connection (`Connection::serve`) and sleeps again.
+//! A write that finds its socket full arms a `POLLOUT` poll and a deadline
+//! (`websocket.write_timeout`): a connection that stays full that long is closed as slow
+//! (3008). A connection that ends leaves the table; its closing handshake runs as a task.
+//!
+//! Owns the table, the ring and the reactor's buffers; reaches the shard through `Context`.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::connection::{self, Connection, End, Output, Served};
+use crate::clock::Millis;
+use crate::fanout::{Outbound, ReadyList};
+use crate::limits::{
+    REACTOR_BATCH, REACTOR_EVENTS_MAX, SHARD_READ_BUFFER_BYTES, WEBSOCKET_WRITE_BATCH_BYTES_MAX,
+};
+use crate::protocol::Disconnect;
+use crate::session::{Context, Session};
+use crate::transport::readiness::{Event, Interest, Readiness, Token};
+
+/// One slot of the table: the connection there, if any, and the slot's generation (bumped
+/// when a connection leaves, so its late completions are told apart).
+struct Entry {
+    generation: u32,
+    conn: Option<Box<Connection>>,
+}
+
+/// The connections by slot, with the free slots to reuse.
+#[derive(Default)]
+struct Table {
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+}
+
+impl Table {
+    fn insert(&mut self, make: impl FnOnce(Token) -> Connection) -> Token {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                let slot = u32::try_from(self.entries.len()).expect("fewer than 2^32 connections");
+                self.entries.push(Entry {
+                    generation: 0,
+                    conn: None,
+                });
+                slot
+            }
+        };
+        let entry = &mut self.entries[slot as usize];
+        debug_assert!(entry.conn.is_none());
+        let token = Token {
+            slot,
+            generation: entry.generation,
+        };
+        entry.conn = Some(Box::new(make(token)));
+        token
+    }
+
+    /// Takes the connection out for serving (put it back with `put`), if `slot` holds one of
+    /// `generation` (any generation when `None`).
+    fn take(&mut self, slot: u32, generation: Option<u32>) -> Option<(Token, Box<Connection>)> {
+        let entry = self.entries.get_mut(slot as usize)?;
+        if generation.is_some_and(|g| g != entry.generation) {
+            return None;
+        }
+        let conn = entry.conn.take()?;
+        let token = Token {
+            slot,
+            generation: entry.generation,
+        };
+        Some((token, conn))
+    }
+
+    fn put(&mut self, token: Token, conn: Box<Connection>) {
+        let entry = &mut self.entries[token.slot as usize];
+        debug_assert!(entry.conn.is_none() && entry.generation == token.generation);
+        entry.conn = Some(conn);
+    }
+
+    /// Frees the slot of a connection taken out for good.
+    fn release(&mut self, token: Token) {
+        let entry = &mut self.entries[token.slot as usize];
+        debug_assert!(entry.conn.is_none() && entry.generation == token.generation);
+        entry.generation = Readiness::next_generation(entry.generation);
+        self.free.push(token.slot);
+    }
+
+    fn get(&self, token: Token) -> Option<&Connection> {
+        let entry = self.entries.get(token.slot as usize)?;
+        (entry.generation == token.generation)
+            .then_some(entry.conn.as_deref())
+            .flatten()
+    }
+}
+
+/// What the serving loop works with, borrowed as one.
+struct State {
+    table: Table,
+    readiness: Readiness,
+    /// Connections whose write waits for room, by deadline (all waits are equally long, so
+    /// this is in deadline order).
+    stalls: VecDeque<(Millis, Token)>,
+}
+
+pub struct Reactor {
+    ctx: Rc<Context>,
+    ready: Rc<ReadyList>,
+    state: RefCell<State>,
+    write_timeout: Option<Duration>,
+}
+
+impl Reactor {
+    pub fn new(ctx: Rc<Context>) -> io::Result<Self> {
+        let write_timeout = ctx.shard.config.websocket.write_timeout.positive();
+        Ok(Reactor {
+            ctx,
+            ready: Rc::new(ReadyList::default()),
+            state: RefCell::new(State {
+                table: Table::default(),
+                readiness: Readiness::new()?,
+                stalls: VecDeque::new(),
+            }),
+            write_timeout,
+        })
+    }
+
+    /// Takes an upgraded connection (its socket and the bytes read past the upgrade).
+    pub fn adopt(&self, fd: OwnedFd, input: BytesMut) {
+        let shard = &self.ctx.shard;
+        let now = Millis::now();
+        // The first ping comes at a random point in [interval/2, interval], so a shard's pings
+        // do not all fall on the same tick.
+        let interval = shard
+            .config
+            .client
+            .ping_interval
+            .positive()
+            .unwrap_or(Duration::ZERO);
+        let jitter = crate::rand::fast_bytes::<2>().map_or(0, u16::from_ne_bytes);
+        let spread = f64::from(jitter) / f64::from(u16::MAX) / 2.0;
+        let first_ping = now.after(interval / 2 + interval.mul_f64(spread));
+        let id = shard.next_connection_id();
+        let limit = shard.config.client.queue_max_size;
+        let mut state = self.state.borrow_mut();
+        let State {
+            table, readiness, ..
+        } = &mut *state;
+        let token = table.insert(|token| {
+            let out =
+                Outbound::new(id, limit, now, first_ping).listed_in(self.ready.clone(), token.slot);
+            let out = Rc::new(out);
+            let session = Session::new(self.ctx.clone(), out.clone());
+            Connection::new(fd, out, session, input)
+        });
+        let Some((token, conn)) = table.take(token.slot, Some(token.generation)) else {
+            unreachable!("the slot was just filled");
+        };
+        if let Err(e) = readiness.watch_reads(conn.raw_fd(), token) {
+            eprintln!("ringcast: cannot watch a WebSocket connection: {e}");
+            table.release(token);
+            return; // dropping it closes the socket; it was never registered
+        }
+        shard.register_connection(conn.out.clone());
+        // Served at once: the client may have sent its connect with the upgrade.
+        conn.out.wake();
+        table.put(token, conn);
+    }
+
+    /// Serves the shard's WebSocket connections for the life of the shard.
+    pub async fn run(self: Rc<Self>) {
+        let bell = match self.state.borrow().readiness.bell() {
+            Ok(bell) => bell,
+            Err(e) => {
+                // Without it no connection would ever be served: a crash the supervisor sees.
+                panic!(
+                    "ringcast: shard {}: WebSocket reactor: {e}",
+                    self.ctx.shard.id
+                );
+            }
+        };
+        type BellRead<'a> =
+            Pin<Box<dyn Future<Output = glommio::Result<glommio::io::ReadResult, ()>> + 'a>>;
+        let mut bell_read: Option<BellRead<'_>> = None;
+        let mut stall_timer: Option<(Millis, glommio::timer::Timer)> = None;
+        let mut read_buffer = vec![0u8; SHARD_READ_BUFFER_BYTES].into_boxed_slice();
+        let mut batch = Vec::with_capacity(WEBSOCKET_WRITE_BATCH_BYTES_MAX);
+        let mut events = Vec::new();
+        let mut listed = Vec::new();
+        loop {
+            // Wait for a completion, a listed connection or the first stall's deadline.
+            let first_stall = self.state.borrow().stalls.front().map(|(at, _)| *at);
+            if stall_timer.as_ref().map(|(at, _)| *at) != first_stall {
+                stall_timer = first_stall.map(|at| {
+                    // A millisecond late rather than early: `Millis` rounds down.
+                    let wait = at.since(Millis::now()) + Duration::from_millis(1);
+                    (at, glommio::timer::Timer::new(wait))
+                });
+            }
+            poll_fn(|cx| {
+                if !self.ready.is_empty() || self.state.borrow_mut().readiness.has_completions() {
+                    return Poll::Ready(());
+                }
+                self.ready.set_waker(cx.waker());
+                let read = bell_read.get_or_insert_with(|| Box::pin(bell.read_at(0, 8)));
+                if read.as_mut().poll(cx).is_ready() {
+                    bell_read = None;
+                    return Poll::Ready(());
+                }
+                if let Some((_, timer)) = stall_timer.as_mut() {
+                    if Pin::new(timer).poll(cx).is_ready() {
+                        stall_timer = None;
+                        return Poll::Ready(());
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+
+            let now = Millis::now();
+            self.state
+                .borrow_mut()
+                .readiness
+                .drain(&mut events, REACTOR_EVENTS_MAX);
+            let mut served = 0;
+            for event in events.drain(..) {
+                self.on_event(event, &mut read_buffer, &mut batch, now);
+                served += 1;
+                if served % REACTOR_BATCH == 0 {
+                    self.submit();
+                    glommio::executor().yield_if_needed().await;
+                }
+            }
+            self.ready.take(&mut listed);
+            for slot in listed.drain(..) {
+                self.serve(slot, None, &mut read_buffer, &mut batch, now);
+                served += 1;
+                if served % REACTOR_BATCH == 0 {
+                    self.submit();
+                    glommio::executor().yield_if_needed().await;
+                }
+            }
+            self.expire_stalls(Millis::now());
+            self.submit();
+        }
+    }
+
+    fn on_event(&self, event: Event, read_buffer: &mut [u8], batch: &mut Vec<u8>, now: Millis) {
+        let Event {
+            token,
+            interest,
+            armed,
+        } = event;
+        {
+            let mut state = self.state.borrow_mut();
+            let State {
+                table, readiness, ..
+            } = &mut *state;
+            let Some((token, mut conn)) = table.take(token.slot, Some(token.generation)) else {
+                return; // a connection that has gone
+            };
+            match interest {
+                Interest::Read => {
+                    conn.readable();
+                    if !armed {
+                        // A multishot poll ended on its own (the kernel may end one under
+                        // memory pressure): poll again.
+                        if let Err(e) = readiness.watch_reads(conn.raw_fd(), token) {
+                            eprintln!("ringcast: cannot watch a WebSocket connection: {e}");
+                            conn.out.disconnect(Disconnect::ServerError);
+                        }
+                    }
+                }
+                Interest::Write => conn.writable(),
+            }
+            table.put(token, conn);
+        }
+        self.serve(token.slot, Some(token.generation), read_buffer, batch, now);
+    }
+
+    /// Serves the connection at `slot` (of `generation`, if given) once.
+    fn serve(
+        &self,
+        slot: u32,
+        generation: Option<u32>,
+        read_buffer: &mut [u8],
+        batch: &mut Vec<u8>,
+        now: Millis,
+    ) {
+        let Some((token, mut conn)) = self.state.borrow_mut().table.take(slot, generation) else {
+            return;
+        };
+        // No borrow of the state is held here: serving runs the session, which may reach
+        // any part of the shard (never this table).
+        let result = conn.serve(&self.ctx.shard, read_buffer, batch, now);
+        conn.out.served();
+        let mut state = self.state.borrow_mut();
+        match result {
+            Ok(Served::Done) => state.table.put(token, conn),
+            Ok(Served::MoreInput) => {
+                conn.out.wake();
+                state.table.put(token, conn);
+            }
+            Ok(Served::WriteBlocked) => {
+                let fd = conn.raw_fd();
+                state.table.put(token, conn);
+                if let Err(e) = state.readiness.watch_write(fd, token) {
+                    eprintln!("ringcast: cannot watch a WebSocket connection: {e}");
+                }
+                if let Some(timeout) = self.write_timeout {
+                    state.stalls.push_back((now.after(timeout), token));
+                }
+            }
+            Err(end) => {
+                drop(state);
+                self.end(token, *conn, end);
+            }
+        }
+    }
+
+    /// Closes the connections whose write waited for room longer than the write timeout.
+    fn expire_stalls(&self, now: Millis) {
+        let Some(timeout) = self.write_timeout else {
+            return;
+        };
+        // Bounded by the stalls queued; each pass removes one.
+        loop {
+            let mut state = self.state.borrow_mut();
+            let Some(&(deadline, token)) = state.stalls.front() else {
+                return;
+            };
+            if deadline > now {
+                return;
+            }
+            state.stalls.pop_front();
+            // Only if this same wait is still on: a wait that ended (or a later one) is not.
+            let still_waiting = state.table.get(token).is_some_and(|conn| {
+                matches!(conn.output, Output::Waiting { since } if since.after(timeout) == deadline)
+            });
+            if !still_waiting {
+                continue;
+            }
+            let Some((token, conn)) = state.table.take(token.slot, Some(token.generation)) else {
+                continue;
+            };
+            drop(state);
+            conn.out.disconnect(Disconnect::Slow);
+            self.end(token, *conn, End::disconnect(Disconnect::Slow));
+        }
+    }
+
+    /// Takes a connection that ended out of the table and starts its closing handshake.
+    fn end(&self, token: Token, conn: Connection, end: End) {
+        {
+            let mut state = self.state.borrow_mut();
+            let State {
+                table, readiness, ..
+            } = &mut *state;
+            let _ = readiness.forget(token, Interest::Read);
+            if matches!(conn.output, Output::Waiting { .. }) {
+                let _ = readiness.forget(token, Interest::Write);
+            }
+            table.release(token);
+        }
+        let shard = self.ctx.shard.clone();
+        let closing = conn.close();
+        let write_timeout = self.write_timeout;
+        let task = async move {
+            let id = closing.out.id;
+            connection::finish(closing, end, write_timeout).await;
+            shard.unregister_connection(id);
+        };
+        match glommio::spawn_local_into(task, self.ctx.queues.connections) {
+            Ok(task) => {
+                task.detach();
+            }
+            // Only if the queue is gone, which it never is while the shard runs.
+            Err(e) => eprintln!("ringcast: cannot close a WebSocket connection: {e}"),
+        }
+    }
+
+    fn submit(&self) {
+        if let Err(e) = self.state.borrow_mut().readiness.submit() {
+            eprintln!("ringcast: shard {}: {e}", self.ctx.shard.id);
+        }
+    }
+}
