@@ -141,7 +141,7 @@ fn run(total: usize, shards: usize, rounds: usize, cpus: &[usize]) -> f64 {
     let local = subscribers(&mut hub, per_shard, 0);
     for shard in 0..shards {
         owner
-            .subscribe(CHANNEL, shard, true, None)
+            .subscribe(&CHANNEL.into(), shard, true, None)
             .0
             .expect("plain channel");
     }

@@ -68,6 +68,8 @@ pub const DEADLINE_WHEEL_SLOTS: usize = 1024;
 
 /// The shard's one read buffer: every connection of the shard reads through it.
 pub const SHARD_READ_BUFFER_BYTES: usize = 64 << 10;
+/// Capacity the shard's session reply buffer keeps between messages.
+pub const REPLY_BUFFER_KEPT_BYTES_MAX: usize = 64 << 10;
 /// The WebSocket reactor's own io_uring (`transport::readiness`): submissions queued before a
 /// submit, and completions the kernel can post before the reactor drains them (more wait in
 /// the kernel's overflow list, not lost).

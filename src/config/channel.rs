@@ -94,11 +94,36 @@ impl Default for ChannelSection {
     }
 }
 
+/// Which options a channel takes: the top level's or those of a namespace (an index into
+/// `namespaces`). Four bytes where a copy of the options is 32: a channel's state keeps this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamespaceId(u32);
+
+impl NamespaceId {
+    const WITHOUT_NAMESPACE: NamespaceId = NamespaceId(u32::MAX);
+}
+
 impl ChannelSection {
     /// The options of `channel`, from its namespace (the text before the first boundary), or
     /// `None` if that namespace is not configured (error 102). A private channel's prefix is
     /// not part of its namespace (`$chat:x` is in `chat`).
     pub fn options(&self, channel: &str) -> Option<&ChannelOptions> {
+        self.namespace_of(channel).map(|id| self.options_of(id))
+    }
+
+    /// The options `id` names.
+    pub fn options_of(&self, id: NamespaceId) -> &ChannelOptions {
+        match self.namespaces.get(id.0 as usize) {
+            Some(namespace) => &namespace.options,
+            None => {
+                debug_assert_eq!(id, NamespaceId::WITHOUT_NAMESPACE);
+                &self.without_namespace
+            }
+        }
+    }
+
+    /// Which options `channel` takes, or `None` if its namespace is not configured.
+    pub fn namespace_of(&self, channel: &str) -> Option<NamespaceId> {
         let channel = channel
             .strip_prefix(self.private_prefix.as_str())
             .filter(|_| !self.private_prefix.is_empty())
@@ -110,11 +135,10 @@ impl ChannelSection {
             _ => channel.split_once(self.namespace_boundary.as_str()),
         };
         let Some((name, _)) = split else {
-            return Some(&self.without_namespace);
+            return Some(NamespaceId::WITHOUT_NAMESPACE);
         };
-        self.namespaces
-            .iter()
-            .find(|ns| ns.name == name)
-            .map(|ns| &ns.options)
+        let index = self.namespaces.iter().position(|ns| ns.name == name)?;
+        // Validation bounds the namespaces far below u32::MAX.
+        Some(NamespaceId(u32::try_from(index).ok()?))
     }
 }

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use channel::{ChannelOptions, ChannelSection, Namespace};
+pub use channel::{ChannelOptions, ChannelSection, Namespace, NamespaceId};
 pub use duration::GoDuration;
 pub use overrides::Overrides;
 

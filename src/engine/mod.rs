@@ -96,7 +96,7 @@ pub trait Engine {
     /// position and, when asked, the recovery (DESIGN invariant 3).
     fn subscribe(
         &mut self,
-        channel: &str,
+        channel: &Arc<str>,
         from: usize,
         register: bool,
         recover: Option<&RecoverFrom>,

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::clock::unix_ms;
-use crate::config::{ChannelOptions, Config, Fsync};
+use crate::config::{ChannelOptions, Config, Fsync, NamespaceId};
 use crate::history::{
     self, ChannelSlot, FlushError, FlushJob, HistoryError, HistoryLog, OpenReport,
 };
@@ -39,7 +39,8 @@ pub(super) struct ChannelState {
     /// Where the partition's log keeps the channel: known once a publication of it was
     /// written (appending then costs no lookup by name).
     pub slot: Option<ChannelSlot>,
-    pub options: ChannelOptions,
+    /// Where its options are (the configuration keeps them once, not every channel).
+    pub namespace: NamespaceId,
     /// Offset of the last publication (0: none yet).
     pub offset: u64,
     /// Offset of the last publication handed to subscribers. Equal to `offset` except under
@@ -140,16 +141,29 @@ impl ChannelOwner {
     }
 
     pub(super) fn state(&mut self, channel: &str) -> Result<&mut ChannelState, ErrorCode> {
+        self.state_named(channel, None)
+    }
+
+    /// `state`, keeping `name` (the subscriber's shard's allocation of the name) when a new
+    /// state needs one and the log has none to share.
+    fn state_named(
+        &mut self,
+        channel: &str,
+        name: Option<&Arc<str>>,
+    ) -> Result<&mut ChannelState, ErrorCode> {
+        let new_name = || name.cloned().unwrap_or_else(|| Arc::from(channel));
         debug_assert_eq!(
             partition::owner_of(channel, self.shards),
             self.shard,
             "channel {channel} routed to a shard that does not own it"
         );
         if !self.channels.contains_key(channel) {
-            let options = self
+            let namespace = self
                 .config
-                .channel_options(channel)
+                .channel
+                .namespace_of(channel)
                 .ok_or(ErrorCode::UnknownChannel)?;
+            let options = *self.config.channel.options_of(namespace);
             let p = partition::partition(channel);
             let (name, slot, offset) = if options.history() {
                 self.open_log(p).map_err(|e| {
@@ -163,17 +177,17 @@ impl ChannelOwner {
                         let (name, top) = log.channel_at(slot);
                         (name.clone(), Some(slot), top)
                     }
-                    None => (Arc::from(channel), None, 0),
+                    None => (new_name(), None, 0),
                 }
             } else {
-                (Arc::from(channel), None, 0)
+                (new_name(), None, 0)
             };
             self.channels.insert(
                 name,
                 ChannelState {
                     partition: p,
                     slot,
-                    options,
+                    namespace,
                     offset,
                     visible: offset,
                     shards: ShardSet::default(),
@@ -205,8 +219,8 @@ impl ChannelOwner {
         let Some(state) = self.channels.get(channel) else {
             return true;
         };
-        let idle =
-            state.shards.is_empty() && (!state.options.history() || state.visible == state.offset);
+        let history = self.config.channel.options_of(state.namespace).history();
+        let idle = state.shards.is_empty() && (!history || state.visible == state.offset);
         if idle {
             self.channels.remove(channel);
         }
@@ -342,6 +356,7 @@ fn append(
     log: &mut HistoryLog,
     name: &Arc<str>,
     state: &mut ChannelState,
+    options: &ChannelOptions,
     offset: u64,
     now_ms: u64,
     input: &PublishInput<'_>,
@@ -351,7 +366,7 @@ fn append(
         info: input.info.map(|b| &b[..]),
         tags: input.tags.map(|b| &b[..]),
     };
-    let policy = policy_of(Some(state.options));
+    let policy = policy_of(Some(*options));
     let written = match state.slot {
         Some(slot) => log.append_at(slot, offset, now_ms, entry, policy),
         None => log
@@ -421,7 +436,7 @@ impl Engine for ChannelOwner {
                     .ok_or(ErrorCode::Internal)?
             }
         };
-        let options = state.options;
+        let options = *self.config.channel.options_of(state.namespace);
         let next = state.offset + 1;
         // Only a channel with history has a stream; `skip_history` publications take no
         // place in it.
@@ -438,7 +453,7 @@ impl Engine for ChannelOwner {
                 .get_mut(state.partition)
                 .ok_or(ErrorCode::Internal)?;
             let first_staged = !log.has_staged();
-            append(log, name, state, next, now, &input)?;
+            append(log, name, state, &options, next, now, &input)?;
             if first_staged && log.has_staged() {
                 self.staged.push(state.partition);
             }
@@ -490,19 +505,20 @@ impl Engine for ChannelOwner {
 
     fn subscribe(
         &mut self,
-        channel: &str,
+        channel: &Arc<str>,
         from: usize,
         register: bool,
         recover: Option<&RecoverFrom>,
     ) -> (Result<StreamTop, ErrorCode>, Option<Recovery>) {
-        let state = match self.state(channel) {
+        let state = match self.state_named(channel, Some(channel)) {
             Ok(state) => state,
             Err(code) => return (Err(code), None),
         };
         if register {
             state.shards.insert(from);
         }
-        let (options, top, partition) = (state.options, state.visible, state.partition);
+        let (namespace, top, partition) = (state.namespace, state.visible, state.partition);
+        let options = *self.config.channel.options_of(namespace);
         let epoch = self.epoch(partition, &options);
         let recovery = recover.map(|from| self.recover(channel, &options, from, &epoch, top));
         (Ok(StreamTop { epoch, offset: top }), recovery)
@@ -604,14 +620,14 @@ mod tests {
         // A bucket of the owner's table: a broadcast loads one per channel, and every
         // subscribed channel keeps one.
         let bucket = std::mem::size_of::<(Arc<str>, ChannelState)>();
-        assert!(bucket <= 104, "{bucket}");
+        assert!(bucket <= 80, "{bucket}");
     }
 
     #[test]
     fn channels_without_history_have_no_stream_and_no_state_without_subscribers() {
         let mut owner = ChannelOwner::new(0, 1, Config::default()).unwrap();
-        owner.subscribe("a", 0, true, None).0.unwrap();
-        owner.subscribe("a", 3, true, None).0.unwrap();
+        owner.subscribe(&"a".into(), 0, true, None).0.unwrap();
+        owner.subscribe(&"a".into(), 3, true, None).0.unwrap();
         let data = Bytes::from_static(b"{}");
         let first = owner.publish("a", input(&data)).unwrap();
         let other = owner.publish("b", input(&data)).unwrap();
@@ -659,7 +675,7 @@ mod tests {
         let offset = |o: Outcome| o.publication.offset.map_or(0, NonZeroU64::get);
         assert_eq!(offset(owner.publish("h", input(&data)).unwrap()), 1);
         assert_eq!(offset(owner.publish("h", input(&data)).unwrap()), 2);
-        owner.subscribe("s", 1, true, None).0.unwrap();
+        owner.subscribe(&"s".into(), 1, true, None).0.unwrap();
         assert_eq!(offset(owner.publish("s", input(&data)).unwrap()), 1);
         assert_eq!(owner.channel_states(), 2);
 

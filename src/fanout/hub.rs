@@ -2,26 +2,30 @@
 //! or waiting for the owner's answer, DESIGN invariant 3), applies the owner's answers, and
 //! hands each delivery (encoded once by the channel's owner) to every subscriber's `Outbound`.
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
 use std::rc::Rc;
 use std::sync::Arc;
+
+use smallvec::SmallVec;
 
 use super::frames::LocalFrames;
 use super::outbound::Outbound;
 use super::subscription::{
-    join, PendingSubscription, RecoveryAsk, Registration, SubscribeStep, Waiting,
+    join, PendingSubscription, RecoveryAsk, Registration, SubscribeStep, Waiting, Waitlist,
 };
 use crate::protocol::ErrorCode;
 use crate::router::msg::{Delivery, SubscribeAnswer};
 
+/// A channel's local subscribers: inline while there is one (a personal channel), so the
+/// commonest channel costs no allocation for them.
+pub type Subscribers = SmallVec<[Rc<Outbound>; 1]>;
+
 #[derive(Debug)]
 struct LocalChannel {
-    /// The map key again, so a lookup by `&str` can hand out the shared name.
-    name: Arc<str>,
-    subscribers: Vec<Rc<Outbound>>,
+    subscribers: Subscribers,
     /// Subscriptions waiting for the owner's answer (registration or recovery); they get no
     /// deliveries until it arrives. Empty (no allocation) almost always.
-    pending: Vec<Waiting>,
+    pending: Waitlist,
     registration: Registration,
     /// The stream position of the last delivery or answer (for positioned subscribers that
     /// join without asking the owner).
@@ -32,7 +36,8 @@ struct LocalChannel {
 /// Local subscribers per channel.
 #[derive(Debug, Default)]
 pub struct Hub {
-    channels: HashMap<Arc<str>, LocalChannel>,
+    /// hashbrown for `get_key_value_mut`: the entry need not repeat its name.
+    channels: hashbrown::HashMap<Arc<str>, LocalChannel, RandomState>,
     subscriptions: usize,
     /// Tickets of subscription asks (see `subscribe`).
     next_ticket: u64,
@@ -49,14 +54,15 @@ impl Hub {
     pub fn subscribe(&mut self, channel: &str, sub: PendingSubscription) -> SubscribeStep {
         self.next_ticket += 1;
         let ticket = self.next_ticket;
-        let Some(local) = self.channels.get_mut(channel) else {
+        let Some((name, local)) = self.channels.get_key_value_mut(channel) else {
             let name: Arc<str> = channel.into();
+            let mut pending = Waitlist::default();
+            pending.push(Waiting { ticket, sub });
             self.channels.insert(
                 name.clone(),
                 LocalChannel {
-                    name: name.clone(),
-                    subscribers: Vec::new(),
-                    pending: vec![Waiting { ticket, sub }],
+                    subscribers: Subscribers::new(),
+                    pending,
                     registration: Registration::Asking { ticket },
                     epoch: None,
                     top: 0,
@@ -76,7 +82,7 @@ impl Hub {
                 local.registration = Registration::Asking { ticket };
                 local.pending.push(Waiting { ticket, sub });
                 SubscribeStep::AskOwner {
-                    name: local.name.clone(),
+                    name: name.clone(),
                     register: true,
                     ticket,
                 }
@@ -85,7 +91,7 @@ impl Hub {
                 // Its own ask: the recovery is for this subscriber alone.
                 local.pending.push(Waiting { ticket, sub });
                 SubscribeStep::AskOwner {
-                    name: local.name.clone(),
+                    name: name.clone(),
                     register: false,
                     ticket,
                 }
@@ -144,7 +150,7 @@ impl Hub {
                 local.top = top.offset;
             }
         }
-        let waiting = std::mem::take(&mut local.pending);
+        let waiting = local.pending.take();
         let mut recovery = answer.recovery;
         // An answer for a channel this shard is not registered for cannot be joined: the
         // owner would not deliver to it.
@@ -180,8 +186,8 @@ impl Hub {
         {
             return None;
         }
-        let local = self.channels.remove(channel)?;
-        (local.registration == Registration::Registered).then_some(local.name)
+        let (name, local) = self.channels.remove_entry(channel)?;
+        (local.registration == Registration::Registered).then_some(name)
     }
 
     /// Removes a local subscriber (joined or waiting); returns true if the owner must now
@@ -193,8 +199,8 @@ impl Hub {
         if let Some(index) = local.subscribers.iter().position(|c| c.id == conn_id) {
             local.subscribers.swap_remove(index);
             self.subscriptions -= 1;
-        } else if let Some(index) = local.pending.iter().position(|w| w.sub.conn.id == conn_id) {
-            local.pending.swap_remove(index).sub.abandon();
+        } else if let Some(waiting) = local.pending.remove(conn_id) {
+            waiting.sub.abandon();
         } else {
             return false;
         }
@@ -266,6 +272,14 @@ mod tests {
     use crate::fanout::subscription::{StreamMode, SubscribeReply};
     use crate::protocol::Publication;
     use crate::router::msg::{Recovery, StreamTop};
+
+    #[test]
+    fn a_channel_entry_stays_small() {
+        // A bucket of the hub's table: every channel with a local subscriber keeps one (a
+        // personal channel per connection makes it part of what an idle connection costs).
+        let bucket = std::mem::size_of::<(Arc<str>, LocalChannel)>();
+        assert!(bucket <= 88, "{bucket}");
+    }
     use bytes::Bytes;
     use std::num::NonZeroU64;
 

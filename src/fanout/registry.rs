@@ -11,7 +11,7 @@ use crate::protocol::Disconnect;
 pub struct Registry {
     connections: HashMap<u64, Rc<Outbound>>,
     /// Connected users and how many of their connections this shard holds.
-    users: HashMap<String, u32>,
+    users: HashMap<Rc<str>, u32>,
     slow_disconnects: u64,
 }
 
@@ -29,8 +29,8 @@ impl Registry {
         }
     }
 
-    pub fn add_user(&mut self, user: &str) {
-        *self.users.entry(user.to_owned()).or_default() += 1;
+    pub fn add_user(&mut self, user: &Rc<str>) {
+        *self.users.entry(user.clone()).or_default() += 1;
     }
 
     pub fn remove_user(&mut self, user: &str) {

@@ -71,6 +71,11 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
+    /// True between messages (no fragment held).
+    pub fn is_idle(&self) -> bool {
+        self.partial_kind == Partial::None && self.partial.is_empty()
+    }
+
     /// Takes the next complete message or control frame off the front of `input`, if `input`
     /// holds one; leaves incomplete frames in place. `max_message` bounds a whole message,
     /// fragments included.

@@ -178,7 +178,7 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
             }
             Next::Read(want) => {
                 if in_flight.is_empty() {
-                    match read_more(stream, &mut buffer, want).await {
+                    match read_more(stream, &mut buffer, want, &shard.read_buffer).await {
                         Ok(0) => return Ok(Ended::Closed),
                         Ok(_) => {}
                         // An idle keep-alive connection timing out between requests.
@@ -191,7 +191,9 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
                 }
                 // Read more or write the oldest answer, whichever comes first.
                 let front = &mut in_flight[0];
-                let read = async { Step::Read(read_more(stream, &mut buffer, want).await) };
+                let read = async {
+                    Step::Read(read_more(stream, &mut buffer, want, &shard.read_buffer).await)
+                };
                 let answered = async { Step::Answered((&mut front.answer).await) };
                 match future::or(read, answered).await {
                     Step::Read(Ok(0)) => reading = false,

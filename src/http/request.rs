@@ -2,9 +2,9 @@
 //! `parse_head` (pure, fuzzed), and reading a head and a body from the socket within their
 //! limits.
 
-use std::io;
-
+use std::cell::RefCell;
 use std::future::poll_fn;
+use std::io;
 use std::pin::Pin;
 use std::task::Poll;
 
@@ -155,23 +155,25 @@ fn find_head_end(buffer: &[u8]) -> Option<usize> {
 
 /// Reads what the socket has into `buffer`, room made for `want` more bytes (the rest of a
 /// known body; 0 when unknown) within the read sizes' limits; 0 at end of input.
-/// Cancellation-safe: the buffer is grown and cut back inside each poll, and glommio receives
-/// only inside the poll, into the slice it is given.
+/// Cancellation-safe: glommio receives only inside the poll, into the slice it is given, and
+/// the buffer grows only by what was received.
 pub async fn read_more(
     stream: &mut (impl AsyncRead + Unpin),
     buffer: &mut Vec<u8>,
     want: usize,
+    scratch: &RefCell<Box<[u8]>>,
 ) -> io::Result<usize> {
     let room = want.clamp(HTTP_HEAD_READ_BYTES, HTTP_BODY_READ_BYTES);
     poll_fn(|cx| {
-        let len = buffer.len();
-        buffer.resize(len + room, 0);
-        let polled = Pin::new(&mut *stream).poll_read(cx, &mut buffer[len..]);
-        let n = match &polled {
-            Poll::Ready(Ok(n)) => *n,
-            _ => 0,
-        };
-        buffer.truncate(len + n);
+        // Read through the shard's buffer (borrowed only inside this poll: glommio reads
+        // readiness-first), so a connection's own buffer grows by what arrived, not by a
+        // zeroed read's worth.
+        let mut scratch = scratch.borrow_mut();
+        let room = room.min(scratch.len());
+        let polled = Pin::new(&mut *stream).poll_read(cx, &mut scratch[..room]);
+        if let Poll::Ready(Ok(n)) = &polled {
+            buffer.extend_from_slice(&scratch[..*n]);
+        }
         polled
     })
     .await

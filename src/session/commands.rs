@@ -3,6 +3,7 @@
 //! whoever holds the answer (the hub when the subscriber joins, the owner otherwise), so the
 //! replies before them are flushed first.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,7 +36,7 @@ impl Session {
             match self.ctx.tokens.connect(token) {
                 Ok(claims) => Some(claims),
                 Err(TokenError::Expired) => {
-                    encode::error_reply(self.reply(), id, ErrorCode::TokenExpired);
+                    encode::error_reply(&mut self.reply(), id, ErrorCode::TokenExpired);
                     self.state = State::Refused;
                     return Ok(());
                 }
@@ -51,7 +52,7 @@ impl Session {
             .iter()
             .any(|c| c.is_empty() || c.len() > max_length)
         {
-            encode::error_reply(self.reply(), id, ErrorCode::BadRequest);
+            encode::error_reply(&mut self.reply(), id, ErrorCode::BadRequest);
             self.state = State::Refused;
             return Ok(());
         }
@@ -59,13 +60,13 @@ impl Session {
             Ok(client) => client,
             Err(e) => {
                 eprintln!("ringcast: connect: {e}");
-                encode::error_reply(self.reply(), id, ErrorCode::Internal);
+                encode::error_reply(&mut self.reply(), id, ErrorCode::Internal);
                 self.state = State::Refused;
                 return Ok(());
             }
         };
-        self.user = user;
-        self.conn_info = info;
+        self.user = Rc::from(user);
+        self.conn_info = info.map(String::into_boxed_str);
         self.state = State::Connected;
         let ttl = self.set_expiry(expires_at);
         self.out.liveness.phase.set(Phase::Connected);
@@ -122,16 +123,16 @@ impl Session {
 
     pub(super) fn refresh(&mut self, id: u32, token: &str) -> Result<(), Disconnect> {
         match self.ctx.tokens.connect(token) {
-            Ok(claims) if claims.user == self.user => {
+            Ok(claims) if *claims.user == *self.user => {
                 if claims.info.is_some() {
-                    self.conn_info = claims.info;
+                    self.conn_info = claims.info.map(String::into_boxed_str);
                 }
                 let ttl = self.set_expiry(claims.expires_at);
                 if ttl.is_none() {
                     self.out.liveness.expires_at.set(None);
                 }
                 let client = self.client.to_string();
-                encode::refresh_reply(self.reply(), id, &client, crate::VERSION, ttl);
+                encode::refresh_reply(&mut self.reply(), id, &client, crate::VERSION, ttl);
                 Ok(())
             }
             Ok(_) | Err(TokenError::Invalid) => Err(Disconnect::InvalidToken),
@@ -162,7 +163,7 @@ impl Session {
         let options = match checked {
             Ok(options) => options,
             Err(error) => {
-                encode::error_reply(self.reply(), id, error);
+                encode::error_reply(&mut self.reply(), id, error);
                 return Ok(());
             }
         };
@@ -216,7 +217,7 @@ impl Session {
             self.channels.swap_remove(at);
             self.shard().unsubscribe(channel, self.out.id);
         }
-        encode::empty_result(self.reply(), id, "unsubscribe");
+        encode::empty_result(&mut self.reply(), id, "unsubscribe");
         Ok(())
     }
 
@@ -235,7 +236,7 @@ impl Session {
         let data = match checked {
             Ok(data) => data,
             Err(error) => {
-                encode::error_reply(self.reply(), id, error);
+                encode::error_reply(&mut self.reply(), id, error);
                 return Ok(());
             }
         };
@@ -261,7 +262,7 @@ impl Session {
     pub(super) fn presence(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {
         check_channel(channel)?;
         // Presence is not built yet: disabled, which Centrifugo answers with 108.
-        encode::error_reply(self.reply(), id, ErrorCode::NotAvailable);
+        encode::error_reply(&mut self.reply(), id, ErrorCode::NotAvailable);
         Ok(())
     }
 
@@ -269,7 +270,7 @@ impl Session {
         check_channel(&req.channel)?;
         let subscribed = self.shard().is_member(&req.channel, self.out.id);
         if let Err(error) = permissions::history(&self.shard().config, &req.channel, subscribed) {
-            encode::error_reply(self.reply(), id, error);
+            encode::error_reply(&mut self.reply(), id, error);
             return Ok(());
         }
         // The owner answers straight to this connection; earlier replies go first.
@@ -285,14 +286,14 @@ impl Session {
     }
 
     pub(super) fn rpc(&mut self, id: u32) -> Result<(), Disconnect> {
-        encode::error_reply(self.reply(), id, ErrorCode::MethodNotFound);
+        encode::error_reply(&mut self.reply(), id, ErrorCode::MethodNotFound);
         Ok(())
     }
 
     pub(super) fn sub_refresh(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {
         check_channel(channel)?;
         // No subscription tokens yet, so no subscription can need a refresh.
-        encode::error_reply(self.reply(), id, ErrorCode::PermissionDenied);
+        encode::error_reply(&mut self.reply(), id, ErrorCode::PermissionDenied);
         Ok(())
     }
 

@@ -12,12 +12,15 @@
 mod commands;
 pub mod permissions;
 
+use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
 
 use glommio::TaskQueueHandle;
+use smallvec::SmallVec;
 
 use crate::auth::token::Verifier;
 use crate::fanout::Outbound;
+use crate::limits::REPLY_BUFFER_KEPT_BYTES_MAX;
 use crate::protocol::json::decode::{self, ParseError};
 use crate::protocol::{ClientId, Command, Disconnect, Request};
 use crate::shard::Shard;
@@ -27,6 +30,10 @@ pub struct Context {
     pub shard: Rc<Shard>,
     pub tokens: Verifier,
     pub queues: TaskQueues,
+    /// The replies of the message a session is handling, newline-joined into one frame when
+    /// flushed. One buffer for the shard's sessions: a message is handled without a pause,
+    /// so the buffer is empty between messages (an idle session keeps none).
+    replies: RefCell<Vec<u8>>,
 }
 
 impl Context {
@@ -36,6 +43,7 @@ impl Context {
             shard,
             tokens,
             queues,
+            replies: RefCell::new(Vec::new()),
         }
     }
 }
@@ -68,13 +76,13 @@ pub struct Session {
     out: Rc<Outbound>,
     state: State,
     client: ClientId,
-    user: String,
-    conn_info: Option<String>,
-    /// Subscribed channels (at most `client.channel_limit`; a Vec holds no allocation while
+    /// Shared with the shard's registry of users.
+    user: Rc<str>,
+    conn_info: Option<Box<str>>,
+    /// Subscribed channels (at most `client.channel_limit`; inline while there is one, the
+    /// commonest case, and small to scan;
     /// empty and is small to scan).
-    channels: Vec<Box<str>>,
-    /// Replies of the message being processed, newline-joined into one frame when flushed.
-    replies: Vec<u8>,
+    channels: SmallVec<[Box<str>; 1]>,
 }
 
 impl Session {
@@ -84,11 +92,15 @@ impl Session {
             out,
             state: State::New,
             client: ClientId::default(),
-            user: String::new(),
+            user: Rc::from(""),
             conn_info: None,
-            channels: Vec::new(),
-            replies: Vec::new(),
+            channels: SmallVec::new(),
         }
+    }
+
+    /// The connection's output queue.
+    pub fn out(&self) -> &Rc<Outbound> {
+        &self.out
     }
 
     fn shard(&self) -> &Shard {
@@ -100,6 +112,10 @@ impl Session {
     /// so replies keep the commands' order).
     pub fn handle_message(&mut self, message: &[u8]) -> Result<(), Disconnect> {
         self.shard().count_message_in();
+        debug_assert!(
+            self.ctx.replies.borrow().is_empty(),
+            "flushed after every message"
+        );
         let result = message
             .split(|&b| b == b'\n')
             .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
@@ -109,19 +125,24 @@ impl Session {
     }
 
     fn flush_replies(&mut self) {
-        if !self.replies.is_empty() {
-            self.out.push_message(&self.replies);
-            // Dropped, not cleared: an idle session keeps no reply buffer.
-            self.replies = Vec::new();
+        let mut replies = self.ctx.replies.borrow_mut();
+        if !replies.is_empty() {
+            self.out.push_message(&replies);
+            replies.clear();
+            if replies.capacity() > REPLY_BUFFER_KEPT_BYTES_MAX {
+                // A rare large reply does not pin its buffer.
+                *replies = Vec::new();
+            }
         }
     }
 
     /// The buffer positioned for one more reply line.
-    fn reply(&mut self) -> &mut Vec<u8> {
-        if !self.replies.is_empty() {
-            self.replies.push(b'\n');
+    fn reply(&self) -> RefMut<'_, Vec<u8>> {
+        let mut replies = self.ctx.replies.borrow_mut();
+        if !replies.is_empty() {
+            replies.push(b'\n');
         }
-        &mut self.replies
+        replies
     }
 
     fn handle_line(&mut self, line: &[u8]) -> Result<(), Disconnect> {

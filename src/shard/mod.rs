@@ -33,6 +33,7 @@ use crate::clock::Millis;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::fanout::{Hub, Outbound, Registry};
+use crate::limits::HTTP_BODY_READ_BYTES;
 use crate::metrics::counters::ShardStats;
 use crate::protocol::json::encode;
 use crate::protocol::{Codec, ErrorCode};
@@ -85,6 +86,9 @@ pub struct Shard {
     next_connection: Cell<u64>,
     messages_in: Cell<u64>,
     publications: Cell<u64>,
+    /// The read buffer of the shard's HTTP connections, borrowed only inside a poll, so a
+    /// connection's own buffer holds what arrived and no more.
+    pub read_buffer: RefCell<Box<[u8]>>,
 }
 
 /// Faults the tests inject through the environment.
@@ -138,6 +142,7 @@ impl Shard {
             next_connection: Cell::new(0),
             messages_in: Cell::new(0),
             publications: Cell::new(0),
+            read_buffer: RefCell::new(vec![0; HTTP_BODY_READ_BYTES].into_boxed_slice()),
             config,
         }
     }
@@ -162,7 +167,7 @@ impl Shard {
         self.registry.borrow_mut().unregister(id);
     }
 
-    pub fn add_user(&self, user: &str) {
+    pub fn add_user(&self, user: &Rc<str>) {
         self.registry.borrow_mut().add_user(user);
     }
 

@@ -94,30 +94,49 @@ pub enum Served {
 
 pub struct Connection {
     fd: OwnedFd,
-    pub out: Rc<Outbound>,
-    session: Session,
+    input_state: Input,
+    pub output: Output,
+    /// Input and output in flight; `None` (no allocation) while the connection is idle.
+    partial: Option<Box<Partial>>,
+    pub session: Session,
+}
+
+/// What a connection holds only while input or output is in flight.
+#[derive(Default)]
+struct Partial {
     reader: FrameReader,
-    /// Received bytes not yet a complete frame; no allocation while empty.
+    /// Received bytes not yet a complete frame.
     input: BytesMut,
     /// The rest of a write the socket did not take, sent before anything queued after it.
     unsent: Bytes,
-    input_state: Input,
-    pub output: Output,
+}
+
+impl Partial {
+    fn is_idle(&self) -> bool {
+        self.reader.is_idle() && self.input.is_empty() && self.unsent.is_empty()
+    }
 }
 
 impl Connection {
     /// A connection just upgraded, with the bytes read past its upgrade request.
-    pub fn new(fd: OwnedFd, out: Rc<Outbound>, session: Session, input: BytesMut) -> Self {
+    pub fn new(fd: OwnedFd, session: Session, input: BytesMut) -> Self {
+        let partial = (!input.is_empty()).then(|| {
+            Box::new(Partial {
+                input,
+                ..Partial::default()
+            })
+        });
         Connection {
             fd,
-            out,
-            session,
-            reader: FrameReader::default(),
-            input,
-            unsent: Bytes::new(),
             input_state: Input::Pending,
             output: Output::Open,
+            partial,
+            session,
         }
+    }
+
+    pub fn out(&self) -> &Rc<Outbound> {
+        self.session.out()
     }
 
     pub fn raw_fd(&self) -> RawFd {
@@ -145,15 +164,19 @@ impl Connection {
         now: Millis,
     ) -> Result<Served, End> {
         let mut served = Served::Done;
-        if self.input_state == Input::Pending && !shard.hold_intake(&self.out) {
+        if self.input_state == Input::Pending && !shard.hold_intake(self.session.out()) {
             served = self.read(shard, read_buffer)?;
         }
-        if let Some(d) = self.out.pending_disconnect() {
+        if let Some(d) = self.session.out().pending_disconnect() {
             return Err(End::disconnect(d));
         }
         if self.output == Output::Open && !self.write(batch)? {
             self.output = Output::Waiting { since: now };
-            return Ok(Served::WriteBlocked);
+            served = Served::WriteBlocked;
+        }
+        if self.partial.as_ref().is_some_and(|p| p.is_idle()) {
+            // Idle connections hold no buffer.
+            self.partial = None;
         }
         Ok(served)
     }
@@ -161,7 +184,7 @@ impl Connection {
     /// Reads what the socket holds (up to a round's budget) and handles every complete frame.
     fn read(&mut self, shard: &Shard, buffer: &mut [u8]) -> Result<Served, End> {
         let max_message = shard.config.websocket.message_size_limit;
-        if !self.input.is_empty() {
+        if self.partial.as_ref().is_some_and(|p| !p.input.is_empty()) {
             // What came with the upgrade request, or frames a round's budget left.
             self.handle_input(max_message)?;
         }
@@ -172,7 +195,8 @@ impl Connection {
                 Ok(0) => return Err(End::PeerClosed(None)),
                 Ok(n) => {
                     taken += n;
-                    self.input.extend_from_slice(&buffer[..n]);
+                    let partial = self.partial.get_or_insert_with(Default::default);
+                    partial.input.extend_from_slice(&buffer[..n]);
                     self.handle_input(max_message)?;
                 }
                 Err(Errno::EAGAIN) => {
@@ -188,16 +212,19 @@ impl Connection {
 
     /// Everything complete in the input, in order.
     fn handle_input(&mut self, max_message: usize) -> Result<(), End> {
+        let Some(partial) = self.partial.as_deref_mut() else {
+            return Ok(());
+        };
         // Bounded: each pass takes one frame off the input or ends the loop.
         loop {
-            match self.reader.next(&mut self.input, max_message) {
+            match partial.reader.next(&mut partial.input, max_message) {
                 Ok(Some(Incoming::Message(message))) => {
                     if let Err(d) = self.session.handle_message(&message) {
                         return Err(End::Close(d.code(), d.reason(), Flush::Queued));
                     }
                 }
                 Ok(Some(Incoming::Ping(payload))) => {
-                    self.out.push(websocket::pong_frame(&payload));
+                    self.session.out().push(websocket::pong_frame(&payload));
                 }
                 Ok(Some(Incoming::Pong)) => {}
                 Ok(Some(Incoming::Close(code))) => return Err(End::PeerClosed(code)),
@@ -207,10 +234,9 @@ impl Connection {
                 }
             }
         }
-        if self.input.is_empty() {
-            // Idle connections hold no buffer: an emptied `BytesMut` still holds the
-            // allocation its frames were split from.
-            self.input = BytesMut::new();
+        if partial.input.is_empty() {
+            // An emptied `BytesMut` still holds the allocation its frames were split from.
+            partial.input = BytesMut::new();
         }
         Ok(())
     }
@@ -218,39 +244,43 @@ impl Connection {
     /// Writes `unsent`, then the queue, coalescing small frames through `batch`. Returns
     /// false if the socket filled up first.
     fn write(&mut self, batch: &mut Vec<u8>) -> Result<bool, End> {
+        let fd = self.fd.as_raw_fd();
+        let out = self.session.out();
         // Bounded: each pass sends or takes frames off the queue, which only this loop
         // shortens and the queue's byte limit bounds; a full socket ends it.
         loop {
-            if !self.unsent.is_empty() {
-                match send_some(self.fd.as_raw_fd(), &self.unsent) {
-                    Ok(Some(n)) => self.unsent.advance(n),
+            if let Some(partial) = self.partial.as_deref_mut().filter(|p| !p.unsent.is_empty()) {
+                match send_some(fd, &partial.unsent) {
+                    Ok(Some(n)) => partial.unsent.advance(n),
                     Ok(None) => return Ok(false),
                     Err(_) => return Err(End::PeerClosed(None)),
                 }
-                if !self.unsent.is_empty() {
+                if !partial.unsent.is_empty() {
                     return Ok(false);
                 }
                 continue;
             }
-            let Some(first) = self.out.pop() else {
+            let Some(first) = out.pop() else {
                 return Ok(true);
             };
-            if !self.out.has_output() || first.len() >= WEBSOCKET_WRITE_BATCH_BYTES_MAX {
-                self.unsent = first;
-                continue;
-            }
-            batch.clear();
-            batch.extend_from_slice(&first);
-            while batch.len() < WEBSOCKET_WRITE_BATCH_BYTES_MAX {
-                let Some(frame) = self.out.pop() else { break };
-                batch.extend_from_slice(&frame);
-            }
-            match send_some(self.fd.as_raw_fd(), batch) {
-                Ok(Some(n)) if n == batch.len() => {}
-                Ok(sent) => {
-                    // Only the rest waits, in a buffer of its own; the batch stays the
-                    // reactor's.
-                    self.unsent = Bytes::copy_from_slice(&batch[sent.unwrap_or(0)..]);
+            let whole = if !out.has_output() || first.len() >= WEBSOCKET_WRITE_BATCH_BYTES_MAX {
+                // One frame: sent as it is, no copy.
+                send_some(fd, &first).map(|sent| (sent, &first[..]))
+            } else {
+                batch.clear();
+                batch.extend_from_slice(&first);
+                while batch.len() < WEBSOCKET_WRITE_BATCH_BYTES_MAX {
+                    let Some(frame) = out.pop() else { break };
+                    batch.extend_from_slice(&frame);
+                }
+                send_some(fd, batch).map(|sent| (sent, &batch[..]))
+            };
+            match whole {
+                Ok((Some(n), bytes)) if n == bytes.len() => {}
+                Ok((sent, bytes)) => {
+                    // Only the rest waits, in a buffer of its own.
+                    let rest = Bytes::copy_from_slice(&bytes[sent.unwrap_or(0)..]);
+                    self.partial.get_or_insert_with(Default::default).unsent = rest;
                     return Ok(false);
                 }
                 Err(_) => return Err(End::PeerClosed(None)),
@@ -263,8 +293,8 @@ impl Connection {
         self.session.close();
         Closing {
             fd: self.fd,
-            out: self.out,
-            unsent: self.unsent,
+            out: self.session.out().clone(),
+            unsent: self.partial.map(|p| p.unsent).unwrap_or_default(),
         }
     }
 }

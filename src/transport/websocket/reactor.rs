@@ -160,9 +160,8 @@ impl Reactor {
         let token = table.insert(|token| {
             let out =
                 Outbound::new(id, limit, now, first_ping).listed_in(self.ready.clone(), token.slot);
-            let out = Rc::new(out);
-            let session = Session::new(self.ctx.clone(), out.clone());
-            Connection::new(fd, out, session, input)
+            let session = Session::new(self.ctx.clone(), Rc::new(out));
+            Connection::new(fd, session, input)
         });
         let Some((token, conn)) = table.take(token.slot, Some(token.generation)) else {
             unreachable!("the slot was just filled");
@@ -172,9 +171,9 @@ impl Reactor {
             table.release(token);
             return; // dropping it closes the socket; it was never registered
         }
-        shard.register_connection(conn.out.clone());
+        shard.register_connection(conn.out().clone());
         // Served at once: the client may have sent its connect with the upgrade.
-        conn.out.wake();
+        conn.out().wake();
         table.put(token, conn);
     }
 
@@ -278,7 +277,7 @@ impl Reactor {
                         // memory pressure): poll again.
                         if let Err(e) = readiness.watch_reads(conn.raw_fd(), token) {
                             eprintln!("ringcast: cannot watch a WebSocket connection: {e}");
-                            conn.out.disconnect(Disconnect::ServerError);
+                            conn.out().disconnect(Disconnect::ServerError);
                         }
                     }
                 }
@@ -304,12 +303,12 @@ impl Reactor {
         // No borrow of the state is held here: serving runs the session, which may reach
         // any part of the shard (never this table).
         let result = conn.serve(&self.ctx.shard, read_buffer, batch, now);
-        conn.out.served();
+        conn.out().served();
         let mut state = self.state.borrow_mut();
         match result {
             Ok(Served::Done) => state.table.put(token, conn),
             Ok(Served::MoreInput) => {
-                conn.out.wake();
+                conn.out().wake();
                 state.table.put(token, conn);
             }
             Ok(Served::WriteBlocked) => {
@@ -355,7 +354,7 @@ impl Reactor {
                 continue;
             };
             drop(state);
-            conn.out.disconnect(Disconnect::Slow);
+            conn.out().disconnect(Disconnect::Slow);
             self.end(token, *conn, End::disconnect(Disconnect::Slow));
         }
     }
