@@ -1,6 +1,7 @@
 //! Delivery over real sockets with 2 shards: client and API publications reach subscribers on
 //! every shard, per-channel order and contiguous offsets hold under concurrent publishers,
-//! broadcast reaches 1,000 channels, and a slow consumer is cut without hurting the others.
+//! broadcast reaches 1,000 channels, and a slow consumer is cut without hurting the others
+//! (by its queue's limit, or by the write timeout when its socket stays full).
 
 mod common;
 
@@ -241,6 +242,46 @@ fn slow_consumer_is_disconnected_and_healthy_one_misses_nothing() {
     );
     assert_eq!(healthy.publication().1["n"], "after");
     drop(slow);
+}
+
+/// A client that never reads, subscribed to `channel` with its connect and subscribe sent in
+/// the same write as its upgrade request (the server must serve what came with the request).
+fn silent_subscriber(server: &Server, user: &str, channel: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(server.address).unwrap();
+    let mut bytes = b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_vec();
+    let commands = format!(
+        "{{\"id\":1,\"connect\":{{\"token\":\"{}\"}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"{channel}\"}}}}",
+        common::token(user, 3600)
+    );
+    bytes.extend(common::frame(0x1, true, commands.as_bytes()));
+    stream.write_all(&bytes).unwrap();
+    stream
+}
+
+#[test]
+fn a_connection_whose_socket_stays_full_past_the_write_timeout_is_cut_as_slow() {
+    // The queue limit is far above what the socket buffers hold, so only the write timeout
+    // can cut the silent subscriber.
+    let server = Server::start(&[
+        "client.queue_max_size=268435456",
+        "websocket.write_timeout=300ms",
+    ]);
+    let _silent = silent_subscriber(&server, "silent", "stream");
+    wait_until(|| server.metric("subscriptions") == 1);
+    let payload = "x".repeat(64 << 10);
+    // Bounded: at most 2,000 publications of 64 KiB (128 MiB, under the queue limit); the
+    // socket buffers fill long before.
+    for n in 0..2_000 {
+        if server.metric("slow_disconnects_total") == 1 {
+            break;
+        }
+        server.api(
+            "publish",
+            &json!({"channel": "stream", "data": {"n": n, "pad": payload}}),
+        );
+    }
+    wait_until(|| server.metric("slow_disconnects_total") == 1);
+    wait_until(|| server.metric("subscriptions") == 0);
 }
 
 fn wait_until(mut condition: impl FnMut() -> bool) {
