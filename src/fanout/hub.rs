@@ -3,22 +3,15 @@
 //! hands each delivery (encoded once by the channel's owner) to every subscriber's `Outbound`.
 
 use std::collections::hash_map::RandomState;
-use std::rc::Rc;
 use std::sync::Arc;
 
-use smallvec::SmallVec;
-
 use super::frames::LocalFrames;
-use super::outbound::Outbound;
 use super::subscription::{
-    join, PendingSubscription, RecoveryAsk, Registration, SubscribeStep, Waiting, Waitlist,
+    join, PendingSubscription, RecoveryAsk, Registration, SubscribeStep, Subscribers, Waiting,
+    Waitlist,
 };
 use crate::protocol::ErrorCode;
 use crate::router::msg::{Delivery, SubscribeAnswer};
-
-/// A channel's local subscribers: inline while there is one (a personal channel), so the
-/// commonest channel costs no allocation for them.
-pub type Subscribers = SmallVec<[Rc<Outbound>; 1]>;
 
 #[derive(Debug)]
 struct LocalChannel {
@@ -267,9 +260,12 @@ impl Hub {
 
 #[cfg(test)]
 mod tests {
+    use std::rc::Rc;
+
     use super::*;
     use crate::clock::Millis;
     use crate::fanout::subscription::{StreamMode, SubscribeReply};
+    use crate::fanout::Outbound;
     use crate::protocol::Publication;
     use crate::router::msg::{Recovery, StreamTop};
 

@@ -5,6 +5,8 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use super::outbound::Outbound;
 use crate::protocol::json::encode;
 use crate::protocol::{Codec, ErrorCode};
@@ -78,6 +80,10 @@ pub struct Waiting {
     pub sub: PendingSubscription,
 }
 
+/// A channel's local subscribers: inline while there is one (a personal channel), so the
+/// commonest channel costs no allocation for them.
+pub type Subscribers = SmallVec<[Rc<Outbound>; 1]>;
+
 /// The subscriptions of a channel waiting for answers: empty almost always, so 8 bytes in
 /// every channel's entry rather than a 24-byte `Vec`.
 #[derive(Debug, Default)]
@@ -144,7 +150,7 @@ pub enum SubscribeStep {
 /// subscriber by pushing it onto `subscribers`. Returns true if it joined. The reply is
 /// encoded in the connection's codec (JSON, the one there is).
 pub fn join(
-    subscribers: &mut super::hub::Subscribers,
+    subscribers: &mut Subscribers,
     sub: PendingSubscription,
     position: Result<(&Arc<str>, u64), ErrorCode>,
     recovery: Option<Recovery>,
