@@ -33,9 +33,7 @@ pub fn start_publish(
 ) -> Result<PublishSent, ErrorCode> {
     check_channel(shard, &channel)?;
     let data = check_payload(data, &tags)?;
-    let mut channels = ChannelNames::default();
-    channels.push(&channel);
-    Ok(shard.send_publish(channels, |_, _| true, data, tags, skip_history))
+    Ok(shard.send_publish_one(&channel, data, tags, skip_history))
 }
 
 pub async fn finish_publish(shard: &Shard, sent: PublishSent) -> PublishResult {

@@ -236,7 +236,7 @@ async fn write_ready(
     let mut open = true;
     let add = |out: &mut Vec<u8>, (response, keep_alive): Answer| {
         let response = response.unwrap_or_else(|| Response::text(500, "Internal Server Error"));
-        out.extend_from_slice(&response.encode(keep_alive));
+        response.encode_into(out, keep_alive);
         keep_alive
     };
     if let Some(answer) = first {

@@ -66,7 +66,8 @@ pub fn parse_head(bytes: &[u8]) -> Option<Head> {
                 .split(',')
                 .any(|part| part.trim().eq_ignore_ascii_case(token))
         };
-        match header.name.to_ascii_lowercase().as_str() {
+        let mut lower = [0u8; HEADER_NAME_BYTES_MAX];
+        match lowercase(header.name, &mut lower) {
             "connection" => {
                 // Tokens of every Connection header count (`Connection: keep-alive` and
                 // `Connection: Upgrade` may come as two headers).
@@ -114,6 +115,21 @@ pub fn parse_head(bytes: &[u8]) -> Option<Head> {
         }
     }
     Some(head)
+}
+
+/// The longest header name the server reads (`sec-websocket-protocol`) fits this.
+const HEADER_NAME_BYTES_MAX: usize = 32;
+
+/// `name` in lower case, written into `buffer` (no allocation per header); an empty name for
+/// one longer than any the server reads.
+fn lowercase<'a>(name: &str, buffer: &'a mut [u8; HEADER_NAME_BYTES_MAX]) -> &'a str {
+    let Some(lower) = buffer.get_mut(..name.len()) else {
+        return "";
+    };
+    lower.copy_from_slice(name.as_bytes());
+    lower.make_ascii_lowercase();
+    // ASCII case mapping keeps UTF-8 valid; httparse admits only token bytes anyway.
+    std::str::from_utf8(lower).unwrap_or("")
 }
 
 /// What the read buffer holds at its start.
@@ -182,6 +198,18 @@ pub async fn read_more(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_names_match_in_any_case() {
+        let head = parse_head(
+            b"POST /api/publish HTTP/1.1\r\nCONTENT-Length: 5\r\nx-API-key: k\r\n\
+              Connection: CLOSE\r\nX-A-Header-Name-Longer-Than-Any-Read: 1\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(head.content_length, Some(5));
+        assert_eq!(head.api_key.as_deref(), Some("k"));
+        assert!(!head.keep_alive);
+    }
 
     #[test]
     fn expect_continue_is_answered_for_http_1_1_only() {

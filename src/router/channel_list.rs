@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use smallvec::SmallVec;
 
 /// Channel names in request order, in one buffer.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -52,7 +53,7 @@ impl ChannelNames {
         parts: usize,
         mut part: impl FnMut(u32, &str) -> Option<usize>,
     ) -> Vec<ChannelList> {
-        let mut items: Vec<Vec<Item>> = vec![Vec::new(); parts];
+        let mut items: Vec<Items> = vec![Items::new(); parts];
         for (index, start, end) in self.spans() {
             if let Some(p) = part(index, &self.buffer[start as usize..end as usize]) {
                 items[p].push(Item { index, start, end });
@@ -121,22 +122,30 @@ struct Item {
     end: u32,
 }
 
+/// A list's entries: one inline (a single publish allocates no list).
+type Items = SmallVec<[Item; 1]>;
+
 /// Channel names for one owner, each with its index in the caller's request.
 #[derive(Debug, Clone)]
 pub struct ChannelList {
     buffer: Arc<String>,
-    items: Vec<Item>,
+    items: Items,
 }
 
 impl ChannelList {
     /// One channel, at index 0.
     pub fn one(channel: &str) -> Self {
-        let mut names = ChannelNames::default();
-        names.push(channel);
-        names
-            .split(1, |_, _| Some(0))
-            .pop()
-            .expect("split into one list")
+        let end = u32::try_from(channel.len()).expect("a channel name under 4 GiB");
+        let mut items = Items::new();
+        items.push(Item {
+            index: 0,
+            start: 0,
+            end,
+        });
+        ChannelList {
+            buffer: Arc::new(channel.to_owned()),
+            items,
+        }
     }
 
     pub fn len(&self) -> usize {

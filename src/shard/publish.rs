@@ -102,6 +102,30 @@ impl Shard {
         PublishSent { ask, owners }
     }
 
+    /// `send_publish` for one channel (the API's `publish`): one job to its owner.
+    pub fn send_publish_one(
+        &self,
+        channel: &str,
+        data: Bytes,
+        tags: Option<Bytes>,
+        skip_history: bool,
+    ) -> PublishSent {
+        let ask = self.published.open(1);
+        let job = PublishJob {
+            channels: ChannelList::one(channel),
+            data,
+            info: None,
+            tags,
+            skip_history,
+            reply: PublishReply::Api(ReplyTo {
+                shard: self.id,
+                request: ask.id,
+            }),
+        };
+        self.to_owner(channel, ShardMsg::Publish(Box::new(job)));
+        PublishSent { ask, owners: 1 }
+    }
+
     /// The owners' answers to `send_publish`.
     pub async fn publish_answers(&self, sent: PublishSent) -> (Vec<Published>, bool) {
         let mut results = Vec::new();
