@@ -50,28 +50,36 @@ pub struct Liveness {
     pub due_tick: Cell<u32>,
 }
 
+/// The queued frames, oldest first.
+#[derive(Debug, Default)]
+struct Queue {
+    /// The oldest queued frame, kept inline: most pushes find the queue empty, and this
+    /// saves them a miss on a separately allocated buffer.
+    first: Option<Bytes>,
+    /// The frames after `first`, oldest first; empty while `first` is `None`.
+    /// Boxed on purpose: 8 bytes in every connection instead of a 32-byte empty deque.
+    #[allow(clippy::box_collection)]
+    rest: Option<Box<VecDeque<Bytes>>>,
+}
+
 /// The shared, per-connection state: what the connection must send, and its timers.
 #[derive(Debug)]
 // repr(C): the fields `push` touches come first, in the first cache line (the ones the
 // ticker uses follow); fan-out to a million subscribers is bound by these cache misses.
 #[repr(C)]
 pub struct Outbound {
-    queued_bytes: Cell<usize>,
-    limit: usize,
-    /// The oldest queued frame, kept inline: most pushes find the queue empty, and this
-    /// saves them a miss on a separately allocated buffer.
-    first: RefCell<Option<Bytes>>,
-    /// The frames after `first`, oldest first; empty while `first` is `None`.
-    /// Boxed on purpose: 8 bytes in every connection instead of a 32-byte empty deque.
-    #[allow(clippy::box_collection)]
-    rest: RefCell<Option<Box<VecDeque<Bytes>>>>,
-    /// The transport's list of connections to serve (`None`: no transport, in tests) and
-    /// this connection's slot there.
-    ready: Option<Rc<ReadyList>>,
+    /// Bytes queued; never above `limit`.
+    queued_bytes: Cell<u32>,
+    /// The queue's limit in bytes (`client.queue_max_size`, at most 4 GiB).
+    limit: u32,
+    /// This connection's slot on `ready`.
     slot: u32,
     /// On the list already, until the transport has served the connection.
     listed: Cell<bool>,
     disconnect: Cell<Option<Disconnect>>,
+    queue: RefCell<Queue>,
+    /// The transport's list of connections to serve (`None`: no transport, in tests).
+    ready: Option<Rc<ReadyList>>,
     /// How the connection's messages are encoded and framed (one variant each today, so
     /// both take no bytes).
     codec: Codec,
@@ -84,10 +92,9 @@ impl Outbound {
     pub fn new(id: u64, limit: usize, now: Millis, first_ping: Millis) -> Self {
         Outbound {
             id,
-            first: RefCell::new(None),
-            rest: RefCell::new(None),
+            queue: RefCell::new(Queue::default()),
             queued_bytes: Cell::new(0),
-            limit,
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
             disconnect: Cell::new(None),
             ready: None,
             slot: 0,
@@ -127,23 +134,24 @@ impl Outbound {
         if self.disconnect.get().is_some() {
             return false;
         }
-        let queued = self.queued_bytes.get() + frame.len();
-        if queued > self.limit {
+        let queued = self.queued_bytes.get() as usize + frame.len();
+        if queued > self.limit as usize {
             self.disconnect(Disconnect::Slow);
             return false;
         }
-        self.queued_bytes.set(queued);
-        let mut first = self.first.borrow_mut();
-        if first.is_none() {
-            debug_assert!(self.rest.borrow().as_ref().is_none_or(|r| r.is_empty()));
-            *first = Some(frame);
+        // Within `limit`, a u32.
+        self.queued_bytes.set(queued as u32);
+        let mut queue = self.queue.borrow_mut();
+        if queue.first.is_none() {
+            debug_assert!(queue.rest.as_ref().is_none_or(|r| r.is_empty()));
+            queue.first = Some(frame);
         } else {
-            self.rest
-                .borrow_mut()
+            queue
+                .rest
                 .get_or_insert_with(Default::default)
                 .push_back(frame);
         }
-        drop(first);
+        drop(queue);
         self.wake();
         true
     }
@@ -156,24 +164,26 @@ impl Outbound {
 
     /// Takes the oldest queued frame.
     pub fn pop(&self) -> Option<Bytes> {
-        let mut first = self.first.borrow_mut();
+        let mut queue = self.queue.borrow_mut();
+        let Queue { first, rest } = &mut *queue;
         let frame = first.take()?;
-        let mut rest = self.rest.borrow_mut();
         *first = rest.as_mut().and_then(|r| r.pop_front());
         if rest.as_ref().is_some_and(|r| r.is_empty()) {
             // A drained backlog gives its buffer back: idle connections hold none.
             *rest = None;
         }
-        self.queued_bytes.set(self.queued_bytes.get() - frame.len());
+        // A queued frame's length is part of `queued_bytes`, so it fits a u32.
+        self.queued_bytes
+            .set(self.queued_bytes.get() - frame.len() as u32);
         Some(frame)
     }
 
     pub fn has_output(&self) -> bool {
-        self.first.borrow().is_some()
+        self.queue.borrow().first.is_some()
     }
 
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes.get()
+        self.queued_bytes.get() as usize
     }
 
     /// Asks the connection to close with `reason` after what is already queued; the first
@@ -214,7 +224,7 @@ mod tests {
     fn an_outbound_stays_small() {
         // Every connection holds one; BENCHMARKS.md's per-connection budget counts it.
         assert!(
-            std::mem::size_of::<Outbound>() <= 152,
+            std::mem::size_of::<Outbound>() <= 120,
             "{}",
             std::mem::size_of::<Outbound>()
         );

@@ -78,8 +78,33 @@ async fn upgrade(ctx: &Context, stream: &mut TcpStream) -> io::Result<Option<Vec
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::rc::Rc;
+
+    /// A one-shard context on the calling glommio executor, for tests of the transport.
+    pub(crate) fn context() -> Rc<crate::session::Context> {
+        let links = ringcast_ring::mesh::mesh(1, 8)
+            .unwrap()
+            .into_iter()
+            .next()
+            .unwrap();
+        let outbox = crate::router::Outbox::new(links.bind(), crate::router::Congestion::new(1));
+        let config = crate::config::Config::default();
+        let engine = crate::engine::ChannelOwner::new(0, 1, config.clone()).unwrap();
+        let shard = Rc::new(crate::shard::Shard::new(
+            0,
+            1,
+            config,
+            Box::new(engine),
+            outbox,
+        ));
+        let current = glommio::executor().current_task_queue();
+        let queues = crate::session::TaskQueues {
+            intake: current,
+            connections: current,
+        };
+        Rc::new(crate::session::Context::new(shard, queues))
+    }
 
     /// An idle WebSocket connection is its record in the reactor's table (no task), its
     /// `Outbound` and its channel entries (DESIGN invariant 6); this budget keeps the record
@@ -94,28 +119,7 @@ mod tests {
         );
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .spawn(|| async {
-                let links = ringcast_ring::mesh::mesh(1, 8)
-                    .unwrap()
-                    .into_iter()
-                    .next()
-                    .unwrap();
-                let outbox =
-                    crate::router::Outbox::new(links.bind(), crate::router::Congestion::new(1));
-                let config = crate::config::Config::default();
-                let engine = crate::engine::ChannelOwner::new(0, 1, config.clone()).unwrap();
-                let shard = Rc::new(crate::shard::Shard::new(
-                    0,
-                    1,
-                    config,
-                    Box::new(engine),
-                    outbox,
-                ));
-                let current = glommio::executor().current_task_queue();
-                let queues = crate::session::TaskQueues {
-                    intake: current,
-                    connections: current,
-                };
-                let ctx = Rc::new(crate::session::Context::new(shard, queues));
+                let ctx = context();
                 let transport = Rc::new(super::Transport::new(ctx).unwrap());
                 let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 let stream = glommio::net::TcpStream::connect(listener.local_addr().unwrap())

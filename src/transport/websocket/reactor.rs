@@ -395,3 +395,58 @@ impl Reactor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+
+    use super::*;
+
+    fn connection(ctx: &Rc<Context>) -> Connection {
+        let (fd, _peer): (OwnedFd, OwnedFd) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::empty(),
+        )
+        .unwrap();
+        let now = Millis::now();
+        let out = Rc::new(Outbound::new(0, 1 << 20, now, now));
+        Connection::new(fd, Session::new(ctx.clone(), out), BytesMut::new())
+    }
+
+    /// The slot and generation rules the reactor relies on to ignore completions of
+    /// connections that have gone.
+    #[test]
+    fn a_released_slot_is_reused_with_a_new_generation() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(|| async {
+                let ctx = crate::transport::tests::context();
+                let mut table = Table::default();
+                let a = table.insert(|_| connection(&ctx));
+                assert_eq!((a.slot, a.generation), (0, 0));
+                assert!(table.get(a).is_some());
+                let (taken, conn) = table.take(a.slot, Some(a.generation)).unwrap();
+                assert_eq!(taken, a);
+                assert!(table.get(a).is_none(), "out while it is served");
+                table.put(a, conn);
+                let (_, gone) = table.take(a.slot, None).unwrap();
+                drop(gone);
+                table.release(a);
+                let b = table.insert(|_| connection(&ctx));
+                assert_eq!(
+                    (b.slot, b.generation),
+                    (0, 1),
+                    "the slot again, a new generation"
+                );
+                assert!(table.get(a).is_none(), "the old token finds nothing");
+                assert!(table.take(a.slot, Some(a.generation)).is_none());
+                assert!(table.get(b).is_some());
+                let c = table.insert(|_| connection(&ctx));
+                assert_eq!((c.slot, c.generation), (1, 0));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+}
