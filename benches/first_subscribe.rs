@@ -1,9 +1,11 @@
-//! The first use of a channel with history in a partition that has no log yet: the owner
-//! creates the partition's log (directory, epoch, first segment) before it answers. This
-//! times the subscribe reply for a channel in a fresh partition, next to one in a partition
-//! whose log exists, against the release server (1 shard, history on for every channel).
+//! The first use of a channel with history in a partition that has no log yet: the
+//! partition's log (directory, epoch, first segment) is created before the subscribe is
+//! answered. This times the subscribe reply for a channel in a fresh partition, next to one in
+//! a partition whose log exists, against the release server (1 shard, history on for every
+//! channel), and meanwhile the round trip of another client's command on the same shard
+//! (what a log created on the shard thread would hold up).
 //!
-//! `cargo bench --bench first_subscribe`
+//! `cargo bench --bench first_subscribe` (`RINGCAST_SERVER_BIN=path` times another build)
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +50,23 @@ fn main() {
         "client.channel_limit=1000",
     ]);
     let (mut client, _) = common::Client::connect(&server, "u");
+    // The probe: another connection's commands, one at a time, while the subscribes run.
+    let (mut probe, _) = common::Client::connect(&server, "probe");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probing = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut times = Vec::new();
+            // Bounded by the subscribes' end (and each command's reply timeout).
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                let reply = probe.command("rpc", json!({"method": "probe"}));
+                times.push(started.elapsed());
+                assert!(reply.get("error").is_some(), "{reply}");
+            }
+            times
+        })
+    };
     let mut fresh = Vec::new();
     let mut existing = Vec::new();
     for (first, second) in names() {
@@ -58,12 +77,20 @@ fn main() {
             assert!(reply.get("subscribe").is_some(), "{reply}");
         }
     }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut probes = probing.join().expect("the probe ran");
+    probes.sort();
     fresh.sort();
     existing.sort();
     println!("subscribe reply, {} partitions (ms):", fresh.len());
     println!("| partition | p50 | p90 | p99 | max |");
     println!("|---|---|---|---|---|");
-    for (label, times) in [("fresh (log created)", &fresh), ("log exists", &existing)] {
+    let probe_label = format!("another client's command meanwhile ({})", probes.len());
+    for (label, times) in [
+        ("fresh (log created)", &fresh),
+        ("log exists", &existing),
+        (probe_label.as_str(), &probes),
+    ] {
         println!(
             "| {label} | {:.3} | {:.3} | {:.3} | {:.3} |",
             percentile(times, 0.5).as_secs_f64() * 1e3,

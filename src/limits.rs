@@ -70,6 +70,12 @@ pub const DEADLINE_WHEEL_SLOTS: usize = 1024;
 pub const SHARD_READ_BUFFER_BYTES: usize = 64 << 10;
 /// Capacity the shard's session reply buffer keeps between messages.
 pub const REPLY_BUFFER_KEPT_BYTES_MAX: usize = 64 << 10;
+/// Engine work a shard keeps waiting while partition logs are created off its thread
+/// (`shard::pending_logs`); past it the shard raises its congestion flag and its ring loop
+/// takes no more messages until the logs exist.
+pub const DEFERRED_MESSAGES_HIGH: usize = 16 << 10;
+/// The longest a partition's log creation waits for a test's gate (`RINGCAST_TEST_LOG_GATE`).
+pub const TEST_LOG_GATE_WAIT_MS: u64 = 60_000;
 /// The WebSocket reactor's own io_uring (`transport::readiness`): submissions queued before a
 /// submit, and completions the kernel can post before the reactor drains them (more wait in
 /// the kernel's overflow list, not lost).

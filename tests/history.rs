@@ -560,3 +560,48 @@ fn retention_keeps_disk_use_bounded_under_steady_load() {
          ({samples:?})"
     );
 }
+
+/// A partition's log is created on its first use off the shard: while the creation is held
+/// open (the test gate), the shard answers other work; the waiting subscribe is answered once
+/// the log exists, and its channel then works as any other.
+#[test]
+fn a_new_partition_log_is_created_off_the_shard_while_the_shard_serves_on() {
+    let data = DataDir::new();
+    let gate = std::path::Path::new(data.path()).join("log-gate");
+    let gate_text = gate.to_str().unwrap().to_owned();
+    let namespaces = r#"[{"name":"hs","history_size":10,"history_ttl":"60s"}]"#;
+    let server = Server::start_env(
+        &data,
+        None,
+        &["--shards", "1"],
+        &[
+            ("RINGCAST_CHANNEL_NAMESPACES", namespaces),
+            ("RINGCAST_TEST_LOG_GATE", &gate_text),
+        ],
+    );
+    let (mut waiting, _) = Client::connect(&server, "waiting");
+    // The subscribe's reply comes only when the log exists.
+    waiting.send_text(r#"{"id":100,"subscribe":{"channel":"hs:first"}}"#);
+    // A later command's reply: the subscribe has been handed to its owner by then.
+    let rpc = waiting.command("rpc", json!({"method": "x"}));
+    assert!(rpc.get("error").is_some(), "{rpc}");
+    // Meanwhile the one shard serves a channel without history, start to end.
+    let (mut other, _) = Client::connect(&server, "other");
+    other.subscribe("plain");
+    let reply = server.api("publish", &json!({"channel": "plain", "data": {"n": 1}}));
+    assert!(reply.get("result").is_some(), "{reply}");
+    let (channel, data, _) = other.publication();
+    assert_eq!((channel.as_str(), data["n"].as_u64()), ("plain", Some(1)));
+    // The waiting subscriber has not joined: the creation is still held.
+    assert_eq!(server.metric("subscriptions"), 1);
+    std::fs::write(&gate, b"").unwrap();
+    let reply = waiting.reply(100);
+    assert!(reply.get("subscribe").is_some(), "{reply}");
+    let reply = server.api("publish", &json!({"channel": "hs:first", "data": {"n": 2}}));
+    assert_eq!(reply["result"]["offset"], 1, "{reply}");
+    let (channel, data, offset) = waiting.publication();
+    assert_eq!(
+        (channel.as_str(), data["n"].as_u64(), offset),
+        ("hs:first", Some(2), 1)
+    );
+}

@@ -64,6 +64,17 @@ pub struct Outcome {
 /// blocking thread, never on its core.
 pub type SyncJob = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
 
+/// Creates a partition's log (directory, `EPOCH`, first segment, reserved space): blocking
+/// filesystem work, so the shard runs it on a blocking thread and gives the result to
+/// `Engine::install_log` (DESIGN: no blocking work on a shard).
+pub type LogJob = Box<dyn FnOnce() -> Result<NewLog, String> + Send>;
+
+/// A log a `LogJob` created, for `Engine::install_log`.
+pub struct NewLog {
+    pub(crate) log: crate::history::HistoryLog,
+    pub(crate) report: crate::history::OpenReport,
+}
+
 /// What the engine holds, for the metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
@@ -120,4 +131,20 @@ pub trait Engine {
     fn take_syncs(&mut self) -> Vec<SyncJob>;
 
     fn usage(&self) -> Usage;
+
+    /// True while some partition this owner owns may still need its log created (history is
+    /// configured and not every owned partition has a log): only then need the shard ask
+    /// `missing_log`.
+    fn may_miss_logs(&self) -> bool;
+
+    /// The partition whose log the work on `channel` (a subscribe or a publish) would create
+    /// first, if any: a channel with history in a partition used for the first time.
+    fn missing_log(&self, channel: &str) -> Option<u32>;
+
+    /// The blocking work that creates `partition`'s log.
+    fn log_job(&self, partition: u32) -> LogJob;
+
+    /// Takes the log a `log_job` created. On an error, later work in the partition tries to
+    /// create the log itself (on the shard) and answers 100 if that fails too, as before.
+    fn install_log(&mut self, partition: u32, log: Result<NewLog, String>);
 }

@@ -30,7 +30,7 @@ use crate::protocol::{ErrorCode, Publication};
 use crate::router::msg::{HistoryPage, HistoryQuery, RecoverFrom, Recovery, StreamTop};
 use crate::router::partition;
 
-use super::{Engine, Outcome, PublishInput, Release, ShardSet, SyncJob, Usage};
+use super::{Engine, LogJob, NewLog, Outcome, PublishInput, Release, ShardSet, SyncJob, Usage};
 
 #[derive(Debug)]
 pub(super) struct ChannelState {
@@ -64,6 +64,11 @@ pub struct ChannelOwner {
     /// The history log of each owned partition that has one (opened at start, created on a
     /// history channel's first use), indexed by partition.
     pub(super) logs: Logs,
+    /// Owned partitions without a log while history is configured (0 when it is not): the
+    /// shard asks `missing_log` only while some remain.
+    missing_logs: u32,
+    /// Partitions whose log creation off the shard failed: work in them creates it inline.
+    failed_logs: Vec<u32>,
     /// Partitions whose logs staged appends since the last `land`.
     staged: Vec<u32>,
     /// By name; the key is the channel's one shared name (the log's, once it has one).
@@ -83,6 +88,8 @@ impl ChannelOwner {
             no_stream: Arc::from(""),
             idle: VecDeque::new(),
             logs: Logs::default(),
+            missing_logs: 0,
+            failed_logs: Vec::new(),
             staged: Vec::new(),
             channels: hashbrown::HashMap::with_hasher(RandomState::new()),
         })
@@ -99,10 +106,17 @@ impl ChannelOwner {
     ) -> Result<(Self, Vec<OpenReport>), String> {
         let mut owner = ChannelOwner::new(shard, shards, config)?;
         let mut reports = Vec::new();
-        for p in (0..PARTITIONS).filter(|p| *p as usize % shards == shard) {
+        let owned = (0..PARTITIONS).filter(|p| *p as usize % shards == shard);
+        for p in owned.clone() {
             if owner.partition_dir(p).exists() {
                 reports.extend(owner.open_log(p)?);
             }
+        }
+        let channel = &owner.config.channel;
+        let history_configured = channel.without_namespace.history()
+            || channel.namespaces.iter().any(|ns| ns.options.history());
+        if history_configured {
+            owner.missing_logs = owned.filter(|p| owner.logs.get(*p).is_none()).count() as u32;
         }
         Ok((owner, reports))
     }
@@ -118,10 +132,18 @@ impl ChannelOwner {
         if self.logs.get(partition).is_some() {
             return Ok(None);
         }
-        let dir = self.partition_dir(partition);
-        let (mut log, report) =
-            HistoryLog::open(&dir, partition, self.config.history_storage.segment_size)
-                .map_err(|e| format!("history of partition {partition}: {e}"))?;
+        let opened = open_partition_log(
+            self.partition_dir(partition),
+            partition,
+            self.config.history_storage.segment_size,
+        )?;
+        Ok(Some(self.adopt_log(partition, opened)))
+    }
+
+    /// Puts an opened log in place: its retention policies set, what its open found
+    /// reported.
+    fn adopt_log(&mut self, partition: u32, opened: NewLog) -> OpenReport {
+        let NewLog { mut log, report } = opened;
         let config = &self.config;
         log.set_policies(|channel| policy_of(config.channel_options(channel)));
         for warning in &report.truncated {
@@ -137,7 +159,8 @@ impl ChannelOwner {
             );
         }
         self.logs.insert(partition, log);
-        Ok(Some(report))
+        self.missing_logs = self.missing_logs.saturating_sub(1);
+        report
     }
 
     pub(super) fn state(&mut self, channel: &str) -> Result<&mut ChannelState, ErrorCode> {
@@ -276,6 +299,14 @@ impl ChannelOwner {
             .filter(|s| !s.shards.is_empty())
             .count()
     }
+}
+
+/// Opens (or creates) a partition's log: blocking, on the shard at start or on a blocking
+/// thread (`LogJob`) for a partition's first use.
+fn open_partition_log(dir: PathBuf, partition: u32, segment_size: u64) -> Result<NewLog, String> {
+    HistoryLog::open(&dir, partition, segment_size)
+        .map(|(log, report)| NewLog { log, report })
+        .map_err(|e| format!("history of partition {partition}: {e}"))
 }
 
 /// The history logs of one owner, indexed by partition (at most `PARTITIONS`; a lookup is an
@@ -575,6 +606,43 @@ impl Engine for ChannelOwner {
             .iter_mut()
             .filter_map(|log| Some(sync_job(log.partition(), log.take_flush()?)))
             .collect()
+    }
+
+    fn may_miss_logs(&self) -> bool {
+        self.missing_logs > 0
+    }
+
+    fn missing_log(&self, channel: &str) -> Option<u32> {
+        if self.missing_logs == 0 {
+            return None;
+        }
+        let namespace = self.config.channel.namespace_of(channel)?;
+        if !self.config.channel.options_of(namespace).history() {
+            return None;
+        }
+        let p = partition::partition(channel);
+        (self.logs.get(p).is_none() && !self.failed_logs.contains(&p)).then_some(p)
+    }
+
+    fn log_job(&self, partition: u32) -> LogJob {
+        let dir = self.partition_dir(partition);
+        let segment_size = self.config.history_storage.segment_size;
+        Box::new(move || open_partition_log(dir, partition, segment_size))
+    }
+
+    fn install_log(&mut self, partition: u32, log: Result<NewLog, String>) {
+        match log {
+            Ok(opened) if self.logs.get(partition).is_none() => {
+                self.adopt_log(partition, opened);
+            }
+            // Opened meanwhile by work that could not wait (it does not happen: the shard
+            // holds the partition's work until now).
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("ringcast: {e}");
+                self.failed_logs.push(partition);
+            }
+        }
     }
 
     fn usage(&self) -> Usage {

@@ -569,3 +569,9 @@ impl HistoryLog {
         Ok(())
     }
 }
+// A new partition's log is created on a blocking thread and moved to its shard.
+#[cfg(test)]
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<HistoryLog>();
+};

@@ -26,6 +26,8 @@ pub struct Outbox {
     congested: bool,
     /// The shard holds many publications waiting for a sync (`history_fsync = always`).
     held_pressure: bool,
+    /// Work waiting for partition logs is past its limit.
+    deferred_pressure: bool,
 }
 
 impl Outbox {
@@ -37,6 +39,7 @@ impl Outbox {
             congestion,
             congested: false,
             held_pressure: false,
+            deferred_pressure: false,
         }
     }
 
@@ -44,6 +47,14 @@ impl Outbox {
     pub fn set_held_pressure(&mut self, pressure: bool) {
         self.held_pressure = pressure;
         self.update_congestion();
+    }
+
+    /// So does work waiting for partition logs past its limit.
+    pub fn set_deferred_pressure(&mut self, pressure: bool) {
+        if self.deferred_pressure != pressure {
+            self.deferred_pressure = pressure;
+            self.update_congestion();
+        }
     }
 
     /// Sets this shard's flag from its backlogs, with hysteresis (set above `OUTBOX_BACKLOG_HIGH_MESSAGES`,
@@ -55,7 +66,7 @@ impl Outbox {
         } else {
             OUTBOX_BACKLOG_HIGH_MESSAGES
         };
-        let congested = self.held_pressure || longest > mark;
+        let congested = self.held_pressure || self.deferred_pressure || longest > mark;
         if congested != self.congested {
             self.congested = congested;
             self.congestion.set(self.links.shard(), congested);

@@ -151,6 +151,7 @@ async fn shard_main(
     ));
     glommio::spawn_local(shard.clone().run_syncer()).detach();
     glommio::spawn_local(shard.clone().run_retention()).detach();
+    glommio::spawn_local(shard.clone().run_log_creator()).detach();
     let queues = TaskQueues {
         intake: glommio::executor().create_task_queue(
             Shares::default(),

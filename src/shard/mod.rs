@@ -3,8 +3,9 @@
 //! channel's owner (`route`: a local call or a ring message, one path), waits for typed answers
 //! from other shards (`ask`), and applies what other shards send (`handle`). The pieces:
 //! `subscribe`, `publish`, `history` (the three kinds of channel work), `durability` (syncs
-//! and retention), `intake` (node-wide backpressure), `stats`, `ring_loop`, `ticker` with
-//! its wheel `deadlines`.
+//! and retention), `intake` (node-wide backpressure), `pending_logs` (work waiting for a
+//! partition's log, created off the shard), `stats`, `ring_loop`, `ticker` with its wheel
+//! `deadlines`.
 //!
 //! Imports `engine`, `fanout`, `router`, `metrics`, `protocol`, `config` and the leaves.
 //! Shared within the shard through `Rc<Shard>`; every `RefCell` borrow ends before an await
@@ -15,6 +16,7 @@ mod deadlines;
 mod durability;
 mod history;
 mod intake;
+mod pending_logs;
 mod publish;
 mod ring_loop;
 mod route;
@@ -33,7 +35,7 @@ use crate::clock::Millis;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::fanout::{Hub, Outbound, Registry};
-use crate::limits::HTTP_BODY_READ_BYTES;
+use crate::limits::{HTTP_BODY_READ_BYTES, PARTITIONS};
 use crate::metrics::counters::ShardStats;
 use crate::protocol::json::encode;
 use crate::protocol::{Codec, ErrorCode};
@@ -42,6 +44,7 @@ use crate::router::{Outbox, ShardMsg};
 
 use ask::Asks;
 use deadlines::Deadlines;
+use pending_logs::PendingLogs;
 use publish::Held;
 use ticker::Timeouts;
 
@@ -82,6 +85,11 @@ pub struct Shard {
     sync_bell_rx: RefCell<Option<LocalReceiver<()>>>,
     /// Connections that stopped reading because the node is congested.
     room_waiters: RefCell<Vec<Rc<Outbound>>>,
+    /// Engine work waiting for partition logs being created off the shard.
+    pending_logs: RefCell<PendingLogs>,
+    /// Partitions whose logs to create, for `run_log_creator`.
+    log_requests: LocalSender<u32>,
+    log_requests_rx: RefCell<Option<LocalReceiver<u32>>>,
     hooks: TestHooks,
     next_connection: Cell<u64>,
     messages_in: Cell<u64>,
@@ -99,6 +107,9 @@ struct TestHooks {
     /// `RINGCAST_TEST_PANIC_CHANNEL=<name>`: publishing to that channel panics on its owner
     /// (the crash-only test).
     panic_channel: Option<String>,
+    /// `RINGCAST_TEST_LOG_GATE=<path>`: creating a partition's log waits until that file
+    /// exists (at most `TEST_LOG_GATE_WAIT_MS`), so a test can hold a creation open.
+    log_gate: Option<std::path::PathBuf>,
 }
 
 impl TestHooks {
@@ -106,6 +117,7 @@ impl TestHooks {
         TestHooks {
             fail_syncs: std::env::var_os("RINGCAST_TEST_FAIL_SYNC").is_some_and(|v| v == "1"),
             panic_channel: std::env::var("RINGCAST_TEST_PANIC_CHANNEL").ok(),
+            log_gate: std::env::var_os("RINGCAST_TEST_LOG_GATE").map(Into::into),
         }
     }
 }
@@ -119,6 +131,8 @@ impl Shard {
         outbox: Outbox,
     ) -> Self {
         let (sync_bell, sync_bell_rx) = local_channel::new_bounded(1);
+        // Each partition is asked for at most once at a time.
+        let (log_requests, log_requests_rx) = local_channel::new_bounded(PARTITIONS as usize);
         let timeouts = Timeouts::of(&config);
         Shard {
             id,
@@ -138,6 +152,9 @@ impl Shard {
             sync_bell,
             sync_bell_rx: RefCell::new(Some(sync_bell_rx)),
             room_waiters: RefCell::new(Vec::new()),
+            pending_logs: RefCell::new(PendingLogs::default()),
+            log_requests,
+            log_requests_rx: RefCell::new(Some(log_requests_rx)),
             hooks: TestHooks::from_env(),
             next_connection: Cell::new(0),
             messages_in: Cell::new(0),
@@ -180,8 +197,12 @@ impl Shard {
         self.hub.borrow().is_member(channel, conn)
     }
 
-    /// Applies one message, from this shard or another.
+    /// Applies one message, from this shard or another (engine work that needs a partition's
+    /// log waits for it in `pending_logs`).
     fn handle(&self, msg: ShardMsg, origin: Origin) {
+        let Some(msg) = self.hold_for_logs(msg, origin) else {
+            return;
+        };
         match msg {
             ShardMsg::Subscribe(job) => self.run_subscribe(*job),
             ShardMsg::Subscribed(answer) => self.apply_subscribed(*answer),

@@ -16,6 +16,12 @@ impl Shard {
         let mut inbox = Vec::with_capacity(RING_INBOX_MESSAGES);
         loop {
             let flushed = self.outbox.borrow_mut().flush();
+            if self.holds_too_much() {
+                // Work waits for partition logs: take no more until they exist (the rings
+                // fill and the other shards' congestion holds their sources back).
+                glommio::timer::sleep(Duration::from_millis(CONGESTION_POLL_MS)).await;
+                continue;
+            }
             inbox.clear();
             let received = self
                 .outbox

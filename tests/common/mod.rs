@@ -118,7 +118,10 @@ impl Server {
             args.extend_from_slice(&["--shards", "2"]);
         }
         args.extend_from_slice(&extra);
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+        // A bench may time another build of the server (`RINGCAST_SERVER_BIN`).
+        let binary = std::env::var_os("RINGCAST_SERVER_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_ringcast").into());
+        let mut command = Command::new(binary);
         command.args(&args).envs(settings).envs(env.iter().copied());
         command
     }
