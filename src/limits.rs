@@ -73,7 +73,7 @@ pub const REPLY_BUFFER_KEPT_BYTES_MAX: usize = 64 << 10;
 /// Engine work a shard keeps waiting while partition logs are created off its thread
 /// (`shard::pending_logs`); past it the shard raises its congestion flag and its ring loop
 /// takes no more messages until the logs exist.
-pub const DEFERRED_MESSAGES_HIGH: usize = 16 << 10;
+pub const DEFERRED_MESSAGES_HIGH: usize = 4 << 10;
 /// The longest a partition's log creation waits for a test's gate (`RINGCAST_TEST_LOG_GATE`).
 pub const TEST_LOG_GATE_WAIT_MS: u64 = 60_000;
 /// The WebSocket reactor's own io_uring (`transport::readiness`): submissions queued before a
