@@ -25,7 +25,7 @@ pub enum Interest {
 
 /// Names one connection in the reactor's table: its slot and the slot's generation, so a
 /// completion for a connection that has gone (and whose slot was reused) is recognised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Token {
     pub slot: u32,
     pub generation: u32,

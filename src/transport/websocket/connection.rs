@@ -96,6 +96,8 @@ pub struct Connection {
     fd: OwnedFd,
     input_state: Input,
     pub output: Output,
+    /// The reactor holds a deadline entry for this connection's waits (one at a time).
+    pub stall_watched: bool,
     /// Input and output in flight; `None` (no allocation) while the connection is idle.
     partial: Option<Box<Partial>>,
     pub session: Session,
@@ -130,6 +132,7 @@ impl Connection {
             fd,
             input_state: Input::Pending,
             output: Output::Open,
+            stall_watched: false,
             partial,
             session,
         }

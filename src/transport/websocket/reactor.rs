@@ -10,7 +10,8 @@
 //! Owns the table, the ring and the reactor's buffers; reaches the shard through `Context`.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::OwnedFd;
@@ -97,10 +98,10 @@ impl Table {
         self.free.push(token.slot);
     }
 
-    fn get(&self, token: Token) -> Option<&Connection> {
-        let entry = self.entries.get(token.slot as usize)?;
+    fn get_mut(&mut self, token: Token) -> Option<&mut Connection> {
+        let entry = self.entries.get_mut(token.slot as usize)?;
         (entry.generation == token.generation)
-            .then_some(entry.conn.as_deref())
+            .then_some(entry.conn.as_deref_mut())
             .flatten()
     }
 }
@@ -109,9 +110,9 @@ impl Table {
 struct State {
     table: Table,
     readiness: Readiness,
-    /// Connections whose write waits for room, by deadline (all waits are equally long, so
-    /// this is in deadline order).
-    stalls: VecDeque<(Millis, Token)>,
+    /// Connections whose write waits for room, earliest deadline first: at most one entry
+    /// per connection (`Connection::stall_watched`), so at most as many as connections.
+    stalls: BinaryHeap<Reverse<(Millis, Token)>>,
 }
 
 pub struct Reactor {
@@ -130,7 +131,7 @@ impl Reactor {
             state: RefCell::new(State {
                 table: Table::default(),
                 readiness: Readiness::new()?,
-                stalls: VecDeque::new(),
+                stalls: BinaryHeap::new(),
             }),
             write_timeout,
         })
@@ -199,7 +200,12 @@ impl Reactor {
         let mut listed = Vec::new();
         loop {
             // Wait for a completion, a listed connection or the first stall's deadline.
-            let first_stall = self.state.borrow().stalls.front().map(|(at, _)| *at);
+            let first_stall = self
+                .state
+                .borrow()
+                .stalls
+                .peek()
+                .map(|Reverse((at, _))| *at);
             if stall_timer.as_ref().map(|(at, _)| *at) != first_stall {
                 stall_timer = first_stall.map(|at| {
                     // A millisecond late rather than early: `Millis` rounds down.
@@ -313,12 +319,16 @@ impl Reactor {
             }
             Ok(Served::WriteBlocked) => {
                 let fd = conn.raw_fd();
+                // A connection already watched keeps its entry: it is looked at again when
+                // that entry is due.
+                let watch = self.write_timeout.filter(|_| !conn.stall_watched);
+                conn.stall_watched |= watch.is_some();
                 state.table.put(token, conn);
                 if let Err(e) = state.readiness.watch_write(fd, token) {
                     eprintln!("ringcast: cannot watch a WebSocket connection: {e}");
                 }
-                if let Some(timeout) = self.write_timeout {
-                    state.stalls.push_back((now.after(timeout), token));
+                if let Some(timeout) = watch {
+                    state.stalls.push(Reverse((now.after(timeout), token)));
                 }
             }
             Err(end) => {
@@ -333,22 +343,31 @@ impl Reactor {
         let Some(timeout) = self.write_timeout else {
             return;
         };
-        // Bounded by the stalls queued; each pass removes one.
+        // Bounded by the stalls due: each pass takes one off; one put back is due later.
         loop {
             let mut state = self.state.borrow_mut();
-            let Some(&(deadline, token)) = state.stalls.front() else {
+            let Some(&Reverse((deadline, token))) = state.stalls.peek() else {
                 return;
             };
             if deadline > now {
                 return;
             }
-            state.stalls.pop_front();
-            // Only if this same wait is still on: a wait that ended (or a later one) is not.
-            let still_waiting = state.table.get(token).is_some_and(|conn| {
-                matches!(conn.output, Output::Waiting { since } if since.after(timeout) == deadline)
-            });
-            if !still_waiting {
-                continue;
+            state.stalls.pop();
+            let Some(conn) = state.table.get_mut(token) else {
+                continue; // gone
+            };
+            match conn.output {
+                // The wait that began then is still on: too slow.
+                Output::Waiting { since } if since.after(timeout) <= now => {}
+                // A later wait: its own deadline.
+                Output::Waiting { since } => {
+                    state.stalls.push(Reverse((since.after(timeout), token)));
+                    continue;
+                }
+                Output::Open => {
+                    conn.stall_watched = false;
+                    continue;
+                }
             }
             let Some((token, conn)) = state.table.take(token.slot, Some(token.generation)) else {
                 continue;
@@ -425,10 +444,10 @@ mod tests {
                 let mut table = Table::default();
                 let a = table.insert(|_| connection(&ctx));
                 assert_eq!((a.slot, a.generation), (0, 0));
-                assert!(table.get(a).is_some());
+                assert!(table.get_mut(a).is_some());
                 let (taken, conn) = table.take(a.slot, Some(a.generation)).unwrap();
                 assert_eq!(taken, a);
-                assert!(table.get(a).is_none(), "out while it is served");
+                assert!(table.get_mut(a).is_none(), "out while it is served");
                 table.put(a, conn);
                 let (_, gone) = table.take(a.slot, None).unwrap();
                 drop(gone);
@@ -439,9 +458,9 @@ mod tests {
                     (0, 1),
                     "the slot again, a new generation"
                 );
-                assert!(table.get(a).is_none(), "the old token finds nothing");
+                assert!(table.get_mut(a).is_none(), "the old token finds nothing");
                 assert!(table.take(a.slot, Some(a.generation)).is_none());
-                assert!(table.get(b).is_some());
+                assert!(table.get_mut(b).is_some());
                 let c = table.insert(|_| connection(&ctx));
                 assert_eq!((c.slot, c.generation), (1, 0));
             })
