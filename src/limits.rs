@@ -54,6 +54,8 @@ pub const WEBSOCKET_MESSAGE_BYTES_MAX: usize = 64 << 20;
 pub const JSON_DEPTH_MAX: usize = 128;
 /// `client.queue_max_size` minimum: a connection must be able to queue a small reply.
 pub const CLIENT_QUEUE_BYTES_MIN: usize = 1 << 10;
+/// `client.queue_max_size` maximum: a connection counts its queued bytes in a u32.
+pub const CLIENT_QUEUE_BYTES_MAX: usize = u32::MAX as usize;
 /// `client.channel_limit` maximum: the session scans its channel list linearly.
 pub const CLIENT_CHANNELS_MAX: usize = 1 << 16;
 /// `client.ping_interval` minimum when pings are on.

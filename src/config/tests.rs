@@ -165,6 +165,9 @@ fn values_are_read_as_loosely_as_centrifugo_reads_them_and_errors_name_the_key()
     );
     let err = Config::parse(r#"{"http_server": {"port": "x"}}"#, "json").unwrap_err();
     assert!(err.0.contains("http_server.port"), "{err}");
+    // A connection counts its queued bytes in a u32.
+    let err = Config::parse(r#"{"client": {"queue_max_size": 5368709120}}"#, "json").unwrap_err();
+    assert!(err.0.contains("client.queue_max_size"), "{err}");
     let err = Config::parse(r#"{"client": {"ping_interval": "25"}}"#, "json").unwrap_err();
     assert!(
         err.0.contains("client.ping_interval") && err.0.contains("missing unit"),

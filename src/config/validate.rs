@@ -4,7 +4,7 @@
 
 use super::{ChannelOptions, Config, ConfigError};
 use crate::limits::{
-    CHANNEL_NAME_BYTES_MAX, CLIENT_CHANNELS_MAX, CLIENT_QUEUE_BYTES_MIN,
+    CHANNEL_NAME_BYTES_MAX, CLIENT_CHANNELS_MAX, CLIENT_QUEUE_BYTES_MAX, CLIENT_QUEUE_BYTES_MIN,
     HISTORY_SEGMENT_ALIGN_BYTES, HISTORY_SEGMENT_BYTES_MAX, HISTORY_SEGMENT_BYTES_MIN,
     PING_INTERVAL_MS_MIN, SHARDS_MAX, WEBSOCKET_MESSAGE_BYTES_MAX, WEBSOCKET_MESSAGE_BYTES_MIN,
 };
@@ -41,7 +41,7 @@ impl Config {
             "client.queue_max_size",
             c.queue_max_size,
             CLIENT_QUEUE_BYTES_MIN,
-            usize::MAX,
+            CLIENT_QUEUE_BYTES_MAX,
         )?;
         check_range(
             "client.channel_limit",

@@ -94,6 +94,8 @@ impl Outbound {
             id,
             queue: RefCell::new(Queue::default()),
             queued_bytes: Cell::new(0),
+            // Validation keeps the limit within a u32 (`CLIENT_QUEUE_BYTES_MAX`); tests
+            // and benches that pass more mean no limit.
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
             disconnect: Cell::new(None),
             ready: None,
