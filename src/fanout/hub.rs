@@ -268,6 +268,8 @@ mod tests {
     use crate::fanout::Outbound;
     use crate::protocol::Publication;
     use crate::router::msg::{Recovery, StreamTop};
+    use bytes::Bytes;
+    use std::num::NonZeroU64;
 
     #[test]
     fn a_channel_entry_stays_small() {
@@ -276,8 +278,6 @@ mod tests {
         let bucket = std::mem::size_of::<(Arc<str>, LocalChannel)>();
         assert!(bucket <= 88, "{bucket}");
     }
-    use bytes::Bytes;
-    use std::num::NonZeroU64;
 
     fn conn(id: u64, limit: usize) -> Rc<Outbound> {
         let now = Millis::now();
