@@ -95,9 +95,7 @@ impl Session {
             ping_seconds: ping.map(|p| p.as_millis().div_ceil(1000) as u32),
             pong: ping.is_some() && client.pong_timeout.positive().is_some(),
         };
-        let mut reply = Vec::new();
-        encode::connect_reply(&mut reply, id, &result);
-        self.reply().extend_from_slice(&reply);
+        encode::connect_reply(&mut self.reply(), id, &result);
         // Server-side subscriptions start after the reply is sent, like client ones; they
         // get no reply of their own.
         self.flush_replies();
@@ -109,7 +107,8 @@ impl Session {
         Ok(())
     }
 
-    /// Records the token expiry; returns the ttl in seconds to report, if the token expires.
+    /// Records the token expiry (the caller then has the shard watch the new deadline);
+    /// returns the ttl in seconds to report, if the token expires.
     fn set_expiry(&mut self, expires_at: Option<u64>) -> Option<u32> {
         let at = expires_at?;
         let ttl = at.saturating_sub(unix_secs());
@@ -117,7 +116,6 @@ impl Session {
             .liveness
             .expires_at
             .set(Some(Millis::now().after(Duration::from_secs(ttl))));
-        self.shard().watch_deadlines(&self.out);
         Some(ttl.min(u64::from(u32::MAX)) as u32)
     }
 
@@ -131,6 +129,7 @@ impl Session {
                 if ttl.is_none() {
                     self.out.liveness.expires_at.set(None);
                 }
+                self.shard().watch_deadlines(&self.out);
                 let client = self.client.to_string();
                 encode::refresh_reply(&mut self.reply(), id, &client, crate::VERSION, ttl);
                 Ok(())

@@ -79,9 +79,8 @@ pub struct Session {
     /// Shared with the shard's registry of users.
     user: Rc<str>,
     conn_info: Option<Box<str>>,
-    /// Subscribed channels (at most `client.channel_limit`; inline while there is one, the
-    /// commonest case, and small to scan;
-    /// empty and is small to scan).
+    /// Subscribed channels (at most `client.channel_limit`; one inline, the commonest case;
+    /// small to scan).
     channels: SmallVec<[Box<str>; 1]>,
 }
 

@@ -86,17 +86,7 @@ impl Shard {
             let Some(channels) = by_owner[owner].take() else {
                 continue;
             };
-            let job = PublishJob {
-                channels,
-                data: data.clone(),
-                info: None,
-                tags: tags.clone(),
-                skip_history,
-                reply: PublishReply::Api(ReplyTo {
-                    shard: self.id,
-                    request: ask.id,
-                }),
-            };
+            let job = self.api_job(channels, data.clone(), tags.clone(), skip_history, ask.id);
             self.to_shard(owner, ShardMsg::Publish(Box::new(job)));
         }
         PublishSent { ask, owners }
@@ -111,19 +101,31 @@ impl Shard {
         skip_history: bool,
     ) -> PublishSent {
         let ask = self.published.open(1);
-        let job = PublishJob {
-            channels: ChannelList::one(channel),
+        let job = self.api_job(ChannelList::one(channel), data, tags, skip_history, ask.id);
+        self.to_owner(channel, ShardMsg::Publish(Box::new(job)));
+        PublishSent { ask, owners: 1 }
+    }
+
+    /// An API publish's job for one owner, answered to `request` on this shard.
+    fn api_job(
+        &self,
+        channels: ChannelList,
+        data: Bytes,
+        tags: Option<Bytes>,
+        skip_history: bool,
+        request: u64,
+    ) -> PublishJob {
+        PublishJob {
+            channels,
             data,
             info: None,
             tags,
             skip_history,
             reply: PublishReply::Api(ReplyTo {
                 shard: self.id,
-                request: ask.id,
+                request,
             }),
-        };
-        self.to_owner(channel, ShardMsg::Publish(Box::new(job)));
-        PublishSent { ask, owners: 1 }
+        }
     }
 
     /// The owners' answers to `send_publish`.

@@ -223,7 +223,7 @@ impl Connection {
             match partial.reader.next(&mut partial.input, max_message) {
                 Ok(Some(Incoming::Message(message))) => {
                     if let Err(d) = self.session.handle_message(&message) {
-                        return Err(End::Close(d.code(), d.reason(), Flush::Queued));
+                        return Err(End::disconnect(d));
                     }
                 }
                 Ok(Some(Incoming::Ping(payload))) => {
