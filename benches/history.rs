@@ -18,6 +18,7 @@ use ringcast::history::{Entry, HistoryLog, Policy, CHANNEL_BYTES, INDEX_BYTES_PE
 const POLICY: Policy = Policy {
     keep: KEEP,
     ttl_ms: TTL_MS,
+    meta_ttl_ms: 0,
 };
 
 const SEGMENT: u64 = 64 << 20;
@@ -134,7 +135,7 @@ fn appends(dir: &Path, name: &str, policy: SyncPolicy) {
         if appended & 0xffff == 0 {
             let called = Instant::now();
             let job = log
-                .retain(start.elapsed().as_millis() as u64)
+                .retain(start.elapsed().as_millis() as u64, |_| false)
                 .expect("retain");
             retain_max = retain_max.max(called.elapsed());
             retains += 1;

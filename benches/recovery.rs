@@ -101,6 +101,7 @@ fn build_history(data: &common::DataDir, bytes: u64) -> u64 {
                 let policy = Policy {
                     keep: 1_000,
                     ttl_ms: 0,
+                    meta_ttl_ms: 0,
                 };
                 log.append(name, offsets[c], 1, Entry::data(&payload), policy)
                     .expect("append");

@@ -168,6 +168,13 @@ pub const HISTORY_RETENTION_INTERVAL_MS: u64 = 1_000;
 /// up to a bucket plus a retention pass late, about 2 s; reads apply the ttl exactly): one
 /// retention interval.
 pub const HISTORY_EXPIRY_BUCKET_MS: u64 = HISTORY_RETENTION_INTERVAL_MS;
+/// A channel's position (offset, its stream meta) is dropped this long after its last
+/// publication once nothing of its history is left, unless configured
+/// (`channel.history_meta_ttl`, `0` in the file also meaning this): Centrifugo's 30 days.
+pub const HISTORY_META_TTL_DEFAULT_MS: u64 = 30 * 24 * 3_600_000;
+/// A position whose meta ttl ran out while its owner still holds the channel (subscribed,
+/// or published to a moment ago) is looked at again this much later.
+pub const HISTORY_META_HELD_RECHECK_MS: u64 = 60_000;
 /// Under `never`, the dirty ranges nobody syncs are dropped this often.
 pub const HISTORY_DIRTY_DROP_INTERVAL_MS: u64 = 1_000;
 

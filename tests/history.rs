@@ -605,3 +605,40 @@ fn a_new_partition_log_is_created_off_the_shard_while_the_shard_serves_on() {
         ("hs:first", Some(2), 1)
     );
 }
+
+/// `channel.history_meta_ttl`: once a channel's history has expired and its meta ttl has
+/// passed since its last publication, the log forgets it (`ringcast_history_channels` falls
+/// to 0); its next publication starts above every dropped position, with the same epoch, so
+/// a client that held the last position recovers the new stream and one that missed a
+/// publication of the old stream is told it cannot.
+#[test]
+fn positions_go_after_the_history_meta_ttl_and_the_next_stream_starts_above_them() {
+    let server = Server::start(&with(&[
+        "channel.without_namespace.history_size=10",
+        "channel.without_namespace.history_ttl=1s",
+        "channel.history_meta_ttl=2s",
+    ]));
+    let (mut client, _) = Client::connect(&server, "u1");
+    let reply = client.command("subscribe", json!({"channel": "m"}));
+    let epoch = reply["subscribe"]["epoch"].as_str().unwrap().to_owned();
+    for n in 1..=3 {
+        assert_eq!(publish(&server, "m", n)["result"]["offset"], n);
+        assert_eq!(client.publication().2, n);
+    }
+    let reply = client.command("unsubscribe", json!({"channel": "m"}));
+    assert!(reply.get("unsubscribe").is_some(), "{reply}");
+    assert_eq!(server.metric("history_channels"), 1);
+    server.wait_metric("history_channels", 0);
+
+    let result = &publish(&server, "m", 4)["result"];
+    assert_eq!(result["offset"], 4, "above the dropped top 3: {result}");
+    assert_eq!(result["epoch"], epoch.as_str());
+    assert_eq!(server.metric("history_channels"), 1);
+    let (mut caught_up, _) = Client::connect(&server, "u2");
+    let reply = recover(&mut caught_up, "m", 3, &epoch, 0);
+    assert_eq!(reply["subscribe"]["recovered"], true, "{reply}");
+    assert_eq!(reply["subscribe"]["publications"][0]["offset"], 4);
+    let (mut behind, _) = Client::connect(&server, "u3");
+    let reply = recover(&mut behind, "m", 2, &epoch, 0);
+    assert_eq!(reply["subscribe"]["recovered"], false, "{reply}");
+}

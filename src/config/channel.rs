@@ -5,6 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::duration::GoDuration;
+use crate::limits::HISTORY_META_TTL_DEFAULT_MS;
+
+const HISTORY_META_TTL_DEFAULT_SECS: i64 = (HISTORY_META_TTL_DEFAULT_MS / 1_000) as i64;
 
 /// The options of one channel namespace (or of channels without one). Each namespace has its
 /// own full set, as in Centrifugo: nothing is inherited from `without_namespace`.
@@ -15,6 +18,9 @@ pub struct ChannelOptions {
     pub history_size: usize,
     /// How long publications are kept (whole seconds).
     pub history_ttl: GoDuration,
+    /// How long a channel's position (its stream meta) outlives its last publication once
+    /// its history is gone (whole seconds; 0: `channel.history_meta_ttl`).
+    pub history_meta_ttl: GoDuration,
     /// Recovery for every subscriber / for subscribers that ask for it.
     pub force_recovery: bool,
     pub allow_recovery: bool,
@@ -36,6 +42,7 @@ impl Default for ChannelOptions {
         ChannelOptions {
             history_size: 0,
             history_ttl: GoDuration(0),
+            history_meta_ttl: GoDuration(0),
             force_recovery: false,
             allow_recovery: false,
             force_positioning: false,
@@ -78,6 +85,8 @@ pub struct ChannelSection {
     pub private_prefix: String,
     /// Separates a namespace's name from the rest of a channel name.
     pub namespace_boundary: String,
+    /// The meta ttl of namespaces that set none (whole seconds; 0: Centrifugo's 30 days).
+    pub history_meta_ttl: GoDuration,
     pub without_namespace: ChannelOptions,
     pub namespaces: Vec<Namespace>,
 }
@@ -88,6 +97,7 @@ impl Default for ChannelSection {
             max_length: 255,
             private_prefix: "$".into(),
             namespace_boundary: ":".into(),
+            history_meta_ttl: GoDuration::from_secs(HISTORY_META_TTL_DEFAULT_SECS),
             without_namespace: ChannelOptions::default(),
             namespaces: Vec::new(),
         }
@@ -95,7 +105,7 @@ impl Default for ChannelSection {
 }
 
 /// Which options a channel takes: the top level's or those of a namespace (an index into
-/// `namespaces`). Four bytes where a copy of the options is 32: a channel's state keeps this.
+/// `namespaces`). Four bytes where a copy of the options is 40: a channel's state keeps this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NamespaceId(u32);
 
@@ -109,6 +119,16 @@ impl ChannelSection {
     /// not part of its namespace (`$chat:x` is in `chat`).
     pub fn options(&self, channel: &str) -> Option<&ChannelOptions> {
         self.namespace_of(channel).map(|id| self.options_of(id))
+    }
+
+    /// The meta ttl of channels with `options` in milliseconds: theirs, or the section's, or
+    /// `HISTORY_META_TTL_DEFAULT_MS`, the first that is set.
+    pub fn history_meta_ttl_ms(&self, options: &ChannelOptions) -> u64 {
+        [options.history_meta_ttl, self.history_meta_ttl]
+            .into_iter()
+            .map(GoDuration::as_millis)
+            .find(|&ms| ms > 0)
+            .unwrap_or(HISTORY_META_TTL_DEFAULT_MS)
     }
 
     /// The options `id` names.

@@ -514,6 +514,8 @@ mod tests {
         assert_eq!(
             durations,
             [
+                "channel.history_meta_ttl",
+                "channel.without_namespace.history_meta_ttl",
                 "channel.without_namespace.history_ttl",
                 "client.expired_close_delay",
                 "client.ping_interval",

@@ -305,3 +305,53 @@ fn effective_config_prints_in_the_v6_layout_and_parses_back() {
     assert!(back.warnings.is_empty(), "{:?}", back.warnings);
     assert_eq!(back.config, loaded.config);
 }
+
+/// `history_meta_ttl` as Centrifugo takes it: a namespace's own, else the section's, else 30
+/// days (also for 0); whole seconds; never shorter than the history ttl it covers.
+#[test]
+fn history_meta_ttl_is_inherited_and_never_shorter_than_the_history_ttl() {
+    let c = Config::parse(
+        r#"{"channel": {"history_meta_ttl": "48h",
+            "without_namespace": {"history_size": 10, "history_ttl": "1h"},
+            "namespaces": [{"name": "own", "history_meta_ttl": "2h"}, {"name": "inherits"}]}}"#,
+        "json",
+    )
+    .unwrap()
+    .config;
+    let meta = |channel: &str| {
+        c.channel
+            .history_meta_ttl_ms(&c.channel_options(channel).expect("known"))
+    };
+    assert_eq!(meta("x"), 48 * 3_600_000);
+    assert_eq!(meta("own:x"), 2 * 3_600_000);
+    assert_eq!(meta("inherits:x"), 48 * 3_600_000);
+    let c = Config::parse(r#"{"channel": {"history_meta_ttl": "0s"}}"#, "json")
+        .unwrap()
+        .config;
+    assert_eq!(
+        c.channel.history_meta_ttl_ms(&c.channel.without_namespace),
+        crate::limits::HISTORY_META_TTL_DEFAULT_MS
+    );
+
+    let err = Config::parse(
+        r#"{"channel": {"history_meta_ttl": "30m",
+            "namespaces": [{"name": "chat", "history_size": 10, "history_ttl": "1h"}]}}"#,
+        "json",
+    )
+    .unwrap_err();
+    assert!(
+        err.0.contains("channel.namespaces[0].history_ttl") && err.0.contains("30m"),
+        "{err}"
+    );
+    let err = Config::parse(r#"{"channel": {"history_meta_ttl": "1500ms"}}"#, "json").unwrap_err();
+    assert!(err.0.contains("channel.history_meta_ttl"), "{err}");
+    let err = Config::parse(
+        r#"{"channel": {"without_namespace": {"history_meta_ttl": "-1s"}}}"#,
+        "json",
+    )
+    .unwrap_err();
+    assert!(
+        err.0.contains("channel.without_namespace.history_meta_ttl"),
+        "{err}"
+    );
+}

@@ -2,7 +2,7 @@
 //! between values (a client message fits a history segment, the pong timeout is shorter than
 //! the ping interval, ...), each error naming the key and the accepted values.
 
-use super::{ChannelOptions, Config, ConfigError};
+use super::{ChannelOptions, Config, ConfigError, GoDuration};
 use crate::limits::{
     CHANNEL_NAME_BYTES_MAX, CLIENT_CHANNELS_MAX, CLIENT_QUEUE_BYTES_MAX, CLIENT_QUEUE_BYTES_MIN,
     HISTORY_SEGMENT_ALIGN_BYTES, HISTORY_SEGMENT_BYTES_MAX, HISTORY_SEGMENT_BYTES_MIN,
@@ -170,6 +170,10 @@ impl Config {
     }
 
     fn validate_channels(&self) -> Result<(), ConfigError> {
+        check_whole_seconds("channel.history_meta_ttl", self.channel.history_meta_ttl)?;
+        let check_options = |key: &str, o: &ChannelOptions| {
+            check_options(key, o, self.channel.history_meta_ttl_ms(o))
+        };
         check_options("channel.without_namespace", &self.channel.without_namespace)?;
         let mut seen = std::collections::HashSet::new();
         for (i, ns) in self.channel.namespaces.iter().enumerate() {
@@ -198,18 +202,26 @@ impl Config {
 }
 
 /// Centrifugo's checks of one option set: history needs both size and ttl (whole seconds),
-/// recovery needs history.
-fn check_options(key: &str, o: &ChannelOptions) -> Result<(), ConfigError> {
+/// the ttl is no longer than the meta ttl that applies (`meta_ttl_ms`), recovery needs
+/// history.
+fn check_options(key: &str, o: &ChannelOptions, meta_ttl_ms: u64) -> Result<(), ConfigError> {
     if (o.history_size > 0) != (o.history_ttl.0 > 0) {
         return fail(
             &format!("{key}.history_size"),
             "history_size and history_ttl must be set together".into(),
         );
     }
-    if o.history_ttl.0 < 0 || o.history_ttl.0 % 1_000_000_000 != 0 {
+    check_whole_seconds(&format!("{key}.history_ttl"), o.history_ttl)?;
+    check_whole_seconds(&format!("{key}.history_meta_ttl"), o.history_meta_ttl)?;
+    if o.history_ttl_ms() > meta_ttl_ms {
         return fail(
             &format!("{key}.history_ttl"),
-            format!("{} must be a whole number of seconds", o.history_ttl),
+            format!(
+                "{} can not be greater than the history meta ttl ({}): a position would go \
+                 before its publications",
+                o.history_ttl,
+                GoDuration::from_millis(meta_ttl_ms as i64)
+            ),
         );
     }
     if o.force_recovery && !o.history() {
@@ -217,6 +229,14 @@ fn check_options(key: &str, o: &ChannelOptions) -> Result<(), ConfigError> {
             &format!("{key}.force_recovery"),
             "needs history (history_size and history_ttl)".into(),
         );
+    }
+    Ok(())
+}
+
+/// A duration Centrifugo takes in whole seconds only, and never negative.
+fn check_whole_seconds(key: &str, d: GoDuration) -> Result<(), ConfigError> {
+    if d.0 < 0 || d.0 % 1_000_000_000 != 0 {
+        return fail(key, format!("{d} must be a whole number of seconds"));
     }
     Ok(())
 }

@@ -7,7 +7,8 @@
 //! it. A channel without history has no stream (its publications carry no offset, as in
 //! Centrifugo), so nothing of it outlives its last subscriber and a publication to it with
 //! nobody subscribed leaves nothing behind. A channel with history published to while nobody
-//! subscribes keeps its state `CHANNEL_IDLE_STATE_MS` (its log keeps the position for good).
+//! subscribes keeps its state `CHANNEL_IDLE_STATE_MS` (its log keeps the position until the
+//! channel's `history_meta_ttl` runs out, never while this owner holds its state).
 //!
 //! Touches nothing outside itself and its logs' files: no rings, no connections.
 
@@ -145,7 +146,7 @@ impl ChannelOwner {
     fn adopt_log(&mut self, partition: u32, opened: NewLog) -> OpenReport {
         let NewLog { mut log, report } = opened;
         let config = &self.config;
-        log.set_policies(|channel| policy_of(config.channel_options(channel)));
+        log.set_policies(|channel| policy_of(config, config.channel_options(channel)));
         for warning in &report.truncated {
             eprintln!("ringcast: warning: {warning}");
         }
@@ -200,7 +201,9 @@ impl ChannelOwner {
                         let (name, top) = log.channel_at(slot);
                         (name.clone(), Some(slot), top)
                     }
-                    None => (new_name(), None, 0),
+                    // Not in the log (never published, or its position dropped): its
+                    // stream starts above the floor.
+                    None => (new_name(), None, log.floor()),
                 }
             } else {
                 (new_name(), None, 0)
@@ -387,7 +390,7 @@ fn append(
     log: &mut HistoryLog,
     name: &Arc<str>,
     state: &mut ChannelState,
-    options: &ChannelOptions,
+    policy: history::Policy,
     offset: u64,
     now_ms: u64,
     input: &PublishInput<'_>,
@@ -397,7 +400,6 @@ fn append(
         info: input.info.map(|b| &b[..]),
         tags: input.tags.map(|b| &b[..]),
     };
-    let policy = policy_of(Some(*options));
     let written = match state.slot {
         Some(slot) => log.append_at(slot, offset, now_ms, entry, policy),
         None => log
@@ -424,16 +426,26 @@ fn publication_of(input: &PublishInput<'_>, offset: Option<NonZeroU64>) -> Publi
     }
 }
 
-/// A channel's history policy from its options (none: keep nothing).
-fn policy_of(options: Option<ChannelOptions>) -> history::Policy {
-    options
-        .filter(ChannelOptions::history)
-        .map_or(history::Policy { keep: 0, ttl_ms: 0 }, |o| {
-            history::Policy {
-                keep: o.history_size,
-                ttl_ms: o.history_ttl_ms(),
-            }
-        })
+/// A channel's history policy from its options (none, or no history: keep no publication;
+/// the position still goes after the meta ttl).
+fn policy_of(config: &Config, options: Option<ChannelOptions>) -> history::Policy {
+    let meta_ttl_ms = config.channel.history_meta_ttl_ms(
+        options
+            .as_ref()
+            .unwrap_or(&config.channel.without_namespace),
+    );
+    match options.filter(ChannelOptions::history) {
+        Some(o) => history::Policy {
+            keep: o.history_size,
+            ttl_ms: o.history_ttl_ms(),
+            meta_ttl_ms,
+        },
+        None => history::Policy {
+            keep: 0,
+            ttl_ms: 0,
+            meta_ttl_ms,
+        },
+    }
 }
 
 impl Engine for ChannelOwner {
@@ -484,7 +496,8 @@ impl Engine for ChannelOwner {
                 .get_mut(state.partition)
                 .ok_or(ErrorCode::Internal)?;
             let first_staged = !log.has_staged();
-            append(log, name, state, &options, next, now, &input)?;
+            let policy = policy_of(&self.config, Some(options));
+            append(log, name, state, policy, next, now, &input)?;
             if first_staged && log.has_staged() {
                 self.staged.push(state.partition);
             }
@@ -575,13 +588,10 @@ impl Engine for ChannelOwner {
             return Ok(());
         }
         self.state(channel)?;
-        let removed = self
-            .log_of_mut(channel)?
-            .remove(channel, unix_ms())
-            .map_err(|e| {
-                eprintln!("ringcast: history remove of {channel:?}: {e}");
-                ErrorCode::Internal
-            });
+        let removed = self.log_of_mut(channel)?.remove(channel).map_err(|e| {
+            eprintln!("ringcast: history remove of {channel:?}: {e}");
+            ErrorCode::Internal
+        });
         self.forget_if_idle(channel);
         removed
     }
@@ -590,9 +600,12 @@ impl Engine for ChannelOwner {
         let now = unix_ms();
         self.forget_idle(now);
         let mut jobs = Vec::new();
+        // A position whose meta ttl ran out stays while this owner holds the channel: its
+        // state's offset and slot refer to it.
+        let held = &self.channels;
         for log in self.logs.iter_mut() {
             let p = log.partition();
-            match log.retain(now) {
+            match log.retain(now, |name| held.contains_key(name)) {
                 Ok(None) => {}
                 Ok(Some(job)) => jobs.push(sync_job(p, job)),
                 Err(e) => eprintln!("ringcast: history retention of partition {p}: {e}"),

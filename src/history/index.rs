@@ -1,7 +1,7 @@
 //! The in-memory index of a partition: its segments in order (`Segments`, each known by a
 //! 32-bit ordinal so an index entry packs into 8 bytes) and, per channel, its top offset and
 //! the positions of its indexed publications (`Channel`), kept in a `ChannelTable` where a
-//! channel keeps its slot for the log's life. Payloads stay in the segments (the mappings, or the
+//! channel keeps its slot until its position is dropped. Payloads stay in the segments (the mappings, or the
 //! head's stage until it lands).
 
 use std::collections::{HashMap, VecDeque};
@@ -112,12 +112,16 @@ pub fn entry_position(entry: u64) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelSlot(u32);
 
-/// The channels a log knows, each in a slot it keeps for the log's life (the log never
-/// forgets a channel: it keeps its position), found by name through `by_name`.
+/// The channels a log knows, each in a slot it keeps until the log drops the channel's
+/// position (its meta ttl passed, see `retain`), found by name through `by_name`. A dropped
+/// channel's slot is reused by the next new channel, so the table is as large as the most
+/// channels it held at once.
 #[derive(Debug, Default)]
 pub struct ChannelTable {
-    slots: Vec<Channel>,
+    slots: Vec<Option<Channel>>,
     by_name: HashMap<Arc<str>, ChannelSlot>,
+    /// Slots of dropped channels, to reuse.
+    free: Vec<ChannelSlot>,
 }
 
 impl ChannelTable {
@@ -129,13 +133,24 @@ impl ChannelTable {
         self.slot(name).map(|slot| self.at(slot))
     }
 
-    /// The channel in `slot`: slots come from this table, so it is there.
+    /// The channel in `slot`: the caller's slot came from this table for a channel it has not
+    /// dropped (the owner drops none it holds), so it is there.
     pub fn at(&self, slot: ChannelSlot) -> &Channel {
-        &self.slots[slot.0 as usize]
+        self.slots[slot.0 as usize]
+            .as_ref()
+            .expect("a held slot is not dropped")
     }
 
     pub fn at_mut(&mut self, slot: ChannelSlot) -> &mut Channel {
-        &mut self.slots[slot.0 as usize]
+        self.slots[slot.0 as usize]
+            .as_mut()
+            .expect("a held slot is not dropped")
+    }
+
+    /// The channel in `slot` if it was not dropped (the expiry schedule may name slots of
+    /// dropped channels).
+    pub fn live_mut(&mut self, slot: ChannelSlot) -> Option<&mut Channel> {
+        self.slots.get_mut(slot.0 as usize)?.as_mut()
     }
 
     /// The slot of `name`, added (sharing the caller's name) if the table does not know it.
@@ -143,24 +158,49 @@ impl ChannelTable {
         if let Some(slot) = self.slot(name) {
             return slot;
         }
-        let slot = ChannelSlot(
-            u32::try_from(self.slots.len()).expect("fewer than 2^32 channels per partition"),
-        );
-        self.slots.push(Channel::new(name.clone()));
+        let channel = Some(Channel::new(name.clone()));
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                debug_assert!(self.slots[slot.0 as usize].is_none());
+                self.slots[slot.0 as usize] = channel;
+                slot
+            }
+            None => {
+                let slot = ChannelSlot(
+                    u32::try_from(self.slots.len())
+                        .expect("fewer than 2^32 channels per partition"),
+                );
+                self.slots.push(channel);
+                slot
+            }
+        };
         self.by_name.insert(name.clone(), slot);
         slot
     }
 
+    /// Drops the channel in `slot` (name, entries and all): the caller released its entries.
+    pub fn remove(&mut self, slot: ChannelSlot) -> Option<Channel> {
+        let channel = self.slots.get_mut(slot.0 as usize)?.take()?;
+        debug_assert!(channel.entries.is_empty(), "entries are released first");
+        self.by_name.remove(&channel.name);
+        self.free.push(slot);
+        Some(channel)
+    }
+
+    /// Channels known (dropped ones not counted).
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.by_name.len()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Channel> + '_ {
-        self.slots.iter()
+        self.slots.iter().flatten()
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (ChannelSlot, &mut Channel)> + '_ {
-        (0u32..).map(ChannelSlot).zip(self.slots.iter_mut())
+        (0u32..)
+            .map(ChannelSlot)
+            .zip(self.slots.iter_mut())
+            .filter_map(|(slot, ch)| Some((slot, ch.as_mut()?)))
     }
 }
 
@@ -182,6 +222,11 @@ pub struct Channel {
     /// The expiry bucket retention visits this channel in (`NOT_SCHEDULED`: none); see
     /// `expiry`.
     pub due: Bucket,
+    /// Time of the last publication (or of the position record that carried it forward).
+    pub last_ms: u64,
+    /// How long the position outlives the last publication once no publication is indexed
+    /// (Centrifugo's `history_meta_ttl`); 0: for good.
+    pub meta_ttl_ms: u64,
 }
 
 impl Channel {
@@ -195,6 +240,8 @@ impl Channel {
             keep: KEEP_UNKNOWN,
             last_segment: 0,
             due: NOT_SCHEDULED,
+            last_ms: 0,
+            meta_ttl_ms: 0,
         }
     }
 
@@ -211,6 +258,12 @@ impl Channel {
             segs.unref(entry);
             self.first += 1;
         }
+    }
+
+    /// Takes the owner's statement of the channel's policy.
+    pub fn set_policy(&mut self, policy: super::Policy) {
+        (self.keep, self.ttl_ms, self.meta_ttl_ms) =
+            (policy.keep, policy.ttl_ms, policy.meta_ttl_ms);
     }
 
     /// Drops entries beyond `keep`; returns how many.
@@ -236,9 +289,28 @@ impl Channel {
         self.ttl_ms > 0 && self.keep != KEEP_UNKNOWN
     }
 
-    /// Whether retention must visit this channel: it has entries that can expire.
-    pub fn expires(&self) -> bool {
-        self.has_ttl() && !self.entries.is_empty()
+    /// When retention must visit this channel (`None`: it need not), given the time of its
+    /// oldest entry (`None`: unreadable, visit at once): when that entry expires, or, with no
+    /// entries, when its position's meta ttl runs out. Nothing is due before the owner states
+    /// the channel's policy.
+    pub fn due_ms(&self, front_ms: Option<u64>) -> Option<u64> {
+        if self.keep == KEEP_UNKNOWN {
+            return None;
+        }
+        if !self.entries.is_empty() {
+            return self
+                .has_ttl()
+                .then(|| front_ms.map_or(0, |front| front.saturating_add(self.ttl_ms)));
+        }
+        (self.meta_ttl_ms > 0).then(|| self.last_ms.saturating_add(self.meta_ttl_ms))
+    }
+
+    /// Whether the position may go: nothing indexed, its meta ttl passed.
+    pub fn meta_expired(&self, now_ms: u64) -> bool {
+        self.entries.is_empty()
+            && self.keep != KEEP_UNKNOWN
+            && self.meta_ttl_ms > 0
+            && self.last_ms.saturating_add(self.meta_ttl_ms) <= now_ms
     }
 
     /// Publications with `time_ms` below this are expired; `None`: nothing expires.

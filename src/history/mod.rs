@@ -46,10 +46,19 @@
 //!
 //! # Policy
 //!
-//! `keep` and `ttl` are not stored on disk: the owner passes them with each append. After
-//! `open`, every scanned publication stays indexed until the owner states the channel's policy
-//! with [`HistoryLog::set_policy`] or [`HistoryLog::set_policies`]; until then nothing of that
-//! channel is trimmed or expires, and the segments it references cannot be retained away.
+//! `keep`, `ttl` and the meta ttl are not stored on disk: the owner passes them with each
+//! append. After `open`, every scanned publication stays indexed until the owner states the
+//! channel's policy with [`HistoryLog::set_policy`] or [`HistoryLog::set_policies`]; until then
+//! nothing of that channel is trimmed or expires, its position stays, and the segments it
+//! references cannot be retained away.
+//!
+//! # Dropped positions and the floor
+//!
+//! A channel's position goes once nothing of it is indexed and its meta ttl has passed since
+//! its last publication (the owner's `held` answer keeps one it still uses). The log keeps no
+//! trace of it but the partition's floor, the highest top it dropped: a channel the log does
+//! not know starts above the floor, under the same epoch, and a floor record is synced before
+//! the last segment that held a dropped position is deleted.
 //!
 //! # Durability
 //!
@@ -139,11 +148,13 @@ impl<'a> Entry<'a> {
 }
 
 /// A channel's history policy: the last `keep` publications, none older than `ttl_ms`
-/// (0: no ttl).
+/// (0: no ttl); its position dropped `meta_ttl_ms` after its last publication once none is
+/// left (0: kept for good).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     pub keep: usize,
     pub ttl_ms: u64,
+    pub meta_ttl_ms: u64,
 }
 
 /// The persistent history of one partition; see the module doc.
@@ -168,6 +179,13 @@ pub struct HistoryLog {
     pending: Vec<FlushRange>,
     /// What the directory's entries need from the next flush job.
     dir_entries: DirEntries,
+    /// Every channel whose position was dropped was at or below this offset: a channel the
+    /// log does not know starts above it (its top is the floor), so a client holding a
+    /// dropped stream's position with this epoch never takes a new stream's publications for
+    /// the ones it missed (recovery finds the gap).
+    floor: u64,
+    /// The floor's latest record: the value it holds and its segment's ordinal.
+    floor_written: Option<(u64, u32)>,
 }
 
 impl HistoryLog {
@@ -179,9 +197,15 @@ impl HistoryLog {
         self.partition
     }
 
-    /// The last offset the log knows for `channel` (publication or position record); 0 if none.
+    /// The last offset the log knows for `channel` (publication or position record); the
+    /// floor (0 until a position was dropped) if it knows none.
     pub fn top(&self, channel: &str) -> u64 {
-        self.channels.get(channel).map_or(0, |ch| ch.top)
+        self.channels.get(channel).map_or(self.floor, |ch| ch.top)
+    }
+
+    /// The top of channels the log does not know: see `floor` on the struct.
+    pub fn floor(&self) -> u64 {
+        self.floor
     }
 
     /// Where the log keeps `channel`, if it knows it (see [`HistoryLog::append_at`]).
@@ -195,7 +219,8 @@ impl HistoryLog {
         (&ch.name, ch.top)
     }
 
-    /// Channels the log knows (each keeps its position for good: its stream meta).
+    /// Channels the log knows (each keeps its position, its stream meta, until its meta ttl
+    /// runs out).
     pub fn channel_count(&self) -> usize {
         self.channels.len()
     }
@@ -213,7 +238,7 @@ impl HistoryLog {
             return;
         };
         let ch = self.channels.at_mut(slot);
-        (ch.keep, ch.ttl_ms) = (policy.keep, policy.ttl_ms);
+        ch.set_policy(policy);
         self.indexed -= ch.trim(&mut self.segs);
         let front = front_time(&self.segs, self.partition, ch);
         schedule_expiry(&mut self.expiry, slot, ch, front);
@@ -223,8 +248,7 @@ impl HistoryLog {
     pub fn set_policies(&mut self, mut policy: impl FnMut(&str) -> Policy) {
         for (slot, ch) in self.channels.iter_mut() {
             if ch.keep == index::KEEP_UNKNOWN {
-                let Policy { keep, ttl_ms } = policy(&ch.name);
-                (ch.keep, ch.ttl_ms) = (keep, ttl_ms);
+                ch.set_policy(policy(&ch.name));
                 self.indexed -= ch.trim(&mut self.segs);
                 let front = front_time(&self.segs, self.partition, ch);
                 schedule_expiry(&mut self.expiry, slot, ch, front);
@@ -232,8 +256,10 @@ impl HistoryLog {
         }
     }
 
-    /// Appends a publication. `offset` must be exactly `top(channel) + 1` (the owner
-    /// guarantees it: anything else is a bug, so it panics). The index keeps what `policy`
+    /// Appends a publication. For a channel the log knows, `offset` must be exactly
+    /// `top(channel) + 1` (the owner guarantees it: anything else is a bug, so it panics);
+    /// a new one starts where the owner says (above the floor as it was when the owner made
+    /// the channel's state). The index keeps what `policy`
     /// allows. Returns where the log keeps the channel.
     pub fn append(
         &mut self,
@@ -284,7 +310,10 @@ impl HistoryLog {
                 .append_at(slot, offset, time_ms, entry, policy)
                 .map(|()| slot);
         }
-        let at = self.write_publication(name, 0, offset, time_ms, entry)?;
+        // A new channel starts where its owner put it: above the floor as it was when the
+        // owner made the channel's state (it may have risen since, for other channels).
+        debug_assert!(offset > 0);
+        let at = self.write_publication(name, offset - 1, offset, time_ms, entry)?;
         let slot = self.channels.insert(name);
         self.index_publication(slot, at, offset, time_ms, policy);
         Ok(slot)
@@ -325,14 +354,16 @@ impl HistoryLog {
         policy: Policy,
     ) {
         let ch = self.channels.at_mut(slot);
-        (ch.keep, ch.ttl_ms) = (policy.keep, policy.ttl_ms);
+        ch.set_policy(policy);
         ch.push(at, offset, &mut self.segs);
         ch.top = offset;
         ch.last_segment = entry_ordinal(at);
+        ch.last_ms = time_ms;
         self.indexed += 1;
         self.indexed -= ch.trim(&mut self.segs);
-        if ch.due == NOT_SCHEDULED && ch.expires() {
-            // Its first entry since the last expiry visit (or ever): the oldest one decides.
+        if ch.due == NOT_SCHEDULED || ch.entries.len() == 1 {
+            // Its first entry since the last expiry visit (or ever): the oldest one decides
+            // (one waiting for its meta ttl is due later than that).
             let front = if ch.entries.len() == 1 {
                 Some(time_ms)
             } else {
@@ -355,7 +386,7 @@ impl HistoryLog {
         now_ms: u64,
     ) -> Result<(Vec<StoredPublication>, u64), HistoryError> {
         let Some(ch) = self.channels.get(channel) else {
-            return Ok((Vec::new(), 0));
+            return Ok((Vec::new(), self.floor));
         };
         let mut out = Vec::new();
         if limit == 0 || ch.entries.is_empty() {

@@ -16,11 +16,14 @@
 //! pad        = 0*7 %x00                            ; up to the next multiple of 8
 //! body       = seq:u64 kind:u8 reserved:u8 channel_len:u16 offset:u64 time_ms:u64
 //!              data_len:u32 info_len:u32 tags_len:u32 channel data info tags
-//!                                                  ; reserved = 0, channel_len > 0,
-//!                                                  ; len = 40 + the four lengths
+//!                                                  ; reserved = 0, channel_len > 0 but
+//!                                                  ; for a floor, len = 40 + the four lengths
 //! kind       = %x01  ; publication: data, info, tags are raw JSON; info/tags length 0 = absent
 //!            / %x02  ; position: the channel is at `offset` and holds no history up to
 //!                    ; there; data, info and tags are empty
+//!            / %x03  ; floor: every channel whose position the log dropped was at or below
+//!                    ; `offset`; no channel, data, info or tags (ringcast before the floor
+//!                    ; record reads it as a defect)
 //! end        = 8 %x00 *%x00 / <fewer than 8 bytes left in the file>
 //! ```
 //!
@@ -93,6 +96,7 @@ const _: () = assert!(layout::TAGS_LEN.end == layout::BODY_FIXED_LEN);
 
 pub const KIND_PUBLICATION: u8 = 1;
 pub const KIND_POSITION: u8 = 2;
+pub const KIND_FLOOR: u8 = 3;
 
 pub fn pad8(len: usize) -> usize {
     (len + 7) & !7
@@ -184,7 +188,7 @@ pub fn parse_record(
     if reserved != 0 {
         return Err(format!("reserved byte is {reserved}"));
     }
-    if kind != KIND_PUBLICATION && kind != KIND_POSITION {
+    if !matches!(kind, KIND_PUBLICATION | KIND_POSITION | KIND_FLOOR) {
         return Err(format!("unknown kind {kind}"));
     }
     if seq == 0 || seq > HISTORY_SEQ_MAX {
@@ -204,11 +208,14 @@ pub fn parse_record(
             "field lengths add up to {sum}, record length is {len}"
         ));
     }
-    if channel_len == 0 {
-        return Err("empty channel name".into());
+    if (channel_len == 0) != (kind == KIND_FLOOR) {
+        return Err(match kind {
+            KIND_FLOOR => "floor record with a channel name".into(),
+            _ => "empty channel name".into(),
+        });
     }
-    if kind == KIND_POSITION && sum != (layout::BODY_FIXED_LEN + channel_len) as u64 {
-        return Err("position record with a payload".into());
+    if kind != KIND_PUBLICATION && sum != (layout::BODY_FIXED_LEN + channel_len) as u64 {
+        return Err(format!("kind {kind} record with a payload"));
     }
     let names = layout::BODY_FIXED_LEN..layout::BODY_FIXED_LEN + channel_len;
     let channel =

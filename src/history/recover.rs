@@ -18,7 +18,7 @@ use super::epoch::{
 use super::error::{io_error, HistoryError, OpenReport};
 use super::flush::DirEntries;
 use super::index::{entry, Segments};
-use super::record::{header, parse_record, RecordView, KIND_POSITION};
+use super::record::{header, parse_record, RecordView, KIND_FLOOR, KIND_POSITION};
 use super::segment::{
     file_name, is_blank, list_segments, map_for_appends, open_segment, quarantine, quarantine_copy,
     remove_segment_file, sync_dir, Mapping, Segment, SegmentFault,
@@ -101,6 +101,8 @@ impl HistoryLog {
             dirty_from: 0,
             pending: Vec::new(),
             dir_entries: DirEntries::Durable,
+            floor: 0,
+            floor_written: None,
         };
         let scan = log.scan(&mut report)?;
         let plan = log.plan(&scan, &mut report);
@@ -198,6 +200,11 @@ impl HistoryLog {
     }
 
     fn index_scanned(&mut self, record: &RecordView<'_>, ordinal: u32, pos: usize) {
+        if record.kind == KIND_FLOOR {
+            self.floor = self.floor.max(record.offset);
+            self.floor_written = Some((self.floor, ordinal));
+            return;
+        }
         // A name is allocated once per channel, not per record scanned.
         let slot = match self.channels.slot(record.channel) {
             Some(slot) => slot,
@@ -217,6 +224,8 @@ impl HistoryLog {
         }
         ch.top = record.offset;
         ch.last_segment = ordinal;
+        // A position record carries its channel's last publication time.
+        ch.last_ms = record.time_ms;
     }
 
     /// Decides what the scan's defect means: a torn tail (cut, keep the epoch) or lost

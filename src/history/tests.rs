@@ -17,6 +17,7 @@ const KEEP: usize = 1_000_000;
 const ALL: Policy = Policy {
     keep: KEEP,
     ttl_ms: 0,
+    meta_ttl_ms: 0,
 };
 
 fn open(dir: &Path) -> (HistoryLog, OpenReport) {
@@ -168,6 +169,7 @@ fn read_forward_reverse_limit_ttl_and_keep() {
             Policy {
                 keep: 100,
                 ttl_ms: 5000,
+                meta_ttl_ms: 0,
             },
         )
         .expect("append");
@@ -200,6 +202,7 @@ fn read_forward_reverse_limit_ttl_and_keep() {
         Policy {
             keep: 3,
             ttl_ms: 5000,
+            meta_ttl_ms: 0,
         },
     )
     .expect("append");
@@ -214,11 +217,19 @@ fn read_forward_reverse_limit_ttl_and_keep() {
     log.set_policies(|_| Policy {
         keep: 4,
         ttl_ms: 5000,
+        meta_ttl_ms: 0,
     });
     assert_eq!(log.indexed_records(), 4);
     assert_eq!(offsets(&log, "c"), [8, 9, 10, 11]);
     assert_eq!(log.first_available("c", 14_500), Some(10));
-    log.set_policy("c", Policy { keep: 2, ttl_ms: 0 });
+    log.set_policy(
+        "c",
+        Policy {
+            keep: 2,
+            ttl_ms: 0,
+            meta_ttl_ms: 0,
+        },
+    );
     assert_eq!(offsets(&log, "c"), [10, 11]);
     assert_eq!(log.first_available("c", u64::MAX), Some(10));
 }
@@ -514,8 +525,8 @@ fn remove_keeps_the_position_across_restarts() {
         push(&mut log, "a", i, b"1");
     }
     push(&mut log, "b", 0, b"1");
-    log.remove("a", 10).expect("remove");
-    log.remove("unknown", 10).expect("remove");
+    log.remove("a").expect("remove");
+    log.remove("unknown").expect("remove");
     assert_eq!((log.top("a"), log.top("unknown")), (5, 0));
     assert_eq!(offsets(&log, "a"), Vec::<u64>::new());
     assert_eq!(log.first_available("a", 0), None);
@@ -535,7 +546,11 @@ fn remove_keeps_the_position_across_restarts() {
 fn retired_segments_go_only_when_their_job_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut log, _) = open(dir.path());
-    let policy = Policy { keep: 1, ttl_ms: 0 };
+    let policy = Policy {
+        keep: 1,
+        ttl_ms: 0,
+        meta_ttl_ms: 0,
+    };
     let data = [b'5'; 100];
     // "quiet" is written once, in the first segment; "busy" fills three more.
     log.append("quiet", 1, 0, Entry::data(&data), policy)
@@ -547,11 +562,21 @@ fn retired_segments_go_only_when_their_job_runs() {
             .expect("append");
     }
     log.take_flush().expect("dirty").run().expect("flush");
-    log.set_policy("quiet", Policy { keep: 0, ttl_ms: 0 });
+    log.set_policy(
+        "quiet",
+        Policy {
+            keep: 0,
+            ttl_ms: 0,
+            meta_ttl_ms: 0,
+        },
+    );
     let files = segment_files(dir.path());
     assert_eq!(files.len(), 4);
 
-    let job = log.retain(0).expect("retain").expect("segments to retire");
+    let job = log
+        .retain(0, |_| false)
+        .expect("retain")
+        .expect("segments to retire");
     assert_eq!((job.retired(), log.segments()), (3, 1));
     assert!(
         job.bytes() > 0,
@@ -572,8 +597,18 @@ fn retired_segments_go_only_when_their_job_runs() {
     assert_eq!((report.epoch_reset, report.truncated.len()), (None, 0));
     assert_eq!((log.top("quiet"), log.top("busy")), (1, offset));
     log.set_policies(|_| policy);
-    log.set_policy("quiet", Policy { keep: 0, ttl_ms: 0 });
-    let job = log.retain(0).expect("retain").expect("segments to retire");
+    log.set_policy(
+        "quiet",
+        Policy {
+            keep: 0,
+            ttl_ms: 0,
+            meta_ttl_ms: 0,
+        },
+    );
+    let job = log
+        .retain(0, |_| false)
+        .expect("retain")
+        .expect("segments to retire");
     assert_eq!(job.retired(), 3, "the same three, retired again");
     job.run().expect("retire");
     assert_eq!(segment_files(dir.path()), files[3..]);
@@ -596,7 +631,11 @@ fn retention_bounds_the_disk_and_keeps_quiet_channels_positions() {
                 offset,
                 0,
                 Entry::data(&data),
-                Policy { keep, ttl_ms: ttl },
+                Policy {
+                    keep,
+                    ttl_ms: ttl,
+                    meta_ttl_ms: 0,
+                },
             )
             .expect("append");
         }
@@ -612,11 +651,15 @@ fn retention_bounds_the_disk_and_keeps_quiet_channels_positions() {
             offset,
             now,
             Entry::data(&data),
-            Policy { keep, ttl_ms: ttl },
+            Policy {
+                keep,
+                ttl_ms: ttl,
+                meta_ttl_ms: 0,
+            },
         )
         .expect("append");
         if step % 100 == 0 {
-            if let Some(job) = log.retain(now).expect("retain") {
+            if let Some(job) = log.retain(now, |_| false).expect("retain") {
                 deleted += job.retired();
                 job.run().expect("retire");
             }
@@ -645,7 +688,11 @@ fn retention_bounds_the_disk_and_keeps_quiet_channels_positions() {
         assert_eq!(offsets(&log, &format!("quiet{q}")), Vec::<u64>::new());
     }
     assert_eq!(log.top("busy7"), steps / 200);
-    log.set_policies(|_| Policy { keep, ttl_ms: ttl });
+    log.set_policies(|_| Policy {
+        keep,
+        ttl_ms: ttl,
+        meta_ttl_ms: 0,
+    });
     let (pubs, top) = log.read("busy7", 0, false, 100, now).expect("read");
     assert_eq!(top, 100);
     assert_eq!(pubs.iter().map(|p| p.offset).collect::<Vec<_>>(), [100]);
@@ -915,6 +962,7 @@ fn expiry_visits_channels_when_their_oldest_publication_is_due() {
     let policy = Policy {
         keep: 3,
         ttl_ms: ttl,
+        meta_ttl_ms: 0,
     };
     let t0 = 100 * BUCKET;
     let append = |log: &mut HistoryLog, channel: &str, time_ms: u64| {
@@ -939,10 +987,10 @@ fn expiry_visits_channels_when_their_oldest_publication_is_due() {
             .len()
     };
 
-    log.retain(t0 + ttl - 1).expect("retain");
+    log.retain(t0 + ttl - 1, |_| false).expect("retain");
     assert_eq!(log.indexed_records(), 100 + 2 + 3, "nothing due yet");
     // One bucket after the expiry, everything written at t0 is gone from the index.
-    log.retain(t0 + ttl + BUCKET).expect("retain");
+    log.retain(t0 + ttl + BUCKET, |_| false).expect("retain");
     assert_eq!(log.top("c7"), 1, "positions stay");
     assert_eq!(live(&log, "c7", 0), 0);
     assert_eq!(live(&log, "late", 0), 1, "the newer one stays");
@@ -958,7 +1006,8 @@ fn expiry_visits_channels_when_their_oldest_publication_is_due() {
         "only late and trimmed are scheduled again"
     );
 
-    log.retain(t0 + ttl + 6 * BUCKET).expect("retain");
+    log.retain(t0 + ttl + 6 * BUCKET, |_| false)
+        .expect("retain");
     assert_eq!(log.indexed_records(), 0);
     assert_eq!(log.expiry.len(), 0);
 
@@ -971,9 +1020,11 @@ fn expiry_visits_channels_when_their_oldest_publication_is_due() {
     // The scan indexed every record still on disk (expired ones too); retention drops those
     // at its next pass.
     assert_eq!(log.expiry.len(), 103);
-    log.retain(t0 + 20 * BUCKET + ttl - 1).expect("retain");
+    log.retain(t0 + 20 * BUCKET + ttl - 1, |_| false)
+        .expect("retain");
     assert_eq!(log.indexed_records(), 1);
-    log.retain(t0 + 21 * BUCKET + ttl).expect("retain");
+    log.retain(t0 + 21 * BUCKET + ttl, |_| false)
+        .expect("retain");
     assert_eq!(log.indexed_records(), 0);
 }
 
@@ -1013,4 +1064,132 @@ fn staged_appends_are_read_at_once_and_land_in_the_file() {
     let (log, report) = open(dir.path());
     assert!(report.truncated.is_empty(), "{:?}", report.truncated);
     assert_eq!(offsets(&log, "s").len(), 102);
+}
+
+/// A position goes once its meta ttl has passed since the channel's last publication and
+/// nothing of its history is left: the channel is forgotten (its slot reused), unless its
+/// owner holds it, and the floor rises to its top so its next stream, and every new one of
+/// the partition, starts above any position a client may hold.
+#[test]
+fn positions_go_after_their_meta_ttl_and_the_floor_rises_above_them() {
+    use crate::limits::{HISTORY_EXPIRY_BUCKET_MS as BUCKET, HISTORY_META_HELD_RECHECK_MS};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    let (ttl, meta) = (10 * BUCKET, 100 * BUCKET);
+    let policy = Policy {
+        keep: 10,
+        ttl_ms: ttl,
+        meta_ttl_ms: meta,
+    };
+    let t0 = 1_000 * BUCKET;
+    for offset in 1..=3 {
+        log.append("a", offset, t0, Entry::data(b"1"), policy)
+            .expect("append");
+    }
+    log.append("b", 1, t0 + 200 * BUCKET, Entry::data(b"1"), policy)
+        .expect("append");
+    log.append("held", 1, t0, Entry::data(b"1"), policy)
+        .expect("append");
+    let held = |name: &str| name == "held";
+
+    log.retain(t0 + ttl + BUCKET, held).expect("retain");
+    assert_eq!(
+        log.indexed_records(),
+        1,
+        "a's and held's publications expired"
+    );
+    assert_eq!((log.channel_count(), log.floor()), (3, 0), "positions stay");
+
+    log.retain(t0 + meta - 1, held).expect("retain");
+    assert_eq!(log.channel_count(), 3, "not yet");
+    log.retain(t0 + meta + BUCKET, held).expect("retain");
+    assert_eq!(
+        log.channel_count(),
+        2,
+        "a went; b published later, held is held"
+    );
+    assert_eq!(log.floor(), 3, "a's top");
+    assert_eq!((log.top("a"), log.slot("a")), (3, None));
+    assert_eq!(
+        log.read("a", 0, false, 10, 0).expect("read"),
+        (Vec::new(), 3)
+    );
+
+    // Its owner let go of "held": the next look after the recheck drops it.
+    let later = t0 + meta + BUCKET + HISTORY_META_HELD_RECHECK_MS + BUCKET;
+    log.retain(later, |_| false).expect("retain");
+    assert_eq!((log.channel_count(), log.floor()), (1, 3));
+
+    // "a" comes back above the floor, in a reused slot; "b" is untouched.
+    let slot = log
+        .append("a", 4, later, Entry::data(b"2"), policy)
+        .expect("append");
+    assert_eq!(log.channel_count(), 2);
+    assert_eq!(offsets(&log, "a"), [4]);
+    assert_eq!(log.top("b"), 1);
+    assert_eq!(log.channel_at(slot).1, 4);
+
+    // A publication keeps a position alive: "b" goes a meta ttl after its last one (and so
+    // does the new "a", published since: the floor is the higher top).
+    log.retain(t0 + 200 * BUCKET + meta + BUCKET, |_| false)
+        .expect("retain");
+    assert_eq!((log.channel_count(), log.floor()), (0, 4));
+    assert_eq!(log.top("b"), 4);
+}
+
+/// The floor survives a restart: it is written before the segments holding the dropped
+/// positions are deleted, carried forward like a quiet channel's position, and read back by
+/// the scan; positions carried forward keep their last publication's time.
+#[test]
+fn the_floor_is_written_before_dropped_positions_leave_the_disk() {
+    use crate::limits::HISTORY_EXPIRY_BUCKET_MS as BUCKET;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path());
+    let meta = 100 * BUCKET;
+    let policy = Policy {
+        keep: 1,
+        ttl_ms: BUCKET,
+        meta_ttl_ms: meta,
+    };
+    let data = [b'5'; 100];
+    // "gone" (top 7) and "quiet" in the first segment; "busy" fills three more.
+    for offset in 1..=7 {
+        log.append("gone", offset, 0, Entry::data(&data), policy)
+            .expect("append");
+    }
+    log.append("quiet", 1, 50 * BUCKET, Entry::data(&data), policy)
+        .expect("append");
+    let mut offset = 0;
+    while log.segments() < 4 {
+        offset += 1;
+        log.append("busy", offset, meta, Entry::data(&data), policy)
+            .expect("append");
+    }
+    log.take_flush().expect("dirty").run().expect("flush");
+
+    // "gone" passes its meta ttl; "quiet" is carried forward; three segments retire.
+    let job = log
+        .retain(meta + BUCKET, |_| false)
+        .expect("retain")
+        .expect("segments to retire");
+    assert_eq!((job.retired(), log.floor(), log.slot("gone")), (3, 7, None));
+    job.run().expect("retire");
+    drop(log);
+
+    let (mut log, report) = open(dir.path());
+    assert_eq!((report.epoch_reset, report.truncated.len()), (None, 0));
+    assert_eq!(log.floor(), 7, "read back from its record");
+    assert_eq!((log.top("gone"), log.slot("gone")), (7, None));
+    assert_eq!(log.top("quiet"), 1);
+    assert_eq!(log.top("brand-new"), 7);
+    // The carried position kept the time of quiet's last publication: it goes a meta ttl
+    // after that, not after the carry.
+    log.set_policies(|_| policy);
+    log.retain(50 * BUCKET + meta + BUCKET, |_| false)
+        .expect("retain");
+    assert_eq!(log.slot("quiet"), None);
+    assert_eq!(log.floor(), 7, "quiet's top 1 is below it");
+    log.append("gone", 8, 2 * meta, Entry::data(&data), policy)
+        .expect("append");
+    assert_eq!(offsets(&log, "gone"), [8]);
 }
