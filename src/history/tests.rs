@@ -20,6 +20,14 @@ const ALL: Policy = Policy {
     meta_ttl_ms: 0,
 };
 
+fn policy_with(keep: usize, ttl_ms: u64, meta_ttl_ms: u64) -> Policy {
+    Policy {
+        keep,
+        ttl_ms,
+        meta_ttl_ms,
+    }
+}
+
 fn open(dir: &Path) -> (HistoryLog, OpenReport) {
     HistoryLog::open(dir, PARTITION, SEG).expect("open")
 }
@@ -166,11 +174,7 @@ fn read_forward_reverse_limit_ttl_and_keep() {
             i,
             i * 1000,
             Entry::data(format!("{i}").as_bytes()),
-            Policy {
-                keep: 100,
-                ttl_ms: 5000,
-                meta_ttl_ms: 0,
-            },
+            policy_with(100, 5000, 0),
         )
         .expect("append");
     }
@@ -194,18 +198,8 @@ fn read_forward_reverse_limit_ttl_and_keep() {
     assert_eq!(log.first_available("c", 100_000), None);
     assert_eq!(log.first_available("none", now), None);
 
-    log.append(
-        "c",
-        11,
-        11_000,
-        Entry::data(b"11"),
-        Policy {
-            keep: 3,
-            ttl_ms: 5000,
-            meta_ttl_ms: 0,
-        },
-    )
-    .expect("append");
+    log.append("c", 11, 11_000, Entry::data(b"11"), policy_with(3, 5000, 0))
+        .expect("append");
     assert_eq!(log.indexed_records(), 3);
     assert_eq!(log.first_available("c", 11_000), Some(9));
     drop(log);
@@ -214,22 +208,11 @@ fn read_forward_reverse_limit_ttl_and_keep() {
     let (mut log, _) = open(dir.path());
     assert_eq!(log.indexed_records(), 11);
     assert_eq!(log.first_available("c", 1_000_000), Some(1));
-    log.set_policies(|_| Policy {
-        keep: 4,
-        ttl_ms: 5000,
-        meta_ttl_ms: 0,
-    });
+    log.set_policies(|_| policy_with(4, 5000, 0));
     assert_eq!(log.indexed_records(), 4);
     assert_eq!(offsets(&log, "c"), [8, 9, 10, 11]);
     assert_eq!(log.first_available("c", 14_500), Some(10));
-    log.set_policy(
-        "c",
-        Policy {
-            keep: 2,
-            ttl_ms: 0,
-            meta_ttl_ms: 0,
-        },
-    );
+    log.set_policy("c", policy_with(2, 0, 0));
     assert_eq!(offsets(&log, "c"), [10, 11]);
     assert_eq!(log.first_available("c", u64::MAX), Some(10));
 }
@@ -546,11 +529,7 @@ fn remove_keeps_the_position_across_restarts() {
 fn retired_segments_go_only_when_their_job_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut log, _) = open(dir.path());
-    let policy = Policy {
-        keep: 1,
-        ttl_ms: 0,
-        meta_ttl_ms: 0,
-    };
+    let policy = policy_with(1, 0, 0);
     let data = [b'5'; 100];
     // "quiet" is written once, in the first segment; "busy" fills three more.
     log.append("quiet", 1, 0, Entry::data(&data), policy)
@@ -562,14 +541,7 @@ fn retired_segments_go_only_when_their_job_runs() {
             .expect("append");
     }
     log.take_flush().expect("dirty").run().expect("flush");
-    log.set_policy(
-        "quiet",
-        Policy {
-            keep: 0,
-            ttl_ms: 0,
-            meta_ttl_ms: 0,
-        },
-    );
+    log.set_policy("quiet", policy_with(0, 0, 0));
     let files = segment_files(dir.path());
     assert_eq!(files.len(), 4);
 
@@ -597,14 +569,7 @@ fn retired_segments_go_only_when_their_job_runs() {
     assert_eq!((report.epoch_reset, report.truncated.len()), (None, 0));
     assert_eq!((log.top("quiet"), log.top("busy")), (1, offset));
     log.set_policies(|_| policy);
-    log.set_policy(
-        "quiet",
-        Policy {
-            keep: 0,
-            ttl_ms: 0,
-            meta_ttl_ms: 0,
-        },
-    );
+    log.set_policy("quiet", policy_with(0, 0, 0));
     let job = log
         .retain(0, |_| false)
         .expect("retain")
@@ -959,11 +924,7 @@ fn expiry_visits_channels_when_their_oldest_publication_is_due() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut log, _) = open(dir.path());
     let ttl = 10 * BUCKET;
-    let policy = Policy {
-        keep: 3,
-        ttl_ms: ttl,
-        meta_ttl_ms: 0,
-    };
+    let policy = policy_with(3, ttl, 0);
     let t0 = 100 * BUCKET;
     let append = |log: &mut HistoryLog, channel: &str, time_ms: u64| {
         let offset = log.top(channel) + 1;
@@ -1076,11 +1037,7 @@ fn positions_go_after_their_meta_ttl_and_the_floor_rises_above_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut log, _) = open(dir.path());
     let (ttl, meta) = (10 * BUCKET, 100 * BUCKET);
-    let policy = Policy {
-        keep: 10,
-        ttl_ms: ttl,
-        meta_ttl_ms: meta,
-    };
+    let policy = policy_with(10, ttl, meta);
     let t0 = 1_000 * BUCKET;
     for offset in 1..=3 {
         log.append("a", offset, t0, Entry::data(b"1"), policy)
@@ -1146,11 +1103,7 @@ fn the_floor_is_written_before_dropped_positions_leave_the_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut log, _) = open(dir.path());
     let meta = 100 * BUCKET;
-    let policy = Policy {
-        keep: 1,
-        ttl_ms: BUCKET,
-        meta_ttl_ms: meta,
-    };
+    let policy = policy_with(1, BUCKET, meta);
     let data = [b'5'; 100];
     // "gone" (top 7) and "quiet" in the first segment; "busy" fills three more.
     for offset in 1..=7 {
