@@ -16,6 +16,7 @@ load="${LOAD:-target/release/ringcast-load}"
 for _ in $(seq "$runs"); do
   data=$(mktemp -d)
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  RINGCAST_CHANNEL_WITHOUT_NAMESPACE_ALLOW_SUBSCRIBE_FOR_CLIENT=true \
   taskset -c 0 "$bin" serve --address 127.0.0.1 --port "$port" --shards 1 --api-key k \
     --token-hmac-secret-key s --data-dir "$data/data" >"$data/server.log" 2>&1 &
   pid=$!

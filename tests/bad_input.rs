@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::{Client, Closed, Server};
-use serde_json::json;
+use serde_json::{json, Value};
 
 const UPGRADE: &str = "GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
@@ -339,18 +339,26 @@ fn publication_data_nested_past_the_limit_is_refused_with_107() {
 #[test]
 fn the_connect_reply_lists_only_the_subscriptions_made() {
     let server = Server::start(&["client.channel_limit=2"]);
-    let claims = json!({
-        "sub": "u",
-        "channels": ["news", "nope:unknown-namespace", "news", "sport", "weather"],
-    });
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(common::SECRET.as_bytes()),
-    )
-    .unwrap();
+    let token = |channels: Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &json!({"sub": "u", "channels": channels}),
+            &jsonwebtoken::EncodingKey::from_secret(common::SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    // A channel in no configured namespace refuses the connect with 102, as Centrifugo.
     let mut client = Client::open(&server);
-    let reply = client.command("connect", json!({"token": token}));
+    let reply = client.command(
+        "connect",
+        json!({"token": token(json!(["news", "nope:unknown-namespace"]))}),
+    );
+    assert_eq!(reply["error"]["code"], 102, "{reply}");
+    let mut client = Client::open(&server);
+    let reply = client.command(
+        "connect",
+        json!({"token": token(json!(["news", "news", "sport", "weather"]))}),
+    );
     let subs = reply["connect"]["subs"].as_object().expect("subs");
     let listed: Vec<&String> = subs.keys().collect();
     assert_eq!(listed, ["news", "sport"], "{reply}");

@@ -569,7 +569,7 @@ fn a_new_partition_log_is_created_off_the_shard_while_the_shard_serves_on() {
     let data = DataDir::new();
     let gate = std::path::Path::new(data.path()).join("log-gate");
     let gate_text = gate.to_str().unwrap().to_owned();
-    let namespaces = r#"[{"name":"hs","history_size":10,"history_ttl":"60s"}]"#;
+    let namespaces = r#"[{"name":"hs","history_size":10,"history_ttl":"60s","allow_subscribe_for_client":true}]"#;
     let server = Server::start_env(
         &data,
         None,

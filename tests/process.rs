@@ -108,6 +108,7 @@ fn a_centrifugo_config_runs_with_no_command_as_centrifugo_does() {
                 "history_size": 10,
                 "history_ttl": "300s",
                 "force_positioning": true,
+                "allow_subscribe_for_client": true,
                 "allow_publish_for_client": true
             }]
         },

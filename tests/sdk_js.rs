@@ -261,3 +261,150 @@ fn js_sdk_recovers_missed_publications_after_a_cut_and_a_server_restart() {
         "every publication exactly once, in order"
     );
 }
+
+/// `s` quoted for a shell (`js_sub_token.mjs` runs `RINGCAST_SUBTOKEN_CMD` with /bin/sh).
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The command the SDK's `getToken` runs (with `--user U --channel C` appended): a
+/// subscription token that lives `ttl` seconds.
+fn subtoken_cmd(ttl: u64) -> String {
+    format!(
+        "{} gensubtoken --token-hmac-secret-key {} --ttl {ttl}",
+        shell_quote(env!("CARGO_BIN_EXE_ringcast")),
+        shell_quote(SECRET)
+    )
+}
+
+/// Runs `js_sub_token.mjs` with `scenario` for the connection of `user` on `channel` (plus
+/// `env`); returns the JSON step lines it printed, after checking it succeeded.
+fn run_sub_token(
+    server: &Server,
+    scenario: &str,
+    user: &str,
+    channel: &str,
+    env: &[(&str, &str)],
+) -> Vec<serde_json::Value> {
+    install_sdk();
+    let output = Command::new("node")
+        .arg(sdk_dir().join("js_sub_token.mjs"))
+        .env("RINGCAST_SCENARIO", scenario)
+        .env("RINGCAST_WS_URL", server.ws_url())
+        .env("RINGCAST_TOKEN", gentoken(user))
+        .env("RINGCAST_USER", user)
+        .env("RINGCAST_CHANNEL", channel)
+        .env("RINGCAST_API_URL", format!("http://{}/api", server.address))
+        .env("RINGCAST_API_KEY", API_KEY)
+        .envs(env.iter().copied())
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "JS SDK scenario {scenario} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("the scenario prints JSON lines, not {l:?}: {e}"))
+        })
+        .collect()
+}
+
+/// The `api_publication` step of the publication `{"n": n}`.
+fn publication(steps: &[serde_json::Value], n: u64) -> &serde_json::Value {
+    steps
+        .iter()
+        .find(|s| s["step"] == "api_publication" && s["n"] == n)
+        .unwrap_or_else(|| panic!("publication n={n} not received: {steps:?}"))
+}
+
+#[test]
+fn js_sdk_subscribes_to_a_private_personal_channel_with_get_token_and_refreshes() {
+    // A namespace where clients may not subscribe by themselves (Centrifugo's default), and
+    // a private channel (`$`): only a subscription token lets the SDK in.
+    let server = Server::start(&[r#"channel.namespaces=[{"name":"personal"}]"#]);
+    // 3 s tokens and a 5 s stay: the SDK refreshes (sub_refresh) when the subscribe reply's
+    // `ttl` runs out (`expires: true`), so at least once during the stay.
+    let cmd = subtoken_cmd(3);
+    let channel = "$personal:js-user";
+    let steps = run_sub_token(
+        &server,
+        "personal",
+        "js-user",
+        channel,
+        &[
+            ("RINGCAST_SUBTOKEN_CMD", cmd.as_str()),
+            ("RINGCAST_STAY_S", "5"),
+        ],
+    );
+    let first_call = step(&steps, "get_token");
+    assert_eq!(
+        (&first_call["call"], &first_call["channel"]),
+        (&1.into(), &channel.into()),
+        "{steps:?}"
+    );
+    let subscribed = step(&steps, "subscribed");
+    assert_eq!(subscribed["channel"], channel, "{steps:?}");
+    assert_eq!(
+        subscribed["expires"], true,
+        "the subscribe reply says the token expires: {steps:?}"
+    );
+    publication(&steps, 1);
+    step(&steps, "stayed_subscribed");
+    publication(&steps, 2);
+    let done = step(&steps, "done");
+    let calls = done["get_token_calls"].as_u64().unwrap();
+    assert!(
+        calls >= 2,
+        "getToken called {calls} times: once to subscribe, then at least once to refresh \
+         (does the subscribe reply say `expires: true` and `ttl`?): {steps:?}"
+    );
+    let refreshes = done["sub_refreshes"].as_array().unwrap();
+    assert!(
+        !refreshes.is_empty() && refreshes.iter().all(|r| r["expires"] == true),
+        "every sub_refresh answered with `expires: true` and a ttl: {steps:?}"
+    );
+    assert_eq!(
+        done["resubscribes"], 0,
+        "the subscription stayed up through the refreshes: {steps:?}"
+    );
+}
+
+#[test]
+fn js_sdk_is_disconnected_with_3500_for_a_token_of_another_user() {
+    let server = Server::start(&[r#"channel.namespaces=[{"name":"personal"}]"#]);
+    let cmd = subtoken_cmd(60);
+    let steps = run_sub_token(
+        &server,
+        "other_user",
+        "js-user",
+        "$personal:js-user",
+        &[
+            ("RINGCAST_SUBTOKEN_CMD", cmd.as_str()),
+            ("RINGCAST_OTHER_USER", "someone-else"),
+        ],
+    );
+    assert_eq!(
+        step(&steps, "get_token")["user"],
+        "someone-else",
+        "{steps:?}"
+    );
+    let disconnected = step(&steps, "disconnected");
+    assert_eq!(
+        disconnected["code"], 3500,
+        "the SDK reports the server's 3500 (invalid token): {steps:?}"
+    );
+    assert!(
+        disconnected["sub_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["event"] != "subscribed"),
+        "never subscribed: {steps:?}"
+    );
+    assert_eq!(step(&steps, "done")["disconnect_code"], 3500, "{steps:?}");
+}

@@ -45,6 +45,10 @@ pub fn interrupted() -> bool {
 pub struct Placement {
     pub ws_url: String,
     pub token_secret: String,
+    /// RS256 signing key (PEM): when set, tokens are RS256 instead of HS256.
+    pub token_rsa_pem: Option<String>,
+    /// A subscription token for every subscribe.
+    pub sub_tokens: bool,
     pub per_worker: usize,
     /// Connections each worker sets up at once.
     pub connect_parallel: usize,
@@ -65,6 +69,8 @@ pub fn plan(placement: &Placement, connections: Vec<ConnSpec>) -> Vec<WorkerSpec
                 .source_ips
                 .then(|| Ipv4Addr::new(127, 0, 0, 1 + (k % 250) as u8)),
             token_secret: placement.token_secret.clone(),
+            token_rsa_pem: placement.token_rsa_pem.clone(),
+            sub_tokens: placement.sub_tokens,
             connections: Vec::new(),
             interval_ms: placement.interval_ms,
             connect_parallel: placement.connect_parallel,
@@ -393,6 +399,8 @@ mod tests {
         let placement = Placement {
             ws_url: "ws://127.0.0.1:1/".into(),
             token_secret: String::new(),
+            token_rsa_pem: None,
+            sub_tokens: false,
             per_worker: 3,
             connect_parallel: 64,
             interval_ms: 1000,

@@ -50,6 +50,12 @@ struct Target {
         default_value = ""
     )]
     token_secret: String,
+    /// RS256 instead: sign connection (and subscription) tokens with this PEM private key
+    #[arg(long)]
+    token_rsa_key: Option<std::path::PathBuf>,
+    /// Subscribe with a subscription token per channel (signed like the connection tokens)
+    #[arg(long)]
+    sub_tokens: bool,
     /// Connections per worker process
     #[arg(long, default_value_t = 5000)]
     per_worker: usize,
@@ -175,6 +181,15 @@ fn common(target: &Target) -> Result<scenario::Common, String> {
         placement: coordinator::Placement {
             ws_url: target.ws_url.clone(),
             token_secret: target.token_secret.clone(),
+            token_rsa_pem: target
+                .token_rsa_key
+                .as_ref()
+                .map(|path| {
+                    std::fs::read_to_string(path)
+                        .map_err(|e| format!("--token-rsa-key {}: {e}", path.display()))
+                })
+                .transpose()?,
+            sub_tokens: target.sub_tokens,
             per_worker: target.per_worker,
             connect_parallel: target.connect_parallel,
             interval_ms: target.interval_ms,

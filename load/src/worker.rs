@@ -28,6 +28,10 @@ pub struct WorkerSpec {
     pub source_ip: Option<Ipv4Addr>,
     /// HS256 secret to sign connection tokens with; empty: connect without a token.
     pub token_secret: String,
+    /// RS256 private key (PEM) to sign with instead of the secret.
+    pub token_rsa_pem: Option<String>,
+    /// Sign a subscription token for every subscribe too.
+    pub sub_tokens: bool,
     pub connections: Vec<ConnSpec>,
     pub interval_ms: u64,
     /// Connections opened at once.
@@ -151,6 +155,14 @@ struct Shared {
 async fn worker_main(spec: WorkerSpec, phase: Arc<AtomicU8>) -> Result<(), String> {
     let url = WsUrl::parse(&spec.ws_url)?;
     let shared = Rc::new(Shared::default());
+    // Every token signed before the connects start: an RS256 signature costs the client
+    // about a millisecond, which would otherwise set the connect rate.
+    let signer = Signer::new(&spec)?;
+    let tokens: Vec<Tokens> = spec
+        .connections
+        .iter()
+        .map(|conn| signer.tokens(conn, spec.sub_tokens))
+        .collect();
     let started = Instant::now();
     let total = spec.connections.len() as u64;
     let parallel = spec.connect_parallel.max(1) as u64;
@@ -159,11 +171,10 @@ async fn worker_main(spec: WorkerSpec, phase: Arc<AtomicU8>) -> Result<(), Strin
         while (index as u64) >= shared.connected.get() + shared.failed.get() + parallel {
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
-        let token = token_for(&spec.token_secret, &conn.user);
         glommio::spawn_local(connection(
             url.clone(),
             spec.source_ip,
-            token,
+            tokens[index].clone(),
             index as u32,
             conn.clone(),
             shared.clone(),
@@ -216,22 +227,60 @@ fn report_sample(shared: &Shared, go: Instant) {
     }));
 }
 
-fn token_for(secret: &str, user: &str) -> String {
-    if secret.is_empty() {
-        return String::new();
+/// A connection's tokens: its connection token ("" for none) and one subscription token per
+/// channel (empty when not asked for).
+#[derive(Debug, Clone, Default)]
+struct Tokens {
+    connect: String,
+    channels: Vec<String>,
+}
+
+/// Signs the tokens of a worker's connections: HS256 with the secret, or RS256 with the key.
+struct Signer {
+    /// `None`: no tokens at all (empty secret, no key).
+    key: Option<(jsonwebtoken::Algorithm, jsonwebtoken::EncodingKey)>,
+}
+
+impl Signer {
+    fn new(spec: &WorkerSpec) -> Result<Self, String> {
+        let key = match (&spec.token_rsa_pem, spec.token_secret.as_str()) {
+            (Some(pem), _) => Some((
+                jsonwebtoken::Algorithm::RS256,
+                jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
+                    .map_err(|e| format!("RSA signing key: {e}"))?,
+            )),
+            (None, "") => None,
+            (None, secret) => Some((
+                jsonwebtoken::Algorithm::HS256,
+                jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+            )),
+        };
+        Ok(Signer { key })
     }
-    #[derive(Serialize)]
-    struct Claims<'a> {
-        sub: &'a str,
-        exp: u64,
+
+    fn sign(&self, claims: &serde_json::Value) -> String {
+        let Some((alg, key)) = &self.key else {
+            return String::new();
+        };
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(*alg), claims, key).unwrap_or_default()
     }
-    let exp = message::now_us() / 1_000_000 + 24 * 3600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &Claims { sub: user, exp },
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap_or_default()
+
+    fn tokens(&self, conn: &ConnSpec, sub_tokens: bool) -> Tokens {
+        let exp = message::now_us() / 1_000_000 + 24 * 3600;
+        Tokens {
+            connect: self.sign(&serde_json::json!({"sub": conn.user, "exp": exp})),
+            channels: if sub_tokens {
+                conn.channels
+                    .iter()
+                    .map(|c| {
+                        self.sign(&serde_json::json!({"sub": conn.user, "channel": c, "exp": exp}))
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
 }
 
 fn note_error(shared: &Shared, error: String) {
@@ -246,7 +295,7 @@ fn note_error(shared: &Shared, error: String) {
 async fn connection(
     url: WsUrl,
     source: Option<Ipv4Addr>,
-    token: String,
+    tokens: Tokens,
     index: u32,
     spec: ConnSpec,
     shared: Rc<Shared>,
@@ -264,11 +313,18 @@ async fn connection(
     let (out, queue) = local_channel::new_bounded::<Out>(1024);
     let out = Rc::new(out);
     glommio::spawn_local(write_loop(writer, queue)).detach();
-    let mut hello = format!("{{\"id\":1,\"connect\":{{\"token\":\"{token}\"}}}}");
+    let mut hello = format!(
+        "{{\"id\":1,\"connect\":{{\"token\":\"{}\"}}}}",
+        tokens.connect
+    );
     for (i, channel) in spec.channels.iter().enumerate() {
         hello.push('\n');
+        let token = match tokens.channels.get(i) {
+            Some(token) => format!(",\"token\":\"{token}\""),
+            None => String::new(),
+        };
         hello.push_str(&format!(
-            "{{\"id\":{},\"subscribe\":{{\"channel\":{}}}}}",
+            "{{\"id\":{},\"subscribe\":{{\"channel\":{}{token}}}}}",
             i + 2,
             serde_json::to_string(channel).unwrap_or_default()
         ));

@@ -54,6 +54,12 @@ impl Server {
                 "RINGCAST_CHANNEL_WITHOUT_NAMESPACE_ALLOW_PUBLISH_FOR_CLIENT",
                 "true",
             )
+            // The load generator's clients subscribe by themselves (Centrifugo's default
+            // would refuse them).
+            .env(
+                "RINGCAST_CHANNEL_WITHOUT_NAMESPACE_ALLOW_SUBSCRIBE_FOR_CLIENT",
+                "true",
+            )
             .env("RINGCAST_CHANNEL_WITHOUT_NAMESPACE_HISTORY_SIZE", "10")
             .env("RINGCAST_CHANNEL_WITHOUT_NAMESPACE_HISTORY_TTL", "60s")
             .stdout(Stdio::piped())

@@ -27,14 +27,29 @@ pub struct ChannelOptions {
     /// Stream positions in subscribe results for every subscriber / for those that ask.
     pub force_positioning: bool,
     pub allow_positioning: bool,
-    /// Who may call `history`: any connected client / subscribers of the channel.
+    /// Who may call `history`: any connected client / subscribers of the channel /
+    /// anonymous users too (with one of the other two).
     pub allow_history_for_client: bool,
     pub allow_history_for_subscriber: bool,
-    /// Clients may subscribe by themselves. ringcast's default is `true` until subscription
-    /// tokens exist (Centrifugo's is `false`).
+    pub allow_history_for_anonymous: bool,
+    /// Clients may subscribe by themselves (without a token); anonymous users only with
+    /// `allow_subscribe_for_anonymous` too. Centrifugo's default: no.
     pub allow_subscribe_for_client: bool,
-    /// Clients may publish.
+    pub allow_subscribe_for_anonymous: bool,
+    /// Who may publish: any client / subscribers of the channel / anonymous users too.
     pub allow_publish_for_client: bool,
+    pub allow_publish_for_subscriber: bool,
+    pub allow_publish_for_anonymous: bool,
+    /// Who may ask for presence: any client / subscribers / anonymous users too.
+    pub allow_presence_for_client: bool,
+    pub allow_presence_for_subscriber: bool,
+    pub allow_presence_for_anonymous: bool,
+    /// Channels `name#user1,user2` may be subscribed to by the users listed, without a token.
+    pub allow_user_limited_channels: bool,
+    /// Presence and join/leave events (kept for the presence feature; read from the file now).
+    pub presence: bool,
+    pub join_leave: bool,
+    pub force_push_join_leave: bool,
 }
 
 impl Default for ChannelOptions {
@@ -49,9 +64,45 @@ impl Default for ChannelOptions {
             allow_positioning: false,
             allow_history_for_client: false,
             allow_history_for_subscriber: false,
-            allow_subscribe_for_client: true,
+            allow_history_for_anonymous: false,
+            allow_subscribe_for_client: false,
+            allow_subscribe_for_anonymous: false,
             allow_publish_for_client: false,
+            allow_publish_for_subscriber: false,
+            allow_publish_for_anonymous: false,
+            allow_presence_for_client: false,
+            allow_presence_for_subscriber: false,
+            allow_presence_for_anonymous: false,
+            allow_user_limited_channels: false,
+            presence: false,
+            join_leave: false,
+            force_push_join_leave: false,
         }
+    }
+}
+
+/// A namespace's options as the file has them: the channel options (plain values, copied
+/// freely) and the channel name pattern (`channel_regex`, Go's RE2 syntax; empty: none),
+/// compiled once by `session::permissions`. Reads and writes of an option go through to
+/// `options`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NamespaceOptions {
+    #[serde(flatten)]
+    pub options: ChannelOptions,
+    pub channel_regex: String,
+}
+
+impl std::ops::Deref for NamespaceOptions {
+    type Target = ChannelOptions;
+    fn deref(&self) -> &ChannelOptions {
+        &self.options
+    }
+}
+
+impl std::ops::DerefMut for NamespaceOptions {
+    fn deref_mut(&mut self) -> &mut ChannelOptions {
+        &mut self.options
     }
 }
 
@@ -72,7 +123,7 @@ impl ChannelOptions {
 pub struct Namespace {
     pub name: String,
     #[serde(flatten)]
-    pub options: ChannelOptions,
+    pub options: NamespaceOptions,
 }
 
 /// The `channel` section.
@@ -87,7 +138,11 @@ pub struct ChannelSection {
     pub namespace_boundary: String,
     /// The meta ttl of namespaces that set none (whole seconds; 0: Centrifugo's 30 days).
     pub history_meta_ttl: GoDuration,
-    pub without_namespace: ChannelOptions,
+    /// Separates a user-limited channel's name from its users (`dialog#42,43`).
+    pub user_boundary: String,
+    /// Separates the users of a user-limited channel.
+    pub user_separator: String,
+    pub without_namespace: NamespaceOptions,
     pub namespaces: Vec<Namespace>,
 }
 
@@ -98,7 +153,9 @@ impl Default for ChannelSection {
             private_prefix: "$".into(),
             namespace_boundary: ":".into(),
             history_meta_ttl: GoDuration::from_secs(HISTORY_META_TTL_DEFAULT_SECS),
-            without_namespace: ChannelOptions::default(),
+            user_boundary: "#".into(),
+            user_separator: ",".into(),
+            without_namespace: NamespaceOptions::default(),
             namespaces: Vec::new(),
         }
     }
@@ -133,6 +190,11 @@ impl ChannelSection {
 
     /// The options `id` names.
     pub fn options_of(&self, id: NamespaceId) -> &ChannelOptions {
+        &self.namespace_options(id).options
+    }
+
+    /// The options `id` names, with the channel name pattern.
+    pub fn namespace_options(&self, id: NamespaceId) -> &NamespaceOptions {
         match self.namespaces.get(id.0 as usize) {
             Some(namespace) => &namespace.options,
             None => {
@@ -140,6 +202,12 @@ impl ChannelSection {
                 &self.without_namespace
             }
         }
+    }
+
+    /// Every namespace id, the top level's first.
+    pub fn namespace_ids(&self) -> impl Iterator<Item = NamespaceId> + '_ {
+        std::iter::once(NamespaceId::WITHOUT_NAMESPACE)
+            .chain((0..self.namespaces.len()).map(|i| NamespaceId(i as u32)))
     }
 
     /// Which options `channel` takes, or `None` if its namespace is not configured.

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use channel::{ChannelOptions, ChannelSection, Namespace, NamespaceId};
+pub use channel::{ChannelOptions, ChannelSection, Namespace, NamespaceId, NamespaceOptions};
 pub use duration::GoDuration;
 pub use overrides::Overrides;
 
@@ -150,7 +150,11 @@ impl Default for WebSocket {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Client {
+    /// How connection tokens (and subscription tokens, unless `subscription_token` is
+    /// enabled) are verified.
     pub token: Token,
+    /// Keys of their own for subscription tokens.
+    pub subscription_token: SubscriptionToken,
     /// Connect without a token, as an anonymous user.
     pub allow_anonymous_connect_without_token: bool,
     /// Server ping interval (negative: no pings).
@@ -163,6 +167,10 @@ pub struct Client {
     pub channel_limit: usize,
     /// Grace after a connection token expires before the connection is closed (3005).
     pub expired_close_delay: GoDuration,
+    /// Grace after a subscription token expires before the subscription ends (2501).
+    pub expired_sub_close_delay: GoDuration,
+    /// Development only: anyone may connect, subscribe, publish and read history.
+    pub insecure: bool,
     /// A client that sends no connect command within this is closed (3502).
     pub stale_close_delay: GoDuration,
     /// Most publications one `history` call returns.
@@ -175,12 +183,15 @@ impl Default for Client {
     fn default() -> Self {
         Client {
             token: Token::default(),
+            subscription_token: SubscriptionToken::default(),
             allow_anonymous_connect_without_token: false,
             ping_interval: GoDuration::from_secs(25),
             pong_timeout: GoDuration::from_secs(8),
             queue_max_size: 1_048_576,
             channel_limit: 128,
             expired_close_delay: GoDuration::from_secs(25),
+            expired_sub_close_delay: GoDuration::from_secs(25),
+            insecure: false,
             stale_close_delay: GoDuration::from_secs(10),
             history_max_publication_limit: 300,
             recovery_max_publication_limit: 300,
@@ -191,8 +202,38 @@ impl Default for Client {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Token {
-    /// HMAC secret for HS256 connection tokens. Empty = generated at start (dev mode).
+    /// HMAC secret for HS256/384/512 tokens. Empty: no HMAC tokens (for connection tokens
+    /// with no other key configured: generated at start, dev mode).
     pub hmac_secret_key: String,
+    /// PEM public key for RS256/384/512 tokens.
+    pub rsa_public_key: String,
+    /// PEM public key for ES256/384 tokens.
+    pub ecdsa_public_key: String,
+    /// Tokens must carry this `aud` (empty: not checked).
+    pub audience: String,
+    /// Tokens must carry this `iss` (empty: not checked).
+    pub issuer: String,
+    /// The claim holding the user id (empty: `sub`).
+    pub user_id_claim: String,
+}
+
+impl Token {
+    /// Whether any key is configured (a token can be verified at all).
+    pub fn has_key(&self) -> bool {
+        !(self.hmac_secret_key.is_empty()
+            && self.rsa_public_key.is_empty()
+            && self.ecdsa_public_key.is_empty())
+    }
+}
+
+/// `client.subscription_token`: when enabled, subscription tokens are verified with these
+/// keys instead of the connection token's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SubscriptionToken {
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub token: Token,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,6 +348,7 @@ impl Config {
         config.fill_zero_defaults();
         overrides.apply(&mut config);
         config.validate()?;
+        warnings.extend(config.not_yet_served());
         Ok(Loaded { config, warnings })
     }
 
@@ -318,7 +360,40 @@ impl Config {
         let mut config = source::deserialize(tree)?;
         config.fill_zero_defaults();
         config.validate()?;
+        warnings.extend(config.not_yet_served());
         Ok(Loaded { config, warnings })
+    }
+
+    /// Warnings for options read but not served yet: presence and join/leave events (the
+    /// access checks for presence are made; the answer is 108 until presence exists).
+    fn not_yet_served(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let all = std::iter::once((
+            "channel.without_namespace".to_owned(),
+            &self.channel.without_namespace,
+        ))
+        .chain(
+            self.channel
+                .namespaces
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| (format!("channel.namespaces[{i}]"), &ns.options)),
+        );
+        for (key, options) in all {
+            for (name, on) in [
+                ("presence", options.presence),
+                ("join_leave", options.join_leave),
+                ("force_push_join_leave", options.force_push_join_leave),
+            ] {
+                if on {
+                    warnings.push(format!(
+                        "{key}.{name} is read but not served yet: presence and join/leave \
+                         events are not implemented (presence answers 108)"
+                    ));
+                }
+            }
+        }
+        warnings
     }
 
     /// Centrifugo applies a key's default to any value left at zero, so `"channel_limit": 0`
@@ -345,6 +420,10 @@ impl Config {
         fill_duration(&mut c.ping_interval, d.client.ping_interval);
         fill_duration(&mut c.pong_timeout, d.client.pong_timeout);
         fill_duration(&mut c.expired_close_delay, d.client.expired_close_delay);
+        fill_duration(
+            &mut c.expired_sub_close_delay,
+            d.client.expired_sub_close_delay,
+        );
         fill_duration(&mut c.stale_close_delay, d.client.stale_close_delay);
         fill_usize(&mut c.queue_max_size, d.client.queue_max_size);
         fill_usize(&mut c.channel_limit, d.client.channel_limit);
@@ -392,7 +471,11 @@ impl Config {
     pub fn generate_missing_secrets(&mut self) -> Result<bool, crate::rand::RandomError> {
         let mut generated = false;
         let api_needs_key = !self.http_api.insecure && !self.http_api.disabled;
-        let mut secrets = vec![&mut self.client.token.hmac_secret_key];
+        let mut secrets = Vec::new();
+        // Connection tokens need some key; an RSA or ECDSA key alone is a choice, not a gap.
+        if !self.client.token.has_key() {
+            secrets.push(&mut self.client.token.hmac_secret_key);
+        }
         if api_needs_key {
             secrets.push(&mut self.http_api.key);
         }

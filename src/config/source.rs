@@ -518,6 +518,7 @@ mod tests {
                 "channel.without_namespace.history_meta_ttl",
                 "channel.without_namespace.history_ttl",
                 "client.expired_close_delay",
+                "client.expired_sub_close_delay",
                 "client.ping_interval",
                 "client.pong_timeout",
                 "client.stale_close_delay",

@@ -2,7 +2,7 @@
 //! between values (a client message fits a history segment, the pong timeout is shorter than
 //! the ping interval, ...), each error naming the key and the accepted values.
 
-use super::{ChannelOptions, Config, ConfigError, GoDuration};
+use super::{ChannelOptions, Config, ConfigError, GoDuration, NamespaceOptions};
 use crate::limits::{
     CHANNEL_NAME_BYTES_MAX, CLIENT_CHANNELS_MAX, CLIENT_QUEUE_BYTES_MAX, CLIENT_QUEUE_BYTES_MIN,
     HISTORY_SEGMENT_ALIGN_BYTES, HISTORY_SEGMENT_BYTES_MAX, HISTORY_SEGMENT_BYTES_MIN,
@@ -171,7 +171,15 @@ impl Config {
 
     fn validate_channels(&self) -> Result<(), ConfigError> {
         check_whole_seconds("channel.history_meta_ttl", self.channel.history_meta_ttl)?;
-        let check_options = |key: &str, o: &ChannelOptions| {
+        let check_options = |key: &str, o: &NamespaceOptions| {
+            if !o.channel_regex.is_empty() {
+                if let Err(e) = regex::Regex::new(&o.channel_regex) {
+                    return fail(
+                        &format!("{key}.channel_regex"),
+                        format!("{:?} does not compile: {e}", o.channel_regex),
+                    );
+                }
+            }
             check_options(key, o, self.channel.history_meta_ttl_ms(o))
         };
         check_options("channel.without_namespace", &self.channel.without_namespace)?;

@@ -20,5 +20,5 @@ pub use outbound::{Outbound, Phase};
 pub use ready::ReadyList;
 pub use registry::Registry;
 pub use subscription::{
-    PendingSubscription, RecoveryAsk, StreamMode, SubscribeReply, SubscribeStep,
+    PendingSubscription, RecoveryAsk, StreamMode, SubscribeReply, SubscribeStep, TokenReply,
 };

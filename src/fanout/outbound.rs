@@ -44,6 +44,9 @@ pub struct Liveness {
     pub pong_due: Cell<Option<Millis>>,
     /// When the connection's token expires, if it does.
     pub expires_at: Cell<Option<Millis>>,
+    /// When the first of its subscriptions' tokens expires, if one does (the session then
+    /// ends those not refreshed in time).
+    pub sub_expires_at: Cell<Option<Millis>>,
     /// The tag (low 32 bits) of the tick at which the shard's deadline wheel visits this
     /// connection next, 0: none; the wheel's other entries for it are stale. 32 bits fit in
     /// this struct's padding, so the wheel costs a connection no memory.
@@ -77,6 +80,8 @@ pub struct Outbound {
     /// On the list already, until the transport has served the connection.
     listed: Cell<bool>,
     disconnect: Cell<Option<Disconnect>>,
+    /// The ticker found a subscription token past its expiry (and grace).
+    subscriptions_expired: Cell<bool>,
     queue: RefCell<Queue>,
     /// The transport's list of connections to serve (`None`: no transport, in tests).
     ready: Option<Rc<ReadyList>>,
@@ -98,6 +103,7 @@ impl Outbound {
             // and benches that pass more mean no limit.
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
             disconnect: Cell::new(None),
+            subscriptions_expired: Cell::new(false),
             ready: None,
             slot: 0,
             listed: Cell::new(false),
@@ -109,6 +115,7 @@ impl Outbound {
                 next_ping: Cell::new(first_ping),
                 pong_due: Cell::new(None),
                 expires_at: Cell::new(None),
+                sub_expires_at: Cell::new(None),
                 due_tick: Cell::new(0),
             },
         }
@@ -201,6 +208,18 @@ impl Outbound {
         self.disconnect.get()
     }
 
+    /// The ticker found a subscription whose token expired: the transport has the session
+    /// end the subscriptions not refreshed in time.
+    pub fn expire_subscriptions(&self) {
+        self.subscriptions_expired.set(true);
+        self.wake();
+    }
+
+    /// Whether `expire_subscriptions` was called since the last look.
+    pub fn take_expired_subscriptions(&self) -> bool {
+        self.subscriptions_expired.replace(false)
+    }
+
     /// Tells the transport there is something to do: output, a disconnect, or reading
     /// allowed again. Lists the connection once until the transport has served it.
     pub fn wake(&self) {
@@ -226,7 +245,7 @@ mod tests {
     fn an_outbound_stays_small() {
         // Every connection holds one; BENCHMARKS.md's per-connection budget counts it.
         assert!(
-            std::mem::size_of::<Outbound>() <= 120,
+            std::mem::size_of::<Outbound>() <= 128,
             "{}",
             std::mem::size_of::<Outbound>()
         );

@@ -41,6 +41,16 @@ pub enum RecoveryAsk {
     },
 }
 
+/// What a subscription token adds to the subscribe result (boxed: most subscriptions have
+/// no token).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenReply {
+    /// Seconds until the subscription expires, if it does.
+    pub ttl: Option<u32>,
+    /// The token's `data`, raw JSON.
+    pub data: Option<Box<str>>,
+}
+
 /// A subscribe command waiting for its answer, with what the reply needs.
 #[derive(Debug)]
 pub struct PendingSubscription {
@@ -48,6 +58,7 @@ pub struct PendingSubscription {
     pub reply: SubscribeReply,
     pub mode: StreamMode,
     pub recovery: RecoveryAsk,
+    pub token_reply: Option<Box<TokenReply>>,
 }
 
 impl PendingSubscription {
@@ -58,6 +69,7 @@ impl PendingSubscription {
             reply,
             mode: StreamMode::Plain,
             recovery: RecoveryAsk::NotAsked,
+            token_reply: None,
         }
     }
 
@@ -186,7 +198,10 @@ pub fn join(
         Some(r) if r.recovered => (r.offset, r.publications.as_slice()),
         _ => (top, &[][..]),
     };
+    let token = sub.token_reply.as_deref();
     let result = encode::SubscribeResult {
+        ttl: token.and_then(|t| t.ttl),
+        data: token.and_then(|t| t.data.as_deref()),
         recoverable: sub.mode == StreamMode::Recoverable,
         positioned: sub.mode != StreamMode::Plain,
         epoch,

@@ -1,6 +1,8 @@
 //! `ShardStats`: the counters of one shard, collected over the rings and summed by whoever
 //! asked (`/metrics`, `/api/info`).
 
+use crate::protocol::Refusal;
+
 /// Counters of one shard.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ShardStats {
@@ -21,6 +23,8 @@ pub struct ShardStats {
     pub channel_states: u64,
     /// Channels whose position its logs keep.
     pub history_channels: u64,
+    /// Connects and commands refused, by `Refusal::index`.
+    pub refusals: [u64; Refusal::ALL.len()],
 }
 
 impl std::ops::AddAssign for ShardStats {
@@ -37,6 +41,9 @@ impl std::ops::AddAssign for ShardStats {
         self.history_records += o.history_records;
         self.channel_states += o.channel_states;
         self.history_channels += o.history_channels;
+        for (mine, theirs) in self.refusals.iter_mut().zip(o.refusals) {
+            *mine += theirs;
+        }
     }
 }
 

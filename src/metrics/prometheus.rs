@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::counters::ShardStats;
+use crate::protocol::Refusal;
 
 /// The exposition format's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -98,6 +99,19 @@ pub fn render(per_shard: &[ShardStats]) -> String {
                 field(stats)
             );
         }
+    }
+    let _ = writeln!(
+        text,
+        "# HELP ringcast_refusals_total Connects and client commands refused by the access \
+         rules or a token, by reason.\n# TYPE ringcast_refusals_total counter"
+    );
+    for refusal in Refusal::ALL {
+        let total: u64 = per_shard.iter().map(|s| s.refusals[refusal.index()]).sum();
+        let _ = writeln!(
+            text,
+            "ringcast_refusals_total{{reason=\"{}\"}} {total}",
+            refusal.as_str()
+        );
     }
     text
 }

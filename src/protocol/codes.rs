@@ -132,3 +132,77 @@ mod tests {
         assert_eq!(Disconnect::BadRequest.code(), 3501);
     }
 }
+
+/// Why a client's connect or command was refused by the access rules or a token: one
+/// counter each in `/metrics` (`ringcast_refusals_total{reason="..."}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The channel's namespace is not configured (102).
+    UnknownChannel,
+    /// Too long, not ASCII, or not matching the namespace's `channel_regex` (107).
+    BadChannel,
+    /// The feature is off for the channel (history, presence: 108).
+    NotAvailable,
+    /// A private (`$`) channel without a subscription token (103).
+    PrivateWithoutToken,
+    /// A token's `exp` passed or `nbf` not reached (109).
+    TokenExpired,
+    /// A token that cannot be trusted or is malformed (3500 on connect, 103 on subscribe).
+    TokenInvalid,
+    /// A subscription token for another channel, user or client (3500).
+    TokenMismatch,
+    /// A grant whose `expire_at` is already past (110).
+    Expired,
+    /// No rule lets this client do it (103).
+    NotAllowed,
+    /// A connect without a token while anonymous connects are off (3501).
+    NoToken,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 10] = [
+        Refusal::UnknownChannel,
+        Refusal::BadChannel,
+        Refusal::NotAvailable,
+        Refusal::PrivateWithoutToken,
+        Refusal::TokenExpired,
+        Refusal::TokenInvalid,
+        Refusal::TokenMismatch,
+        Refusal::Expired,
+        Refusal::NotAllowed,
+        Refusal::NoToken,
+    ];
+
+    /// Its place in `ALL` (and in a counter array).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::UnknownChannel => "unknown_channel",
+            Refusal::BadChannel => "bad_channel",
+            Refusal::NotAvailable => "not_available",
+            Refusal::PrivateWithoutToken => "private_without_token",
+            Refusal::TokenExpired => "token_expired",
+            Refusal::TokenInvalid => "token_invalid",
+            Refusal::TokenMismatch => "token_mismatch",
+            Refusal::Expired => "expired",
+            Refusal::NotAllowed => "not_allowed",
+            Refusal::NoToken => "no_token",
+        }
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::Refusal;
+
+    #[test]
+    fn every_refusal_sits_at_its_index() {
+        for (i, refusal) in Refusal::ALL.iter().enumerate() {
+            assert_eq!(refusal.index(), i, "{refusal:?}");
+        }
+    }
+}

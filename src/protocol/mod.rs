@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-pub use codes::{Disconnect, ErrorCode};
+pub use codes::{Disconnect, ErrorCode, Refusal};
 
 /// How a connection's commands and replies are encoded. Protobuf would be the second variant;
 /// with one, the type takes no bytes.
@@ -54,7 +54,7 @@ pub enum Request<'a> {
     Rpc,
     Send,
     Refresh(RefreshRequest),
-    SubRefresh(ChannelRequest),
+    SubRefresh(SubRefreshRequest),
     /// The empty command `{}`: the client's pong.
     Pong,
 }
@@ -89,6 +89,18 @@ pub struct SubscribeRequest {
     /// Bit 2: answer 112 instead of an unrecovered result.
     #[serde(default)]
     pub flag: i64,
+    /// A subscription token ("" for none).
+    #[serde(default)]
+    pub token: String,
+}
+
+/// `sub_refresh`: a new subscription token for a subscribed channel.
+#[derive(Debug, Default, Deserialize)]
+pub struct SubRefreshRequest {
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub token: String,
 }
 
 /// Subscribe `flag` bit: the client prefers error 112 to `recovered: false`.

@@ -166,7 +166,9 @@ async fn shard_main(
             eprintln!("ringcast: shard {id}: ring loop stopped: {e}");
         }
     };
-    let transport = match Transport::new(Rc::new(Context::new(shard.clone(), queues))) {
+    let transport = match Context::new(shard.clone(), queues)
+        .and_then(|ctx| Transport::new(Rc::new(ctx)).map_err(|e| e.to_string()))
+    {
         Ok(transport) => Rc::new(transport),
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id}: {e}")));

@@ -8,27 +8,61 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{check_channel, permissions, Session, State};
-use crate::auth::token::TokenError;
+use super::permissions::{self, Asker, Denied, Source};
+use super::{check_channel, Granted, Session, State, Subscribed};
+use crate::auth::token::{SubscriptionGrant, TokenError};
 use crate::clock::{unix_secs, Millis};
-use crate::fanout::{PendingSubscription, Phase, RecoveryAsk, StreamMode, SubscribeReply};
+use crate::fanout::{
+    PendingSubscription, Phase, RecoveryAsk, StreamMode, SubscribeReply, TokenReply,
+};
 use crate::limits::JSON_DEPTH_MAX;
 use crate::protocol::json::{decode, encode};
 use crate::protocol::{
-    ClientId, Disconnect, ErrorCode, HistoryRequest, PublishRequest, SubscribeRequest,
-    FLAG_REJECT_UNRECOVERED,
+    ClientId, Disconnect, ErrorCode, HistoryRequest, PublishRequest, Refusal, SubRefreshRequest,
+    SubscribeRequest, FLAG_REJECT_UNRECOVERED,
 };
+
+/// The unsubscribe push for a subscription whose token expired without a refresh: code and
+/// reason as Centrifugo sends them (the SDKs subscribe again, asking for a new token).
+const UNSUBSCRIBE_EXPIRED: (u32, &str) = (2501, "subscription expired");
 use crate::router::msg::{HistoryQuery, RecoverFrom};
 
 impl Session {
+    /// Who this session is, for the access rules.
+    fn asker(&self) -> (Rc<str>, String) {
+        (self.user.clone(), self.client.to_string())
+    }
+
+    /// Answers a refused command: the error reply (or the disconnect), counted.
+    fn deny(&mut self, id: u32, denied: Denied) -> Result<(), Disconnect> {
+        self.shard().count_refusal(denied.refusal());
+        match denied {
+            Denied::Error(code, _) => {
+                encode::error_reply(&mut self.reply(), id, code);
+                Ok(())
+            }
+            Denied::Disconnect(d, _) => Err(d),
+        }
+    }
+
+    /// Refuses the connect with an error reply; the session then ignores the client.
+    fn refuse_connect(
+        &mut self,
+        id: u32,
+        code: ErrorCode,
+        refusal: Refusal,
+    ) -> Result<(), Disconnect> {
+        self.shard().count_refusal(refusal);
+        encode::error_reply(&mut self.reply(), id, code);
+        self.state = State::Refused;
+        Ok(())
+    }
+
     pub(super) fn connect(&mut self, id: u32, token: &str) -> Result<(), Disconnect> {
         let claims = if token.is_empty() {
-            if !self
-                .shard()
-                .config
-                .client
-                .allow_anonymous_connect_without_token
-            {
+            let client = &self.shard().config.client;
+            if !client.allow_anonymous_connect_without_token && !client.insecure {
+                self.shard().count_refusal(Refusal::NoToken);
                 return Err(Disconnect::BadRequest);
             }
             None
@@ -36,25 +70,33 @@ impl Session {
             match self.ctx.tokens.connect(token) {
                 Ok(claims) => Some(claims),
                 Err(TokenError::Expired) => {
-                    encode::error_reply(&mut self.reply(), id, ErrorCode::TokenExpired);
-                    self.state = State::Refused;
-                    return Ok(());
+                    return self.refuse_connect(id, ErrorCode::TokenExpired, Refusal::TokenExpired)
                 }
-                Err(TokenError::Invalid) => return Err(Disconnect::InvalidToken),
+                Err(TokenError::UnknownChannel) => {
+                    return self.refuse_connect(
+                        id,
+                        ErrorCode::UnknownChannel,
+                        Refusal::UnknownChannel,
+                    )
+                }
+                Err(TokenError::Invalid(_)) => {
+                    self.shard().count_refusal(Refusal::TokenInvalid);
+                    return Err(Disconnect::InvalidToken);
+                }
             }
         };
-        let (user, expires_at, info, channels) = match claims {
-            Some(c) => (c.user, c.expires_at, c.info, c.channels),
+        let (user, expires_at, info, subs) = match claims {
+            Some(c) => (c.user, c.expires_at, c.info, c.subs),
             None => (String::new(), None, None, Vec::new()),
         };
-        let max_length = self.shard().config.channel.max_length;
-        if channels
-            .iter()
-            .any(|c| c.is_empty() || c.len() > max_length)
-        {
-            encode::error_reply(&mut self.reply(), id, ErrorCode::BadRequest);
-            self.state = State::Refused;
-            return Ok(());
+        if expires_at.is_some_and(|at| at <= unix_secs()) {
+            // `expire_at` already past (an `exp` past is 109 above).
+            return self.refuse_connect(id, ErrorCode::Expired, Refusal::Expired);
+        }
+        if subs.iter().any(|(c, _)| {
+            !permissions::server_side_subscribe(&self.ctx.access, &self.shard().config, c)
+        }) {
+            return self.refuse_connect(id, ErrorCode::BadRequest, Refusal::BadChannel);
         }
         self.client = match ClientId::random() {
             Ok(client) => client,
@@ -73,25 +115,18 @@ impl Session {
         // Its deadlines are pings and the token's expiry now, no longer the stale close.
         self.shard().watch_deadlines(&self.out);
         self.shard().add_user(&self.user);
-        // The server-side subscriptions the connection gets: configured channels, each once,
-        // within the channel limit. The reply lists exactly these.
+        // The server-side subscriptions the connection gets: each once, within the channel
+        // limit. The reply lists exactly these.
         let limit = self.shard().config.client.channel_limit;
-        let mut subs: Vec<Box<str>> = Vec::new();
-        for channel in channels {
-            if subs.len() < limit
-                && !subs.iter().any(|c| **c == *channel)
-                && permissions::server_side_subscribe(&self.shard().config, &channel)
-            {
-                subs.push(channel.into());
-            }
-        }
+        let subs: Vec<(String, SubscriptionGrant)> = subs.into_iter().take(limit).collect();
+        let names: Vec<Box<str>> = subs.iter().map(|(c, _)| c.as_str().into()).collect();
         let client = &self.shard().config.client;
         let ping = client.ping_interval.positive();
         let result = encode::ConnectResult {
             client: &self.client.to_string(),
             version: crate::VERSION,
             ttl,
-            subs: &subs,
+            subs: &names,
             ping_seconds: ping.map(|p| p.as_millis().div_ceil(1000) as u32),
             pong: ping.is_some() && client.pong_timeout.positive().is_some(),
         };
@@ -99,10 +134,18 @@ impl Session {
         // Server-side subscriptions start after the reply is sent, like client ones; they
         // get no reply of their own.
         self.flush_replies();
-        for channel in subs {
+        for (channel, grant) in subs {
             let sub = PendingSubscription::plain(self.out.clone(), SubscribeReply::ServerSide);
             self.shard().subscribe(&channel, sub, None);
-            self.channels.push(channel);
+            self.channels.push(Subscribed {
+                channel: channel.into(),
+                grant: grant.info.map(|info| {
+                    Box::new(Granted {
+                        expires_at: None,
+                        info: Some(info),
+                    })
+                }),
+            });
         }
         Ok(())
     }
@@ -122,6 +165,11 @@ impl Session {
     pub(super) fn refresh(&mut self, id: u32, token: &str) -> Result<(), Disconnect> {
         match self.ctx.tokens.connect(token) {
             Ok(claims) if *claims.user == *self.user => {
+                if claims.expires_at.is_some_and(|at| at <= unix_secs()) {
+                    self.shard().count_refusal(Refusal::Expired);
+                    encode::error_reply(&mut self.reply(), id, ErrorCode::Expired);
+                    return Ok(());
+                }
                 if claims.info.is_some() {
                     self.conn_info = claims.info.map(String::into_boxed_str);
                 }
@@ -134,8 +182,18 @@ impl Session {
                 encode::refresh_reply(&mut self.reply(), id, &client, crate::VERSION, ttl);
                 Ok(())
             }
-            Ok(_) | Err(TokenError::Invalid) => Err(Disconnect::InvalidToken),
-            Err(TokenError::Expired) => Err(Disconnect::Expired),
+            Ok(_) => {
+                self.shard().count_refusal(Refusal::TokenMismatch);
+                Err(Disconnect::InvalidToken)
+            }
+            Err(TokenError::Invalid(_) | TokenError::UnknownChannel) => {
+                self.shard().count_refusal(Refusal::TokenInvalid);
+                Err(Disconnect::InvalidToken)
+            }
+            Err(TokenError::Expired) => {
+                self.shard().count_refusal(Refusal::TokenExpired);
+                Err(Disconnect::Expired)
+            }
         }
     }
 
@@ -148,29 +206,57 @@ impl Session {
             // Subscriptions the owner refused after the command was taken do not count.
             let shard = self.ctx.shard.clone();
             let conn = self.out.id;
-            self.channels.retain(|c| shard.is_member(c, conn));
+            self.channels.retain(|s| shard.is_member(&s.channel, conn));
         }
-        let checked = permissions::subscribe(&self.shard().config, channel).and_then(|options| {
-            if self.is_subscribed(channel) {
-                Err(ErrorCode::AlreadySubscribed)
-            } else if self.channels.len() >= limit {
-                Err(ErrorCode::LimitExceeded)
-            } else {
-                Ok(options)
-            }
-        });
-        let options = match checked {
-            Ok(options) => options,
-            Err(error) => {
-                encode::error_reply(&mut self.reply(), id, error);
-                return Ok(());
-            }
+        // The library's checks first (length, already subscribed, limit), then the access
+        // rules, as in Centrifugo.
+        if channel.len() > self.shard().config.channel.max_length {
+            return self.deny(
+                id,
+                Denied::Error(ErrorCode::BadRequest, Refusal::BadChannel),
+            );
+        }
+        if self.is_subscribed(channel) {
+            encode::error_reply(&mut self.reply(), id, ErrorCode::AlreadySubscribed);
+            return Ok(());
+        }
+        if self.channels.len() >= limit {
+            encode::error_reply(&mut self.reply(), id, ErrorCode::LimitExceeded);
+            return Ok(());
+        }
+        let (user, client) = self.asker();
+        let who = Asker {
+            user: &user,
+            client: &client,
         };
+        let ctx = self.ctx.clone();
+        let config = &ctx.shard.config;
+        let allowed = match ctx
+            .access
+            .subscribe(config, &ctx.tokens, who, channel, &req.token)
+        {
+            Ok(allowed) => allowed,
+            Err(denied) => return self.deny(id, denied),
+        };
+        let (expires_at, grant) = match allowed.source {
+            Source::Token { grant, expires_at } => (expires_at, Some(grant)),
+            _ => (None, None),
+        };
+        let now = unix_secs();
+        if expires_at.is_some_and(|at| at <= now) {
+            return self.deny(id, Denied::Error(ErrorCode::Expired, Refusal::Expired));
+        }
+        let options = allowed.options;
         let history = options.history();
-        let recoverable =
-            history && (options.force_recovery || (req.recoverable && options.allow_recovery));
-        let positioned =
-            history && (options.force_positioning || (req.positioned && options.allow_positioning));
+        // Positioning and recovery when forced, when allowed, or for whoever may read the
+        // history as a subscriber (as Centrifugo decides).
+        let reads_history = permissions::history_access(config, &options, who, true);
+        let recoverable = history
+            && (options.force_recovery
+                || (req.recoverable && (options.allow_recovery || reads_history)));
+        let positioned = history
+            && (options.force_positioning
+                || (req.positioned && (options.allow_positioning || reads_history)));
         let recover = (recoverable && req.recover).then(|| RecoverFrom {
             offset: req.offset,
             epoch: req.epoch.as_str().into(),
@@ -186,24 +272,92 @@ impl Session {
             },
             None => RecoveryAsk::NotAsked,
         };
+        let ttl = expires_at.map(|at| (at - now).min(u64::from(u32::MAX)) as u32);
+        let data = grant.as_ref().and_then(|g| g.data.clone());
+        let token_reply =
+            (ttl.is_some() || data.is_some()).then(|| Box::new(TokenReply { ttl, data }));
         // The reply is queued by the hub when the subscriber joins, possibly right now:
         // replies of earlier commands go out first.
         self.flush_replies();
-        self.channels.push(channel.into());
+        let info = grant.and_then(|g| g.info);
+        self.channels.push(Subscribed {
+            channel: channel.into(),
+            grant: (expires_at.is_some() || info.is_some())
+                .then(|| Box::new(Granted { expires_at, info })),
+        });
+        if expires_at.is_some() {
+            self.watch_subscription_expiry();
+        }
         let sub = PendingSubscription {
             conn: self.out.clone(),
             reply: SubscribeReply::Command(id),
             mode,
             recovery,
+            token_reply,
         };
         self.shard().subscribe(channel, sub, recover);
+        Ok(())
+    }
+
+    /// Sets the connection's subscription deadline to the earliest token expiry among its
+    /// subscriptions, and has the shard watch it.
+    fn watch_subscription_expiry(&mut self) {
+        let next = self
+            .channels
+            .iter()
+            .filter_map(|s| s.grant.as_ref()?.expires_at)
+            .min();
+        let now = unix_secs();
+        let at = next.map(|at| Millis::now().after(Duration::from_secs(at.saturating_sub(now))));
+        self.out.liveness.sub_expires_at.set(at);
+        if at.is_some() {
+            self.shard().watch_deadlines(&self.out);
+        }
+    }
+
+    /// Ends the subscriptions whose tokens expired longer ago than
+    /// `client.expired_sub_close_delay` (the ticker found one due): each gets the
+    /// unsubscribe push with code 2501, on which the SDK subscribes again with a new token.
+    pub fn expire_subscriptions(&mut self) -> Result<(), Disconnect> {
+        let grace = self
+            .shard()
+            .config
+            .client
+            .expired_sub_close_delay
+            .positive()
+            .map_or(0, |d| d.as_secs());
+        let now = unix_secs();
+        let mut expired = Vec::new();
+        self.channels.retain(|s| {
+            let gone = s
+                .grant
+                .as_ref()
+                .and_then(|g| g.expires_at)
+                .is_some_and(|at| at.saturating_add(grace) < now);
+            if gone {
+                expired.push(std::mem::take(&mut s.channel));
+            }
+            !gone
+        });
+        for channel in expired {
+            self.shard().unsubscribe(&channel, self.out.id);
+            let mut push = Vec::new();
+            encode::unsubscribe_push(
+                &mut push,
+                &channel,
+                UNSUBSCRIBE_EXPIRED.0,
+                UNSUBSCRIBE_EXPIRED.1,
+            );
+            self.out.push_message(&push);
+        }
+        self.watch_subscription_expiry();
         Ok(())
     }
 
     /// Drops `channel` from the list if the hub refused the subscription (an error or 112
     /// answered by the owner after the command was taken).
     fn forget_refused(&mut self, channel: &str) {
-        if let Some(at) = self.channels.iter().position(|c| **c == *channel) {
+        if let Some(at) = self.channels.iter().position(|s| *s.channel == *channel) {
             if !self.shard().is_member(channel, self.out.id) {
                 self.channels.swap_remove(at);
             }
@@ -212,7 +366,7 @@ impl Session {
 
     pub(super) fn unsubscribe(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {
         check_channel(channel)?;
-        if let Some(at) = self.channels.iter().position(|c| **c == *channel) {
+        if let Some(at) = self.channels.iter().position(|s| *s.channel == *channel) {
             self.channels.swap_remove(at);
             self.shard().unsubscribe(channel, self.out.id);
         }
@@ -222,29 +376,32 @@ impl Session {
 
     pub(super) fn publish(&mut self, id: u32, req: &PublishRequest<'_>) -> Result<(), Disconnect> {
         check_channel(&req.channel)?;
-        let checked = match req.data {
-            None => Err(ErrorCode::BadRequest),
-            Some(data) => permissions::publish(&self.shard().config, &req.channel).and_then(|_| {
-                if decode::depth_within(data.get().as_bytes(), JSON_DEPTH_MAX) {
-                    Ok(data)
-                } else {
-                    Err(ErrorCode::BadRequest)
-                }
-            }),
+        let Some(data) = req.data else {
+            encode::error_reply(&mut self.reply(), id, ErrorCode::BadRequest);
+            return Ok(());
         };
-        let data = match checked {
-            Ok(data) => data,
-            Err(error) => {
-                encode::error_reply(&mut self.reply(), id, error);
-                return Ok(());
-            }
+        let (user, client) = self.asker();
+        let who = Asker {
+            user: &user,
+            client: &client,
         };
+        let subscribed = self.shard().is_member(&req.channel, self.out.id);
+        let ctx = self.ctx.clone();
+        if let Err(denied) = ctx
+            .access
+            .publish(&ctx.shard.config, who, &req.channel, subscribed)
+        {
+            return self.deny(id, denied);
+        }
+        if !decode::depth_within(data.get().as_bytes(), JSON_DEPTH_MAX) {
+            encode::error_reply(&mut self.reply(), id, ErrorCode::BadRequest);
+            return Ok(());
+        }
         let raw = encode::raw_without_newlines(data.get().as_bytes());
-        let info = encode::client_info(
-            &self.user,
-            &self.client.to_string(),
-            self.conn_info.as_deref(),
-        );
+        let chan_info = self
+            .subscription(&req.channel)
+            .and_then(|s| s.grant.as_ref()?.info.as_deref());
+        let info = encode::client_info(&user, &client, self.conn_info.as_deref(), chan_info);
         // Replies queued so far go out before the publication can reach us; the publish
         // reply comes from the owner once the publication is accepted.
         self.flush_replies();
@@ -260,17 +417,39 @@ impl Session {
 
     pub(super) fn presence(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {
         check_channel(channel)?;
-        // Presence is not built yet: disabled, which Centrifugo answers with 108.
+        let (user, client) = self.asker();
+        let who = Asker {
+            user: &user,
+            client: &client,
+        };
+        let subscribed = self.shard().is_member(channel, self.out.id);
+        let ctx = self.ctx.clone();
+        if let Err(denied) = ctx
+            .access
+            .presence(&ctx.shard.config, who, channel, subscribed)
+        {
+            return self.deny(id, denied);
+        }
+        // Presence itself is not built yet: not available, as Centrifugo answers where it
+        // is off.
         encode::error_reply(&mut self.reply(), id, ErrorCode::NotAvailable);
         Ok(())
     }
 
     pub(super) fn history(&mut self, id: u32, req: HistoryRequest) -> Result<(), Disconnect> {
         check_channel(&req.channel)?;
+        let (user, client) = self.asker();
+        let who = Asker {
+            user: &user,
+            client: &client,
+        };
         let subscribed = self.shard().is_member(&req.channel, self.out.id);
-        if let Err(error) = permissions::history(&self.shard().config, &req.channel, subscribed) {
-            encode::error_reply(&mut self.reply(), id, error);
-            return Ok(());
+        let ctx = self.ctx.clone();
+        if let Err(denied) = ctx
+            .access
+            .history(&ctx.shard.config, who, &req.channel, subscribed)
+        {
+            return self.deny(id, denied);
         }
         // The owner answers straight to this connection; earlier replies go first.
         self.flush_replies();
@@ -289,10 +468,63 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn sub_refresh(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {
-        check_channel(channel)?;
-        // No subscription tokens yet, so no subscription can need a refresh.
-        encode::error_reply(&mut self.reply(), id, ErrorCode::PermissionDenied);
+    /// A new subscription token for a subscribed channel: extends (or ends) its expiry and
+    /// replaces its channel info, as Centrifugo's client-side sub refresh does.
+    pub(super) fn sub_refresh(
+        &mut self,
+        id: u32,
+        req: &SubRefreshRequest,
+    ) -> Result<(), Disconnect> {
+        check_channel(&req.channel)?;
+        if !self.is_subscribed(&req.channel) {
+            return self.deny(
+                id,
+                Denied::Error(ErrorCode::PermissionDenied, Refusal::NotAllowed),
+            );
+        }
+        if req.token.is_empty() {
+            encode::error_reply(&mut self.reply(), id, ErrorCode::BadRequest);
+            return Ok(());
+        }
+        let claims = match self.ctx.tokens.subscribe(&req.token) {
+            Ok(claims) => claims,
+            Err(TokenError::Expired) => {
+                return self.deny(
+                    id,
+                    Denied::Error(ErrorCode::TokenExpired, Refusal::TokenExpired),
+                )
+            }
+            Err(TokenError::Invalid(_) | TokenError::UnknownChannel) => {
+                self.shard().count_refusal(Refusal::TokenInvalid);
+                return Err(Disconnect::InvalidToken);
+            }
+        };
+        let client = self.client.to_string();
+        if claims.channel != req.channel
+            || claims.user != *self.user
+            || claims.client.as_deref().is_some_and(|c| c != client)
+        {
+            self.shard().count_refusal(Refusal::TokenMismatch);
+            return Err(Disconnect::InvalidToken);
+        }
+        let now = unix_secs();
+        if claims.expires_at.is_some_and(|at| at < now) {
+            return self.deny(id, Denied::Error(ErrorCode::Expired, Refusal::Expired));
+        }
+        if let Some(sub) = self
+            .channels
+            .iter_mut()
+            .find(|s| *s.channel == *req.channel)
+        {
+            let grant = sub.grant.get_or_insert_with(Default::default);
+            grant.expires_at = claims.expires_at;
+            grant.info = claims.grant.info;
+        }
+        self.watch_subscription_expiry();
+        let ttl = claims
+            .expires_at
+            .map(|at| (at - now).min(u64::from(u32::MAX)) as u32);
+        encode::sub_refresh_reply(&mut self.reply(), id, ttl);
         Ok(())
     }
 

@@ -18,17 +18,19 @@ use std::rc::Rc;
 use glommio::TaskQueueHandle;
 use smallvec::SmallVec;
 
-use crate::auth::token::Verifier;
+use crate::auth::Verifier;
 use crate::fanout::Outbound;
 use crate::limits::REPLY_BUFFER_KEPT_BYTES_MAX;
 use crate::protocol::json::decode::{self, ParseError};
 use crate::protocol::{ClientId, Command, Disconnect, Request};
 use crate::shard::Shard;
 
-/// What a session needs from its shard: the shard and the token keys, built once per shard.
+/// What a session needs from its shard: the shard, the token keys and the access rules,
+/// built once per shard.
 pub struct Context {
     pub shard: Rc<Shard>,
     pub tokens: Verifier,
+    pub access: permissions::Access,
     pub queues: TaskQueues,
     /// The replies of the message a session is handling, newline-joined into one frame when
     /// flushed. One buffer for the shard's sessions: a message is handled without a pause,
@@ -37,14 +39,18 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(shard: Rc<Shard>, queues: TaskQueues) -> Self {
-        let tokens = Verifier::new(&shard.config);
-        Context {
+    /// The context of `shard`; a token key or channel pattern the configuration holds
+    /// that cannot be used is an error naming its key.
+    pub fn new(shard: Rc<Shard>, queues: TaskQueues) -> Result<Self, String> {
+        let tokens = Verifier::new(&shard.config)?;
+        let access = permissions::Access::new(&shard.config)?;
+        Ok(Context {
             shard,
             tokens,
+            access,
             queues,
             replies: RefCell::new(Vec::new()),
-        }
+        })
     }
 }
 
@@ -81,7 +87,25 @@ pub struct Session {
     conn_info: Option<Box<str>>,
     /// Subscribed channels (at most `client.channel_limit`; one inline, the commonest case;
     /// small to scan).
-    channels: SmallVec<[Box<str>; 1]>,
+    channels: SmallVec<[Subscribed; 1]>,
+}
+
+/// One subscription of the session.
+#[derive(Debug)]
+struct Subscribed {
+    channel: Box<str>,
+    /// What its token or connection token granted beyond the channel, if anything (boxed:
+    /// most subscriptions have none, and an idle connection pays for every byte here).
+    grant: Option<Box<Granted>>,
+}
+
+/// What a token granted a subscription.
+#[derive(Debug, Default)]
+struct Granted {
+    /// Unix seconds at which the subscription expires unless refreshed (`sub_refresh`).
+    expires_at: Option<u64>,
+    /// Channel info for the ClientInfo of this connection's publications in the channel.
+    info: Option<Box<str>>,
 }
 
 impl Session {
@@ -180,19 +204,23 @@ impl Session {
             Request::Rpc => self.rpc(id),
             Request::Send => Err(Disconnect::NotAvailable),
             Request::Refresh(req) => self.refresh(id, &req.token),
-            Request::SubRefresh(req) => self.sub_refresh(id, &req.channel),
+            Request::SubRefresh(req) => self.sub_refresh(id, &req),
             Request::Pong => self.pong(),
         }
     }
 
     fn is_subscribed(&self, channel: &str) -> bool {
-        self.channels.iter().any(|c| **c == *channel)
+        self.subscription(channel).is_some()
+    }
+
+    fn subscription(&self, channel: &str) -> Option<&Subscribed> {
+        self.channels.iter().find(|s| *s.channel == *channel)
     }
 
     /// Leaves every channel and the user count; call once when the connection ends.
     pub fn close(&mut self) {
-        for channel in std::mem::take(&mut self.channels) {
-            self.shard().unsubscribe(&channel, self.out.id);
+        for sub in std::mem::take(&mut self.channels) {
+            self.shard().unsubscribe(&sub.channel, self.out.id);
         }
         if self.state == State::Connected {
             self.shard().remove_user(&self.user);

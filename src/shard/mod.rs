@@ -38,7 +38,7 @@ use crate::fanout::{Hub, Outbound, Registry};
 use crate::limits::{HTTP_BODY_READ_BYTES, PARTITIONS};
 use crate::metrics::counters::ShardStats;
 use crate::protocol::json::encode;
-use crate::protocol::{Codec, ErrorCode};
+use crate::protocol::{Codec, ErrorCode, Refusal};
 use crate::router::msg::{ConnAnswer, HistoryPage, Published};
 use crate::router::{Outbox, ShardMsg};
 
@@ -93,6 +93,8 @@ pub struct Shard {
     hooks: TestHooks,
     next_connection: Cell<u64>,
     messages_in: Cell<u64>,
+    /// Connects and commands refused, by `Refusal::index`.
+    refusals: Cell<[u64; Refusal::ALL.len()]>,
     publications: Cell<u64>,
     /// The read buffer of the shard's HTTP connections, borrowed only inside a poll, so a
     /// connection's own buffer holds what arrived and no more.
@@ -158,6 +160,7 @@ impl Shard {
             hooks: TestHooks::from_env(),
             next_connection: Cell::new(0),
             messages_in: Cell::new(0),
+            refusals: Cell::new([0; Refusal::ALL.len()]),
             publications: Cell::new(0),
             read_buffer: RefCell::new(vec![0; HTTP_BODY_READ_BYTES].into_boxed_slice()),
             config,
@@ -172,6 +175,18 @@ impl Shard {
 
     pub fn count_message_in(&self) {
         self.messages_in.set(self.messages_in.get() + 1);
+    }
+
+    /// Counts a refused connect or command.
+    pub fn count_refusal(&self, refusal: Refusal) {
+        let mut counts = self.refusals.get();
+        counts[refusal.index()] += 1;
+        self.refusals.set(counts);
+    }
+
+    /// Refusals counted so far, by `Refusal::index`.
+    pub fn refusals(&self) -> [u64; Refusal::ALL.len()] {
+        self.refusals.get()
     }
 
     /// A new connection of this shard.

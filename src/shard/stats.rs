@@ -27,6 +27,7 @@ impl Shard {
             messages_out: hub.deliveries(),
             publications: self.publications.get(),
             slow_disconnects: registry.slow_disconnects(),
+            refusals: self.refusals(),
         }
     }
 

@@ -23,6 +23,7 @@ pub struct Timeouts {
     pong_timeout: Option<Duration>,
     stale: Duration,
     expired_grace: Duration,
+    sub_expired_grace: Duration,
     /// A quarter of the pong timeout (or ping interval), within the tick limits.
     pub tick: Duration,
 }
@@ -49,6 +50,10 @@ impl Timeouts {
                 .expired_close_delay
                 .positive()
                 .unwrap_or(Duration::ZERO),
+            sub_expired_grace: client
+                .expired_sub_close_delay
+                .positive()
+                .unwrap_or(Duration::ZERO),
             tick: (base / 4).clamp(
                 Duration::from_millis(TICK_MS_MIN),
                 Duration::from_millis(TICK_MS_MAX),
@@ -63,8 +68,12 @@ impl Timeouts {
             return Some(at.after(self.stale));
         }
         let expiry = live.expires_at.get().map(|at| at.after(self.expired_grace));
+        let sub_expiry = live
+            .sub_expires_at
+            .get()
+            .map(|at| at.after(self.sub_expired_grace));
         let ping = self.ping_interval.map(|_| live.next_ping.get());
-        [live.pong_due.get(), expiry, ping]
+        [live.pong_due.get(), expiry, sub_expiry, ping]
             .into_iter()
             .flatten()
             .min()
@@ -91,6 +100,15 @@ impl Timeouts {
         {
             conn.disconnect(Disconnect::Expired);
             return false;
+        }
+        if live
+            .sub_expires_at
+            .get()
+            .is_some_and(|at| now > at.after(self.sub_expired_grace))
+        {
+            // The session ends the subscriptions whose tokens ran out (and sets the next).
+            live.sub_expires_at.set(None);
+            conn.expire_subscriptions();
         }
         let Some(interval) = self.ping_interval else {
             return true;

@@ -103,7 +103,7 @@ pub(crate) mod tests {
             intake: current,
             connections: current,
         };
-        Rc::new(crate::session::Context::new(shard, queues))
+        Rc::new(crate::session::Context::new(shard, queues).expect("default configuration"))
     }
 
     /// An idle WebSocket connection is its record in the reactor's table (no task), its

@@ -42,6 +42,10 @@ impl Drop for DataDir {
     }
 }
 
+/// The setting tests get unless they give it: clients may subscribe to channels without a
+/// namespace by themselves.
+pub const OPEN_SUBSCRIBE: &str = "channel.without_namespace.allow_subscribe_for_client";
+
 /// A running server process, killed on drop.
 pub struct Server {
     child: Child,
@@ -52,7 +56,8 @@ pub struct Server {
 
 impl Server {
     /// Starts `ringcast serve` on 127.0.0.1, a free port, 2 shards and the test secrets, plus
-    /// `extra`, with a fresh data directory of its own. `extra` holds flags (`--shards`, `2`)
+    /// `extra` (and `OPEN_SUBSCRIBE` unless `extra` sets it), with a fresh data directory of
+    /// its own. `extra` holds flags (`--shards`, `2`)
     /// and configuration settings `path=value` (`client.queue_max_size=65536`), which reach
     /// the server as the environment variables of their paths (`RINGCAST_CLIENT_...`).
     pub fn start(extra: &[&str]) -> Server {
@@ -95,11 +100,18 @@ impl Server {
         let (settings, extra): (Vec<&str>, Vec<&str>) = extra
             .iter()
             .partition(|a| !a.starts_with("--") && a.contains('='));
-        let settings: Vec<(String, String)> = settings
+        let mut settings: Vec<(String, String)> = settings
             .iter()
             .filter_map(|s| s.split_once('='))
             .map(|(key, value)| (setting_env(key), value.to_owned()))
             .collect();
+        // Most tests subscribe to channels without a namespace and without a token: allowed
+        // here unless `extra` says otherwise (Centrifugo's default, which the access tests
+        // state, is not).
+        let open = setting_env(OPEN_SUBSCRIBE);
+        if !settings.iter().any(|(key, _)| *key == open) {
+            settings.push((open, "true".into()));
+        }
         let mut args = vec![
             "serve",
             "--address",

@@ -174,6 +174,10 @@ fn put_publications(out: &mut Vec<u8>, publications: &[Publication]) {
 
 /// The subscribe result (reference §6), field order as Centrifugo writes it.
 pub struct SubscribeResult<'a> {
+    /// Seconds until the subscription expires, if it does (its token's expiry).
+    pub ttl: Option<u32>,
+    /// The subscription token's `data`, raw JSON.
+    pub data: Option<&'a str>,
     pub recoverable: bool,
     pub positioned: bool,
     pub epoch: &'a str,
@@ -186,26 +190,49 @@ pub struct SubscribeResult<'a> {
 pub fn subscribe_reply(out: &mut Vec<u8>, id: u32, result: &SubscribeResult<'_>) {
     open_reply(out, id);
     out.extend_from_slice(b",\"subscribe\":{");
+    let body = out.len();
+    // Each field after the first is preceded by a comma.
+    let field = |out: &mut Vec<u8>, name: &[u8]| {
+        if out.len() > body {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\":");
+    };
+    if let Some(ttl) = result.ttl {
+        field(out, b"expires");
+        out.extend_from_slice(b"true");
+        field(out, b"ttl");
+        let _ = write!(ByteSink(out), "{}", ttl.max(1));
+    }
     if result.recoverable || result.positioned {
         if result.recoverable {
-            out.extend_from_slice(b"\"recoverable\":true,");
+            field(out, b"recoverable");
+            out.extend_from_slice(b"true");
         }
         if result.positioned {
-            out.extend_from_slice(b"\"positioned\":true,");
+            field(out, b"positioned");
+            out.extend_from_slice(b"true");
         }
-        out.extend_from_slice(b"\"epoch\":");
+        field(out, b"epoch");
         put_str(out, result.epoch);
-        let _ = write!(ByteSink(out), ",\"offset\":{}", result.offset);
+        field(out, b"offset");
+        let _ = write!(ByteSink(out), "{}", result.offset);
         if let Some(recovered) = result.recovered {
-            let _ = write!(
-                ByteSink(out),
-                ",\"was_recovering\":true,\"recovered\":{recovered}"
-            );
+            field(out, b"was_recovering");
+            out.extend_from_slice(b"true");
+            field(out, b"recovered");
+            out.extend_from_slice(if recovered { b"true" } else { b"false" });
             if !result.publications.is_empty() {
-                out.extend_from_slice(b",\"publications\":");
+                field(out, b"publications");
                 put_publications(out, result.publications);
             }
         }
+    }
+    if let Some(data) = result.data {
+        field(out, b"data");
+        put_raw(out, data.as_bytes());
     }
     out.extend_from_slice(b"}}");
 }
@@ -238,8 +265,14 @@ pub fn history_reply(
     out.push(b'}');
 }
 
-/// ClientInfo `{"user":U,"client":C,"conn_info":I}` as raw JSON.
-pub fn client_info(user: &str, client: &str, conn_info: Option<&str>) -> Vec<u8> {
+/// ClientInfo `{"user":U,"client":C,"conn_info":I,"chan_info":J}` as raw JSON (the infos
+/// only when present: the connection token's and the subscription's).
+pub fn client_info(
+    user: &str,
+    client: &str,
+    conn_info: Option<&str>,
+    chan_info: Option<&str>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(48 + user.len() + client.len());
     out.extend_from_slice(b"{\"user\":");
     put_str(&mut out, user);
@@ -249,8 +282,34 @@ pub fn client_info(user: &str, client: &str, conn_info: Option<&str>) -> Vec<u8>
         out.extend_from_slice(b",\"conn_info\":");
         put_raw(&mut out, info.as_bytes());
     }
+    if let Some(info) = chan_info {
+        out.extend_from_slice(b",\"chan_info\":");
+        put_raw(&mut out, info.as_bytes());
+    }
     out.push(b'}');
     out
+}
+
+/// The unsubscribe push `{"push":{"channel":C,"unsubscribe":{"code":N,"reason":R}}}`.
+pub fn unsubscribe_push(out: &mut Vec<u8>, channel: &str, code: u32, reason: &str) {
+    out.extend_from_slice(b"{\"push\":{\"channel\":");
+    put_str(out, channel);
+    let _ = write!(
+        ByteSink(out),
+        ",\"unsubscribe\":{{\"code\":{code},\"reason\":"
+    );
+    put_str(out, reason);
+    out.extend_from_slice(b"}}}");
+}
+
+/// `{"id":N,"sub_refresh":{"expires":true,"ttl":T}}` (or `{}` without expiry).
+pub fn sub_refresh_reply(out: &mut Vec<u8>, id: u32, ttl: Option<u32>) {
+    open_reply(out, id);
+    out.extend_from_slice(b",\"sub_refresh\":{");
+    if let Some(ttl) = ttl {
+        let _ = write!(ByteSink(out), "\"expires\":true,\"ttl\":{}", ttl.max(1));
+    }
+    out.extend_from_slice(b"}}");
 }
 
 /// The server's ping: an empty command.
@@ -329,6 +388,8 @@ mod tests {
         );
         let pubs = [publication(b"{\"n\":7}", 7)];
         let result = SubscribeResult {
+            ttl: None,
+            data: None,
             recoverable: true,
             positioned: true,
             epoch: "ep1",
@@ -341,6 +402,8 @@ mod tests {
             r#"{"id":4,"subscribe":{"recoverable":true,"positioned":true,"epoch":"ep1","offset":6,"was_recovering":true,"recovered":true,"publications":[{"data":{"n":7},"offset":7}]}}"#
         );
         let plain = SubscribeResult {
+            ttl: None,
+            data: None,
             recoverable: false,
             positioned: false,
             epoch: "",
@@ -352,6 +415,23 @@ mod tests {
             text(|o| subscribe_reply(o, 2, &plain)),
             r#"{"id":2,"subscribe":{}}"#
         );
+        let granted = SubscribeResult {
+            ttl: Some(30),
+            data: Some(r#"{"hi":1}"#),
+            ..plain
+        };
+        assert_eq!(
+            text(|o| subscribe_reply(o, 3, &granted)),
+            r#"{"id":3,"subscribe":{"expires":true,"ttl":30,"data":{"hi":1}}}"#
+        );
+        assert_eq!(
+            text(|o| unsubscribe_push(o, "c", 2501, "subscription expired")),
+            r#"{"push":{"channel":"c","unsubscribe":{"code":2501,"reason":"subscription expired"}}}"#
+        );
+        assert_eq!(
+            text(|o| sub_refresh_reply(o, 5, Some(0))),
+            r#"{"id":5,"sub_refresh":{"expires":true,"ttl":1}}"#
+        );
         assert_eq!(
             text(|o| put_history_result(o, &pubs, "e", 9)),
             r#"{"publications":[{"data":{"n":7},"offset":7}],"epoch":"e","offset":9}"#
@@ -360,7 +440,7 @@ mod tests {
             text(|o| history_reply(o, 3, &[], "e", 0)),
             r#"{"id":3,"history":{"publications":[],"epoch":"e","offset":0}}"#
         );
-        let info = client_info("42", "c", Some(r#"{"a":1}"#));
+        let info = client_info("42", "c", Some(r#"{"a":1}"#), None);
         assert_eq!(info, br#"{"user":"42","client":"c","conn_info":{"a":1}}"#);
     }
 }

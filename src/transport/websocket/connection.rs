@@ -170,6 +170,11 @@ impl Connection {
         if self.input_state == Input::Pending && !shard.hold_intake(self.session.out()) {
             served = self.read(shard, read_buffer)?;
         }
+        if self.session.out().take_expired_subscriptions() {
+            self.session
+                .expire_subscriptions()
+                .map_err(End::disconnect)?;
+        }
         if let Some(d) = self.session.out().pending_disconnect() {
             return Err(End::disconnect(d));
         }

@@ -1,0 +1,69 @@
+//! `TokenKeys`: what one kind of token (connection, or subscription when it has keys of its
+//! own) is checked with: the decoding key of each configured algorithm family (HMAC, RSA,
+//! ECDSA), and the audience, issuer and user-id claim the configuration asks for. Built once
+//! from `client.token` (or `client.subscription_token`); a key that does not parse is a
+//! configuration error, named by its key.
+//!
+//! Owns nothing but the keys; imports `config`.
+
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use crate::config::Token;
+
+/// The keys and claim checks of one token kind.
+pub struct TokenKeys {
+    hmac: Option<DecodingKey>,
+    rsa: Option<DecodingKey>,
+    ecdsa: Option<DecodingKey>,
+    /// `aud` must contain this, when set.
+    pub audience: Option<String>,
+    /// `iss` must be this, when set.
+    pub issuer: Option<String>,
+    /// The claim holding the user id (`sub` unless configured).
+    pub user_id_claim: String,
+}
+
+impl TokenKeys {
+    /// The keys of `token`; `section` names it in errors (`client.token`).
+    pub fn new(token: &Token, section: &str) -> Result<Self, String> {
+        let pem =
+            |text: &str, parse: fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>, key| {
+                if text.is_empty() {
+                    return Ok(None);
+                }
+                parse(text.as_bytes())
+                    .map(Some)
+                    .map_err(|e| format!("{section}.{key}: not a usable PEM public key: {e}"))
+            };
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Ok(TokenKeys {
+            hmac: (!token.hmac_secret_key.is_empty())
+                .then(|| DecodingKey::from_secret(token.hmac_secret_key.as_bytes())),
+            rsa: pem(
+                &token.rsa_public_key,
+                DecodingKey::from_rsa_pem,
+                "rsa_public_key",
+            )?,
+            ecdsa: pem(
+                &token.ecdsa_public_key,
+                DecodingKey::from_ec_pem,
+                "ecdsa_public_key",
+            )?,
+            audience: non_empty(&token.audience),
+            issuer: non_empty(&token.issuer),
+            user_id_claim: non_empty(&token.user_id_claim).unwrap_or_else(|| "sub".into()),
+        })
+    }
+
+    /// The key for a token signed with `alg`, if that algorithm is enabled (as Centrifugo:
+    /// HS256/384/512 with the HMAC secret, RS256/384/512 with the RSA key, ES256/384 with
+    /// the ECDSA key; nothing else).
+    pub fn key_for(&self, alg: Algorithm) -> Option<&DecodingKey> {
+        match alg {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => self.hmac.as_ref(),
+            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => self.rsa.as_ref(),
+            Algorithm::ES256 | Algorithm::ES384 => self.ecdsa.as_ref(),
+            _ => None,
+        }
+    }
+}
