@@ -7,7 +7,10 @@
 #
 # BINARY defaults to target/release/ringcast; the load generator is target/release/
 # ringcast-load (`cargo build --release --workspace`). Each run uses a free port and a
-# temporary data directory, and prints one line.
+# temporary data directory, and prints one line. LOAD_ARGS adds load generator flags
+# (`--sub-tokens`; `--token-rsa-key tests/fixtures/token-rsa-private.pem` with the server's
+# RINGCAST_CLIENT_TOKEN_RSA_PUBLIC_KEY set to the public key); the server inherits the
+# environment.
 set -euo pipefail
 bin="${1:-target/release/ringcast}"
 connections="${2:-10000}"
@@ -24,7 +27,7 @@ for _ in $(seq "$runs"); do
   taskset -c 1 "$load" idle --ws-url "ws://127.0.0.1:$port/connection/websocket" \
     --api-url "http://127.0.0.1:$port/api" --api-key k --token-secret s \
     --connections "$connections" --hold 1 --connect-parallel 256 --per-worker 2500 \
-    --server-pid "$pid" --out "$data/out" 2>&1 | grep -E "connected in" || true
+    --server-pid "$pid" --out "$data/out" ${LOAD_ARGS:-} 2>&1 | grep -E "connected in" || true
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$data"
 done
