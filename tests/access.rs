@@ -301,3 +301,35 @@ fn a_connection_token_subscribes_its_channels_with_their_info() {
     );
     assert_eq!(value["push"]["pub"]["info"]["user"], "ann");
 }
+
+#[test]
+fn every_user_is_subscribed_to_their_personal_channel() {
+    let server = Server::start(&[
+        CLOSED,
+        "client.subscribe_to_user_personal_channel.enabled=true",
+        "client.subscribe_to_user_personal_channel.personal_channel_namespace=personal",
+        r#"channel.namespaces=[{"name":"personal"}]"#,
+    ]);
+    let (mut ann, reply) = Client::connect(&server, "ann");
+    assert!(
+        reply["connect"]["subs"].get("personal:#ann").is_some(),
+        "{reply}"
+    );
+    server.wait_metric("subscriptions", 1);
+    server.api(
+        "publish",
+        &json!({"channel": "personal:#ann", "data": {"dm": 1}}),
+    );
+    assert_eq!(
+        ann.publication(),
+        ("personal:#ann".into(), json!({"dm": 1}), 0)
+    );
+    // Anonymous connections have no personal channel.
+    let anonymous = Server::start(&[
+        "client.allow_anonymous_connect_without_token=true",
+        "client.subscribe_to_user_personal_channel.enabled=true",
+    ]);
+    let mut anon = Client::open(&anonymous);
+    let reply = anon.command("connect", json!({}));
+    assert!(reply["connect"].get("subs").is_none(), "{reply}");
+}

@@ -222,22 +222,32 @@ fn verified_claims(token: &str, keys: &TokenKeys) -> Result<Map<String, Value>, 
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
-    let data =
-        jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation).map_err(|e| match e
-            .kind()
-        {
-            ErrorKind::InvalidSignature => TokenError::Invalid(Invalid::Signature),
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
-                TokenError::Invalid(Invalid::Algorithm)
+    let decode = |key| jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation);
+    let data = match decode(key) {
+        // A secret rotated away still verifies what it signed, while accepted.
+        Err(e) if *e.kind() == ErrorKind::InvalidSignature => {
+            match keys.previous_hmac(header.alg) {
+                Some(previous) => decode(previous),
+                None => Err(e),
             }
-            ErrorKind::Json(_) => TokenError::Invalid(Invalid::Claims),
-            _ => TokenError::Invalid(Invalid::Malformed),
-        })?;
+        }
+        other => other,
+    }
+    .map_err(|e| match e.kind() {
+        ErrorKind::InvalidSignature => TokenError::Invalid(Invalid::Signature),
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
+            TokenError::Invalid(Invalid::Algorithm)
+        }
+        ErrorKind::Json(_) => TokenError::Invalid(Invalid::Claims),
+        _ => TokenError::Invalid(Invalid::Malformed),
+    })?;
     let claims = data.claims;
     if let Some(audience) = &keys.audience {
         let matches = match claims.get("aud") {
-            Some(Value::String(aud)) => aud == audience,
-            Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(audience)),
+            Some(Value::String(aud)) => audience.accepts(aud),
+            Some(Value::Array(auds)) => auds
+                .iter()
+                .any(|a| a.as_str().is_some_and(|a| audience.accepts(a))),
             _ => false,
         };
         if !matches {
@@ -245,7 +255,11 @@ fn verified_claims(token: &str, keys: &TokenKeys) -> Result<Map<String, Value>, 
         }
     }
     if let Some(issuer) = &keys.issuer {
-        if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+        let matches = claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .is_some_and(|iss| issuer.accepts(iss));
+        if !matches {
             return Err(TokenError::Invalid(Invalid::Issuer));
         }
     }

@@ -171,6 +171,8 @@ pub struct Client {
     pub expired_sub_close_delay: GoDuration,
     /// Development only: anyone may connect, subscribe, publish and read history.
     pub insecure: bool,
+    /// A server-side subscription of every user's connections to their personal channel.
+    pub subscribe_to_user_personal_channel: PersonalChannel,
     /// A client that sends no connect command within this is closed (3502).
     pub stale_close_delay: GoDuration,
     /// Most publications one `history` call returns.
@@ -192,6 +194,7 @@ impl Default for Client {
             expired_close_delay: GoDuration::from_secs(25),
             expired_sub_close_delay: GoDuration::from_secs(25),
             insecure: false,
+            subscribe_to_user_personal_channel: PersonalChannel::default(),
             stale_close_delay: GoDuration::from_secs(10),
             history_max_publication_limit: 300,
             recovery_max_publication_limit: 300,
@@ -205,6 +208,10 @@ pub struct Token {
     /// HMAC secret for HS256/384/512 tokens. Empty: no HMAC tokens (for connection tokens
     /// with no other key configured: generated at start, dev mode).
     pub hmac_secret_key: String,
+    /// The secret before a rotation: tokens it signed still verify (until
+    /// `hmac_previous_secret_key_valid_until`, Unix seconds, when that is set).
+    pub hmac_previous_secret_key: String,
+    pub hmac_previous_secret_key_valid_until: i64,
     /// PEM public key for RS256/384/512 tokens.
     pub rsa_public_key: String,
     /// PEM public key for ES256/384 tokens.
@@ -213,6 +220,9 @@ pub struct Token {
     pub audience: String,
     /// Tokens must carry this `iss` (empty: not checked).
     pub issuer: String,
+    /// Or an `aud` / `iss` matching this pattern (Go RE2 syntax; not with the exact one).
+    pub audience_regex: String,
+    pub issuer_regex: String,
     /// The claim holding the user id (empty: `sub`).
     pub user_id_claim: String,
 }
@@ -223,6 +233,33 @@ impl Token {
         !(self.hmac_secret_key.is_empty()
             && self.rsa_public_key.is_empty()
             && self.ecdsa_public_key.is_empty())
+    }
+}
+
+/// `client.subscribe_to_user_personal_channel`: every connection of a user (not anonymous)
+/// is subscribed to `#<user>`, or `<namespace>:#<user>` with `personal_channel_namespace`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PersonalChannel {
+    pub enabled: bool,
+    pub personal_channel_namespace: String,
+    /// One connection per user (needs presence, which is not served yet: refused).
+    pub single_connection: bool,
+}
+
+impl Config {
+    /// The personal channel of `user` (with `client.subscribe_to_user_personal_channel`).
+    pub fn personal_channel(&self, user: &str) -> String {
+        let ns = &self
+            .client
+            .subscribe_to_user_personal_channel
+            .personal_channel_namespace;
+        let boundary = &self.channel.user_boundary;
+        if ns.is_empty() {
+            format!("{boundary}{user}")
+        } else {
+            format!("{ns}{}{boundary}{user}", self.channel.namespace_boundary)
+        }
     }
 }
 

@@ -374,3 +374,33 @@ fn history_meta_ttl_is_inherited_and_never_shorter_than_the_history_ttl() {
         "{err}"
     );
 }
+
+#[test]
+fn personal_channels_and_token_patterns_are_checked() {
+    let c = Config::parse(
+        r#"{"client": {"subscribe_to_user_personal_channel": {"enabled": true, "personal_channel_namespace": "personal"}},
+            "channel": {"namespaces": [{"name": "personal"}]}}"#,
+        "json",
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.personal_channel("42"), "personal:#42");
+    let err = Config::parse(
+        r#"{"client": {"subscribe_to_user_personal_channel": {"enabled": true, "personal_channel_namespace": "nope"}}}"#,
+        "json",
+    )
+    .unwrap_err();
+    assert!(err.0.contains("personal_channel_namespace"), "{err}");
+    let err = Config::parse(
+        r#"{"client": {"subscribe_to_user_personal_channel": {"enabled": true, "single_connection": true}}}"#,
+        "json",
+    )
+    .unwrap_err();
+    assert!(err.0.contains("single_connection"), "{err}");
+    let err = Config::parse(
+        r#"{"client": {"token": {"audience": "a", "audience_regex": "a"}}}"#,
+        "json",
+    )
+    .unwrap_err();
+    assert!(err.0.contains("client.token.audience_regex"), "{err}");
+}

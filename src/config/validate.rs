@@ -115,6 +115,7 @@ impl Config {
             }
         }
         self.validate_history_storage()?;
+        self.validate_tokens()?;
         self.validate_channels()
     }
 
@@ -167,6 +168,53 @@ impl Config {
     /// Bytes of one segment a record may take (the segment minus its header).
     pub fn history_segment_payload_bytes(&self) -> u64 {
         self.history_storage.segment_size - 64
+    }
+
+    fn validate_tokens(&self) -> Result<(), ConfigError> {
+        let sub = &self.client.subscription_token;
+        let kinds = [
+            ("client.token", &self.client.token, true),
+            ("client.subscription_token", &sub.token, sub.enabled),
+        ];
+        for (section, token, used) in kinds {
+            if !used {
+                continue;
+            }
+            for (exact, pattern, name) in [
+                (&token.audience, &token.audience_regex, "audience"),
+                (&token.issuer, &token.issuer_regex, "issuer"),
+            ] {
+                if !exact.is_empty() && !pattern.is_empty() {
+                    return fail(
+                        &format!("{section}.{name}_regex"),
+                        format!("use {name} or {name}_regex, not both"),
+                    );
+                }
+                if let Err(e) = regex::Regex::new(pattern) {
+                    return fail(
+                        &format!("{section}.{name}_regex"),
+                        format!("{pattern:?} does not compile: {e}"),
+                    );
+                }
+            }
+        }
+        let personal = &self.client.subscribe_to_user_personal_channel;
+        if personal.enabled {
+            let ns = &personal.personal_channel_namespace;
+            if !ns.is_empty() && !self.channel.namespaces.iter().any(|n| n.name == *ns) {
+                return fail(
+                    "client.subscribe_to_user_personal_channel.personal_channel_namespace",
+                    format!("namespace {ns:?} is not configured"),
+                );
+            }
+            if personal.single_connection {
+                return fail(
+                    "client.subscribe_to_user_personal_channel.single_connection",
+                    "needs presence, which ringcast does not serve yet".into(),
+                );
+            }
+        }
+        Ok(())
     }
 
     fn validate_channels(&self) -> Result<(), ConfigError> {

@@ -85,10 +85,20 @@ impl Session {
                 }
             }
         };
-        let (user, expires_at, info, subs) = match claims {
+        let (user, expires_at, info, mut subs) = match claims {
             Some(c) => (c.user, c.expires_at, c.info, c.subs),
             None => (String::new(), None, None, Vec::new()),
         };
+        let config = &self.ctx.shard.config;
+        if config.client.subscribe_to_user_personal_channel.enabled && !user.is_empty() {
+            let personal = config.personal_channel(&user);
+            if config.channel.options(&personal).is_none() {
+                return self.refuse_connect(id, ErrorCode::UnknownChannel, Refusal::UnknownChannel);
+            }
+            if !subs.iter().any(|(c, _)| *c == personal) {
+                subs.insert(0, (personal, SubscriptionGrant::default()));
+            }
+        }
         if expires_at.is_some_and(|at| at <= unix_secs()) {
             // `expire_at` already past (an `exp` past is 109 above).
             return self.refuse_connect(id, ErrorCode::Expired, Refusal::Expired);

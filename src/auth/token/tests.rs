@@ -298,3 +298,40 @@ fn signed_tokens_verify() {
     let claims = subscribe(&token).unwrap();
     assert_eq!((claims.channel.as_str(), claims.expires_at), ("news", None));
 }
+
+#[test]
+fn a_rotated_secret_verifies_until_its_time_and_patterns_match_aud_and_iss() {
+    let rotated = |until: i64| {
+        keys(Token {
+            hmac_secret_key: "new".into(),
+            hmac_previous_secret_key: SECRET.into(),
+            hmac_previous_secret_key_valid_until: until,
+            ..Token::default()
+        })
+    };
+    let old = hs256(json!({"sub": "1"}));
+    let verify = |keys: &TokenKeys| verify_connect(&old, keys, &channels()).map(|c| c.user);
+    assert_eq!(verify(&rotated(0)), Ok("1".into()), "no end set");
+    assert_eq!(verify(&rotated(now() as i64 + 60)), Ok("1".into()));
+    assert_eq!(
+        verify(&rotated(now() as i64 - 60)),
+        Err(TokenError::Invalid(Invalid::Signature)),
+        "past its end"
+    );
+    let patterns = keys(Token {
+        hmac_secret_key: SECRET.into(),
+        audience_regex: "^chat-[a-z]+$".into(),
+        issuer_regex: "^https://auth\\.example\\.com/".into(),
+        ..Token::default()
+    });
+    let check = |claims: Value| verify_connect(&hs256(claims), &patterns, &channels());
+    assert!(check(json!({"aud": "chat-eu", "iss": "https://auth.example.com/t1"})).is_ok());
+    assert_eq!(
+        check(json!({"aud": "chat-EU", "iss": "https://auth.example.com/t1"})),
+        Err(TokenError::Invalid(Invalid::Audience))
+    );
+    assert_eq!(
+        check(json!({"aud": ["x", "chat-us"], "iss": "https://evil.com/"})),
+        Err(TokenError::Invalid(Invalid::Issuer))
+    );
+}
