@@ -219,3 +219,13 @@ const _: () = assert!(WEBSOCKET_CLOSE_REASON_BYTES_MAX + 2 == WEBSOCKET_CONTROL_
 const _: () = assert!(TICK_MS_MIN <= TICK_MS_MAX && PING_INTERVAL_MS_MIN >= TICK_MS_MIN);
 const _: () = assert!(HTTP_HEAD_READ_BYTES <= HTTP_HEAD_BYTES_MAX);
 const _: () = assert!(HTTP_BUFFER_KEPT_BYTES_MAX <= HTTP_HEAD_BYTES_MAX);
+
+/// A JWKS endpoint's keys are refetched in the background once the cache is this old (a key
+/// the endpoint dropped stops verifying after at most this long).
+pub const JWKS_CACHE_MS: u64 = 300_000;
+/// An unknown `kid` refetches the key set at most this often.
+pub const JWKS_FETCH_INTERVAL_MIN_MS: u64 = 1_000;
+/// One fetch of a key set gives up after this long.
+pub const JWKS_FETCH_TIMEOUT_MS: u64 = 5_000;
+/// The largest key set read.
+pub const JWKS_BODY_BYTES_MAX: usize = 1 << 20;

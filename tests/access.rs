@@ -333,3 +333,121 @@ fn every_user_is_subscribed_to_their_personal_channel() {
     let reply = anon.command("connect", json!({}));
     assert!(reply["connect"].get("subs").is_none(), "{reply}");
 }
+
+/// A JWKS endpoint on loopback: serves whatever `body` holds (500 when empty), counting the
+/// requests. Stops with the test process.
+struct JwksServer {
+    url: String,
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksServer {
+    fn start(body: &str) -> JwksServer {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        let served = std::sync::Arc::new(std::sync::Mutex::new(body.to_owned()));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (body, count) = (served.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = body.lock().unwrap().clone();
+                let status = if body.is_empty() {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        JwksServer {
+            url,
+            body: served,
+            requests,
+        }
+    }
+
+    fn serve(&self, body: &str) {
+        *self.body.lock().unwrap() = body.to_owned();
+    }
+}
+
+/// An RS256 connection token for `user` signed with `private` and naming `kid`.
+fn rs256_with_kid(user: &str, private: &str, kid: &str) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.into());
+    let key = EncodingKey::from_rsa_pem(fixture(private).as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &json!({"sub": user, "exp": now() + 60}), &key).unwrap()
+}
+
+/// Connects with `token` until the server accepts it (a key still being fetched answers
+/// 100, temporary, which an SDK retries): the connect reply, or the last error.
+fn connect_retrying(server: &Server, token: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut client = Client::open(server);
+        let reply = client.command("connect", json!({"token": token}));
+        if reply.get("connect").is_some() || Instant::now() > deadline {
+            return reply;
+        }
+        assert_eq!(
+            reply["error"]["code"], 100,
+            "only the temporary error: {reply}"
+        );
+        assert_eq!(reply["error"]["temporary"], true, "{reply}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn jwks_keys_are_fetched_by_kid_rotated_and_served_from_cache_when_the_endpoint_fails() {
+    let jwks = JwksServer::start(&fixture("token-jwks-1.json"));
+    let endpoint = format!("client.token.jwks_public_endpoint={}", jwks.url);
+    let server = Server::start(&[&endpoint]);
+    let first = rs256_with_kid("ann", "token-rsa-private.pem", "key-1");
+    let reply = connect_retrying(&server, &first);
+    assert!(reply.get("connect").is_some(), "{reply}");
+    // The endpoint rotates in key-2: a token naming it makes the server fetch again.
+    jwks.serve(&fixture("token-jwks-2.json"));
+    let second = rs256_with_kid("bob", "token-rsa2-private.pem", "key-2");
+    let reply = connect_retrying(&server, &second);
+    assert!(reply.get("connect").is_some(), "{reply}");
+    // The endpoint fails: cached keys still verify, at once.
+    jwks.serve("");
+    for token in [&first, &second] {
+        let mut client = Client::open(&server);
+        let reply = client.command("connect", json!({"token": token}));
+        assert!(reply.get("connect").is_some(), "{reply}");
+    }
+    // A kid nobody has: a temporary error, never a pass; fetches stay rate-limited.
+    let before = jwks.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    let unknown = rs256_with_kid("carl", "token-rsa2-private.pem", "key-3");
+    for _ in 0..20 {
+        let mut client = Client::open(&server);
+        let reply = client.command("connect", json!({"token": unknown}));
+        assert_eq!(reply["error"]["code"], 100, "{reply}");
+    }
+    let fetches = jwks.requests.load(std::sync::atomic::Ordering::SeqCst) - before;
+    // At most one fetch a second (JWKS_FETCH_INTERVAL_MIN_MS), whatever the machine's speed.
+    let allowed = started.elapsed().as_secs() as usize + 2;
+    assert!(
+        fetches <= allowed,
+        "{fetches} fetches for 20 connects (at most {allowed})"
+    );
+    assert!(refusals(&server, "token_unverifiable") >= 20);
+    // A token signed with key-2's private key but naming key-1: a bad signature, 3500.
+    let mismatched = rs256_with_kid("dan", "token-rsa2-private.pem", "key-1");
+    let mut client = Client::open(&server);
+    client.send_text(&json!({"id": 1, "connect": {"token": mismatched}}).to_string());
+    assert_eq!(client.expect_close(), Closed::Code(3500));
+}

@@ -10,6 +10,9 @@
 use jsonwebtoken::{Algorithm, DecodingKey};
 use regex::Regex;
 
+use std::sync::Arc;
+
+use super::jwks::JwksKeys;
 use crate::clock::unix_secs;
 use crate::config::Token;
 
@@ -30,6 +33,9 @@ impl Expected {
 
 /// The keys and claim checks of one token kind.
 pub struct TokenKeys {
+    /// When set, every token is verified with the key its `kid` names there (as Centrifugo:
+    /// the other keys are then not used).
+    pub jwks: Option<Arc<JwksKeys>>,
     hmac: Option<DecodingKey>,
     /// The HMAC secret before a rotation, and until when (Unix seconds) it is accepted.
     previous_hmac: Option<(DecodingKey, Option<u64>)>,
@@ -68,6 +74,8 @@ impl TokenKeys {
             Ok(non_empty(exact).map(Expected::Exactly))
         };
         Ok(TokenKeys {
+            jwks: (!token.jwks_public_endpoint.is_empty())
+                .then(|| JwksKeys::of(&token.jwks_public_endpoint)),
             hmac: (!token.hmac_secret_key.is_empty())
                 .then(|| DecodingKey::from_secret(token.hmac_secret_key.as_bytes())),
             previous_hmac: (!token.hmac_previous_secret_key.is_empty()).then(|| {

@@ -4,6 +4,7 @@
 //! checks over values the edges hand in; imports `config` and `clock`.
 
 pub mod api_key;
+pub mod jwks;
 pub mod keys;
 pub mod token;
 

@@ -33,6 +33,8 @@ pub enum TokenError {
     Invalid(Invalid),
     /// A channel the token names is in no configured namespace (error 102).
     UnknownChannel,
+    /// Its key is not known yet (a JWKS `kid` being fetched): a temporary error, retried.
+    Unverifiable,
 }
 
 /// What made a token invalid (for logs, metrics and `checktoken`).
@@ -74,6 +76,9 @@ impl std::fmt::Display for TokenError {
             TokenError::Expired => f.write_str("token expired (exp passed or nbf not reached)"),
             TokenError::Invalid(why) => write!(f, "invalid token: {}", why.as_str()),
             TokenError::UnknownChannel => f.write_str("a channel of the token has no namespace"),
+            TokenError::Unverifiable => {
+                f.write_str("the key of the token's kid is not known (yet) at the JWKS endpoint")
+            }
         }
     }
 }
@@ -212,9 +217,20 @@ fn verified_claims(token: &str, keys: &TokenKeys) -> Result<Map<String, Value>, 
             Invalid::Malformed
         })
     })?;
-    let key = keys
-        .key_for(header.alg)
-        .ok_or(TokenError::Invalid(Invalid::Algorithm))?;
+    let from_jwks;
+    let key = match &keys.jwks {
+        Some(jwks) => {
+            let kid = header
+                .kid
+                .as_deref()
+                .ok_or(TokenError::Invalid(Invalid::Algorithm))?;
+            from_jwks = jwks.key(kid).ok_or(TokenError::Unverifiable)?;
+            &from_jwks
+        }
+        None => keys
+            .key_for(header.alg)
+            .ok_or(TokenError::Invalid(Invalid::Algorithm))?,
+    };
     // Time claims are checked afterwards, in Centrifugo's order (a bad signature on an
     // expired token is invalid, not expired); audience and issuer here, by hand.
     let mut validation = Validation::new(header.alg);

@@ -214,6 +214,9 @@ pub struct Token {
     pub hmac_previous_secret_key_valid_until: i64,
     /// PEM public key for RS256/384/512 tokens.
     pub rsa_public_key: String,
+    /// Keys by `kid` from this JWKS URL instead of the keys above (fetched off the shards,
+    /// cached).
+    pub jwks_public_endpoint: String,
     /// PEM public key for ES256/384 tokens.
     pub ecdsa_public_key: String,
     /// Tokens must carry this `aud` (empty: not checked).
@@ -232,7 +235,8 @@ impl Token {
     pub fn has_key(&self) -> bool {
         !(self.hmac_secret_key.is_empty()
             && self.rsa_public_key.is_empty()
-            && self.ecdsa_public_key.is_empty())
+            && self.ecdsa_public_key.is_empty()
+            && self.jwks_public_endpoint.is_empty())
     }
 }
 

@@ -157,10 +157,12 @@ pub enum Refusal {
     NotAllowed,
     /// A connect without a token while anonymous connects are off (3501).
     NoToken,
+    /// A token whose key is not known yet (a JWKS `kid` being fetched): 100, temporary.
+    TokenUnverifiable,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::UnknownChannel,
         Refusal::BadChannel,
         Refusal::NotAvailable,
@@ -171,6 +173,7 @@ impl Refusal {
         Refusal::Expired,
         Refusal::NotAllowed,
         Refusal::NoToken,
+        Refusal::TokenUnverifiable,
     ];
 
     /// Its place in `ALL` (and in a counter array).
@@ -191,6 +194,7 @@ impl Refusal {
             Refusal::Expired => "expired",
             Refusal::NotAllowed => "not_allowed",
             Refusal::NoToken => "no_token",
+            Refusal::TokenUnverifiable => "token_unverifiable",
         }
     }
 }

@@ -79,6 +79,10 @@ impl Session {
                         Refusal::UnknownChannel,
                     )
                 }
+                // Temporary: the SDK connects again, by when the key is fetched.
+                Err(TokenError::Unverifiable) => {
+                    return self.refuse_connect(id, ErrorCode::Internal, Refusal::TokenUnverifiable)
+                }
                 Err(TokenError::Invalid(_)) => {
                     self.shard().count_refusal(Refusal::TokenInvalid);
                     return Err(Disconnect::InvalidToken);
@@ -204,6 +208,11 @@ impl Session {
                 self.shard().count_refusal(Refusal::TokenExpired);
                 Err(Disconnect::Expired)
             }
+            // Temporary: the SDK refreshes again later.
+            Err(TokenError::Unverifiable) => self.deny(
+                id,
+                Denied::Error(ErrorCode::Internal, Refusal::TokenUnverifiable),
+            ),
         }
     }
 
@@ -507,6 +516,12 @@ impl Session {
             Err(TokenError::Invalid(_) | TokenError::UnknownChannel) => {
                 self.shard().count_refusal(Refusal::TokenInvalid);
                 return Err(Disconnect::InvalidToken);
+            }
+            Err(TokenError::Unverifiable) => {
+                return self.deny(
+                    id,
+                    Denied::Error(ErrorCode::Internal, Refusal::TokenUnverifiable),
+                )
             }
         };
         let client = self.client.to_string();

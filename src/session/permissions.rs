@@ -40,6 +40,7 @@ impl Denied {
             Refusal::BadChannel => ErrorCode::BadRequest,
             Refusal::NotAvailable => ErrorCode::NotAvailable,
             Refusal::TokenExpired => ErrorCode::TokenExpired,
+            Refusal::TokenUnverifiable => ErrorCode::Internal,
             Refusal::Expired => ErrorCode::Expired,
             Refusal::PrivateWithoutToken
             | Refusal::TokenInvalid
@@ -153,6 +154,7 @@ impl Access {
                 TokenError::Expired => Denied::error(Refusal::TokenExpired),
                 TokenError::Invalid(_) => Denied::error(Refusal::TokenInvalid),
                 TokenError::UnknownChannel => Denied::error(Refusal::UnknownChannel),
+                TokenError::Unverifiable => Denied::error(Refusal::TokenUnverifiable),
             })?;
             let mismatch = claims.channel != channel
                 || claims.user != who.user
