@@ -56,7 +56,7 @@ fn subscribers(hub: &mut Hub, count: usize, first_id: u64) -> Vec<Rc<Outbound>> 
     (0..count)
         .map(|i| {
             let conn = Rc::new(Outbound::new(first_id + i as u64, usize::MAX, now, now));
-            let sub = PendingSubscription::plain(conn.clone(), SubscribeReply::ServerSide);
+            let sub = PendingSubscription::plain(conn.clone(), SubscribeReply::ServerSide(None));
             // The first subscriber registers the shard; the owner's answer lets it join.
             if let SubscribeStep::AskOwner { name, ticket, .. } = hub.subscribe(CHANNEL, sub) {
                 hub.subscribed(SubscribeAnswer {

@@ -642,3 +642,60 @@ fn positions_go_after_the_history_meta_ttl_and_the_next_stream_starts_above_them
     let reply = recover(&mut behind, "m", 2, &epoch, 0);
     assert_eq!(reply["subscribe"]["recovered"], false, "{reply}");
 }
+
+/// A connection token's channels are subscribed server-side, and the connect reply carries
+/// each one's subscribe result; a reconnecting client names its positions in connect's
+/// `subs` and gets the missed publications in that result, before any live one.
+#[test]
+fn server_side_subscriptions_recover_across_a_reconnect() {
+    let server = Server::start(&HISTORY);
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "u", "channels": ["feed", "other"]}),
+        &jsonwebtoken::EncodingKey::from_secret(common::SECRET.as_bytes()),
+    )
+    .unwrap();
+    let mut client = Client::open(&server);
+    let reply = client.command("connect", json!({"token": token}));
+    let feed = &reply["connect"]["subs"]["feed"];
+    assert_eq!(
+        (&feed["recoverable"], &feed["offset"]),
+        (&json!(true), &json!(0)),
+        "{reply}"
+    );
+    let epoch = feed["epoch"].as_str().unwrap().to_owned();
+    assert!(reply["connect"]["subs"].get("other").is_some(), "{reply}");
+    publish(&server, "feed", 1);
+    assert_eq!(client.publication(), ("feed".into(), json!({"n": 1}), 1));
+    drop(client);
+
+    publish(&server, "feed", 2);
+    publish(&server, "feed", 3);
+    let mut client = Client::open(&server);
+    let reply = client.command(
+        "connect",
+        json!({"token": token, "subs": {"feed": {"recover": true, "offset": 1, "epoch": epoch}}}),
+    );
+    let feed = &reply["connect"]["subs"]["feed"];
+    assert_eq!(feed["recovered"], true, "{reply}");
+    assert_eq!(feed["was_recovering"], true);
+    let recovered: Vec<u64> = feed["publications"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reply}"))
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(recovered, [2, 3]);
+    publish(&server, "feed", 4);
+    assert_eq!(client.publication(), ("feed".into(), json!({"n": 4}), 4));
+    // A position in another epoch: not recovered, told so.
+    let mut late = Client::open(&server);
+    let reply = late.command(
+        "connect",
+        json!({"token": token, "subs": {"feed": {"recover": true, "offset": 1, "epoch": "other"}}}),
+    );
+    assert_eq!(
+        reply["connect"]["subs"]["feed"]["recovered"], false,
+        "{reply}"
+    );
+}

@@ -286,7 +286,7 @@ mod tests {
 
     fn sub(conn: &Rc<Outbound>, command: u32) -> PendingSubscription {
         let reply = match command {
-            0 => SubscribeReply::ServerSide,
+            0 => SubscribeReply::ServerSide(None),
             id => SubscribeReply::Command(id),
         };
         PendingSubscription {

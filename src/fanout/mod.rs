@@ -11,12 +11,14 @@
 pub mod frames;
 pub mod hub;
 pub mod outbound;
+pub mod pending_connect;
 pub mod ready;
 pub mod registry;
 pub mod subscription;
 
 pub use hub::Hub;
 pub use outbound::{Outbound, Phase};
+pub use pending_connect::{ConnectSlot, PendingConnect};
 pub use ready::ReadyList;
 pub use registry::Registry;
 pub use subscription::{

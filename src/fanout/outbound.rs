@@ -140,6 +140,44 @@ impl Outbound {
     /// it over its limit; in the second case it is disconnected as slow.
     #[inline]
     pub fn push(&self, frame: Bytes) -> bool {
+        debug_assert!(
+            !frame.is_empty(),
+            "an empty frame is a barrier (push_barrier)"
+        );
+        self.enqueue(frame)
+    }
+
+    /// Holds a place in the queue for a frame that is not ready yet (a connect reply
+    /// waiting for its server-side subscriptions): nothing queued after it is written until
+    /// `fill_barrier` puts the frame there.
+    pub fn push_barrier(&self) -> bool {
+        self.enqueue(Bytes::new())
+    }
+
+    /// Puts `frame` in the place `push_barrier` held (the oldest one), and lets the queue
+    /// flow again. Returns false if there is none (the connection is closing).
+    pub fn fill_barrier(&self, frame: Bytes) -> bool {
+        debug_assert!(!frame.is_empty());
+        let mut queue = self.queue.borrow_mut();
+        let Queue { first, rest } = &mut *queue;
+        let place = std::iter::once(first)
+            .flatten()
+            .chain(rest.iter_mut().flat_map(|r| r.iter_mut()))
+            .find(|f| f.is_empty());
+        let Some(place) = place else {
+            return false;
+        };
+        let len = frame.len();
+        *place = frame;
+        drop(queue);
+        // Over the limit by a frame at most, once: the reply was owed before anything else.
+        self.queued_bytes
+            .set(self.queued_bytes.get().saturating_add(len as u32));
+        self.wake();
+        true
+    }
+
+    fn enqueue(&self, frame: Bytes) -> bool {
         if self.disconnect.get().is_some() {
             return false;
         }
@@ -171,10 +209,13 @@ impl Outbound {
         self.push(self.framing.message(payload))
     }
 
-    /// Takes the oldest queued frame.
+    /// Takes the oldest queued frame (none while the oldest is a barrier).
     pub fn pop(&self) -> Option<Bytes> {
         let mut queue = self.queue.borrow_mut();
         let Queue { first, rest } = &mut *queue;
+        if first.as_ref().is_some_and(Bytes::is_empty) {
+            return None;
+        }
         let frame = first.take()?;
         *first = rest.as_mut().and_then(|r| r.pop_front());
         if rest.as_ref().is_some_and(|r| r.is_empty()) {
@@ -187,8 +228,13 @@ impl Outbound {
         Some(frame)
     }
 
+    /// Whether a frame can be written now.
     pub fn has_output(&self) -> bool {
-        self.queue.borrow().first.is_some()
+        self.queue
+            .borrow()
+            .first
+            .as_ref()
+            .is_some_and(|f| !f.is_empty())
     }
 
     pub fn queued_bytes(&self) -> usize {

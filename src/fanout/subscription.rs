@@ -8,17 +8,19 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::outbound::Outbound;
+use super::pending_connect::ConnectSlot;
 use crate::protocol::json::encode;
 use crate::protocol::{Codec, ErrorCode};
 use crate::router::msg::Recovery;
 
 /// Who gets the subscribe reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum SubscribeReply {
     /// The client's subscribe command with this id.
     Command(u32),
-    /// A server-side subscription (from the connect token's `channels`): no reply.
-    ServerSide,
+    /// A server-side subscription: its result goes into the connect reply that waits for
+    /// it, if one does.
+    ServerSide(Option<ConnectSlot>),
 }
 
 /// What the subscribe result carries about the stream.
@@ -77,10 +79,14 @@ impl PendingSubscription {
     /// subscribe command gets its reply (before the unsubscribe's, which the session queues
     /// after this).
     pub fn abandon(self) {
-        if let SubscribeReply::Command(id) = self.reply {
-            let mut reply = Vec::new();
-            encode::empty_result(&mut reply, id, "subscribe");
-            self.conn.push_message(&reply);
+        match self.reply {
+            SubscribeReply::Command(id) => {
+                let mut reply = Vec::new();
+                encode::empty_result(&mut reply, id, "subscribe");
+                self.conn.push_message(&reply);
+            }
+            SubscribeReply::ServerSide(Some(slot)) => slot.fill(b"{}".to_vec()),
+            SubscribeReply::ServerSide(None) => {}
         }
     }
 }
@@ -168,29 +174,50 @@ pub fn join(
     recovery: Option<Recovery>,
 ) -> bool {
     let Codec::Json = sub.conn.codec();
-    let answer = |write: &dyn Fn(&mut Vec<u8>, u32)| {
-        if let SubscribeReply::Command(id) = sub.reply {
-            let mut reply = Vec::new();
-            write(&mut reply, id);
-            sub.conn.push_message(&reply);
+    let PendingSubscription {
+        conn,
+        reply,
+        mode,
+        recovery: asked,
+        token_reply,
+    } = sub;
+    // The subscribe command's reply, or a server-side subscription's result (`{}` when
+    // refused) for the connect reply that waits for it.
+    let answer = |result: Result<&encode::SubscribeResult<'_>, ErrorCode>| match reply {
+        SubscribeReply::Command(id) => {
+            let mut out = Vec::new();
+            match result {
+                Ok(result) => encode::subscribe_reply(&mut out, id, result),
+                Err(error) => encode::error_reply(&mut out, id, error),
+            }
+            conn.push_message(&out);
         }
+        SubscribeReply::ServerSide(Some(slot)) => {
+            let mut out = Vec::new();
+            match result {
+                Ok(result) => encode::put_subscribe_result(&mut out, result),
+                Err(_) => out.extend_from_slice(b"{}"),
+            }
+            slot.fill(out);
+        }
+        SubscribeReply::ServerSide(None) => {}
     };
     let (epoch, top) = match position {
         Ok(position) => position,
         Err(error) => {
-            answer(&|out, id| encode::error_reply(out, id, error));
+            answer(Err(error));
             return false;
         }
     };
     let recovered = recovery.as_ref().map(|r| r.recovered);
     let reject = matches!(
-        sub.recovery,
+        asked,
         RecoveryAsk::Asked {
             reject_unrecovered: true
         }
     );
     if reject && recovered == Some(false) {
-        answer(&|out, id| encode::error_reply(out, id, ErrorCode::UnrecoverablePosition));
+        answer(Err(ErrorCode::UnrecoverablePosition));
         return false;
     }
     let (offset, publications) = match &recovery {
@@ -198,18 +225,18 @@ pub fn join(
         Some(r) if r.recovered => (r.offset, r.publications.as_slice()),
         _ => (top, &[][..]),
     };
-    let token = sub.token_reply.as_deref();
+    let token = token_reply.as_deref();
     let result = encode::SubscribeResult {
         ttl: token.and_then(|t| t.ttl),
         data: token.and_then(|t| t.data.as_deref()),
-        recoverable: sub.mode == StreamMode::Recoverable,
-        positioned: sub.mode != StreamMode::Plain,
+        recoverable: mode == StreamMode::Recoverable,
+        positioned: mode != StreamMode::Plain,
         epoch,
         offset,
         recovered,
         publications,
     };
-    answer(&|out, id| encode::subscribe_reply(out, id, &result));
-    subscribers.push(sub.conn);
+    answer(Ok(&result));
+    subscribers.push(conn);
     true
 }

@@ -63,6 +63,20 @@ pub enum Request<'a> {
 pub struct ConnectRequest {
     #[serde(default)]
     pub token: String,
+    /// A reconnecting client's positions in its server-side subscriptions.
+    #[serde(default)]
+    pub subs: std::collections::HashMap<String, SubscribePosition>,
+}
+
+/// Where a client was in a server-side subscription (connect's `subs` entry).
+#[derive(Debug, Default, Deserialize)]
+pub struct SubscribePosition {
+    #[serde(default)]
+    pub recover: bool,
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub epoch: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

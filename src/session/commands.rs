@@ -3,6 +3,7 @@
 //! whoever holds the answer (the hub when the subscriber joins, the owner otherwise), so the
 //! replies before them are flushed first.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -13,13 +14,13 @@ use super::{check_channel, Granted, Session, State, Subscribed};
 use crate::auth::token::{SubscriptionGrant, TokenError};
 use crate::clock::{unix_secs, Millis};
 use crate::fanout::{
-    PendingSubscription, Phase, RecoveryAsk, StreamMode, SubscribeReply, TokenReply,
+    PendingConnect, PendingSubscription, Phase, RecoveryAsk, StreamMode, SubscribeReply, TokenReply,
 };
 use crate::limits::JSON_DEPTH_MAX;
 use crate::protocol::json::{decode, encode};
 use crate::protocol::{
     ClientId, Disconnect, ErrorCode, HistoryRequest, PublishRequest, Refusal, SubRefreshRequest,
-    SubscribeRequest, FLAG_REJECT_UNRECOVERED,
+    SubscribePosition, SubscribeRequest, FLAG_REJECT_UNRECOVERED,
 };
 
 /// The unsubscribe push for a subscription whose token expired without a refresh: code and
@@ -58,7 +59,14 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn connect(&mut self, id: u32, token: &str) -> Result<(), Disconnect> {
+    /// `connect`: `positions` are where a reconnecting client was in its server-side
+    /// subscriptions (connect's `subs`).
+    pub(super) fn connect(
+        &mut self,
+        id: u32,
+        token: &str,
+        positions: &HashMap<String, SubscribePosition>,
+    ) -> Result<(), Disconnect> {
         let claims = if token.is_empty() {
             let client = &self.shard().config.client;
             if !client.allow_anonymous_connect_without_token && !client.insecure {
@@ -140,17 +148,56 @@ impl Session {
             client: &self.client.to_string(),
             version: crate::VERSION,
             ttl,
-            subs: &names,
+            subs: &[],
             ping_seconds: ping.map(|p| p.as_millis().div_ceil(1000) as u32),
             pong: ping.is_some() && client.pong_timeout.positive().is_some(),
         };
-        encode::connect_reply(&mut self.reply(), id, &result);
-        // Server-side subscriptions start after the reply is sent, like client ones; they
-        // get no reply of their own.
+        if subs.is_empty() {
+            encode::connect_reply(&mut self.reply(), id, &result);
+            return Ok(());
+        }
+        // The reply waits for every server-side subscription's result (their positions, and
+        // what a reconnecting client's recovery found), holding its place in the output so
+        // nothing they deliver goes out first.
         self.flush_replies();
-        for (channel, grant) in subs {
-            let sub = PendingSubscription::plain(self.out.clone(), SubscribeReply::ServerSide);
-            self.shard().subscribe(&channel, sub, None);
+        let slots = PendingConnect::start(self.out.clone(), id, &result, &names);
+        for ((channel, grant), slot) in subs.into_iter().zip(slots) {
+            let mut options = self
+                .shard()
+                .config
+                .channel_options(&channel)
+                .unwrap_or_default();
+            permissions::apply_overrides(&mut options, &grant);
+            let history = options.history();
+            let mode = match (
+                history && options.force_recovery,
+                history && options.force_positioning,
+            ) {
+                (true, _) => StreamMode::Recoverable,
+                (false, true) => StreamMode::Positioned,
+                (false, false) => StreamMode::Plain,
+            };
+            // A reconnecting client names where it was in each server-side subscription.
+            let recover = positions
+                .get(channel.as_str())
+                .filter(|p| p.recover && mode == StreamMode::Recoverable)
+                .map(|p| RecoverFrom {
+                    offset: p.offset,
+                    epoch: p.epoch.as_str().into(),
+                });
+            let sub = PendingSubscription {
+                conn: self.out.clone(),
+                reply: SubscribeReply::ServerSide(Some(slot)),
+                mode,
+                recovery: match recover {
+                    Some(_) => RecoveryAsk::Asked {
+                        reject_unrecovered: false,
+                    },
+                    None => RecoveryAsk::NotAsked,
+                },
+                token_reply: None,
+            };
+            self.shard().subscribe(&channel, sub, recover);
             self.channels.push(Subscribed {
                 channel: channel.into(),
                 grant: grant.info.map(|info| {

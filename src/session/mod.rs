@@ -183,7 +183,9 @@ impl Session {
             return Err(Disconnect::BadRequest);
         }
         match (&self.state, request) {
-            (State::New, Request::Connect(connect)) => self.connect(id, &connect.token),
+            (State::New, Request::Connect(connect)) => {
+                self.connect(id, &connect.token, &connect.subs)
+            }
             (State::New, _) | (State::Connected, Request::Connect(_)) => {
                 Err(Disconnect::BadRequest)
             }

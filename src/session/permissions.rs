@@ -268,7 +268,7 @@ pub fn server_side_subscribe(access: &Access, config: &Config, channel: &str) ->
 }
 
 /// The options a token overrides.
-fn apply_overrides(options: &mut ChannelOptions, grant: &SubscriptionGrant) {
+pub fn apply_overrides(options: &mut ChannelOptions, grant: &SubscriptionGrant) {
     let o = &grant.overrides;
     let set = |field: &mut bool, value: Option<bool>| {
         if let Some(v) = value {

@@ -130,7 +130,7 @@ mod tests {
         let js = parse_command(br#"{"connect":{"token":"T","name":"js"},"id":1}"#).unwrap();
         assert_eq!(js.id, 1);
         assert!(
-            matches!(js.request, Request::Connect(ConnectRequest { ref token }) if token == "T")
+            matches!(js.request, Request::Connect(ConnectRequest { ref token, .. }) if token == "T")
         );
         let py =
             parse_command(br#"{"id": 2, "subscribe": {"channel": "news", "flag": 1}}"#).unwrap();

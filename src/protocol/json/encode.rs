@@ -83,8 +83,9 @@ pub struct ConnectResult<'a> {
     pub version: &'a str,
     /// Seconds until the connection expires, if it does.
     pub ttl: Option<u32>,
-    /// Server-side subscriptions (from the token's `channels` claim) the connection got.
-    pub subs: &'a [Box<str>],
+    /// Server-side subscriptions the connection got, each with its subscribe result (raw
+    /// JSON, `put_subscribe_result`).
+    pub subs: &'a [(Box<str>, Vec<u8>)],
     /// The server's ping interval in seconds, if it pings.
     pub ping_seconds: Option<u32>,
     /// The server expects pongs.
@@ -102,12 +103,13 @@ pub fn connect_reply(out: &mut Vec<u8>, id: u32, result: &ConnectResult<'_>) {
     }
     if !result.subs.is_empty() {
         out.extend_from_slice(b",\"subs\":{");
-        for (i, channel) in result.subs.iter().enumerate() {
+        for (i, (channel, sub)) in result.subs.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             put_str(out, channel);
-            out.extend_from_slice(b":{}");
+            out.push(b':');
+            out.extend_from_slice(sub);
         }
         out.push(b'}');
     }
@@ -189,7 +191,14 @@ pub struct SubscribeResult<'a> {
 
 pub fn subscribe_reply(out: &mut Vec<u8>, id: u32, result: &SubscribeResult<'_>) {
     open_reply(out, id);
-    out.extend_from_slice(b",\"subscribe\":{");
+    out.extend_from_slice(b",\"subscribe\":");
+    put_subscribe_result(out, result);
+    out.push(b'}');
+}
+
+/// The subscribe result object `{...}` (also what a connect result's `subs` map holds).
+pub fn put_subscribe_result(out: &mut Vec<u8>, result: &SubscribeResult<'_>) {
+    out.push(b'{');
     let body = out.len();
     // Each field after the first is preceded by a comma.
     let field = |out: &mut Vec<u8>, name: &[u8]| {
@@ -234,7 +243,7 @@ pub fn subscribe_reply(out: &mut Vec<u8>, id: u32, result: &SubscribeResult<'_>)
         field(out, b"data");
         put_raw(out, data.as_bytes());
     }
-    out.extend_from_slice(b"}}");
+    out.push(b'}');
 }
 
 /// The history result body `{"publications":[...],"epoch":E,"offset":N}`.
