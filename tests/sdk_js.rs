@@ -408,3 +408,148 @@ fn js_sdk_is_disconnected_with_3500_for_a_token_of_another_user() {
     );
     assert_eq!(step(&steps, "done")["disconnect_code"], 3500, "{steps:?}");
 }
+
+/// A connection token for `user` whose `channels` claim subscribes the connection to
+/// `channels` on the server (server-side subscriptions).
+fn channels_token(user: &str, channels: &[&str]) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": user, "exp": now + 3600, "channels": channels}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A child process killed on drop: a failed assertion leaves no SDK process behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `js_server_subs.mjs` over `ws_url` with `token`, watching `channel` until the
+/// publication `{"n": final_n}`; its JSON lines as they come.
+fn spawn_server_subs(
+    ws_url: &str,
+    token: &str,
+    channel: &str,
+    final_n: u64,
+) -> (KillOnDrop, Lines) {
+    install_sdk();
+    let mut child = Command::new("node")
+        .arg(sdk_dir().join("js_server_subs.mjs"))
+        .env("RINGCAST_WS_URL", ws_url)
+        .env("RINGCAST_TOKEN", token)
+        .env("RINGCAST_CHANNEL", channel)
+        .env("RINGCAST_FINAL_N", final_n.to_string())
+        .env("RINGCAST_TIMEOUT_MS", "25000")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("the script prints JSON lines, not {line:?}: {e}"));
+            if tx.send(value).is_err() {
+                return;
+            }
+        }
+    });
+    (KillOnDrop(child), Lines(rx))
+}
+
+#[test]
+fn js_sdk_recovers_a_server_side_subscription_after_a_cut() {
+    // History and forced recovery for `feed`; the token's `channels` claim subscribes the
+    // connection to it on the server: the SDK only listens with client-level events.
+    let server = Server::start(&[
+        "channel.without_namespace.history_size=100",
+        "channel.without_namespace.history_ttl=300s",
+        "channel.without_namespace.force_recovery=true",
+    ]);
+    let proxy = Proxy::start(server.address);
+    let channel = "feed";
+    let token = channels_token("js-user", &[channel]);
+    let (mut child, lines) = spawn_server_subs(&proxy.ws_url(), &token, channel, 4);
+    let mut seen = Vec::new();
+    let publish = |n: u64| {
+        let reply = server.api(
+            "publish",
+            &serde_json::json!({"channel": channel, "data": {"n": n}}),
+        );
+        assert_eq!(reply["result"]["offset"], n, "{reply}");
+    };
+
+    let first = lines.wait("subscribed", &mut seen);
+    assert_eq!(
+        (&first["recoverable"], &first["wasRecovering"]),
+        (&true.into(), &false.into()),
+        "the connect reply's subs: {first}"
+    );
+    let epoch = first["epoch"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        !epoch.is_empty(),
+        "a recoverable stream has an epoch: {first}"
+    );
+    publish(1);
+    while lines.wait("publication", &mut seen)["n"] != 1 {}
+
+    // A network cut: the server stays up and publishes while the client is away.
+    proxy.cut();
+    lines.wait("connecting", &mut seen);
+    publish(2);
+    publish(3);
+    proxy.up(server.address);
+    let connected = lines.wait("connected", &mut seen);
+    assert_eq!(
+        connected["sent_subs"][channel],
+        serde_json::json!({"recover": true, "offset": 1, "epoch": epoch}),
+        "the SDK asks to recover from its position in the reconnect's connect: {connected}"
+    );
+    let second = lines.wait("subscribed", &mut seen);
+    assert_eq!(
+        (&second["wasRecovering"], &second["recovered"]),
+        (&true.into(), &true.into()),
+        "{second}"
+    );
+    assert_eq!(second["epoch"], epoch.as_str(), "{second}");
+    assert_eq!(
+        second["reply_offsets"],
+        serde_json::json!([2, 3]),
+        "{second}"
+    );
+    while lines.wait("publication", &mut seen)["n"] != 3 {}
+    publish(4);
+    let done = lines.wait("done", &mut seen);
+    assert!(child.0.wait().unwrap().success(), "{seen:?}");
+
+    let received: Vec<(u64, u64)> = seen
+        .iter()
+        .filter(|l| l["step"] == "publication")
+        .map(|l| (l["n"].as_u64().unwrap(), l["offset"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        received,
+        [(1, 1), (2, 2), (3, 3), (4, 4)],
+        "every publication exactly once, in order: {seen:?}"
+    );
+    assert_eq!(done["publications"], serde_json::json!([1, 2, 3, 4]));
+    assert_eq!(
+        seen.iter().filter(|l| l["step"] == "subscribed").count(),
+        2,
+        "subscribed once per connection: {seen:?}"
+    );
+}

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::permissions::{self, Asker, Denied, Source};
+use super::permissions::{self, Access, Asker, Denied, Source};
 use super::{check_channel, Granted, Session, State, Subscribed};
 use crate::auth::token::{SubscriptionGrant, TokenError};
 use crate::clock::{unix_secs, Millis};
+use crate::config::{ChannelOptions, Config};
 use crate::fanout::{
     PendingConnect, PendingSubscription, Phase, RecoveryAsk, StreamMode, SubscribeReply, TokenReply,
 };
@@ -32,6 +33,27 @@ impl Session {
     /// Who this session is, for the access rules.
     fn asker(&self) -> (Rc<str>, String) {
         (self.user.clone(), self.client.to_string())
+    }
+
+    /// Whether this connection may do what `rule` decides on `channel` (publish, history,
+    /// presence), as a subscriber of it or not; a refusal is answered here.
+    fn may(
+        &mut self,
+        id: u32,
+        channel: &str,
+        rule: fn(&Access, &Config, Asker<'_>, &str, bool) -> Result<ChannelOptions, Denied>,
+    ) -> Result<bool, Disconnect> {
+        let (user, client) = self.asker();
+        let who = Asker {
+            user: &user,
+            client: &client,
+        };
+        let subscribed = self.shard().is_member(channel, self.out.id);
+        let ctx = self.ctx.clone();
+        match rule(&ctx.access, &ctx.shard.config, who, channel, subscribed) {
+            Ok(_) => Ok(true),
+            Err(denied) => self.deny(id, denied).map(|()| false),
+        }
     }
 
     /// Answers a refused command: the error reply (or the disconnect), counted.
@@ -446,18 +468,8 @@ impl Session {
             encode::error_reply(&mut self.reply(), id, ErrorCode::BadRequest);
             return Ok(());
         };
-        let (user, client) = self.asker();
-        let who = Asker {
-            user: &user,
-            client: &client,
-        };
-        let subscribed = self.shard().is_member(&req.channel, self.out.id);
-        let ctx = self.ctx.clone();
-        if let Err(denied) = ctx
-            .access
-            .publish(&ctx.shard.config, who, &req.channel, subscribed)
-        {
-            return self.deny(id, denied);
+        if !self.may(id, &req.channel, Access::publish)? {
+            return Ok(());
         }
         if !decode::depth_within(data.get().as_bytes(), JSON_DEPTH_MAX) {
             encode::error_reply(&mut self.reply(), id, ErrorCode::BadRequest);
@@ -467,7 +479,8 @@ impl Session {
         let chan_info = self
             .subscription(&req.channel)
             .and_then(|s| s.grant.as_ref()?.info.as_deref());
-        let info = encode::client_info(&user, &client, self.conn_info.as_deref(), chan_info);
+        let client = self.client.to_string();
+        let info = encode::client_info(&self.user, &client, self.conn_info.as_deref(), chan_info);
         // Replies queued so far go out before the publication can reach us; the publish
         // reply comes from the owner once the publication is accepted.
         self.flush_replies();
@@ -483,18 +496,8 @@ impl Session {
 
     pub(super) fn presence(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {
         check_channel(channel)?;
-        let (user, client) = self.asker();
-        let who = Asker {
-            user: &user,
-            client: &client,
-        };
-        let subscribed = self.shard().is_member(channel, self.out.id);
-        let ctx = self.ctx.clone();
-        if let Err(denied) = ctx
-            .access
-            .presence(&ctx.shard.config, who, channel, subscribed)
-        {
-            return self.deny(id, denied);
+        if !self.may(id, channel, Access::presence)? {
+            return Ok(());
         }
         // Presence itself is not built yet: not available, as Centrifugo answers where it
         // is off.
@@ -504,18 +507,8 @@ impl Session {
 
     pub(super) fn history(&mut self, id: u32, req: HistoryRequest) -> Result<(), Disconnect> {
         check_channel(&req.channel)?;
-        let (user, client) = self.asker();
-        let who = Asker {
-            user: &user,
-            client: &client,
-        };
-        let subscribed = self.shard().is_member(&req.channel, self.out.id);
-        let ctx = self.ctx.clone();
-        if let Err(denied) = ctx
-            .access
-            .history(&ctx.shard.config, who, &req.channel, subscribed)
-        {
-            return self.deny(id, denied);
+        if !self.may(id, &req.channel, Access::history)? {
+            return Ok(());
         }
         // The owner answers straight to this connection; earlier replies go first.
         self.flush_replies();

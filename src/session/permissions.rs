@@ -193,15 +193,7 @@ impl Access {
         channel: &str,
         subscribed: bool,
     ) -> Result<ChannelOptions, Denied> {
-        let options = self.resolve(config, channel)?;
-        let anonymous_ok = !who.anonymous() || options.allow_publish_for_anonymous;
-        let allowed = (options.allow_publish_for_client && anonymous_ok)
-            || (options.allow_publish_for_subscriber && subscribed && anonymous_ok)
-            || config.client.insecure;
-        if !allowed {
-            return Err(Denied::error(Refusal::NotAllowed));
-        }
-        Ok(options)
+        self.check(config, who, channel, subscribed, |_| true, Rule::publish)
     }
 
     /// May `who` read `channel`'s history? `subscribed`: is it (or is it about to be, when
@@ -213,14 +205,14 @@ impl Access {
         channel: &str,
         subscribed: bool,
     ) -> Result<ChannelOptions, Denied> {
-        let options = self.resolve(config, channel)?;
-        if !options.history() {
-            return Err(Denied::error(Refusal::NotAvailable));
-        }
-        if !history_access(config, &options, who, subscribed) {
-            return Err(Denied::error(Refusal::NotAllowed));
-        }
-        Ok(options)
+        self.check(
+            config,
+            who,
+            channel,
+            subscribed,
+            ChannelOptions::history,
+            Rule::history,
+        )
     }
 
     /// May `who` ask for `channel`'s presence (or presence stats)?
@@ -231,18 +223,74 @@ impl Access {
         channel: &str,
         subscribed: bool,
     ) -> Result<ChannelOptions, Denied> {
+        self.check(
+            config,
+            who,
+            channel,
+            subscribed,
+            |o| o.presence,
+            Rule::presence,
+        )
+    }
+
+    /// The name, then whether the feature is on (108), then its rule (103).
+    fn check(
+        &self,
+        config: &Config,
+        who: Asker<'_>,
+        channel: &str,
+        subscribed: bool,
+        available: fn(&ChannelOptions) -> bool,
+        rule: fn(&ChannelOptions) -> Rule,
+    ) -> Result<ChannelOptions, Denied> {
         let options = self.resolve(config, channel)?;
-        if !options.presence {
+        if !available(&options) {
             return Err(Denied::error(Refusal::NotAvailable));
         }
-        let anonymous_ok = !who.anonymous() || options.allow_presence_for_anonymous;
-        let allowed = (options.allow_presence_for_client && anonymous_ok)
-            || (options.allow_presence_for_subscriber && subscribed && anonymous_ok)
-            || config.client.insecure;
-        if !allowed {
+        if !rule(&options).allows(config, who, subscribed) {
             return Err(Denied::error(Refusal::NotAllowed));
         }
         Ok(options)
+    }
+}
+
+/// Who may use one feature of a channel: any client, its subscribers, and anonymous ones
+/// too (with one of the other two); `client.insecure` lets anyone.
+#[derive(Debug, Clone, Copy)]
+struct Rule {
+    client: bool,
+    subscriber: bool,
+    anonymous: bool,
+}
+
+impl Rule {
+    fn publish(o: &ChannelOptions) -> Rule {
+        Rule {
+            client: o.allow_publish_for_client,
+            subscriber: o.allow_publish_for_subscriber,
+            anonymous: o.allow_publish_for_anonymous,
+        }
+    }
+
+    fn history(o: &ChannelOptions) -> Rule {
+        Rule {
+            client: o.allow_history_for_client,
+            subscriber: o.allow_history_for_subscriber,
+            anonymous: o.allow_history_for_anonymous,
+        }
+    }
+
+    fn presence(o: &ChannelOptions) -> Rule {
+        Rule {
+            client: o.allow_presence_for_client,
+            subscriber: o.allow_presence_for_subscriber,
+            anonymous: o.allow_presence_for_anonymous,
+        }
+    }
+
+    fn allows(self, config: &Config, who: Asker<'_>, subscribed: bool) -> bool {
+        let anonymous_ok = !who.anonymous() || self.anonymous;
+        ((self.client || (self.subscriber && subscribed)) && anonymous_ok) || config.client.insecure
     }
 }
 
@@ -254,10 +302,7 @@ pub fn history_access(
     who: Asker<'_>,
     subscribed: bool,
 ) -> bool {
-    let anonymous_ok = !who.anonymous() || options.allow_history_for_anonymous;
-    (options.allow_history_for_client && anonymous_ok)
-        || (options.allow_history_for_subscriber && subscribed && anonymous_ok)
-        || config.client.insecure
+    Rule::history(options).allows(config, who, subscribed)
 }
 
 /// May a connection token subscribe its connection to `channel` (its `channels`/`subs`

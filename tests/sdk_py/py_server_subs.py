@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Server-side subscriptions with the official Python SDK (`centrifuge-python` from PyPI,
+asyncio over `websockets`) through lost connections. Run by tests/sdk_python.rs from the venv
+in .venv/.
+
+The connection token's `channels` claim subscribes the connection to its channels on the
+server; the SDK reports them to the client's event handler (centrifuge-python 0.7.0:
+`ClientEventHandler.on_subscribed / on_subscribing / on_unsubscribed / on_publication` with
+the `Server*Context` classes, no Subscription object). The SDK keeps each recoverable
+server-side subscription's position and sends it back in the `subs` of its next connect
+command; the connect reply's `subs[channel]` then carries `was_recovering`, `recovered` and
+the missed publications. The Rust test publishes through the API and cuts the connection;
+the SDK reconnects by itself; this script only reports what it sees.
+
+Environment:
+  RINGCAST_WS_URL     ws://127.0.0.1:PORT/connection/websocket (required)
+  RINGCAST_TOKEN      connection JWT with a `channels` claim (required)
+  RINGCAST_CHANNEL    the server-side channel to watch, e.g. feed (required)
+  RINGCAST_FINAL_N    exit once a publication with data.n == this arrives (required)
+  RINGCAST_TIMEOUT_S  overall timeout, default 25 (at most 29)
+  RINGCAST_DEBUG      "1": the SDK's debug log on stderr
+
+Output: one JSON object per line on stdout:
+  {"step":"connected","client":"...","sent_subs":{...}|null}   (sent_subs: the `subs` of the
+                                                                 connect command it answers)
+  {"step":"subscribed","channel":"feed","count":N,"recoverable":bool,"positioned":bool,
+   "was_recovering":bool,"recovered":bool,"offset":N|null,"epoch":"..."|null,
+   "reply_offsets":[...]}                  (reply_offsets: offsets of the publications in the
+                                             connect reply's subs[channel])
+  {"step":"publication","channel":"feed","n":N,"offset":N}
+  {"step":"connecting","code":N,"reason":"..."}
+  {"step":"done","publications":[offsets...]}
+On failure: {"step":"error","message":"..."} and exit code 1. Success: exit 0.
+Diagnostics go to stderr: SDK events and every WebSocket frame.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+
+try:
+    from centrifuge import (
+        Client,
+        ClientEventHandler,
+        ConnectedContext,
+        ConnectingContext,
+        DisconnectedContext,
+        ErrorContext,
+        ServerPublicationContext,
+        ServerSubscribedContext,
+        ServerSubscribingContext,
+        ServerUnsubscribedContext,
+    )
+except ImportError as e:  # pragma: no cover - reported as a scenario failure
+    sys.stdout.write(
+        json.dumps({"step": "error", "message": f"centrifuge-python is not installed: {e}"}) + "\n"
+    )
+    sys.stdout.flush()
+    sys.exit(1)
+
+ENV = os.environ
+WS_URL = ENV.get("RINGCAST_WS_URL", "")
+TOKEN = ENV.get("RINGCAST_TOKEN", "")
+CHANNEL = ENV.get("RINGCAST_CHANNEL", "")
+try:
+    FINAL_N = int(ENV.get("RINGCAST_FINAL_N", "0") or "0")
+except ValueError:
+    FINAL_N = 0
+
+
+def _timeout() -> float:
+    try:
+        value = float(ENV.get("RINGCAST_TIMEOUT_S", "25"))
+    except ValueError:
+        value = 25.0
+    # The whole run stays under 30 s, whatever is asked.
+    return min(value, 29.0) if value > 0 else 25.0
+
+
+TIMEOUT_S = _timeout()
+START = time.monotonic()
+
+
+def emit(obj) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def log(*parts) -> None:
+    ms = int((time.monotonic() - START) * 1000)
+    sys.stderr.write(f"[py_server_subs {ms:5} ms] " + " ".join(str(p) for p in parts) + "\n")
+    sys.stderr.flush()
+
+
+class Wire:
+    """What went over the WebSocket: the connect commands and their replies."""
+
+    def __init__(self) -> None:
+        self.connect_ids = set()
+        self.last_connect_subs = None  # `subs` of the last connect command sent (None: none)
+        self.last_reply_subs = None  # `subs` of the last connect reply received
+
+    @staticmethod
+    def _text(data) -> str:
+        return data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else data
+
+    def sent(self, data) -> None:
+        text = self._text(data)
+        log("frame out:", text)
+        for line in text.split("\n"):
+            try:
+                command = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(command, dict) and "connect" in command:
+                self.connect_ids.add(command.get("id"))
+                self.last_connect_subs = command["connect"].get("subs")
+
+    def received(self, data) -> None:
+        text = self._text(data)
+        log("frame in:", text)
+        for line in text.split("\n"):
+            try:
+                frame = json.loads(line)
+            except ValueError:
+                continue
+            if (
+                isinstance(frame, dict)
+                and frame.get("id") in self.connect_ids
+                and isinstance(frame.get("connect"), dict)
+            ):
+                self.last_reply_subs = frame["connect"].get("subs") or {}
+
+
+WIRE = Wire()
+
+
+class TracingClient(Client):
+    """The SDK's client with every WebSocket frame traced: the connection its transport
+    opens gets `send` and `recv` wrapped (the SDK calls `conn.send(...)`/`conn.recv()`)."""
+
+    async def _open_transport(self):
+        conn = await super()._open_transport()
+        send, recv = conn.send, conn.recv
+
+        async def traced_send(message, *args, **kwargs):
+            WIRE.sent(message)
+            return await send(message, *args, **kwargs)
+
+        async def traced_recv(*args, **kwargs):
+            message = await recv(*args, **kwargs)
+            WIRE.received(message)
+            return message
+
+        conn.send, conn.recv = traced_send, traced_recv
+        return conn
+
+
+class State:
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Set with the summary line when FINAL_N arrives, or with an error message.
+        self.done = loop.create_future()
+        self.ending = False  # disconnect/unsubscribe from here on are expected
+        self.subscribed_count = 0
+        self.offsets = []  # offsets of the publications received on CHANNEL, in order
+
+    def fail(self, message: str) -> None:
+        if not self.done.done():
+            self.done.set_exception(RuntimeError(message))
+
+
+class Events(ClientEventHandler):
+    """Client-level events: the connection's and those of its server-side subscriptions."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    async def on_connecting(self, ctx: ConnectingContext) -> None:
+        log("client connecting: code", ctx.code, "reason", ctx.reason)
+        emit({"step": "connecting", "code": ctx.code, "reason": ctx.reason})
+
+    async def on_connected(self, ctx: ConnectedContext) -> None:
+        log("client connected:", ctx.client)
+        emit({"step": "connected", "client": ctx.client, "sent_subs": WIRE.last_connect_subs})
+
+    async def on_disconnected(self, ctx: DisconnectedContext) -> None:
+        log("client disconnected: code", ctx.code, "reason", ctx.reason)
+        if not self.state.ending:
+            self.state.fail(f"client disconnected for good: code {ctx.code} reason {ctx.reason}")
+
+    async def on_error(self, ctx: ErrorContext) -> None:
+        log("client error: code", ctx.code, "error", repr(ctx.error))
+
+    async def on_subscribing(self, ctx: ServerSubscribingContext) -> None:
+        log("server-side subscribing:", ctx.channel)
+
+    async def on_subscribed(self, ctx: ServerSubscribedContext) -> None:
+        log("server-side subscribed:", ctx)
+        if ctx.channel != CHANNEL:
+            return
+        self.state.subscribed_count += 1
+        position = ctx.stream_position
+        reply_sub = (WIRE.last_reply_subs or {}).get(ctx.channel) or {}
+        emit(
+            {
+                "step": "subscribed",
+                "channel": ctx.channel,
+                "count": self.state.subscribed_count,
+                "recoverable": ctx.recoverable,
+                "positioned": ctx.positioned,
+                "was_recovering": ctx.was_recovering,
+                "recovered": ctx.recovered,
+                "offset": position.offset if position else None,
+                "epoch": position.epoch if position else None,
+                "reply_offsets": [p.get("offset") for p in reply_sub.get("publications") or []],
+            }
+        )
+
+    async def on_unsubscribed(self, ctx: ServerUnsubscribedContext) -> None:
+        log("server-side unsubscribed:", ctx.channel)
+        if not self.state.ending:
+            self.state.fail(f"server-side subscription {ctx.channel} unsubscribed")
+
+    async def on_publication(self, ctx: ServerPublicationContext) -> None:
+        pub = ctx.pub
+        log("server-side publication:", ctx.channel, "offset", pub.offset, "data", pub.data)
+        if ctx.channel != CHANNEL:
+            return
+        n = pub.data.get("n") if isinstance(pub.data, dict) else None
+        self.state.offsets.append(pub.offset)
+        emit({"step": "publication", "channel": ctx.channel, "n": n, "offset": pub.offset})
+        if n == FINAL_N and not self.state.done.done():
+            self.state.done.set_result({"step": "done", "publications": self.state.offsets})
+
+
+async def run() -> int:
+    if not WS_URL or not TOKEN or not CHANNEL or FINAL_N <= 0:
+        emit(
+            {
+                "step": "error",
+                "message": "RINGCAST_WS_URL, RINGCAST_TOKEN, RINGCAST_CHANNEL and "
+                "RINGCAST_FINAL_N must be set",
+            }
+        )
+        return 1
+    state = State()
+    client = TracingClient(
+        WS_URL,
+        events=Events(state),
+        token=TOKEN,
+        name="ringcast-py-server-subs-test",
+        timeout=5.0,
+        min_reconnect_delay=0.1,
+        max_reconnect_delay=0.4,
+        # Connect directly: no proxy from the environment for a loopback server.
+        proxy=None,
+    )
+    code = 0
+    try:
+        deadline = START + TIMEOUT_S
+        await asyncio.wait_for(client.connect(), max(0.0, deadline - time.monotonic()))
+        done = await asyncio.wait_for(
+            asyncio.shield(state.done), max(0.0, deadline - time.monotonic())
+        )
+        state.ending = True
+        emit(done)
+    except TimeoutError:
+        emit({"step": "error", "message": f"overall timeout after {TIMEOUT_S} s"})
+        code = 1
+    except Exception as e:  # noqa: BLE001 - any surprise is a failed run
+        emit({"step": "error", "message": f"{type(e).__name__}: {e}"})
+        code = 1
+    state.ending = True
+    try:
+        await asyncio.wait_for(client.disconnect(), 2.0)
+    except Exception as e:  # noqa: BLE001
+        log("disconnect failed:", repr(e))
+    return code
+
+
+def main() -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if ENV.get("RINGCAST_DEBUG") == "1" else logging.WARNING,
+        format="[centrifuge] %(levelname)s %(message)s",
+    )
+    try:
+        code = asyncio.run(run())
+    except KeyboardInterrupt:
+        code = 1
+    sys.stdout.flush()
+    # Exit at once: no lingering thread or task keeps the process past its deadline.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
