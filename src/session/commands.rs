@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::permissions::{self, Access, Asker, Denied, Source};
+use super::permissions::{self, Asker, Denied, Feature, Source};
 use super::{check_channel, Granted, Session, State, Subscribed};
 use crate::auth::token::{SubscriptionGrant, TokenError};
 use crate::clock::{unix_secs, Millis};
-use crate::config::{ChannelOptions, Config};
 use crate::fanout::{
     PendingConnect, PendingSubscription, Phase, RecoveryAsk, StreamMode, SubscribeReply, TokenReply,
 };
@@ -37,12 +36,7 @@ impl Session {
 
     /// Whether this connection may do what `rule` decides on `channel` (publish, history,
     /// presence), as a subscriber of it or not; a refusal is answered here.
-    fn may(
-        &mut self,
-        id: u32,
-        channel: &str,
-        rule: fn(&Access, &Config, Asker<'_>, &str, bool) -> Result<ChannelOptions, Denied>,
-    ) -> Result<bool, Disconnect> {
+    fn may(&mut self, id: u32, channel: &str, feature: Feature) -> Result<bool, Disconnect> {
         let (user, client) = self.asker();
         let who = Asker {
             user: &user,
@@ -50,7 +44,10 @@ impl Session {
         };
         let subscribed = self.shard().is_member(channel, self.out.id);
         let ctx = self.ctx.clone();
-        match rule(&ctx.access, &ctx.shard.config, who, channel, subscribed) {
+        match ctx
+            .access
+            .may(&ctx.shard.config, who, channel, subscribed, feature)
+        {
             Ok(_) => Ok(true),
             Err(denied) => self.deny(id, denied).map(|()| false),
         }
@@ -468,7 +465,7 @@ impl Session {
             encode::error_reply(&mut self.reply(), id, ErrorCode::BadRequest);
             return Ok(());
         };
-        if !self.may(id, &req.channel, Access::publish)? {
+        if !self.may(id, &req.channel, Feature::Publish)? {
             return Ok(());
         }
         if !decode::depth_within(data.get().as_bytes(), JSON_DEPTH_MAX) {
@@ -496,7 +493,7 @@ impl Session {
 
     pub(super) fn presence(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {
         check_channel(channel)?;
-        if !self.may(id, channel, Access::presence)? {
+        if !self.may(id, channel, Feature::Presence)? {
             return Ok(());
         }
         // Presence itself is not built yet: not available, as Centrifugo answers where it
@@ -507,7 +504,7 @@ impl Session {
 
     pub(super) fn history(&mut self, id: u32, req: HistoryRequest) -> Result<(), Disconnect> {
         check_channel(&req.channel)?;
-        if !self.may(id, &req.channel, Access::history)? {
+        if !self.may(id, &req.channel, Feature::History)? {
             return Ok(());
         }
         // The owner answers straight to this connection; earlier replies go first.

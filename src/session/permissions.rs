@@ -58,6 +58,15 @@ impl Denied {
     }
 }
 
+/// What a client asks to do on a channel besides subscribing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    Publish,
+    History,
+    /// `presence` and `presence_stats`.
+    Presence,
+}
+
 /// Who asks.
 #[derive(Debug, Clone, Copy)]
 pub struct Asker<'a> {
@@ -185,69 +194,27 @@ impl Access {
         Ok(Allowed { options, source })
     }
 
-    /// May `who` publish to `channel`? `subscribed`: is it a subscriber of it.
-    pub fn publish(
+    /// May `who` use `feature` of `channel`? `subscribed`: is it a subscriber of it (or about
+    /// to be, when a subscribe asks for recovery or positioning). The name first, then
+    /// whether the feature is on (108), then its rule (103).
+    pub fn may(
         &self,
         config: &Config,
         who: Asker<'_>,
         channel: &str,
         subscribed: bool,
-    ) -> Result<ChannelOptions, Denied> {
-        self.check(config, who, channel, subscribed, |_| true, Rule::publish)
-    }
-
-    /// May `who` read `channel`'s history? `subscribed`: is it (or is it about to be, when
-    /// a subscribe asks for recovery or positioning) a subscriber.
-    pub fn history(
-        &self,
-        config: &Config,
-        who: Asker<'_>,
-        channel: &str,
-        subscribed: bool,
-    ) -> Result<ChannelOptions, Denied> {
-        self.check(
-            config,
-            who,
-            channel,
-            subscribed,
-            ChannelOptions::history,
-            Rule::history,
-        )
-    }
-
-    /// May `who` ask for `channel`'s presence (or presence stats)?
-    pub fn presence(
-        &self,
-        config: &Config,
-        who: Asker<'_>,
-        channel: &str,
-        subscribed: bool,
-    ) -> Result<ChannelOptions, Denied> {
-        self.check(
-            config,
-            who,
-            channel,
-            subscribed,
-            |o| o.presence,
-            Rule::presence,
-        )
-    }
-
-    /// The name, then whether the feature is on (108), then its rule (103).
-    fn check(
-        &self,
-        config: &Config,
-        who: Asker<'_>,
-        channel: &str,
-        subscribed: bool,
-        available: fn(&ChannelOptions) -> bool,
-        rule: fn(&ChannelOptions) -> Rule,
+        feature: Feature,
     ) -> Result<ChannelOptions, Denied> {
         let options = self.resolve(config, channel)?;
-        if !available(&options) {
+        let (available, rule) = match feature {
+            Feature::Publish => (true, Rule::publish(&options)),
+            Feature::History => (options.history(), Rule::history(&options)),
+            Feature::Presence => (options.presence, Rule::presence(&options)),
+        };
+        if !available {
             return Err(Denied::error(Refusal::NotAvailable));
         }
-        if !rule(&options).allows(config, who, subscribed) {
+        if !rule.allows(config, who, subscribed) {
             return Err(Denied::error(Refusal::NotAllowed));
         }
         Ok(options)

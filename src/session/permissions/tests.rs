@@ -173,25 +173,31 @@ fn publish_history_and_presence_rules() {
         })
     };
     assert_eq!(
-        err(access.publish(&config, ANN, "open:room", false)),
-        Err((103, Refusal::NotAllowed))
-    );
-    assert_eq!(err(access.publish(&config, ANN, "open:room", true)), Ok(()));
-    assert_eq!(
-        err(access.publish(&config, ANON, "open:room", true)),
+        err(access.may(&config, ANN, "open:room", false, Feature::Publish)),
         Err((103, Refusal::NotAllowed))
     );
     assert_eq!(
-        err(access.history(&config, ANN, "news", true)),
+        err(access.may(&config, ANN, "open:room", true, Feature::Publish)),
+        Ok(())
+    );
+    assert_eq!(
+        err(access.may(&config, ANON, "open:room", true, Feature::Publish)),
+        Err((103, Refusal::NotAllowed))
+    );
+    assert_eq!(
+        err(access.may(&config, ANN, "news", true, Feature::History)),
         Err((108, Refusal::NotAvailable))
     );
     assert_eq!(
-        err(access.history(&config, ANN, "open:room", false)),
+        err(access.may(&config, ANN, "open:room", false, Feature::History)),
         Err((103, Refusal::NotAllowed))
     );
-    assert_eq!(err(access.history(&config, ANN, "open:room", true)), Ok(()));
     assert_eq!(
-        err(access.presence(&config, ANN, "open:room", true)),
+        err(access.may(&config, ANN, "open:room", true, Feature::History)),
+        Ok(())
+    );
+    assert_eq!(
+        err(access.may(&config, ANN, "open:room", true, Feature::Presence)),
         Err((108, Refusal::NotAvailable))
     );
     config.channel.namespaces[0].options.presence = true;
@@ -199,18 +205,18 @@ fn publish_history_and_presence_rules() {
         .options
         .allow_presence_for_client = true;
     assert_eq!(
-        err(access.presence(&config, ANN, "open:room", false)),
+        err(access.may(&config, ANN, "open:room", false, Feature::Presence)),
         Ok(())
     );
     assert_eq!(
-        err(access.presence(&config, ANON, "open:room", false)),
+        err(access.may(&config, ANON, "open:room", false, Feature::Presence)),
         Err((103, Refusal::NotAllowed))
     );
     config.channel.namespaces[0]
         .options
         .allow_presence_for_anonymous = true;
     assert_eq!(
-        err(access.presence(&config, ANON, "open:room", false)),
+        err(access.may(&config, ANON, "open:room", false, Feature::Presence)),
         Ok(())
     );
 }
