@@ -272,11 +272,15 @@ fn a_connection_token_subscribes_its_channels_with_their_info() {
     ]);
     let token = hs256(json!({
         "sub": "ann", "exp": now() + 60,
-        "subs": {"room": {"info": {"seat": 7}}},
+        "subs": {"room": {"info": {"seat": 7}, "data": {"welcome": 1}}},
     }));
     let mut ann = Client::open(&server);
     let reply = ann.command("connect", json!({"token": token}));
-    assert!(reply["connect"]["subs"].get("room").is_some(), "{reply}");
+    assert_eq!(
+        reply["connect"]["subs"]["room"]["data"],
+        json!({"welcome": 1}),
+        "the subscription's data in its result: {reply}"
+    );
     // Its own publication carries the channel info the token gave.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

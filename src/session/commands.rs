@@ -214,7 +214,13 @@ impl Session {
                     },
                     None => RecoveryAsk::NotAsked,
                 },
-                token_reply: None,
+                // The token's `data` for this subscription goes in its result.
+                token_reply: grant.data.clone().map(|data| {
+                    Box::new(TokenReply {
+                        ttl: None,
+                        data: Some(data),
+                    })
+                }),
             };
             self.shard().subscribe(&channel, sub, recover);
             self.channels.push(Subscribed {
