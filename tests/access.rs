@@ -164,6 +164,18 @@ fn anonymous_users_need_the_anonymous_options() {
     assert_eq!(data, json!({"a": 1}));
 }
 
+#[test]
+fn anonymous_connection_tokens_can_be_disallowed() {
+    let server = Server::start(&["client.disallow_anonymous_connection_tokens=true"]);
+    let mut anon = Client::open(&server);
+    anon.send_text(
+        &json!({"id": 1, "connect": {"token": hs256(json!({"exp": now() + 60}))}}).to_string(),
+    );
+    assert_eq!(anon.expect_close(), Closed::Code(3507));
+    let (_, reply) = Client::connect(&server, "ann");
+    assert!(reply.get("connect").is_some(), "{reply}");
+}
+
 /// Waits for the unsubscribe push of `channel`, skipping anything else; returns its body.
 fn unsubscribe_push(client: &mut Client, channel: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);

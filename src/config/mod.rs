@@ -157,6 +157,8 @@ pub struct Client {
     pub subscription_token: SubscriptionToken,
     /// Connect without a token, as an anonymous user.
     pub allow_anonymous_connect_without_token: bool,
+    /// Refuse connection tokens without a user (close 3507).
+    pub disallow_anonymous_connection_tokens: bool,
     /// Server ping interval (negative: no pings).
     pub ping_interval: GoDuration,
     /// Time a client has to answer a ping (negative: not checked); below `ping_interval`.
@@ -187,6 +189,7 @@ impl Default for Client {
             token: Token::default(),
             subscription_token: SubscriptionToken::default(),
             allow_anonymous_connect_without_token: false,
+            disallow_anonymous_connection_tokens: false,
             ping_interval: GoDuration::from_secs(25),
             pong_timeout: GoDuration::from_secs(8),
             queue_max_size: 1_048_576,

@@ -81,6 +81,8 @@ pub enum Disconnect {
     BadRequest,
     /// 3502: no connect command in time.
     Stale,
+    /// 3507: the connect is not allowed (an anonymous token where they are disallowed).
+    PermissionDenied,
     /// 3508: a command this server has no handler for (`send`).
     NotAvailable,
 }
@@ -95,6 +97,7 @@ impl Disconnect {
             Disconnect::InvalidToken => 3500,
             Disconnect::BadRequest => 3501,
             Disconnect::Stale => 3502,
+            Disconnect::PermissionDenied => 3507,
             Disconnect::NotAvailable => 3508,
         }
     }
@@ -108,6 +111,7 @@ impl Disconnect {
             Disconnect::InvalidToken => "invalid token",
             Disconnect::BadRequest => "bad request",
             Disconnect::Stale => "stale",
+            Disconnect::PermissionDenied => "permission denied",
             Disconnect::NotAvailable => "not available",
         }
     }

@@ -117,7 +117,19 @@ impl Session {
             }
         };
         let (user, expires_at, info, mut subs) = match claims {
-            Some(c) => (c.user, c.expires_at, c.info, c.subs),
+            Some(c) => {
+                if c.user.is_empty()
+                    && self
+                        .shard()
+                        .config
+                        .client
+                        .disallow_anonymous_connection_tokens
+                {
+                    self.shard().count_refusal(Refusal::NotAllowed);
+                    return Err(Disconnect::PermissionDenied);
+                }
+                (c.user, c.expires_at, c.info, c.subs)
+            }
             None => (String::new(), None, None, Vec::new()),
         };
         let config = &self.ctx.shard.config;
