@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Once;
 
-use common::{Server, API_KEY, SECRET};
+use common::sdk::{self, gentoken, publication, step, subtoken_cmd};
+use common::{Server, API_KEY};
 
 fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_py")
@@ -132,36 +133,18 @@ fn install_sdk() {
     });
 }
 
-fn gentoken(user: &str) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-        .args([
-            "gentoken",
-            "--user",
-            user,
-            "--ttl",
-            "3600",
-            "--token-hmac-secret-key",
-            SECRET,
-        ])
-        .output()
-        .expect("ringcast gentoken runs");
-    assert!(output.status.success(), "gentoken failed: {output:?}");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
+/// What runs the scripts, for a panic if it cannot start.
+const PYTHON_RUNS: &str = "the venv's python runs";
 
-/// `s` quoted for a shell (the script splits `RINGCAST_SUBTOKEN_CMD` like one).
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// The command the SDK's `get_token` runs (with `--user U --channel C` appended): a
-/// subscription token that lives `ttl` seconds.
-fn subtoken_cmd(ttl: u64) -> String {
-    format!(
-        "{} gensubtoken --token-hmac-secret-key {} --ttl {ttl}",
-        shell_quote(env!("CARGO_BIN_EXE_ringcast")),
-        shell_quote(SECRET)
-    )
+/// The venv's python running `tests/sdk_py/<script>`, with the SDK installed.
+fn python(script: &str) -> Command {
+    install_sdk();
+    let mut command = Command::new(venv_python());
+    command
+        .arg(sdk_dir().join(script))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONUNBUFFERED", "1");
+    command
 }
 
 /// Runs `py_client.py` with `scenario` on `channel` (plus `env`); returns the JSON step lines
@@ -172,11 +155,8 @@ fn run_scenario(
     channel: &str,
     env: &[(&str, &str)],
 ) -> Vec<serde_json::Value> {
-    install_sdk();
-    let output = Command::new(venv_python())
-        .arg(sdk_dir().join("py_client.py"))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("PYTHONUNBUFFERED", "1")
+    let mut command = python("py_client.py");
+    command
         .env("RINGCAST_SCENARIO", scenario)
         .env("RINGCAST_WS_URL", server.ws_url())
         .env("RINGCAST_TOKEN", gentoken("py-user"))
@@ -184,37 +164,12 @@ fn run_scenario(
         .env("RINGCAST_API_KEY", API_KEY)
         .env("RINGCAST_CHANNEL", channel)
         .env("RINGCAST_USER", "py-user")
-        .envs(env.iter().copied())
-        .output()
-        .expect("the venv's python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "Python SDK scenario {scenario} failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("the scenario prints JSON lines, not {l:?}: {e}"))
-        })
-        .collect()
-}
-
-fn step<'a>(steps: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
-    steps
-        .iter()
-        .find(|s| s["step"] == name)
-        .unwrap_or_else(|| panic!("no step {name} in {steps:?}"))
-}
-
-/// The `api_publication` step of the publication `{"n": n}`.
-fn publication(steps: &[serde_json::Value], n: u64) -> &serde_json::Value {
-    steps
-        .iter()
-        .find(|s| s["step"] == "api_publication" && s["n"] == n)
-        .unwrap_or_else(|| panic!("publication n={n} not received: {steps:?}"))
+        .envs(env.iter().copied());
+    sdk::run_lines(
+        &mut command,
+        PYTHON_RUNS,
+        &format!("Python SDK scenario {scenario}"),
+    )
 }
 
 #[test]
@@ -289,172 +244,16 @@ fn python_sdk_sees_103_subscribing_without_a_token() {
     step(&steps, "done");
 }
 
-/// A connection token for `user` whose `channels` claim subscribes the connection to
-/// `channels` on the server (server-side subscriptions).
-fn channels_token(user: &str, channels: &[&str]) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &serde_json::json!({"sub": user, "exp": now + 3600, "channels": channels}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
-}
-
-/// A child process killed on drop: a failed assertion leaves no SDK process behind.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A running script's JSON lines as they come.
-struct Lines(std::sync::mpsc::Receiver<serde_json::Value>);
-
-impl Lines {
-    /// The next line with `step == name` (20 s at most), remembering every line in `seen`;
-    /// an `error` line fails.
-    fn wait(&self, name: &str, seen: &mut Vec<serde_json::Value>) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self
-                .0
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {name} from the SDK; saw {seen:?}"));
-            seen.push(line.clone());
-            assert_ne!(line["step"], "error", "SDK scenario failed: {line}");
-            if line["step"] == name {
-                return line;
-            }
-        }
-    }
-}
-
-/// Runs `py_server_subs.py` over `ws_url` with `token`, watching `channel` until the
-/// publication `{"n": final_n}`; its JSON lines as they come.
-fn spawn_server_subs(
-    ws_url: &str,
-    token: &str,
-    channel: &str,
-    final_n: u64,
-) -> (KillOnDrop, Lines) {
-    install_sdk();
-    let mut child = Command::new(venv_python())
-        .arg(sdk_dir().join("py_server_subs.py"))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("PYTHONUNBUFFERED", "1")
-        .env("RINGCAST_WS_URL", ws_url)
-        .env("RINGCAST_TOKEN", token)
-        .env("RINGCAST_CHANNEL", channel)
-        .env("RINGCAST_FINAL_N", final_n.to_string())
-        .env("RINGCAST_TIMEOUT_S", "25")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("the venv's python runs");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("the script prints JSON lines, not {line:?}: {e}"));
-            if tx.send(value).is_err() {
-                return;
-            }
-        }
-    });
-    (KillOnDrop(child), Lines(rx))
-}
-
 #[test]
 fn python_sdk_recovers_a_server_side_subscription_after_a_cut() {
     // History and forced recovery for `feed`; the token's `channels` claim subscribes the
     // connection to it on the server: the SDK only listens with its client event handler.
-    let server = Server::start(&[
-        "channel.without_namespace.history_size=100",
-        "channel.without_namespace.history_ttl=300s",
-        "channel.without_namespace.force_recovery=true",
-    ]);
-    let proxy = common::Proxy::start(server.address);
-    let channel = "feed";
-    let token = channels_token("py-user", &[channel]);
-    let (mut child, lines) = spawn_server_subs(&proxy.ws_url(), &token, channel, 4);
-    let mut seen = Vec::new();
-    let publish = |n: u64| {
-        let reply = server.api(
-            "publish",
-            &serde_json::json!({"channel": channel, "data": {"n": n}}),
-        );
-        assert_eq!(reply["result"]["offset"], n, "{reply}");
-    };
-
-    let first = lines.wait("subscribed", &mut seen);
-    assert_eq!(
-        (&first["recoverable"], &first["was_recovering"]),
-        (&true.into(), &false.into()),
-        "the connect reply's subs: {first}"
-    );
-    let epoch = first["epoch"].as_str().unwrap_or_default().to_owned();
-    assert!(
-        !epoch.is_empty(),
-        "a recoverable stream has an epoch: {first}"
-    );
-    publish(1);
-    while lines.wait("publication", &mut seen)["n"] != 1 {}
-
-    // A network cut: the server stays up and publishes while the client is away.
-    proxy.cut();
-    lines.wait("connecting", &mut seen);
-    publish(2);
-    publish(3);
-    proxy.up(server.address);
-    let connected = lines.wait("connected", &mut seen);
-    assert_eq!(
-        connected["sent_subs"][channel],
-        serde_json::json!({"recover": true, "offset": 1, "epoch": epoch}),
-        "the SDK asks to recover from its position in the reconnect's connect: {connected}"
-    );
-    let second = lines.wait("subscribed", &mut seen);
-    assert_eq!(
-        (&second["was_recovering"], &second["recovered"]),
-        (&true.into(), &true.into()),
-        "{second}"
-    );
-    assert_eq!(second["epoch"], epoch.as_str(), "{second}");
-    assert_eq!(
-        second["reply_offsets"],
-        serde_json::json!([2, 3]),
-        "{second}"
-    );
-    while lines.wait("publication", &mut seen)["n"] != 3 {}
-    publish(4);
-    let done = lines.wait("done", &mut seen);
-    assert!(child.0.wait().unwrap().success(), "{seen:?}");
-
-    let received: Vec<(u64, u64)> = seen
-        .iter()
-        .filter(|l| l["step"] == "publication")
-        .map(|l| (l["n"].as_u64().unwrap(), l["offset"].as_u64().unwrap()))
-        .collect();
-    assert_eq!(
-        received,
-        [(1, 1), (2, 2), (3, 3), (4, 4)],
-        "every publication exactly once, in order: {seen:?}"
-    );
-    assert_eq!(done["publications"], serde_json::json!([1, 2, 3, 4]));
-    assert_eq!(
-        seen.iter().filter(|l| l["step"] == "subscribed").count(),
-        2,
-        "subscribed once per connection: {seen:?}"
+    let mut script = python("py_server_subs.py");
+    script.env("RINGCAST_TIMEOUT_S", "25");
+    sdk::server_side_subscription_recovers_after_a_cut(
+        script,
+        PYTHON_RUNS,
+        "py-user",
+        "was_recovering",
     );
 }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tungstenite::{Message, WebSocket};
 
+pub mod sdk;
+
 pub const API_KEY: &str = "test-api-key";
 pub const SECRET: &str = "test-secret";
 

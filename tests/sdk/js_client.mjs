@@ -23,77 +23,35 @@
 
 import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
+import {
+  API_URL,
+  CHANNEL,
+  TOKEN,
+  WS_URL,
+  apiPublish,
+  describeError,
+  emit,
+  env,
+  finish,
+  finished,
+  log,
+  safeJson,
+  setClient,
+  start,
+  timeoutMs,
+  within,
+} from './harness.mjs';
 
-const env = process.env;
-const WS_URL = env.RINGCAST_WS_URL || '';
-const TOKEN = env.RINGCAST_TOKEN || '';
-const API_URL = (env.RINGCAST_API_URL || '').replace(/\/+$/, '');
-const API_KEY = env.RINGCAST_API_KEY || '';
-const CHANNEL = env.RINGCAST_CHANNEL || '';
 const EXPECT_DENIED = env.RINGCAST_EXPECT_PUBLISH_DENIED === '1';
 const REQUIRE_OFFSET = env.RINGCAST_REQUIRE_OFFSET !== '0';
-const TIMEOUT_MS = Number(env.RINGCAST_TIMEOUT_MS) > 0 ? Number(env.RINGCAST_TIMEOUT_MS) : 15000;
+const TIMEOUT_MS = timeoutMs(15000);
 const PUBLICATION_WAIT_MS = 5000;
-
-let finished = false;
-let client = null;
-
-function emit(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n');
-}
-
-function log(...args) {
-  process.stderr.write('[js_client] ' + args.map((a) => (typeof a === 'string' ? a : safeJson(a))).join(' ') + '\n');
-}
-
-function safeJson(v) {
-  try {
-    return JSON.stringify(v);
-  } catch (_) {
-    return String(v);
-  }
-}
-
-function describeError(e) {
-  if (e === null || e === undefined) return String(e);
-  if (e instanceof Error) return e.stack || e.message;
-  if (typeof e === 'object') return safeJson(e);
-  return String(e);
-}
-
-function finish(code, errorMessage) {
-  if (finished) return;
-  finished = true;
-  if (errorMessage !== undefined) {
-    emit({ step: 'error', message: errorMessage });
-  }
-  try {
-    if (client) client.disconnect();
-  } catch (e) {
-    log('disconnect threw:', describeError(e));
-  }
-  // Let stdout drain before exiting.
-  process.stdout.write('', () => process.exit(code));
-}
 
 function fail(message) {
   finish(1, message);
 }
 
-process.on('unhandledRejection', (reason) => fail('unhandled rejection: ' + describeError(reason)));
-process.on('uncaughtException', (err) => fail('uncaught exception: ' + describeError(err)));
-
-const overallTimer = setTimeout(() => fail(`overall timeout after ${TIMEOUT_MS} ms`), TIMEOUT_MS);
-
-function withTimeout(promise, ms, what) {
-  let t;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      t = setTimeout(() => reject(new Error(`timeout after ${ms} ms waiting for ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
-}
+const overallTimer = start(TIMEOUT_MS);
 
 // Publications arrive asynchronously (possibly before the HTTP API call
 // returns), so they are queued and matched against waiters by predicate.
@@ -117,7 +75,7 @@ function waitPublication(pred, what) {
     const [ctx] = received.splice(idx, 1);
     return Promise.resolve(ctx);
   }
-  return withTimeout(
+  return within(
     new Promise((resolve) => waiters.push({ pred, resolve })),
     PUBLICATION_WAIT_MS,
     what,
@@ -131,31 +89,6 @@ function checkOffset(ctx, what) {
   }
 }
 
-async function apiPublish(channel, data) {
-  const headers = { 'Content-Type': 'application/json' };
-  if (API_KEY !== '') headers['X-API-Key'] = API_KEY;
-  const resp = await fetch(`${API_URL}/publish`, {
-    method: 'POST',
-    headers,
-    body: JSON.stringify({ channel, data }),
-  });
-  const text = await resp.text();
-  log('api publish response:', resp.status, text);
-  if (!resp.ok) {
-    throw new Error(`api publish: HTTP ${resp.status}: ${text}`);
-  }
-  let body;
-  try {
-    body = JSON.parse(text);
-  } catch (_) {
-    throw new Error(`api publish: response is not JSON: ${text}`);
-  }
-  if (body && body.error) {
-    throw new Error(`api publish: error ${safeJson(body.error)}`);
-  }
-  return body;
-}
-
 async function main() {
   if (!WS_URL || !API_URL || !CHANNEL) {
     throw new Error('RINGCAST_WS_URL, RINGCAST_API_URL and RINGCAST_CHANNEL must be set');
@@ -163,7 +96,7 @@ async function main() {
 
   const opts = { websocket: WebSocket, name: 'ringcast-js-sdk-test' };
   if (TOKEN !== '') opts.token = TOKEN;
-  client = new Centrifuge(WS_URL, opts);
+  const client = setClient(new Centrifuge(WS_URL, opts));
 
   client.on('state', (ctx) => log('client state:', ctx.oldState, '->', ctx.newState));
   client.on('connecting', (ctx) => log('client connecting: code', ctx.code, 'reason', ctx.reason));
@@ -252,11 +185,9 @@ async function main() {
     log('note: unmatched publications:', received.map((p) => p.data));
   }
 
-  finished = true; // expected disconnect from here on
   clearTimeout(overallTimer);
-  client.disconnect();
   emit({ step: 'done' });
-  process.stdout.write('', () => process.exit(0));
+  finish(0); // the disconnect is expected from here on
 }
 
 main().catch((e) => fail(e && e.message ? e.message : describeError(e)));

@@ -19,47 +19,22 @@
 
 import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
+import { CHANNEL, TOKEN, WS_URL, emit, env, finish, finished, log, setClient, start, timeoutMs } from './harness.mjs';
 
-const env = process.env;
-const WS_URL = env.RINGCAST_WS_URL || '';
-const TOKEN = env.RINGCAST_TOKEN || '';
-const CHANNEL = env.RINGCAST_CHANNEL || '';
 const FINAL_N = Number(env.RINGCAST_FINAL_N);
-const TIMEOUT_MS = Number(env.RINGCAST_TIMEOUT_MS) > 0 ? Number(env.RINGCAST_TIMEOUT_MS) : 60000;
 
-function emit(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n');
-}
-
-let client = null;
-let finished = false;
-
-function finish(code, message) {
-  if (finished) return;
-  finished = true;
-  if (message !== undefined) emit({ step: 'error', message });
-  try {
-    if (client) client.disconnect();
-  } catch (_) {
-    // exiting anyway
-  }
-  process.stdout.write('', () => process.exit(code));
-}
-
-process.on('unhandledRejection', (r) => finish(1, 'unhandled rejection: ' + String(r)));
-process.on('uncaughtException', (e) => finish(1, 'uncaught exception: ' + String(e && e.stack)));
-setTimeout(() => finish(1, `overall timeout after ${TIMEOUT_MS} ms`), TIMEOUT_MS);
+start(timeoutMs(60000));
 
 if (!WS_URL || !TOKEN || !CHANNEL || !(FINAL_N > 0)) {
   finish(1, 'RINGCAST_WS_URL, RINGCAST_TOKEN, RINGCAST_CHANNEL and RINGCAST_FINAL_N must be set');
 } else {
-  client = new Centrifuge(WS_URL, {
+  const client = setClient(new Centrifuge(WS_URL, {
     websocket: WebSocket,
     token: TOKEN,
     name: 'ringcast-js-recovery-test',
     minReconnectDelay: 100,
     maxReconnectDelay: 400,
-  });
+  }));
   client.on('connecting', (ctx) => emit({ step: 'connecting', code: ctx.code }));
   client.on('disconnected', (ctx) => {
     if (!finished) finish(1, `client disconnected for good: code ${ctx.code} reason ${ctx.reason}`);
@@ -75,9 +50,7 @@ if (!WS_URL || !TOKEN || !CHANNEL || !(FINAL_N > 0)) {
       epoch: ctx.streamPosition ? ctx.streamPosition.epoch : null,
     }),
   );
-  sub.on('error', (ctx) =>
-    process.stderr.write(`[js_recovery] sub error ${JSON.stringify(ctx.error)}\n`),
-  );
+  sub.on('error', (ctx) => log('sub error', ctx.error));
   sub.on('unsubscribed', (ctx) => {
     if (!finished) finish(1, `unsubscribed: code ${ctx.code} reason ${ctx.reason}`);
   });

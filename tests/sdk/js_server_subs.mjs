@@ -31,59 +31,11 @@
 // Diagnostics go to stderr: SDK events and every WebSocket frame.
 
 import { Centrifuge } from 'centrifuge';
-import WebSocket from 'ws';
+import { CHANNEL, DEBUG, TOKEN, WS_URL, emit, env, finish, finished, log, setClient, start, timeoutMs, tracingWebSocket } from './harness.mjs';
 
-const env = process.env;
-const WS_URL = env.RINGCAST_WS_URL || '';
-const TOKEN = env.RINGCAST_TOKEN || '';
-const CHANNEL = env.RINGCAST_CHANNEL || '';
 const FINAL_N = Number(env.RINGCAST_FINAL_N);
-const DEBUG = env.RINGCAST_DEBUG === '1';
 // The whole run stays under 30 s, whatever is asked.
-const TIMEOUT_MS = Math.min(Number(env.RINGCAST_TIMEOUT_MS) > 0 ? Number(env.RINGCAST_TIMEOUT_MS) : 25000, 29000);
-
-const START = Date.now();
-let client = null;
-let finished = false;
-
-function emit(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n');
-}
-
-function safeJson(v) {
-  try {
-    return JSON.stringify(v);
-  } catch (_) {
-    return String(v);
-  }
-}
-
-function log(...args) {
-  const ms = String(Date.now() - START).padStart(5);
-  process.stderr.write(`[js_server_subs ${ms} ms] ` + args.map((a) => (typeof a === 'string' ? a : safeJson(a))).join(' ') + '\n');
-}
-
-// The SDK's debug log goes through console.debug, which node writes to stdout: keep stdout
-// for the JSON lines.
-console.debug = (...args) => log('sdk debug:', ...args);
-console.log = (...args) => log('console.log:', ...args);
-
-function finish(code, message) {
-  if (finished) return;
-  finished = true;
-  if (message !== undefined) emit({ step: 'error', message });
-  try {
-    if (client) client.disconnect();
-  } catch (e) {
-    log('disconnect threw:', String(e));
-  }
-  // Let stdout drain before exiting: no SDK timer keeps the process past this.
-  process.stdout.write('', () => process.exit(code));
-}
-
-process.on('unhandledRejection', (r) => finish(1, 'unhandled rejection: ' + String(r)));
-process.on('uncaughtException', (e) => finish(1, 'uncaught exception: ' + String(e && e.stack)));
-setTimeout(() => finish(1, `overall timeout after ${TIMEOUT_MS} ms`), TIMEOUT_MS);
+start(timeoutMs(25000, 29000));
 
 // ---- the wire, as the SDK sends and receives it ----
 
@@ -93,52 +45,20 @@ const wire = {
   lastReplySubs: null, // `subs` of the last connect reply received
 };
 
-function onFrameOut(data) {
-  const text = typeof data === 'string' ? data : Buffer.from(data).toString('utf8');
-  log('frame out:', text);
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      const cmd = JSON.parse(line);
-      if (cmd.connect) {
-        wire.connectIds.add(cmd.id);
-        wire.lastConnectSubs = cmd.connect.subs === undefined ? null : cmd.connect.subs;
-      }
-    } catch (_) {
-      // not JSON: nothing to track
+/** `ws` with every frame traced, and the connect commands and replies recorded in `wire`. */
+const TracingWebSocket = tracingWebSocket({
+  onCommand: (cmd) => {
+    if (cmd.connect) {
+      wire.connectIds.add(cmd.id);
+      wire.lastConnectSubs = cmd.connect.subs === undefined ? null : cmd.connect.subs;
     }
-  }
-}
-
-function onFrameIn(data) {
-  const text = typeof data === 'string' ? data : Buffer.from(data).toString('utf8');
-  log('frame in:', text);
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      const frame = JSON.parse(line);
-      if (frame.id && wire.connectIds.has(frame.id) && frame.connect) {
-        wire.lastReplySubs = frame.connect.subs || {};
-      }
-    } catch (_) {
-      // not JSON: nothing to track
+  },
+  onReply: (frame) => {
+    if (frame.id && wire.connectIds.has(frame.id) && frame.connect) {
+      wire.lastReplySubs = frame.connect.subs || {};
     }
-  }
-}
-
-/** `ws` with every frame traced (the SDK sets onmessage/onclose; these are extra listeners). */
-class TracingWebSocket extends WebSocket {
-  constructor(url, protocols) {
-    super(url, protocols);
-    this.addEventListener('message', (event) => onFrameIn(event.data));
-    this.addEventListener('close', (event) => log('websocket closed:', { code: event.code, reason: event.reason }));
-  }
-
-  send(data, ...rest) {
-    onFrameOut(data);
-    return super.send(data, ...rest);
-  }
-}
+  },
+});
 
 // ---- the client ----
 
@@ -147,7 +67,7 @@ if (!WS_URL || !TOKEN || !CHANNEL || !(FINAL_N > 0)) {
 } else {
   const offsets = []; // offsets of the publications received on CHANNEL, in order
   let subscribedCount = 0;
-  client = new Centrifuge(WS_URL, {
+  const client = setClient(new Centrifuge(WS_URL, {
     websocket: TracingWebSocket,
     token: TOKEN,
     name: 'ringcast-js-server-subs-test',
@@ -155,7 +75,7 @@ if (!WS_URL || !TOKEN || !CHANNEL || !(FINAL_N > 0)) {
     timeout: 5000,
     minReconnectDelay: 100,
     maxReconnectDelay: 400,
-  });
+  }));
   client.on('state', (ctx) => log('client state:', ctx.oldState, '->', ctx.newState));
   client.on('error', (ctx) => log('client error: type', ctx.type, 'error', ctx.error));
   client.on('connecting', (ctx) => {

@@ -49,22 +49,37 @@
 
 import { execFile } from 'node:child_process';
 import { Centrifuge } from 'centrifuge';
-import WebSocket from 'ws';
+import {
+  API_URL,
+  CHANNEL,
+  DEBUG,
+  TOKEN,
+  WS_URL,
+  apiPublish as postPublish,
+  describeError,
+  emit,
+  env,
+  expectTheEnd,
+  finish,
+  finished,
+  handlerFailure,
+  log,
+  safeJson,
+  setClient,
+  sleep,
+  start,
+  timeoutMs,
+  tracingWebSocket,
+  within,
+} from './harness.mjs';
 
-const env = process.env;
 const SCENARIO = env.RINGCAST_SCENARIO || 'personal';
-const WS_URL = env.RINGCAST_WS_URL || '';
-const TOKEN = env.RINGCAST_TOKEN || '';
 const USER = env.RINGCAST_USER || '';
-const CHANNEL = env.RINGCAST_CHANNEL || '';
 const SUBTOKEN_CMD = env.RINGCAST_SUBTOKEN_CMD || '';
-const API_URL = (env.RINGCAST_API_URL || '').replace(/\/+$/, '');
-const API_KEY = env.RINGCAST_API_KEY || '';
 const STAY_S = Number(env.RINGCAST_STAY_S) > 0 ? Number(env.RINGCAST_STAY_S) : 0;
 const OTHER_USER = env.RINGCAST_OTHER_USER || '';
-const DEBUG = env.RINGCAST_DEBUG === '1';
 // The whole run stays under 30 s, whatever is asked.
-const TIMEOUT_MS = Math.min(Number(env.RINGCAST_TIMEOUT_MS) > 0 ? Number(env.RINGCAST_TIMEOUT_MS) : 25000, 29000);
+const TIMEOUT_MS = timeoutMs(25000, 29000);
 // How long one step (connect, subscribe, a publication, an API call) may take at most.
 const STEP_MS = 8000;
 // How long the subscription token command may run.
@@ -72,86 +87,7 @@ const SUBTOKEN_CMD_MS = 5000;
 // other_user: how long to keep listening for subscription events after the disconnect.
 const SETTLE_MS = 300;
 
-const START = Date.now();
-let finished = false;
-let client = null;
-
-function emit(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n');
-}
-
-function safeJson(v) {
-  try {
-    return JSON.stringify(v);
-  } catch (_) {
-    return String(v);
-  }
-}
-
-function log(...args) {
-  const ms = String(Date.now() - START).padStart(5);
-  process.stderr.write(`[js_sub_token ${ms} ms] ` + args.map((a) => (typeof a === 'string' ? a : safeJson(a))).join(' ') + '\n');
-}
-
-function describeError(e) {
-  if (e === null || e === undefined) return String(e);
-  if (e instanceof Error) return e.message;
-  if (typeof e === 'object') return safeJson(e);
-  return String(e);
-}
-
-// The SDK's debug log goes through console.debug, which node writes to stdout: keep stdout
-// for the JSON lines.
-console.debug = (...args) => log('sdk debug:', ...args);
-console.log = (...args) => log('console.log:', ...args);
-
-function finish(code, errorMessage) {
-  if (finished) return;
-  finished = true;
-  if (errorMessage !== undefined) emit({ step: 'error', message: errorMessage });
-  try {
-    if (client) client.disconnect();
-  } catch (e) {
-    log('disconnect threw:', describeError(e));
-  }
-  // Let stdout drain before exiting: no SDK timer keeps the process past this.
-  process.stdout.write('', () => process.exit(code));
-}
-
-process.on('unhandledRejection', (reason) => finish(1, 'unhandled rejection: ' + describeError(reason)));
-process.on('uncaughtException', (err) => finish(1, 'uncaught exception: ' + describeError(err)));
-setTimeout(() => finish(1, `overall timeout after ${TIMEOUT_MS} ms`), TIMEOUT_MS);
-
-// ---- failures seen by event handlers end every wait at once ----
-
-let failWith = null;
-const failed = new Promise((_, reject) => {
-  failWith = reject;
-});
-failed.catch(() => {});
-let expectEnd = false; // disconnect/unsubscribe from here on are expected
-
-function handlerFailure(message) {
-  if (!expectEnd) failWith(new Error(message));
-}
-
-/** Waits for `promise`, at most `ms` (and never past the overall deadline); rejects as soon
- * as a handler reported a failure. */
-function within(promise, ms, what) {
-  const left = Math.max(0, Math.min(ms, START + TIMEOUT_MS - Date.now() - 200));
-  let timer;
-  return Promise.race([
-    promise,
-    failed,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timeout after ${left} ms waiting for ${what}`)), left);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+start(TIMEOUT_MS);
 
 // ---- the wire, as the SDK sends and receives it ----
 
@@ -164,61 +100,25 @@ const wire = {
   close: null, // {code, reason} of the WebSocket close
 };
 
-function short(text) {
-  return text.length > 400 ? text.slice(0, 400) + '...' : text;
-}
-
-function onFrameOut(data) {
-  const text = typeof data === 'string' ? data : Buffer.from(data).toString('utf8');
-  log('frame out:', short(text));
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      const cmd = JSON.parse(line);
-      const method = Object.keys(cmd).find((k) => k !== 'id');
-      if (cmd.id) wire.methods.set(cmd.id, method);
-    } catch (_) {
-      // not JSON: nothing to track
-    }
-  }
-}
-
-function onFrameIn(data) {
-  const text = typeof data === 'string' ? data : Buffer.from(data).toString('utf8');
-  log('frame in:', short(text));
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    let frame;
-    try {
-      frame = JSON.parse(line);
-    } catch (_) {
-      continue;
-    }
+/** `ws` with every frame traced, and what the SDK's wire says recorded in `wire`. */
+const TracingWebSocket = tracingWebSocket({
+  maxLogChars: 400,
+  onCommand: (cmd) => {
+    const method = Object.keys(cmd).find((k) => k !== 'id');
+    if (cmd.id) wire.methods.set(cmd.id, method);
+  },
+  onReply: (frame) => {
     const method = frame.id ? wire.methods.get(frame.id) : undefined;
     const result = (r) => (frame.error ? { error: frame.error } : { expires: r && r.expires === true, ttl: r && r.ttl !== undefined ? r.ttl : null });
     if (method === 'subscribe') wire.subscribeReplies.push(result(frame.subscribe));
     if (method === 'sub_refresh') wire.subRefreshes.push(result(frame.sub_refresh));
     if (frame.push && frame.push.unsubscribe) wire.unsubscribePushes.push(frame.push.unsubscribe);
     if (frame.push && frame.push.disconnect) wire.disconnectPushes.push(frame.push.disconnect);
-  }
-}
-
-/** `ws` with every frame traced (the SDK sets onmessage/onclose; these are extra listeners). */
-class TracingWebSocket extends WebSocket {
-  constructor(url, protocols) {
-    super(url, protocols);
-    this.addEventListener('message', (event) => onFrameIn(event.data));
-    this.addEventListener('close', (event) => {
-      wire.close = { code: event.code, reason: event.reason };
-      log('websocket closed:', wire.close);
-    });
-  }
-
-  send(data, ...rest) {
-    onFrameOut(data);
-    return super.send(data, ...rest);
-  }
-}
+  },
+  onClose: (close) => {
+    wire.close = close;
+  },
+});
 
 // ---- subscription tokens ----
 
@@ -268,34 +168,7 @@ function tokenGetter(user) {
 // ---- the HTTP API ----
 
 async function apiPublish(n) {
-  const headers = { 'Content-Type': 'application/json' };
-  if (API_KEY !== '') headers['X-API-Key'] = API_KEY;
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), 5000);
-  let resp;
-  let text;
-  try {
-    resp = await fetch(`${API_URL}/publish`, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify({ channel: CHANNEL, data: { n } }),
-      signal: controller.signal,
-    });
-    text = await resp.text();
-  } catch (e) {
-    throw new Error(`api publish n=${n}: ${describeError(e)}`);
-  } finally {
-    clearTimeout(timer);
-  }
-  log('api publish response:', resp.status, text);
-  if (!resp.ok) throw new Error(`api publish n=${n}: HTTP ${resp.status}: ${text}`);
-  let body;
-  try {
-    body = JSON.parse(text);
-  } catch (_) {
-    throw new Error(`api publish n=${n}: response is not JSON: ${text}`);
-  }
-  if (body && body.error) throw new Error(`api publish n=${n}: error ${safeJson(body.error)}`);
+  const body = await postPublish(CHANNEL, { n }, `api publish n=${n}`);
   emit({ step: 'api_publish', n, reply: body });
   return body;
 }
@@ -370,7 +243,7 @@ function watchSubscription(sub) {
 
 async function scenarioPersonal() {
   if (!API_URL) throw new Error('RINGCAST_API_URL must be set');
-  client = makeClient();
+  const client = setClient(makeClient());
   const connected = new Promise((resolve) => client.once('connected', resolve));
   let subscribedCount = 0;
   client.on('connecting', (ctx) => {
@@ -430,7 +303,7 @@ async function scenarioPersonal() {
 
 async function scenarioOtherUser() {
   if (!OTHER_USER) throw new Error('RINGCAST_OTHER_USER must be set');
-  client = makeClient();
+  const client = setClient(makeClient());
   const connected = new Promise((resolve) => client.once('connected', resolve));
   const disconnected = new Promise((resolve) => client.once('disconnected', resolve));
   client.on('connecting', (ctx) => {
@@ -457,7 +330,7 @@ async function scenarioOtherUser() {
   const ctx = await within(disconnected, STEP_MS, 'the disconnect');
   // Subscription events that follow the disconnect come now, if at all.
   await within(sleep(SETTLE_MS), SETTLE_MS + 1000, 'subscription events after the disconnect');
-  expectEnd = true;
+  expectTheEnd();
   emit({
     step: 'disconnected',
     code: ctx.code,
@@ -484,7 +357,7 @@ async function main() {
     throw new Error('RINGCAST_WS_URL, RINGCAST_TOKEN, RINGCAST_USER, RINGCAST_CHANNEL and RINGCAST_SUBTOKEN_CMD must be set');
   }
   const done = await SCENARIOS[SCENARIO]();
-  expectEnd = true;
+  expectTheEnd();
   if (finished) return;
   emit(done);
   finish(0);

@@ -40,88 +40,55 @@ Diagnostics (SDK events with their codes) go to stderr.
 
 import asyncio
 import json
-import logging
-import os
 import shlex
-import sys
-import time
 import urllib.error
 import urllib.request
 
-try:
-    import centrifuge
-    from centrifuge import (
-        Client,
-        ClientEventHandler,
-        ConnectedContext,
-        ConnectingContext,
-        DisconnectedContext,
-        ErrorContext,
-        PublicationContext,
-        SubscribedContext,
-        SubscribingContext,
-        SubscriptionErrorContext,
-        SubscriptionEventHandler,
-        UnsubscribedContext,
-    )
-except ImportError as e:  # pragma: no cover - reported as a scenario failure
-    sys.stdout.write(
-        json.dumps({"step": "error", "message": f"centrifuge-python is not installed: {e}"}) + "\n"
-    )
-    sys.stdout.flush()
-    sys.exit(1)
+# The harness first: it reports a missing SDK as an error line.
+from harness import (
+    CHANNEL,
+    ENV,
+    WS_URL,
+    ScenarioError,
+    emit,
+    left,
+    log,
+    main,
+    make_client,
+    run_to_end,
+)
 
-ENV = os.environ
+import centrifuge
+from centrifuge import (
+    Client,
+    ClientEventHandler,
+    ConnectedContext,
+    ConnectingContext,
+    DisconnectedContext,
+    ErrorContext,
+    PublicationContext,
+    SubscribedContext,
+    SubscribingContext,
+    SubscriptionErrorContext,
+    SubscriptionEventHandler,
+    UnsubscribedContext,
+)
+
 SCENARIO = ENV.get("RINGCAST_SCENARIO", "basic") or "basic"
-WS_URL = ENV.get("RINGCAST_WS_URL", "")
-TOKEN = ENV.get("RINGCAST_TOKEN", "")
 API_URL = ENV.get("RINGCAST_API_URL", "").rstrip("/")
 API_KEY = ENV.get("RINGCAST_API_KEY", "")
-CHANNEL = ENV.get("RINGCAST_CHANNEL", "")
 USER = ENV.get("RINGCAST_USER", "")
 SUBTOKEN_CMD = ENV.get("RINGCAST_SUBTOKEN_CMD", "")
 REFRESH_AFTER_S = float(ENV.get("RINGCAST_EXPECT_REFRESH_AFTER_S", "0") or "0")
 
-
-def _timeout() -> float:
-    try:
-        value = float(ENV.get("RINGCAST_TIMEOUT_S", "25"))
-    except ValueError:
-        value = 25.0
-    # The whole run stays under 30 s, whatever is asked.
-    return min(value, 29.0) if value > 0 else 25.0
-
-
-TIMEOUT_S = _timeout()
 # How long one step (connect, subscribe, a publication, a token) may take at most.
 STEP_S = 10.0
 # How long the subscription token command may run.
 SUBTOKEN_CMD_S = 5.0
 
-START = time.monotonic()
-DEADLINE = START + TIMEOUT_S
-
-
-def emit(obj) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def log(*parts) -> None:
-    sys.stderr.write("[py_client] " + " ".join(str(p) for p in parts) + "\n")
-    sys.stderr.flush()
-
-
-class ScenarioError(Exception):
-    """A failed expectation: reported as {"step":"error"} and exit code 1."""
-
-
-def left(bound: float = STEP_S) -> float:
-    """Seconds a wait may take: `bound`, or less when the overall deadline is nearer."""
-    return max(0.0, min(bound, DEADLINE - time.monotonic()))
-
 
 async def wait(awaitable, what: str, bound: float = STEP_S):
+    """Waits for `awaitable`, at most `bound` seconds (and never past the overall deadline)."""
     try:
         return await asyncio.wait_for(awaitable, left(bound))
     except TimeoutError:
@@ -290,18 +257,6 @@ async def publish_and_receive(state: State, n: int) -> None:
     emit({"step": "api_publication", "n": n, "offset": pub.offset})
 
 
-def make_client(state: State) -> Client:
-    return Client(
-        WS_URL,
-        events=ClientEvents(state),
-        token=TOKEN,
-        name="ringcast-py-sdk-test",
-        timeout=5.0,
-        # Connect directly: no proxy from the environment for a loopback server.
-        proxy=None,
-    )
-
-
 async def connect(state: State, client: Client) -> None:
     await wait(client.connect(), "connect")
     ctx = await state.until(state.connected, "connected")
@@ -439,43 +394,13 @@ async def run() -> int:
         emit({"step": "error", "message": "RINGCAST_WS_URL and RINGCAST_CHANNEL must be set"})
         return 1
     state = State()
-    client = make_client(state)
-    code = 0
-    try:
-        done = await asyncio.wait_for(SCENARIOS[SCENARIO](state, client), left(TIMEOUT_S))
+    client = make_client(ClientEvents(state), "ringcast-py-sdk-test")
+
+    def ending() -> None:
         state.expect_end = True
-        emit(done)
-    except TimeoutError:
-        emit({"step": "error", "message": f"overall timeout after {TIMEOUT_S} s"})
-        code = 1
-    except ScenarioError as e:
-        emit({"step": "error", "message": str(e)})
-        code = 1
-    except Exception as e:  # noqa: BLE001 - any surprise is a failed scenario
-        emit({"step": "error", "message": f"{type(e).__name__}: {e}"})
-        code = 1
-    state.expect_end = True
-    try:
-        await asyncio.wait_for(client.disconnect(), 2.0)
-    except Exception as e:  # noqa: BLE001
-        log("disconnect failed:", repr(e))
-    return code
 
-
-def main() -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if ENV.get("RINGCAST_DEBUG") == "1" else logging.WARNING,
-        format="[centrifuge] %(levelname)s %(message)s",
-    )
-    try:
-        code = asyncio.run(run())
-    except KeyboardInterrupt:
-        code = 1
-    sys.stdout.flush()
-    # Exit at once: no lingering thread or task keeps the process past its deadline.
-    os._exit(code)
+    return await run_to_end(client, SCENARIOS[SCENARIO](state, client), ending)
 
 
 if __name__ == "__main__":
-    main()
+    main(run)

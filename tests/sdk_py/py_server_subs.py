@@ -36,63 +36,27 @@ Diagnostics go to stderr: SDK events and every WebSocket frame.
 
 import asyncio
 import json
-import logging
-import os
-import sys
-import time
 
-try:
-    from centrifuge import (
-        Client,
-        ClientEventHandler,
-        ConnectedContext,
-        ConnectingContext,
-        DisconnectedContext,
-        ErrorContext,
-        ServerPublicationContext,
-        ServerSubscribedContext,
-        ServerSubscribingContext,
-        ServerUnsubscribedContext,
-    )
-except ImportError as e:  # pragma: no cover - reported as a scenario failure
-    sys.stdout.write(
-        json.dumps({"step": "error", "message": f"centrifuge-python is not installed: {e}"}) + "\n"
-    )
-    sys.stdout.flush()
-    sys.exit(1)
+# The harness first: it reports a missing SDK as an error line.
+from harness import CHANNEL, ENV, TOKEN, WS_URL, emit, log, main, make_client, run_to_end
 
-ENV = os.environ
-WS_URL = ENV.get("RINGCAST_WS_URL", "")
-TOKEN = ENV.get("RINGCAST_TOKEN", "")
-CHANNEL = ENV.get("RINGCAST_CHANNEL", "")
+from centrifuge import (
+    Client,
+    ClientEventHandler,
+    ConnectedContext,
+    ConnectingContext,
+    DisconnectedContext,
+    ErrorContext,
+    ServerPublicationContext,
+    ServerSubscribedContext,
+    ServerSubscribingContext,
+    ServerUnsubscribedContext,
+)
+
 try:
     FINAL_N = int(ENV.get("RINGCAST_FINAL_N", "0") or "0")
 except ValueError:
     FINAL_N = 0
-
-
-def _timeout() -> float:
-    try:
-        value = float(ENV.get("RINGCAST_TIMEOUT_S", "25"))
-    except ValueError:
-        value = 25.0
-    # The whole run stays under 30 s, whatever is asked.
-    return min(value, 29.0) if value > 0 else 25.0
-
-
-TIMEOUT_S = _timeout()
-START = time.monotonic()
-
-
-def emit(obj) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def log(*parts) -> None:
-    ms = int((time.monotonic() - START) * 1000)
-    sys.stderr.write(f"[py_server_subs {ms:5} ms] " + " ".join(str(p) for p in parts) + "\n")
-    sys.stderr.flush()
 
 
 class Wire:
@@ -104,34 +68,29 @@ class Wire:
         self.last_reply_subs = None  # `subs` of the last connect reply received
 
     @staticmethod
-    def _text(data) -> str:
-        return data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else data
-
-    def sent(self, data) -> None:
-        text = self._text(data)
-        log("frame out:", text)
+    def _objects(direction: str, data) -> list:
+        """Logs the frame; the JSON objects in it (one a line; other lines are skipped)."""
+        text = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else data
+        log(f"frame {direction}:", text)
+        objects = []
         for line in text.split("\n"):
             try:
-                command = json.loads(line)
+                obj = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(command, dict) and "connect" in command:
+            if isinstance(obj, dict):
+                objects.append(obj)
+        return objects
+
+    def sent(self, data) -> None:
+        for command in self._objects("out", data):
+            if "connect" in command:
                 self.connect_ids.add(command.get("id"))
                 self.last_connect_subs = command["connect"].get("subs")
 
     def received(self, data) -> None:
-        text = self._text(data)
-        log("frame in:", text)
-        for line in text.split("\n"):
-            try:
-                frame = json.loads(line)
-            except ValueError:
-                continue
-            if (
-                isinstance(frame, dict)
-                and frame.get("id") in self.connect_ids
-                and isinstance(frame.get("connect"), dict)
-            ):
+        for frame in self._objects("in", data):
+            if frame.get("id") in self.connect_ids and isinstance(frame.get("connect"), dict):
                 self.last_reply_subs = frame["connect"].get("subs") or {}
 
 
@@ -248,54 +207,24 @@ async def run() -> int:
         )
         return 1
     state = State()
-    client = TracingClient(
-        WS_URL,
-        events=Events(state),
-        token=TOKEN,
-        name="ringcast-py-server-subs-test",
-        timeout=5.0,
+    client = make_client(
+        Events(state),
+        "ringcast-py-server-subs-test",
+        cls=TracingClient,
         min_reconnect_delay=0.1,
         max_reconnect_delay=0.4,
-        # Connect directly: no proxy from the environment for a loopback server.
-        proxy=None,
     )
-    code = 0
-    try:
-        deadline = START + TIMEOUT_S
-        await asyncio.wait_for(client.connect(), max(0.0, deadline - time.monotonic()))
-        done = await asyncio.wait_for(
-            asyncio.shield(state.done), max(0.0, deadline - time.monotonic())
-        )
+
+    async def listen() -> dict:
+        await client.connect()
+        # Shielded: a timeout cancels this wait, not the future the event handlers set.
+        return await asyncio.shield(state.done)
+
+    def ending() -> None:
         state.ending = True
-        emit(done)
-    except TimeoutError:
-        emit({"step": "error", "message": f"overall timeout after {TIMEOUT_S} s"})
-        code = 1
-    except Exception as e:  # noqa: BLE001 - any surprise is a failed run
-        emit({"step": "error", "message": f"{type(e).__name__}: {e}"})
-        code = 1
-    state.ending = True
-    try:
-        await asyncio.wait_for(client.disconnect(), 2.0)
-    except Exception as e:  # noqa: BLE001
-        log("disconnect failed:", repr(e))
-    return code
 
-
-def main() -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if ENV.get("RINGCAST_DEBUG") == "1" else logging.WARNING,
-        format="[centrifuge] %(levelname)s %(message)s",
-    )
-    try:
-        code = asyncio.run(run())
-    except KeyboardInterrupt:
-        code = 1
-    sys.stdout.flush()
-    # Exit at once: no lingering thread or task keeps the process past its deadline.
-    os._exit(code)
+    return await run_to_end(client, listen(), ending)
 
 
 if __name__ == "__main__":
-    main()
+    main(run)
