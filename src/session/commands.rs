@@ -22,11 +22,11 @@ use crate::protocol::{
     ClientId, Disconnect, ErrorCode, HistoryRequest, PublishRequest, Refusal, SubRefreshRequest,
     SubscribePosition, SubscribeRequest, FLAG_REJECT_UNRECOVERED,
 };
+use crate::router::msg::{HistoryQuery, RecoverFrom};
 
 /// The unsubscribe push for a subscription whose token expired without a refresh: code and
 /// reason as Centrifugo sends them (the SDKs subscribe again, asking for a new token).
 const UNSUBSCRIBE_EXPIRED: (u32, &str) = (2501, "subscription expired");
-use crate::router::msg::{HistoryQuery, RecoverFrom};
 
 impl Session {
     /// Who this session is, for the access rules.
