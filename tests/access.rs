@@ -467,3 +467,16 @@ fn jwks_keys_are_fetched_by_kid_rotated_and_served_from_cache_when_the_endpoint_
     client.send_text(&json!({"id": 1, "connect": {"token": mismatched}}).to_string());
     assert_eq!(client.expect_close(), Closed::Code(3500));
 }
+
+#[test]
+fn a_subscription_type_this_server_does_not_have_is_refused() {
+    let server = Server::start(&[]);
+    let (mut ann, _) = Client::connect(&server, "ann");
+    // Centrifugo 6.8's map subscription (type 1): refused, never taken for a stream.
+    let reply = ann.command("subscribe", json!({"channel": "m", "type": 1}));
+    assert_eq!(code(&reply), 103, "{reply}");
+    assert!(ann
+        .command("subscribe", json!({"channel": "m"}))
+        .get("subscribe")
+        .is_some());
+}

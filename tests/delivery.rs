@@ -316,7 +316,7 @@ fn unanswered_pings_disconnect_with_no_pong() {
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_millis(3_000) {
         let reply = answering.command("rpc", json!({"method": "m"}));
-        assert_eq!(reply["error"]["code"], 104);
+        assert_eq!(reply["error"]["code"], 108);
         std::thread::sleep(Duration::from_millis(30));
     }
     answering.subscribe("alive");
@@ -346,7 +346,7 @@ fn the_deadline_wheel_closes_stale_and_expired_connections_only() {
     assert_eq!(expiring.expect_close(), Closed::Code(3005));
     let reply = alive.command("rpc", json!({"method": "m"}));
     assert_eq!(
-        reply["error"]["code"], 104,
+        reply["error"]["code"], 108,
         "the other connection is untouched"
     );
 }

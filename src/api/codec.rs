@@ -126,6 +126,37 @@ pub fn encode(reply: &ApiReply) -> Vec<u8> {
     out
 }
 
+/// How API errors reach the caller: in the reply body (Centrifugo's default), or as HTTP
+/// statuses (`X-Centrifugo-Error-Mode: transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorMode {
+    InBody,
+    Transport,
+}
+
+/// In transport mode, a reply that is an error as a whole: its HTTP status and body
+/// `{"code":N,"message":"..."}` (Centrifugo's `MapErrorToHTTPCode`). `None`: the reply goes as
+/// usual (a broadcast's per-channel errors stay in its body).
+pub fn transport_error(reply: &ApiReply) -> Option<(u16, Vec<u8>)> {
+    let code = match reply {
+        ApiReply::Publish(Err(code))
+        | ApiReply::Broadcast(Err(code))
+        | ApiReply::History(Err(code))
+        | ApiReply::HistoryRemove(Err(code))
+        | ApiReply::Info(Err(code)) => *code,
+        _ => return None,
+    };
+    let status = match code {
+        ErrorCode::UnknownChannel | ErrorCode::MethodNotFound => 404,
+        ErrorCode::BadRequest | ErrorCode::NotAvailable => 400,
+        ErrorCode::UnrecoverablePosition => 416,
+        _ => 500,
+    };
+    let mut body = Vec::new();
+    encode::put_error(&mut body, code, false);
+    Some((status, body))
+}
+
 fn put_result(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(b"{\"result\":");
     body(out);

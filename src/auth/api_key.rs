@@ -1,5 +1,6 @@
-//! The server API key: `X-API-Key: KEY` or `Authorization: apikey KEY`, compared in constant
-//! time; an empty configured key authorizes nothing (unless `http_api.insecure`).
+//! The server API key: `X-API-Key: KEY`, `Authorization: apikey KEY` or the `api_key` query
+//! parameter, compared in constant time; an empty configured key authorizes nothing (unless
+//! `http_api.insecure`).
 
 use crate::config::HttpApi;
 
@@ -10,6 +11,8 @@ pub struct Credentials<'a> {
     pub api_key: Option<&'a str>,
     /// The `Authorization` header.
     pub authorization: Option<&'a str>,
+    /// The `api_key` query parameter, looked at after the headers (as Centrifugo).
+    pub query: Option<&'a str>,
 }
 
 /// True if the request may call the API.
@@ -21,20 +24,20 @@ pub fn authorized(api: &HttpApi, credentials: Credentials<'_>) -> bool {
     if key.is_empty() {
         return false;
     }
-    let given = match (credentials.api_key, credentials.authorization) {
-        (Some(given), _) => Some(given),
-        (None, Some(auth)) => {
-            let mut words = auth.split_ascii_whitespace();
-            match (words.next(), words.next(), words.next()) {
-                (Some(scheme), Some(given), None) if scheme.eq_ignore_ascii_case("apikey") => {
-                    Some(given)
-                }
-                _ => None,
+    let from_authorization = credentials.authorization.and_then(|auth| {
+        let mut words = auth.split_ascii_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some(scheme), Some(given), None) if scheme.eq_ignore_ascii_case("apikey") => {
+                Some(given)
             }
+            _ => None,
         }
-        (None, None) => None,
-    };
-    given.is_some_and(|given| constant_time_eq(given.as_bytes(), key.as_bytes()))
+    });
+    // Any of the places a key may come in authorizes, as in Centrifugo.
+    [credentials.api_key, from_authorization, credentials.query]
+        .into_iter()
+        .flatten()
+        .any(|given| constant_time_eq(given.as_bytes(), key.as_bytes()))
 }
 
 /// Compares without an early exit, so response timing does not leak the key.
@@ -55,6 +58,7 @@ mod tests {
         let with = |api_key, authorization| Credentials {
             api_key,
             authorization,
+            query: None,
         };
         assert!(authorized(&api, with(Some("k"), None)));
         assert!(authorized(&api, with(None, Some("apikey k"))));
@@ -62,6 +66,12 @@ mod tests {
         assert!(!authorized(&api, with(Some("x"), None)));
         assert!(!authorized(&api, with(None, Some("bearer k"))));
         assert!(!authorized(&api, with(None, None)));
+        let query = |key| Credentials {
+            query: Some(key),
+            ..Credentials::default()
+        };
+        assert!(authorized(&api, query("k")));
+        assert!(!authorized(&api, query("x")));
         let empty = HttpApi::default();
         assert!(!authorized(&empty, with(Some(""), None)));
         let insecure = HttpApi {

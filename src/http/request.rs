@@ -29,6 +29,10 @@ pub struct Head {
     pub ws_protocols: Vec<String>,
     pub api_key: Option<String>,
     pub authorization: Option<String>,
+    /// The `api_key` query parameter (Centrifugo takes the key there too).
+    pub query_api_key: Option<String>,
+    /// `X-Centrifugo-Error-Mode: transport`: API errors as HTTP statuses.
+    pub transport_errors: bool,
     pub expect: Expect,
 }
 
@@ -53,10 +57,15 @@ pub fn parse_head(bytes: &[u8]) -> Option<Head> {
         _ => return None,
     }
     let version = request.version?;
+    let (path, query) = request.path?.split_once('?').unwrap_or((request.path?, ""));
     let mut head = Head {
         method: request.method?.to_owned(),
-        path: request.path?.split('?').next().unwrap_or("").to_owned(),
+        path: path.to_owned(),
         keep_alive: version == 1,
+        query_api_key: query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("api_key="))
+            .map(str::to_owned),
         ..Head::default()
     };
     for header in request.headers.iter() {
@@ -98,6 +107,7 @@ pub fn parse_head(bytes: &[u8]) -> Option<Head> {
                 .ws_protocols
                 .extend(value.split(',').map(|p| p.trim().to_owned())),
             "x-api-key" => head.api_key = Some(value.to_owned()),
+            "x-centrifugo-error-mode" => head.transport_errors = value == "transport",
             "authorization" => head.authorization = Some(value.to_owned()),
             "expect" => {
                 // Any expectation but 100-continue fails (417, as Go's net/http answers); an

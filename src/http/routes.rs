@@ -4,6 +4,7 @@
 //! and `Dispatched::response` (the answers awaited).
 
 use super::{Head, Response};
+use crate::api::codec::ErrorMode;
 use crate::api::{self, codec, ApiCommand};
 use crate::auth::api_key::{self, Credentials};
 use crate::config::Config;
@@ -59,21 +60,21 @@ pub fn route<'a>(config: &Config, method: &str, path: &'a str) -> Route<'a> {
 pub enum Prepared {
     /// Answered already: `/health`, and every refusal (401, 404, 400, 405).
     Ready(Response),
-    Api(ApiCommand),
+    Api(ApiCommand, ErrorMode),
     Metrics,
 }
 
 impl Prepared {
     /// True for requests that bring new traffic in (held back while the node is congested).
     pub fn publishes(&self) -> bool {
-        matches!(self, Prepared::Api(command) if command.publishes())
+        matches!(self, Prepared::Api(command, _) if command.publishes())
     }
 
     /// Sends the request to the shards that answer it, now.
     pub fn dispatch(self, shard: &Shard) -> Dispatched {
         match self {
             Prepared::Ready(response) => Dispatched::Ready(response),
-            Prepared::Api(command) => Dispatched::Api(api::start(shard, command)),
+            Prepared::Api(command, mode) => Dispatched::Api(api::start(shard, command), mode),
             Prepared::Metrics => Dispatched::Metrics(shard.send_stats_requests()),
         }
     }
@@ -82,7 +83,7 @@ impl Prepared {
 /// A request on its way: its response once the answers are in.
 pub enum Dispatched {
     Ready(Response),
-    Api(api::Started),
+    Api(api::Started, ErrorMode),
     Metrics(StatsAsk),
 }
 
@@ -90,8 +91,14 @@ impl Dispatched {
     pub async fn response(self, shard: &Shard) -> Response {
         match self {
             Dispatched::Ready(response) => response,
-            Dispatched::Api(started) => {
-                Response::json(codec::encode(&api::finish(shard, started).await))
+            Dispatched::Api(started, mode) => {
+                let reply = api::finish(shard, started).await;
+                match (mode, codec::transport_error(&reply)) {
+                    (ErrorMode::Transport, Some((status, body))) => {
+                        Response::new(status, "application/json", body)
+                    }
+                    _ => Response::json(codec::encode(&reply)),
+                }
             }
             Dispatched::Metrics(ask) => match shard.stats_answers(ask).await {
                 Some(per_shard) => Response::new(
@@ -114,12 +121,20 @@ pub fn prepare(shard: &Shard, head: &Head, route: Route<'_>, body: &[u8]) -> Pre
             let credentials = Credentials {
                 api_key: head.api_key.as_deref(),
                 authorization: head.authorization.as_deref(),
+                query: head.query_api_key.as_deref(),
             };
             if !api_key::authorized(&shard.config.http_api, credentials) {
                 return Prepared::Ready(Response::empty(401));
             }
             match codec::decode(method, body) {
-                Ok(command) => Prepared::Api(command),
+                Ok(command) => Prepared::Api(
+                    command,
+                    if head.transport_errors {
+                        ErrorMode::Transport
+                    } else {
+                        ErrorMode::InBody
+                    },
+                ),
                 Err(codec::DecodeError::UnknownMethod) => {
                     Prepared::Ready(Response::text(404, "Not Found"))
                 }

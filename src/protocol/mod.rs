@@ -106,6 +106,10 @@ pub struct SubscribeRequest {
     /// A subscription token ("" for none).
     #[serde(default)]
     pub token: String,
+    /// The subscription type (0: a stream, the one this server has; Centrifugo 6.8 adds
+    /// maps and shared polls).
+    #[serde(default, rename = "type")]
+    pub kind: i64,
 }
 
 /// `sub_refresh`: a new subscription token for a subscribed channel.

@@ -311,6 +311,14 @@ impl Session {
             let conn = self.out.id;
             self.channels.retain(|s| shard.is_member(&s.channel, conn));
         }
+        // A subscription type this server does not have (map, shared poll, ...): refused as
+        // Centrifugo refuses a type the namespace does not configure.
+        if req.kind != 0 {
+            return self.deny(
+                id,
+                Denied::Error(ErrorCode::PermissionDenied, Refusal::NotAllowed),
+            );
+        }
         // The library's checks first (length, already subscribed, limit), then the access
         // rules, as in Centrifugo.
         if channel.len() > self.shard().config.channel.max_length {
@@ -537,8 +545,9 @@ impl Session {
         Ok(())
     }
 
+    /// No RPC handler is configured: not available, as Centrifugo answers then.
     pub(super) fn rpc(&mut self, id: u32) -> Result<(), Disconnect> {
-        encode::error_reply(&mut self.reply(), id, ErrorCode::MethodNotFound);
+        encode::error_reply(&mut self.reply(), id, ErrorCode::NotAvailable);
         Ok(())
     }
 

@@ -1,0 +1,68 @@
+//! The server API's HTTP edge as Centrifugo has it (issue 13): the `api_key` query
+//! parameter, and the transport error mode (`X-Centrifugo-Error-Mode: transport`: HTTP
+//! statuses with the error object as the body).
+
+mod common;
+
+use common::{Server, API_KEY};
+use serde_json::{json, Value};
+
+fn post(server: &Server, path: &str, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
+    let (status, text) = server.http("POST", path, headers, body.to_string().as_bytes());
+    let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, value)
+}
+
+#[test]
+fn the_api_key_may_come_as_a_query_parameter() {
+    let server = Server::start(&[]);
+    let body = json!({"channel": "c", "data": {}});
+    let path = format!("/api/publish?api_key={API_KEY}");
+    assert_eq!(
+        post(&server, &path, &[], body.clone()),
+        (200, json!({"result": {}}))
+    );
+    assert_eq!(
+        post(&server, "/api/publish?api_key=wrong", &[], body.clone()).0,
+        401
+    );
+    assert_eq!(post(&server, "/api/publish", &[], body).0, 401);
+}
+
+#[test]
+fn transport_error_mode_answers_with_http_statuses() {
+    let server = Server::start(&[]);
+    let transport = [
+        ("X-API-Key", API_KEY),
+        ("X-Centrifugo-Error-Mode", "transport"),
+    ];
+    // An unknown namespace: 404 with the error object itself as the body.
+    let (status, body) = post(
+        &server,
+        "/api/publish",
+        &transport,
+        json!({"channel": "nope:x", "data": {}}),
+    );
+    assert_eq!(
+        (status, body),
+        (404, json!({"code": 102, "message": "unknown channel"}))
+    );
+    // History where it is off: 400.
+    let (status, body) = post(&server, "/api/history", &transport, json!({"channel": "c"}));
+    assert_eq!((status, &body["code"]), (400, &json!(108)), "{body}");
+    // Success is unchanged; without the header errors stay in the body with 200.
+    let (status, body) = post(
+        &server,
+        "/api/publish",
+        &transport,
+        json!({"channel": "c", "data": {}}),
+    );
+    assert_eq!((status, body), (200, json!({"result": {}})));
+    let (status, body) = post(
+        &server,
+        "/api/publish",
+        &[("X-API-Key", API_KEY)],
+        json!({"channel": "nope:x", "data": {}}),
+    );
+    assert_eq!((status, &body["error"]["code"]), (200, &json!(102)));
+}
