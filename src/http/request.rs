@@ -152,8 +152,8 @@ pub enum Buffered {
     /// A malformed head (400).
     Bad,
     /// A parsed head of `head_len` bytes; its body is complete when the buffer holds
-    /// `head_len + content_length` bytes.
-    Head { head: Head, head_len: usize },
+    /// `head_len + content_length` bytes. Boxed: a head is large beside the other variants.
+    Head { head: Box<Head>, head_len: usize },
 }
 
 /// Inspects the start of `buffer` for a request head; reads nothing.
@@ -161,7 +161,7 @@ pub fn buffered(buffer: &[u8]) -> Buffered {
     match find_head_end(buffer) {
         Some(len) => match parse_head(&buffer[..len]) {
             Some(head) => Buffered::Head {
-                head,
+                head: Box::new(head),
                 head_len: len,
             },
             None => Buffered::Bad,
