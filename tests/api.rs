@@ -66,3 +66,32 @@ fn transport_error_mode_answers_with_http_statuses() {
     );
     assert_eq!((status, &body["error"]["code"]), (200, &json!(102)));
 }
+
+#[test]
+fn b64data_publishes_the_json_it_encodes() {
+    use base64::Engine as _;
+    let server = Server::start(&[]);
+    let (mut client, _) = common::Client::connect(&server, "u");
+    client.subscribe("c");
+    let key = [("X-API-Key", API_KEY)];
+    let encoded = base64::engine::general_purpose::STANDARD.encode(br#"{"n": 7}"#);
+    let (status, body) = post(
+        &server,
+        "/api/publish",
+        &key,
+        json!({"channel": "c", "data": {"ignored": true}, "b64data": encoded}),
+    );
+    assert_eq!((status, body), (200, json!({"result": {}})));
+    assert_eq!(client.publication(), ("c".into(), json!({"n": 7}), 0));
+    // Not base64, or base64 of something that is not JSON: 107.
+    let not_json = base64::engine::general_purpose::STANDARD.encode(b"plain text");
+    for b64 in ["%%%", not_json.as_str()] {
+        let (_, body) = post(
+            &server,
+            "/api/publish",
+            &key,
+            json!({"channel": "c", "b64data": b64}),
+        );
+        assert_eq!(body["error"]["code"], 107, "{b64}: {body}");
+    }
+}

@@ -32,6 +32,10 @@ struct PublishFields<'a> {
     channels: Option<ChannelNames>,
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
+    /// The data base64-encoded (it wins over `data`, as in Centrifugo); it must hold JSON,
+    /// the protocol's encoding.
+    #[serde(default)]
+    b64data: Option<String>,
     #[serde(borrow, default)]
     tags: Option<&'a RawValue>,
     #[serde(default)]
@@ -45,13 +49,28 @@ fn raw(value: Option<&RawValue>) -> Option<Bytes> {
         .map(|v| Bytes::from(encode::raw_without_newlines(v.get().as_bytes())))
 }
 
+/// `b64data` decoded, if it is base64 of JSON (compacted like raw `data`).
+fn from_b64(text: &str) -> Option<Bytes> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    serde_json::from_slice::<&RawValue>(&bytes).ok()?;
+    Some(Bytes::from(encode::raw_without_newlines(&bytes)))
+}
+
 /// The command `method` (the path after the API prefix) with `body`.
 pub fn decode(method: &str, body: &[u8]) -> Result<ApiCommand, DecodeError> {
     let bad = |_| DecodeError::BadRequest;
     match method {
         "publish" | "broadcast" => {
             let f: PublishFields<'_> = serde_json::from_slice(body).map_err(bad)?;
-            let (data, tags) = (raw(f.data), raw(f.tags));
+            let data = match f.b64data.as_deref().filter(|b| !b.is_empty()) {
+                // Undecodable or not JSON: no data, which the command answers with 107.
+                Some(b64) => from_b64(b64),
+                None => raw(f.data),
+            };
+            let tags = raw(f.tags);
             Ok(if method == "publish" {
                 ApiCommand::Publish {
                     channel: f.channel,
