@@ -229,3 +229,6 @@ pub const JWKS_FETCH_INTERVAL_MIN_MS: u64 = 1_000;
 pub const JWKS_FETCH_TIMEOUT_MS: u64 = 5_000;
 /// The largest key set read.
 pub const JWKS_BODY_BYTES_MAX: usize = 1 << 20;
+
+/// Commands one API `batch` may hold (more: error 107 for the batch).
+pub const API_BATCH_COMMANDS_MAX: usize = 1_000;

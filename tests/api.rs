@@ -95,3 +95,63 @@ fn b64data_publishes_the_json_it_encodes() {
         assert_eq!(body["error"]["code"], 107, "{b64}: {body}");
     }
 }
+
+#[test]
+fn batch_runs_its_commands_in_order_and_answers_each() {
+    let server = Server::start(&[
+        "channel.without_namespace.history_size=10",
+        "channel.without_namespace.history_ttl=60s",
+    ]);
+    let key = [("X-API-Key", API_KEY)];
+    let commands = json!([
+        {"publish": {"channel": "b", "data": {"n": 1}}},
+        {"publish": {"channel": "b", "data": {"n": 2}}},
+        {"history": {"channel": "b", "limit": -1}},
+        {"nope": {}},
+        {"publish": {"channel": "nope:x", "data": {}}},
+        {"broadcast": {"channels": ["b", "b2"], "data": {"n": 3}}},
+    ]);
+    let (status, body) = post(&server, "/api/batch", &key, json!({"commands": commands}));
+    assert_eq!(status, 200, "{body}");
+    let replies = body["result"]["replies"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(replies.len(), 6, "{body}");
+    assert_eq!(replies[0]["publish"]["offset"], 1, "{body}");
+    assert_eq!(replies[1]["publish"]["offset"], 2);
+    // In order: the history read after both publishes sees both.
+    let offsets: Vec<u64> = replies[2]["history"]["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, [1, 2], "{body}");
+    assert_eq!(replies[3]["error"]["code"], 104, "an unknown method");
+    assert_eq!(replies[4]["error"]["code"], 102, "an unknown namespace");
+    assert_eq!(
+        replies[5]["broadcast"]["responses"][0]["result"]["offset"],
+        3
+    );
+
+    // Parallel: sent at once, replies still in request order.
+    let commands: Vec<Value> = (0..20)
+        .map(|i| json!({"publish": {"channel": format!("p{i}"), "data": {"i": i}}}))
+        .collect();
+    let (_, body) = post(
+        &server,
+        "/api/batch",
+        &key,
+        json!({"commands": commands, "parallel": true}),
+    );
+    let replies = body["result"]["replies"].as_array().unwrap();
+    assert_eq!(replies.len(), 20);
+    assert!(
+        replies.iter().all(|r| r["publish"]["offset"] == 1),
+        "{body}"
+    );
+    // Too many commands: 107 for the batch.
+    let commands: Vec<Value> = (0..1001).map(|_| json!({"info": {}})).collect();
+    let (_, body) = post(&server, "/api/batch", &key, json!({"commands": commands}));
+    assert_eq!(body["error"]["code"], 107, "{body}");
+}

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use super::{ApiCommand, ApiReply, NodeInfo, PublishResult};
 use crate::protocol::json::encode::{self, ByteSink};
 use crate::protocol::{ErrorCode, HistoryRequest};
-use crate::router::msg::{HistoryPage, HistoryQuery};
+use crate::router::msg::{HistoryPage, HistoryQuery, Position};
 use crate::router::ChannelNames;
 
 /// Why a request is not a command.
@@ -108,6 +108,38 @@ pub fn decode(method: &str, body: &[u8]) -> Result<ApiCommand, DecodeError> {
             Ok(ApiCommand::HistoryRemove { channel: f.channel })
         }
         "info" => Ok(ApiCommand::Info),
+        "batch" => {
+            #[derive(Deserialize)]
+            struct Batch<'a> {
+                #[serde(borrow, default)]
+                commands: Vec<std::collections::BTreeMap<&'a str, &'a RawValue>>,
+                #[serde(default)]
+                parallel: bool,
+            }
+            let batch: Batch<'_> = serde_json::from_slice(body).map_err(bad)?;
+            let commands = batch
+                .commands
+                .iter()
+                .map(|command| {
+                    // One method per command, as Centrifugo's `Command` carries; no batch
+                    // inside a batch.
+                    let mut methods = command.iter().filter(|(_, v)| v.get() != "null");
+                    match (methods.next(), methods.next()) {
+                        (Some((&method, params)), None) if method != "batch" => {
+                            decode(method, params.get().as_bytes()).map_err(|e| match e {
+                                DecodeError::UnknownMethod => ErrorCode::MethodNotFound,
+                                DecodeError::BadRequest => ErrorCode::BadRequest,
+                            })
+                        }
+                        _ => Err(ErrorCode::MethodNotFound),
+                    }
+                })
+                .collect();
+            Ok(ApiCommand::Batch {
+                commands,
+                parallel: batch.parallel,
+            })
+        }
         _ => Err(DecodeError::UnknownMethod),
     }
 }
@@ -119,30 +151,76 @@ const REPLY_BYTES_MIN: usize = 96;
 pub fn encode(reply: &ApiReply) -> Vec<u8> {
     // Room for a publish reply with its position: one allocation, not four doublings.
     let mut out = Vec::with_capacity(REPLY_BYTES_MIN);
+    match reply_error(reply) {
+        Some(code) => put_error(&mut out, code),
+        None => put_result(&mut out, |out| put_value(out, reply)),
+    }
+    out
+}
+
+/// The error a reply is as a whole, if it is one.
+fn reply_error(reply: &ApiReply) -> Option<ErrorCode> {
     match reply {
-        ApiReply::Publish(result) => put_entry(&mut out, result),
+        ApiReply::Publish(Err(code))
+        | ApiReply::Broadcast(Err(code))
+        | ApiReply::History(Err(code))
+        | ApiReply::HistoryRemove(Err(code))
+        | ApiReply::Info(Err(code))
+        | ApiReply::Batch(Err(code)) => Some(*code),
+        _ => None,
+    }
+}
+
+/// The result value of a reply that is not an error (`reply_error` is `None`).
+fn put_value(out: &mut Vec<u8>, reply: &ApiReply) {
+    match reply {
+        ApiReply::Publish(Ok(position)) => put_position(out, position.as_ref()),
         ApiReply::Broadcast(Ok(entries)) => {
             // About what an entry with a position takes: one allocation, not a dozen doublings
             // of a reply that reaches megabytes.
             out.reserve(entries.len() * 48);
-            out.extend_from_slice(b"{\"result\":{\"responses\":[");
+            out.extend_from_slice(b"{\"responses\":[");
             for (i, entry) in entries.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                put_entry(&mut out, entry);
+                put_entry(out, entry);
             }
-            out.extend_from_slice(b"]}}");
+            out.extend_from_slice(b"]}");
         }
-        ApiReply::History(Ok(page)) => put_result(&mut out, |out| put_history(out, page)),
-        ApiReply::HistoryRemove(Ok(())) => out.extend_from_slice(b"{\"result\":{}}"),
-        ApiReply::Info(Ok(info)) => put_result(&mut out, |out| put_info(out, info)),
-        ApiReply::Broadcast(Err(code))
-        | ApiReply::History(Err(code))
-        | ApiReply::HistoryRemove(Err(code))
-        | ApiReply::Info(Err(code)) => put_error(&mut out, *code),
+        ApiReply::History(Ok(page)) => put_history(out, page),
+        ApiReply::HistoryRemove(Ok(())) => out.extend_from_slice(b"{}"),
+        ApiReply::Info(Ok(info)) => put_info(out, info),
+        ApiReply::Batch(Ok(replies)) => {
+            out.extend_from_slice(b"{\"replies\":[");
+            for (i, entry) in replies.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                // `{"<method>":<result>}`, or `{"error":...}`.
+                match entry {
+                    Ok((method, reply)) => match reply_error(reply) {
+                        Some(code) => put_error(out, code),
+                        None => {
+                            out.push(b'{');
+                            encode::put_str(out, method);
+                            out.push(b':');
+                            put_value(out, reply);
+                            out.push(b'}');
+                        }
+                    },
+                    Err(code) => put_error(out, *code),
+                }
+            }
+            out.extend_from_slice(b"]}");
+        }
+        ApiReply::Publish(Err(_))
+        | ApiReply::Broadcast(Err(_))
+        | ApiReply::History(Err(_))
+        | ApiReply::HistoryRemove(Err(_))
+        | ApiReply::Info(Err(_))
+        | ApiReply::Batch(Err(_)) => debug_assert!(false, "errors are encoded by the caller"),
     }
-    out
 }
 
 /// How API errors reach the caller: in the reply body (Centrifugo's default), or as HTTP
@@ -157,14 +235,7 @@ pub enum ErrorMode {
 /// `{"code":N,"message":"..."}` (Centrifugo's `MapErrorToHTTPCode`). `None`: the reply goes as
 /// usual (a broadcast's per-channel errors stay in its body).
 pub fn transport_error(reply: &ApiReply) -> Option<(u16, Vec<u8>)> {
-    let code = match reply {
-        ApiReply::Publish(Err(code))
-        | ApiReply::Broadcast(Err(code))
-        | ApiReply::History(Err(code))
-        | ApiReply::HistoryRemove(Err(code))
-        | ApiReply::Info(Err(code)) => *code,
-        _ => return None,
-    };
+    let code = reply_error(reply)?;
     let status = match code {
         ErrorCode::UnknownChannel | ErrorCode::MethodNotFound => 404,
         ErrorCode::BadRequest | ErrorCode::NotAvailable => 400,
@@ -193,16 +264,22 @@ fn put_error(out: &mut Vec<u8>, code: ErrorCode) {
 /// position, or the error.
 fn put_entry(out: &mut Vec<u8>, result: &PublishResult) {
     match result {
-        Ok(Some(position)) => put_result(out, |out| {
-            out.extend_from_slice(b"{\"offset\":");
-            out.extend_from_slice(itoa::Buffer::new().format(position.offset.get()).as_bytes());
-            out.extend_from_slice(b",\"epoch\":");
-            encode::put_str(out, &position.epoch);
-            out.push(b'}');
-        }),
-        Ok(None) => out.extend_from_slice(b"{\"result\":{}}"),
+        Ok(position) => put_result(out, |out| put_position(out, position.as_ref())),
         Err(code) => put_error(out, *code),
     }
+}
+
+/// `{"offset":N,"epoch":E}`, or `{}` without a position.
+fn put_position(out: &mut Vec<u8>, position: Option<&Position>) {
+    let Some(position) = position else {
+        out.extend_from_slice(b"{}");
+        return;
+    };
+    out.extend_from_slice(b"{\"offset\":");
+    out.extend_from_slice(itoa::Buffer::new().format(position.offset.get()).as_bytes());
+    out.extend_from_slice(b",\"epoch\":");
+    encode::put_str(out, &position.epoch);
+    out.push(b'}');
 }
 
 fn put_history(out: &mut Vec<u8>, page: &HistoryPage) {

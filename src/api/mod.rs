@@ -11,6 +11,7 @@ mod publish;
 
 use bytes::Bytes;
 
+use crate::limits::API_BATCH_COMMANDS_MAX;
 use crate::protocol::ErrorCode;
 use crate::router::msg::{HistoryPage, HistoryQuery, Position};
 use crate::router::ChannelNames;
@@ -42,6 +43,12 @@ pub enum ApiCommand {
         channel: String,
     },
     Info,
+    /// Commands in order (`parallel`: all sent at once, replies still in order). An entry
+    /// that is not a command is its error.
+    Batch {
+        commands: Vec<Result<ApiCommand, ErrorCode>>,
+        parallel: bool,
+    },
 }
 
 /// A publication's result: its position (if it has one) or an error.
@@ -57,7 +64,13 @@ pub enum ApiReply {
     HistoryRemove(Result<(), ErrorCode>),
     /// Boxed: the counters make it the one large variant.
     Info(Result<Box<NodeInfo>, ErrorCode>),
+    /// Each command's reply, in order.
+    Batch(Result<Vec<BatchReply>, ErrorCode>),
 }
+
+/// One command's reply in a batch: its method and reply, or the error of an entry that was
+/// no command.
+pub type BatchReply = Result<(&'static str, ApiReply), ErrorCode>;
 
 /// A command that has been checked and sent to the shards that answer it.
 pub enum Started {
@@ -69,15 +82,39 @@ pub enum Started {
     History(HistoryAsk),
     HistoryRemove(RemoveAsk),
     Info(StatsAsk),
+    /// A batch's commands: started already (parallel) or to run one after another.
+    Batch(Vec<BatchEntry>),
+}
+
+/// One command of a batch on its way.
+pub enum BatchEntry {
+    Started(&'static str, Started),
+    Waiting(ApiCommand),
+    Refused(ErrorCode),
 }
 
 impl ApiCommand {
     /// Commands that bring new traffic in, held back while the node is congested.
     pub fn publishes(&self) -> bool {
-        matches!(
-            self,
-            ApiCommand::Publish { .. } | ApiCommand::Broadcast { .. }
-        )
+        match self {
+            ApiCommand::Publish { .. } | ApiCommand::Broadcast { .. } => true,
+            ApiCommand::Batch { commands, .. } => commands
+                .iter()
+                .any(|c| c.as_ref().is_ok_and(ApiCommand::publishes)),
+            _ => false,
+        }
+    }
+
+    /// The method's name (the key of its reply in a batch).
+    pub fn method(&self) -> &'static str {
+        match self {
+            ApiCommand::Publish { .. } => "publish",
+            ApiCommand::Broadcast { .. } => "broadcast",
+            ApiCommand::History { .. } => "history",
+            ApiCommand::HistoryRemove { .. } => "history_remove",
+            ApiCommand::Info => "info",
+            ApiCommand::Batch { .. } => "batch",
+        }
     }
 }
 
@@ -122,6 +159,22 @@ pub fn start(shard: &Shard, command: ApiCommand) -> Started {
             Err(code) => Started::Ready(ApiReply::HistoryRemove(Err(code))),
         },
         ApiCommand::Info => Started::Info(shard.send_stats_requests()),
+        ApiCommand::Batch { commands, parallel } => {
+            if commands.len() > API_BATCH_COMMANDS_MAX {
+                return Started::Ready(ApiReply::Batch(Err(ErrorCode::BadRequest)));
+            }
+            let entries = commands
+                .into_iter()
+                .map(|command| match command {
+                    Ok(command) if parallel => {
+                        BatchEntry::Started(command.method(), start(shard, command))
+                    }
+                    Ok(command) => BatchEntry::Waiting(command),
+                    Err(code) => BatchEntry::Refused(code),
+                })
+                .collect();
+            Started::Batch(entries)
+        }
     }
 }
 
@@ -138,6 +191,24 @@ pub async fn finish(shard: &Shard, started: Started) -> ApiReply {
             ApiReply::HistoryRemove(shard.history_remove_answer(ask).await)
         }
         Started::Info(ask) => ApiReply::Info(info::info(shard, ask).await.map(Box::new)),
+        Started::Batch(entries) => {
+            let mut replies = Vec::with_capacity(entries.len());
+            // Bounded by `API_BATCH_COMMANDS_MAX`; a batch holds no batch (the codec reads
+            // none), so the recursion is one level deep.
+            for entry in entries {
+                replies.push(match entry {
+                    BatchEntry::Started(method, started) => {
+                        Ok((method, Box::pin(finish(shard, started)).await))
+                    }
+                    BatchEntry::Waiting(command) => {
+                        let method = command.method();
+                        Ok((method, Box::pin(execute(shard, command)).await))
+                    }
+                    BatchEntry::Refused(code) => Err(code),
+                });
+            }
+            ApiReply::Batch(Ok(replies))
+        }
     }
 }
 
