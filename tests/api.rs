@@ -155,3 +155,25 @@ fn batch_runs_its_commands_in_order_and_answers_each() {
     let (_, body) = post(&server, "/api/batch", &key, json!({"commands": commands}));
     assert_eq!(body["error"]["code"], 107, "{body}");
 }
+
+#[test]
+fn info_reports_the_node_and_each_shard() {
+    let server = Server::start(&["--shards", "2"]);
+    let clients = common::clients_on_every_shard(&server, "u", 1);
+    let (_, body) = post(&server, "/api/info", &[("X-API-Key", API_KEY)], json!({}));
+    let node = &body["result"]["nodes"][0];
+    let shards = node["shards"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(shards.len(), 2, "{body}");
+    let sum: u64 = shards
+        .iter()
+        .map(|s| s["num_clients"].as_u64().unwrap())
+        .sum();
+    assert_eq!(node["num_clients"].as_u64(), Some(sum), "{body}");
+    assert_eq!(sum, clients.len() as u64, "{body}");
+    assert!(
+        shards.iter().all(|s| s["num_clients"].as_u64() >= Some(1)),
+        "{body}"
+    );
+}

@@ -294,9 +294,23 @@ fn put_info(out: &mut Vec<u8>, info: &NodeInfo) {
     let s = &info.stats;
     let _ = write!(
         ByteSink(out),
-        ",\"version\":\"{}\",\"num_clients\":{},\"num_users\":{},\"num_channels\":{},\"uptime\":{},\"num_subs\":{}}}]}}",
+        ",\"version\":\"{}\",\"num_clients\":{},\"num_users\":{},\"num_channels\":{},\"uptime\":{},\"num_subs\":{}",
         info.version, s.connections, s.users, s.channels, info.uptime_seconds, s.subscriptions,
     );
+    // Beyond Centrifugo: each shard's share (clients and subscriptions of its connections,
+    // channels it owns; a user with connections on two shards counts on both).
+    out.extend_from_slice(b",\"shards\":[");
+    for (id, s) in info.shards.iter().enumerate() {
+        if id > 0 {
+            out.push(b',');
+        }
+        let _ = write!(
+            ByteSink(out),
+            "{{\"shard\":{id},\"num_clients\":{},\"num_users\":{},\"num_channels\":{},\"num_subs\":{}}}",
+            s.connections, s.users, s.channels, s.subscriptions,
+        );
+    }
+    out.extend_from_slice(b"]}]}");
 }
 
 #[cfg(test)]

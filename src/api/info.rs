@@ -1,4 +1,4 @@
-//! `info`: this node's counters, summed over its shards.
+//! `info`: this node's counters, summed over its shards, and each shard's.
 
 use std::sync::OnceLock;
 
@@ -13,6 +13,8 @@ pub struct NodeInfo {
     pub name: String,
     pub version: &'static str,
     pub stats: ShardStats,
+    /// Each shard's own counters, by shard (beyond Centrifugo, which has no shards).
+    pub shards: Vec<ShardStats>,
     pub uptime_seconds: u64,
 }
 
@@ -39,6 +41,7 @@ pub async fn info(shard: &Shard, ask: StatsAsk) -> Result<NodeInfo, ErrorCode> {
         name,
         version: crate::VERSION,
         stats: ShardStats::sum(&per_shard),
+        shards: per_shard,
         uptime_seconds: shard.started.elapsed().as_secs(),
     })
 }
