@@ -177,3 +177,44 @@ fn info_reports_the_node_and_each_shard() {
         "{body}"
     );
 }
+
+#[test]
+fn the_legacy_api_form_runs_each_line_in_order() {
+    let server = Server::start(&[
+        "channel.without_namespace.history_size=10",
+        "channel.without_namespace.history_ttl=60s",
+    ]);
+    let body = [
+        json!({"id": 1, "method": "publish", "params": {"channel": "l", "data": {"n": 1}}}),
+        json!({"id": 2, "method": "PUBLISH", "params": {"channel": "l", "data": {"n": 2}}}),
+        json!({"id": 3, "method": 6, "params": {"channel": "l", "limit": -1}}),
+        json!({"id": 4, "method": "nope", "params": {}}),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect::<Vec<_>>()
+    .join("\n");
+    let (status, text) = server.http("POST", "/api", &[("X-API-Key", API_KEY)], body.as_bytes());
+    assert_eq!(status, 200, "{text}");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(
+        (&lines[0]["id"], &lines[0]["result"]["offset"]),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(lines[1]["result"]["offset"], 2);
+    assert_eq!(
+        lines[2]["result"]["publications"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        (&lines[3]["id"], &lines[3]["error"]["code"]),
+        (&json!(4), &json!(104))
+    );
+    // Not JSON: 400, as the methods' own paths answer.
+    let (status, _) = server.http("POST", "/api", &[("X-API-Key", API_KEY)], b"{");
+    assert_eq!(status, 400);
+}

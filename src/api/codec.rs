@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{ApiCommand, ApiReply, NodeInfo, PublishResult};
+use super::{ApiCommand, ApiReply, BatchReply, NodeInfo, PublishResult};
 use crate::protocol::json::encode::{self, ByteSink};
 use crate::protocol::{ErrorCode, HistoryRequest};
 use crate::router::msg::{HistoryPage, HistoryQuery, Position};
@@ -47,6 +47,32 @@ fn raw(value: Option<&RawValue>) -> Option<Bytes> {
     value
         .filter(|v| v.get() != "null")
         .map(|v| Bytes::from(encode::raw_without_newlines(v.get().as_bytes())))
+}
+
+/// Centrifugo's legacy method names, by their numbers (`Command.MethodType`).
+const LEGACY_METHODS: [&str; 13] = [
+    "publish",
+    "broadcast",
+    "unsubscribe",
+    "disconnect",
+    "presence",
+    "presence_stats",
+    "history",
+    "history_remove",
+    "channels",
+    "info",
+    "rpc",
+    "subscribe",
+    "refresh",
+];
+
+/// A legacy command's method: a JSON string (any case) or number.
+fn legacy_method(raw: &str) -> Option<String> {
+    if let Ok(name) = serde_json::from_str::<String>(raw) {
+        return Some(name.to_ascii_lowercase());
+    }
+    let number: usize = raw.trim().parse().ok()?;
+    LEGACY_METHODS.get(number).map(|m| (*m).to_owned())
 }
 
 /// `b64data` decoded, if it is base64 of JSON (compacted like raw `data`).
@@ -138,6 +164,43 @@ pub fn decode(method: &str, body: &[u8]) -> Result<ApiCommand, DecodeError> {
             Ok(ApiCommand::Batch {
                 commands,
                 parallel: batch.parallel,
+                legacy_ids: None,
+            })
+        }
+        // The legacy form, `POST /api`: one `{"id":N,"method":M,"params":{...}}` per line,
+        // run in order; `method` by name (any case) or by Centrifugo's number.
+        "" => {
+            #[derive(Deserialize)]
+            struct Legacy<'a> {
+                #[serde(default)]
+                id: u32,
+                #[serde(borrow)]
+                method: &'a RawValue,
+                #[serde(borrow, default)]
+                params: Option<&'a RawValue>,
+            }
+            let mut ids = Vec::new();
+            let mut commands = Vec::new();
+            for line in body.split(|&b| b == b'\n') {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let command: Legacy<'_> = serde_json::from_slice(line).map_err(bad)?;
+                ids.push(command.id);
+                let params = command.params.map_or("{}", RawValue::get);
+                commands.push(match legacy_method(command.method.get()) {
+                    Some(method) if method != "batch" => decode(&method, params.as_bytes())
+                        .map_err(|e| match e {
+                            DecodeError::UnknownMethod => ErrorCode::MethodNotFound,
+                            DecodeError::BadRequest => ErrorCode::BadRequest,
+                        }),
+                    _ => Err(ErrorCode::MethodNotFound),
+                });
+            }
+            Ok(ApiCommand::Batch {
+                commands,
+                parallel: false,
+                legacy_ids: Some(ids),
             })
         }
         _ => Err(DecodeError::UnknownMethod),
@@ -151,11 +214,46 @@ const REPLY_BYTES_MIN: usize = 96;
 pub fn encode(reply: &ApiReply) -> Vec<u8> {
     // Room for a publish reply with its position: one allocation, not four doublings.
     let mut out = Vec::with_capacity(REPLY_BYTES_MIN);
-    match reply_error(reply) {
-        Some(code) => put_error(&mut out, code),
-        None => put_result(&mut out, |out| put_value(out, reply)),
+    match (reply, reply_error(reply)) {
+        (ApiReply::Batch(replies, Some(ids)), _) => put_legacy(&mut out, replies, ids),
+        (_, Some(code)) => put_error(&mut out, code),
+        (_, None) => put_result(&mut out, |out| put_value(out, reply)),
     }
     out
+}
+
+/// The legacy form's reply: a line per command, `{"id":N,"result":...}` or
+/// `{"id":N,"error":...}` (no `id` when it was 0).
+fn put_legacy(out: &mut Vec<u8>, replies: &Result<Vec<BatchReply>, ErrorCode>, ids: &[u32]) {
+    let replies = match replies {
+        Ok(replies) => replies,
+        Err(code) => return put_error(out, *code),
+    };
+    for (i, (entry, id)) in replies.iter().zip(ids).enumerate() {
+        if i > 0 {
+            out.push(b'\n');
+        }
+        out.push(b'{');
+        if *id > 0 {
+            let _ = write!(ByteSink(out), "\"id\":{id},");
+        }
+        let error = match entry {
+            Ok((_, reply)) => reply_error(reply),
+            Err(code) => Some(*code),
+        };
+        match (error, entry) {
+            (Some(code), _) => {
+                out.extend_from_slice(b"\"error\":");
+                encode::put_error(out, code, false);
+            }
+            (None, Ok((_, reply))) => {
+                out.extend_from_slice(b"\"result\":");
+                put_value(out, reply);
+            }
+            (None, Err(_)) => {}
+        }
+        out.push(b'}');
+    }
 }
 
 /// The error a reply is as a whole, if it is one.
@@ -166,7 +264,7 @@ fn reply_error(reply: &ApiReply) -> Option<ErrorCode> {
         | ApiReply::History(Err(code))
         | ApiReply::HistoryRemove(Err(code))
         | ApiReply::Info(Err(code))
-        | ApiReply::Batch(Err(code)) => Some(*code),
+        | ApiReply::Batch(Err(code), None) => Some(*code),
         _ => None,
     }
 }
@@ -191,7 +289,7 @@ fn put_value(out: &mut Vec<u8>, reply: &ApiReply) {
         ApiReply::History(Ok(page)) => put_history(out, page),
         ApiReply::HistoryRemove(Ok(())) => out.extend_from_slice(b"{}"),
         ApiReply::Info(Ok(info)) => put_info(out, info),
-        ApiReply::Batch(Ok(replies)) => {
+        ApiReply::Batch(Ok(replies), _) => {
             out.extend_from_slice(b"{\"replies\":[");
             for (i, entry) in replies.iter().enumerate() {
                 if i > 0 {
@@ -219,7 +317,7 @@ fn put_value(out: &mut Vec<u8>, reply: &ApiReply) {
         | ApiReply::History(Err(_))
         | ApiReply::HistoryRemove(Err(_))
         | ApiReply::Info(Err(_))
-        | ApiReply::Batch(Err(_)) => debug_assert!(false, "errors are encoded by the caller"),
+        | ApiReply::Batch(Err(_), _) => debug_assert!(false, "errors are encoded by the caller"),
     }
 }
 

@@ -48,6 +48,9 @@ pub enum ApiCommand {
     Batch {
         commands: Vec<Result<ApiCommand, ErrorCode>>,
         parallel: bool,
+        /// The legacy `POST /api` form: the commands' ids (one per command), the replies
+        /// encoded as its lines.
+        legacy_ids: Option<Vec<u32>>,
     },
 }
 
@@ -64,8 +67,8 @@ pub enum ApiReply {
     HistoryRemove(Result<(), ErrorCode>),
     /// Boxed: the counters make it the one large variant.
     Info(Result<Box<NodeInfo>, ErrorCode>),
-    /// Each command's reply, in order.
-    Batch(Result<Vec<BatchReply>, ErrorCode>),
+    /// Each command's reply, in order (with the legacy form's ids, when it came so).
+    Batch(Result<Vec<BatchReply>, ErrorCode>, Option<Vec<u32>>),
 }
 
 /// One command's reply in a batch: its method and reply, or the error of an entry that was
@@ -82,8 +85,9 @@ pub enum Started {
     History(HistoryAsk),
     HistoryRemove(RemoveAsk),
     Info(StatsAsk),
-    /// A batch's commands: started already (parallel) or to run one after another.
-    Batch(Vec<BatchEntry>),
+    /// A batch's commands: started already (parallel) or to run one after another (and the
+    /// legacy form's ids).
+    Batch(Vec<BatchEntry>, Option<Vec<u32>>),
 }
 
 /// One command of a batch on its way.
@@ -159,9 +163,13 @@ pub fn start(shard: &Shard, command: ApiCommand) -> Started {
             Err(code) => Started::Ready(ApiReply::HistoryRemove(Err(code))),
         },
         ApiCommand::Info => Started::Info(shard.send_stats_requests()),
-        ApiCommand::Batch { commands, parallel } => {
+        ApiCommand::Batch {
+            commands,
+            parallel,
+            legacy_ids,
+        } => {
             if commands.len() > API_BATCH_COMMANDS_MAX {
-                return Started::Ready(ApiReply::Batch(Err(ErrorCode::BadRequest)));
+                return Started::Ready(ApiReply::Batch(Err(ErrorCode::BadRequest), legacy_ids));
             }
             let entries = commands
                 .into_iter()
@@ -173,7 +181,7 @@ pub fn start(shard: &Shard, command: ApiCommand) -> Started {
                     Err(code) => BatchEntry::Refused(code),
                 })
                 .collect();
-            Started::Batch(entries)
+            Started::Batch(entries, legacy_ids)
         }
     }
 }
@@ -191,7 +199,7 @@ pub async fn finish(shard: &Shard, started: Started) -> ApiReply {
             ApiReply::HistoryRemove(shard.history_remove_answer(ask).await)
         }
         Started::Info(ask) => ApiReply::Info(info::info(shard, ask).await.map(Box::new)),
-        Started::Batch(entries) => {
+        Started::Batch(entries, legacy_ids) => {
             let mut replies = Vec::with_capacity(entries.len());
             // Bounded by `API_BATCH_COMMANDS_MAX`; a batch holds no batch (the codec reads
             // none), so the recursion is one level deep.
@@ -207,7 +215,7 @@ pub async fn finish(shard: &Shard, started: Started) -> ApiReply {
                     BatchEntry::Refused(code) => Err(code),
                 });
             }
-            ApiReply::Batch(Ok(replies))
+            ApiReply::Batch(Ok(replies), legacy_ids)
         }
     }
 }
