@@ -232,3 +232,9 @@ pub const JWKS_BODY_BYTES_MAX: usize = 1 << 20;
 
 /// Commands one API `batch` may hold (more: error 107 for the batch).
 pub const API_BATCH_COMMANDS_MAX: usize = 1_000;
+
+/// An API publication's `idempotency_key` is remembered this long by its channel's owner (a
+/// repeat within it publishes nothing and answers the first result): Centrifugo's 5 minutes.
+pub const IDEMPOTENCY_WINDOW_MS: u64 = 300_000;
+/// At most this many idempotency keys per shard; past it the oldest go first.
+pub const IDEMPOTENCY_KEYS_MAX: usize = 100_000;

@@ -218,3 +218,58 @@ fn the_legacy_api_form_runs_each_line_in_order() {
     let (status, _) = server.http("POST", "/api", &[("X-API-Key", API_KEY)], b"{");
     assert_eq!(status, 400);
 }
+
+#[test]
+fn a_repeated_idempotency_key_publishes_once_and_answers_the_same_offset() {
+    let server = Server::start(&[
+        "channel.without_namespace.history_size=10",
+        "channel.without_namespace.history_ttl=60s",
+    ]);
+    let (mut client, _) = common::Client::connect(&server, "u");
+    client.subscribe("i");
+    let key = [("X-API-Key", API_KEY)];
+    let publish = |n: u64, idempotency_key: &str| {
+        post(
+            &server,
+            "/api/publish",
+            &key,
+            json!({"channel": "i", "data": {"n": n}, "idempotency_key": idempotency_key}),
+        )
+        .1
+    };
+    let first = publish(1, "k1");
+    assert_eq!(first["result"]["offset"], 1, "{first}");
+    assert_eq!(
+        publish(2, "k1"),
+        first,
+        "the same answer, nothing published"
+    );
+    assert_eq!(
+        publish(3, "k2")["result"]["offset"],
+        2,
+        "another key publishes"
+    );
+    // The subscriber saw the two publications, not the repeat.
+    assert_eq!(client.publication().1, json!({"n": 1}));
+    assert_eq!(client.publication().1, json!({"n": 3}));
+    let (_, history) = post(
+        &server,
+        "/api/history",
+        &key,
+        json!({"channel": "i", "limit": -1}),
+    );
+    assert_eq!(
+        history["result"]["publications"].as_array().map(Vec::len),
+        Some(2)
+    );
+    // Keys are per channel: the same key on a broadcast to another channel publishes there.
+    let (_, body) = post(
+        &server,
+        "/api/broadcast",
+        &key,
+        json!({"channels": ["i", "j"], "data": {"n": 4}, "idempotency_key": "k1"}),
+    );
+    let responses = &body["result"]["responses"];
+    assert_eq!(responses[0]["result"]["offset"], 1, "i: k1's first result");
+    assert_eq!(responses[1]["result"]["offset"], 1, "j: published");
+}

@@ -40,6 +40,9 @@ struct PublishFields<'a> {
     tags: Option<&'a RawValue>,
     #[serde(default)]
     skip_history: bool,
+    /// A repeat within the window publishes nothing and answers the first result.
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 /// Raw JSON without raw newlines; `null` counts as absent.
@@ -103,6 +106,7 @@ pub fn decode(method: &str, body: &[u8]) -> Result<ApiCommand, DecodeError> {
                     data,
                     tags,
                     skip_history: f.skip_history,
+                    idempotency_key: f.idempotency_key.filter(|k| !k.is_empty()),
                 }
             } else {
                 ApiCommand::Broadcast {
@@ -110,6 +114,7 @@ pub fn decode(method: &str, body: &[u8]) -> Result<ApiCommand, DecodeError> {
                     data,
                     tags,
                     skip_history: f.skip_history,
+                    idempotency_key: f.idempotency_key.filter(|k| !k.is_empty()),
                 }
             })
         }

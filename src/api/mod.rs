@@ -28,12 +28,14 @@ pub enum ApiCommand {
         data: Option<Bytes>,
         tags: Option<Bytes>,
         skip_history: bool,
+        idempotency_key: Option<String>,
     },
     Broadcast {
         channels: ChannelNames,
         data: Option<Bytes>,
         tags: Option<Bytes>,
         skip_history: bool,
+        idempotency_key: Option<String>,
     },
     History {
         channel: String,
@@ -141,7 +143,15 @@ pub fn start(shard: &Shard, command: ApiCommand) -> Started {
             data,
             tags,
             skip_history,
-        } => match publish::start_publish(shard, channel, data, tags, skip_history) {
+            idempotency_key,
+        } => match publish::start_publish(
+            shard,
+            channel,
+            data,
+            tags,
+            skip_history,
+            idempotency_key.as_deref(),
+        ) {
             Ok(sent) => Started::Publish(sent),
             Err(code) => Started::Ready(ApiReply::Publish(Err(code))),
         },
@@ -150,7 +160,15 @@ pub fn start(shard: &Shard, command: ApiCommand) -> Started {
             data,
             tags,
             skip_history,
-        } => match publish::start_broadcast(shard, channels, data, tags, skip_history) {
+            idempotency_key,
+        } => match publish::start_broadcast(
+            shard,
+            channels,
+            data,
+            tags,
+            skip_history,
+            idempotency_key.as_deref(),
+        ) {
             Ok((entries, sent)) => Started::Broadcast(entries, sent),
             Err(code) => Started::Ready(ApiReply::Broadcast(Err(code))),
         },

@@ -30,10 +30,11 @@ pub fn start_publish(
     data: Option<Bytes>,
     tags: Option<Bytes>,
     skip_history: bool,
+    idempotency_key: Option<&str>,
 ) -> Result<PublishSent, ErrorCode> {
     check_channel(shard, &channel)?;
     let data = check_payload(data, &tags)?;
-    Ok(shard.send_publish_one(&channel, data, tags, skip_history))
+    Ok(shard.send_publish_one(&channel, data, tags, skip_history, idempotency_key))
 }
 
 pub async fn finish_publish(shard: &Shard, sent: PublishSent) -> PublishResult {
@@ -52,6 +53,7 @@ pub fn start_broadcast(
     data: Option<Bytes>,
     tags: Option<Bytes>,
     skip_history: bool,
+    idempotency_key: Option<&str>,
 ) -> Result<(Vec<PublishResult>, PublishSent), ErrorCode> {
     if channels.is_empty() {
         return Err(ErrorCode::BadRequest);
@@ -65,7 +67,7 @@ pub fn start_broadcast(
         }
         Ok(()) => true,
     };
-    let sent = shard.send_publish(channels, keep, data, tags, skip_history);
+    let sent = shard.send_publish(channels, keep, data, tags, skip_history, idempotency_key);
     Ok((entries, sent))
 }
 

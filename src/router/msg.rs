@@ -78,6 +78,9 @@ pub struct PublishJob {
     pub tags: Option<Bytes>,
     /// Publish without storing in history and without an offset (API `skip_history`).
     pub skip_history: bool,
+    /// An API publication's `idempotency_key`: a repeat within the owner's window publishes
+    /// nothing and answers the first result.
+    pub idempotency_key: Option<Box<str>>,
     /// Who waits for the outcome.
     pub reply: PublishReply,
 }

@@ -15,6 +15,7 @@ mod ask;
 mod deadlines;
 mod durability;
 mod history;
+mod idempotency;
 mod intake;
 mod pending_logs;
 mod publish;
@@ -80,6 +81,8 @@ pub struct Shard {
     stats: Asks<(usize, ShardStats)>,
     /// Publications waiting for a sync (`history_fsync = always`), oldest first.
     held: RefCell<VecDeque<Held>>,
+    /// Results of API publications with an `idempotency_key`, for the channels this shard owns.
+    idempotent: RefCell<idempotency::IdempotentResults>,
     /// Rung when `held` gains an entry; the syncer coalesces rings.
     sync_bell: LocalSender<()>,
     sync_bell_rx: RefCell<Option<LocalReceiver<()>>>,
@@ -151,6 +154,7 @@ impl Shard {
             removals: Asks::default(),
             stats: Asks::default(),
             held: RefCell::new(VecDeque::new()),
+            idempotent: RefCell::default(),
             sync_bell,
             sync_bell_rx: RefCell::new(Some(sync_bell_rx)),
             room_waiters: RefCell::new(Vec::new()),

@@ -50,6 +50,7 @@ impl Shard {
             info,
             tags: None,
             skip_history: false,
+            idempotency_key: None,
             reply: PublishReply::Conn(ConnRef {
                 shard: self.id,
                 conn,
@@ -69,6 +70,7 @@ impl Shard {
         data: Bytes,
         tags: Option<Bytes>,
         skip_history: bool,
+        idempotency_key: Option<&str>,
     ) -> PublishSent {
         let mut by_owner: Vec<Option<ChannelList>> = channels
             .split(self.count, |index, channel| {
@@ -86,7 +88,14 @@ impl Shard {
             let Some(channels) = by_owner[owner].take() else {
                 continue;
             };
-            let job = self.api_job(channels, data.clone(), tags.clone(), skip_history, ask.id);
+            let job = self.api_job(
+                channels,
+                data.clone(),
+                tags.clone(),
+                skip_history,
+                idempotency_key,
+                ask.id,
+            );
             self.to_shard(owner, ShardMsg::Publish(Box::new(job)));
         }
         PublishSent { ask, owners }
@@ -99,9 +108,17 @@ impl Shard {
         data: Bytes,
         tags: Option<Bytes>,
         skip_history: bool,
+        idempotency_key: Option<&str>,
     ) -> PublishSent {
         let ask = self.published.open(1);
-        let job = self.api_job(ChannelList::one(channel), data, tags, skip_history, ask.id);
+        let job = self.api_job(
+            ChannelList::one(channel),
+            data,
+            tags,
+            skip_history,
+            idempotency_key,
+            ask.id,
+        );
         self.to_owner(channel, ShardMsg::Publish(Box::new(job)));
         PublishSent { ask, owners: 1 }
     }
@@ -113,6 +130,7 @@ impl Shard {
         data: Bytes,
         tags: Option<Bytes>,
         skip_history: bool,
+        idempotency_key: Option<&str>,
         request: u64,
     ) -> PublishJob {
         PublishJob {
@@ -121,6 +139,7 @@ impl Shard {
             info: None,
             tags,
             skip_history,
+            idempotency_key: idempotency_key.map(Box::from),
             reply: PublishReply::Api(ReplyTo {
                 shard: self.id,
                 request,
@@ -153,6 +172,17 @@ impl Shard {
             if self.hooks.panic_channel.as_deref() == Some(channel) {
                 panic!("RINGCAST_TEST_PANIC_CHANNEL: publishing to {channel:?}");
             }
+            let key = job.idempotency_key.as_deref();
+            if let Some(first) =
+                key.and_then(|key| self.idempotent.borrow_mut().get(channel, key, time_ms))
+            {
+                // A repeat within the window: the first result, nothing published.
+                answers.push(Published {
+                    index,
+                    result: Ok(first),
+                });
+                continue;
+            }
             let input = PublishInput {
                 data: &job.data,
                 info: job.info.as_ref(),
@@ -171,6 +201,11 @@ impl Shard {
                     Release::Now if outcome.shards.is_empty() => {}
                     Release::Now => ready.push(outcome),
                     Release::AfterSync => held.push(outcome),
+                }
+                if let Some(key) = key {
+                    self.idempotent
+                        .borrow_mut()
+                        .insert(channel, key, position.clone(), time_ms);
                 }
                 position
             });
