@@ -7,16 +7,17 @@
 //! `JWKS_CACHE_MS`, so a key the endpoint dropped stops verifying. A failed fetch keeps what
 //! the cache holds and is logged.
 //!
-//! Owns the cache and its fetch thread; imports `limits`.
+//! Owns the cache and its fetch thread; imports `limits` and `clock`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::DecodingKey;
 
+use crate::clock::Millis;
 use crate::limits::{
     JWKS_BODY_BYTES_MAX, JWKS_CACHE_MS, JWKS_FETCH_INTERVAL_MIN_MS, JWKS_FETCH_TIMEOUT_MS,
 };
@@ -25,8 +26,9 @@ use crate::limits::{
 pub struct JwksKeys {
     endpoint: String,
     keys: RwLock<HashMap<String, DecodingKey>>,
-    /// When the last fetch finished (successful or not).
-    fetched: Mutex<Option<Instant>>,
+    /// When the last fetch finished (successful or not), in `Millis` (0: never): an atomic,
+    /// so a verification takes no lock for it.
+    fetched_ms: AtomicU64,
     /// A fetch is running.
     fetching: AtomicBool,
 }
@@ -45,7 +47,7 @@ impl JwksKeys {
                 let keys = Arc::new(JwksKeys {
                     endpoint: endpoint.to_owned(),
                     keys: RwLock::new(HashMap::new()),
-                    fetched: Mutex::new(None),
+                    fetched_ms: AtomicU64::new(0),
                     fetching: AtomicBool::new(false),
                 });
                 keys.clone().fetch_in_background(true);
@@ -62,14 +64,10 @@ impl JwksKeys {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(kid)
             .cloned();
-        let age = self
-            .fetched
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .map(|at| at.elapsed());
-        let stale = age.is_none_or(|age| age > Duration::from_millis(JWKS_CACHE_MS));
-        let may_refetch =
-            age.is_none_or(|age| age > Duration::from_millis(JWKS_FETCH_INTERVAL_MIN_MS));
+        let fetched = self.fetched_ms.load(Ordering::Acquire);
+        let age = (fetched > 0).then(|| Millis::now().as_ms().saturating_sub(fetched));
+        let stale = age.is_none_or(|age| age > JWKS_CACHE_MS);
+        let may_refetch = age.is_none_or(|age| age > JWKS_FETCH_INTERVAL_MIN_MS);
         if (key.is_none() && may_refetch) || stale {
             self.clone().fetch_in_background(false);
         }
@@ -101,10 +99,8 @@ impl JwksKeys {
                         }
                     ),
                 }
-                *self
-                    .fetched
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+                self.fetched_ms
+                    .store(Millis::now().as_ms(), Ordering::Release);
                 self.fetching.store(false, Ordering::Release);
             });
         if let Err(e) = spawned {

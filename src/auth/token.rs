@@ -151,8 +151,10 @@ pub fn verify_connect(
             }
         }
         Some(Value::Object(_) | Value::Null) | None => {
+            let mut seen = std::collections::HashSet::new();
             for channel in strings(claims.get("channels"))? {
-                if !subs.iter().any(|(c, _)| *c == channel) {
+                // Each once, in the token's order (a set: the list is the backend's to size).
+                if seen.insert(channel.clone()) {
                     subs.push((channel, SubscriptionGrant::default()));
                 }
             }

@@ -41,14 +41,14 @@ struct InFlight {
 enum Next {
     /// Dispatch a request whose whole body is buffered.
     Dispatch {
-        head: Box<Head>,
+        head: Head,
         head_len: usize,
         length: usize,
     },
     /// Refuse with this response and close, after the earlier responses.
     Refuse(Response),
     /// An upgrade request: hand the connection over, after the earlier responses.
-    Upgrade { head: Box<Head>, head_len: usize },
+    Upgrade { head: Head, head_len: usize },
     /// Read more (a head or body is incomplete), wanting this many more bytes (0: unknown).
     Read(usize),
     /// The client waits for `100 Continue` before it sends the body: answer it (after the
@@ -161,7 +161,7 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
                 drain(stream, &mut in_flight).await?;
                 buffer.drain(..head_len);
                 return Ok(Ended::Upgrade {
-                    head,
+                    head: Box::new(head),
                     leftover: buffer,
                 });
             }

@@ -144,6 +144,9 @@ fn lowercase<'a>(name: &str, buffer: &'a mut [u8; HEADER_NAME_BYTES_MAX]) -> &'a
 
 /// What the read buffer holds at its start.
 #[derive(Debug)]
+// Built and matched once per request, on the stack: boxing the head would cost every API
+// request an allocation to spare a move.
+#[allow(clippy::large_enum_variant)]
 pub enum Buffered {
     /// Not yet a whole head.
     Partial,
@@ -152,8 +155,8 @@ pub enum Buffered {
     /// A malformed head (400).
     Bad,
     /// A parsed head of `head_len` bytes; its body is complete when the buffer holds
-    /// `head_len + content_length` bytes. Boxed: a head is large beside the other variants.
-    Head { head: Box<Head>, head_len: usize },
+    /// `head_len + content_length` bytes.
+    Head { head: Head, head_len: usize },
 }
 
 /// Inspects the start of `buffer` for a request head; reads nothing.
@@ -161,7 +164,7 @@ pub fn buffered(buffer: &[u8]) -> Buffered {
     match find_head_end(buffer) {
         Some(len) => match parse_head(&buffer[..len]) {
             Some(head) => Buffered::Head {
-                head: Box::new(head),
+                head,
                 head_len: len,
             },
             None => Buffered::Bad,

@@ -166,6 +166,9 @@ pub struct RefreshRequest {
 pub struct ClientId([u8; 16]);
 
 impl ClientId {
+    /// No client id yet (a session before its connect).
+    pub const NONE: ClientId = ClientId([0; 16]);
+
     pub fn random() -> Result<ClientId, crate::rand::RandomError> {
         crate::rand::uuid_v4().map(ClientId)
     }

@@ -29,21 +29,15 @@ use crate::router::msg::{HistoryQuery, RecoverFrom};
 const UNSUBSCRIBE_EXPIRED: (u32, &str) = (2501, "subscription expired");
 
 impl Session {
-    /// Who this session is, for the access rules.
-    fn asker(&self) -> (Rc<str>, String) {
-        (self.user.clone(), self.client.to_string())
-    }
-
     /// Whether this connection may do what `rule` decides on `channel` (publish, history,
     /// presence), as a subscriber of it or not; a refusal is answered here.
     fn may(&mut self, id: u32, channel: &str, feature: Feature) -> Result<bool, Disconnect> {
-        let (user, client) = self.asker();
         let who = Asker {
-            user: &user,
-            client: &client,
+            user: &self.user,
+            client: self.client,
         };
         let subscribed = self.shard().is_member(channel, self.out.id);
-        let ctx = self.ctx.clone();
+        let ctx = &self.ctx;
         match ctx
             .access
             .may(&ctx.shard.config, who, channel, subscribed, feature)
@@ -335,10 +329,11 @@ impl Session {
             encode::error_reply(&mut self.reply(), id, ErrorCode::LimitExceeded);
             return Ok(());
         }
-        let (user, client) = self.asker();
+        // The session's own fields stay borrowable: a refusal below writes its reply.
+        let user = self.user.clone();
         let who = Asker {
             user: &user,
-            client: &client,
+            client: self.client,
         };
         let ctx = self.ctx.clone();
         let config = &ctx.shard.config;
@@ -429,7 +424,7 @@ impl Session {
     /// Ends the subscriptions whose tokens expired longer ago than
     /// `client.expired_sub_close_delay` (the ticker found one due): each gets the
     /// unsubscribe push with code 2501, on which the SDK subscribes again with a new token.
-    pub fn expire_subscriptions(&mut self) -> Result<(), Disconnect> {
+    pub fn expire_subscriptions(&mut self) {
         let grace = self
             .shard()
             .config
@@ -462,7 +457,6 @@ impl Session {
             self.out.push_message(&push);
         }
         self.watch_subscription_expiry();
-        Ok(())
     }
 
     /// Drops `channel` from the list if the hub refused the subscription (an error or 112

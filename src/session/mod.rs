@@ -114,7 +114,7 @@ impl Session {
             ctx,
             out,
             state: State::New,
-            client: ClientId::default(),
+            client: ClientId::NONE,
             user: Rc::from(""),
             conn_info: None,
             channels: SmallVec::new(),

@@ -24,7 +24,7 @@ use regex::Regex;
 use crate::auth::token::{SubscriptionGrant, TokenError};
 use crate::auth::Verifier;
 use crate::config::{ChannelOptions, Config, NamespaceId};
-use crate::protocol::{Disconnect, ErrorCode, Refusal};
+use crate::protocol::{ClientId, Disconnect, ErrorCode, Refusal};
 
 /// A refused command: the reply error or the disconnect, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +72,8 @@ pub enum Feature {
 pub struct Asker<'a> {
     /// "" for an anonymous connection.
     pub user: &'a str,
-    pub client: &'a str,
+    /// Its text is built only to check a token's `client` claim.
+    pub client: ClientId,
 }
 
 impl Asker<'_> {
@@ -167,7 +168,10 @@ impl Access {
             })?;
             let mismatch = claims.channel != channel
                 || claims.user != who.user
-                || claims.client.as_deref().is_some_and(|c| c != who.client);
+                || claims
+                    .client
+                    .as_deref()
+                    .is_some_and(|c| c != who.client.to_string());
             if mismatch {
                 return Err(Denied::Disconnect(
                     Disconnect::InvalidToken,

@@ -11,57 +11,68 @@ use std::collections::{HashMap, VecDeque};
 use crate::limits::{IDEMPOTENCY_KEYS_MAX, IDEMPOTENCY_WINDOW_MS};
 use crate::router::msg::Position;
 
-/// (channel, key).
-type Key = (Box<str>, Box<str>);
-
 #[derive(Debug, Default)]
 pub struct IdempotentResults {
-    results: HashMap<Key, (Option<Position>, u64)>,
-    /// Keys by when they were stored, oldest first (their expiry order).
-    order: VecDeque<(Key, u64)>,
+    /// By key, then channel (two levels, so a lookup builds no composite key).
+    results: HashMap<Box<str>, HashMap<Box<str>, Option<Position>>>,
+    /// (key, channel, when stored), oldest first: their expiry order.
+    order: VecDeque<(Box<str>, Box<str>, u64)>,
 }
 
 impl IdempotentResults {
     /// The first result of (`channel`, `key`), if it is still within the window at `now_ms`.
     pub fn get(&mut self, channel: &str, key: &str, now_ms: u64) -> Option<Option<Position>> {
         self.expire(now_ms);
-        self.results
-            .get(&(Box::from(channel), Box::from(key)))
-            .map(|(position, _)| position.clone())
+        self.results.get(key)?.get(channel).cloned()
     }
 
     /// Keeps the result of a publication that carried `key`.
     pub fn insert(&mut self, channel: &str, key: &str, position: Option<Position>, now_ms: u64) {
         self.expire(now_ms);
-        let id: Key = (channel.into(), key.into());
-        if self.results.contains_key(&id) {
+        if self
+            .results
+            .get(key)
+            .is_some_and(|c| c.contains_key(channel))
+        {
             return;
         }
         while self.order.len() >= IDEMPOTENCY_KEYS_MAX {
-            if let Some((oldest, _)) = self.order.pop_front() {
-                self.results.remove(&oldest);
-            }
+            self.drop_oldest();
         }
-        self.results.insert(id.clone(), (position, now_ms));
-        self.order.push_back((id, now_ms));
+        self.results
+            .entry(key.into())
+            .or_default()
+            .insert(channel.into(), position);
+        self.order.push_back((key.into(), channel.into(), now_ms));
     }
 
     /// Drops what left the window.
     fn expire(&mut self, now_ms: u64) {
         // Bounded by the keys stored.
-        while let Some((_, at)) = self.order.front() {
-            if at.saturating_add(IDEMPOTENCY_WINDOW_MS) > now_ms {
-                break;
-            }
-            if let Some((id, _)) = self.order.pop_front() {
-                self.results.remove(&id);
+        while self
+            .order
+            .front()
+            .is_some_and(|(_, _, at)| at.saturating_add(IDEMPOTENCY_WINDOW_MS) <= now_ms)
+        {
+            self.drop_oldest();
+        }
+    }
+
+    fn drop_oldest(&mut self) {
+        let Some((key, channel, _)) = self.order.pop_front() else {
+            return;
+        };
+        if let Some(channels) = self.results.get_mut(&key) {
+            channels.remove(&channel);
+            if channels.is_empty() {
+                self.results.remove(&key);
             }
         }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.results.len()
+        self.order.len()
     }
 }
 

@@ -3,6 +3,7 @@
 use super::*;
 use crate::auth::token::sign_hs256;
 use crate::config::{Namespace, NamespaceOptions};
+use crate::protocol::ClientId;
 use serde_json::{json, Map, Value};
 
 const SECRET: &str = "k";
@@ -48,11 +49,11 @@ fn token(user: &str, claims: Value) -> String {
 
 const ANN: Asker<'static> = Asker {
     user: "ann",
-    client: "c-ann",
+    client: ClientId::NONE,
 };
 const ANON: Asker<'static> = Asker {
     user: "",
-    client: "c-anon",
+    client: ClientId::NONE,
 };
 
 fn subscribe(

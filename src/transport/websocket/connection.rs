@@ -171,9 +171,7 @@ impl Connection {
             served = self.read(shard, read_buffer)?;
         }
         if self.session.out().take_expired_subscriptions() {
-            self.session
-                .expire_subscriptions()
-                .map_err(End::disconnect)?;
+            self.session.expire_subscriptions();
         }
         if let Some(d) = self.session.out().pending_disconnect() {
             return Err(End::disconnect(d));
