@@ -238,3 +238,12 @@ pub const API_BATCH_COMMANDS_MAX: usize = 1_000;
 pub const IDEMPOTENCY_WINDOW_MS: u64 = 300_000;
 /// At most this many idempotency keys per shard; past it the oldest go first.
 pub const IDEMPOTENCY_KEYS_MAX: usize = 100_000;
+
+/// Presence entries one channel may hold; a join past it is not recorded (the subscription
+/// stands; counted in `ringcast_presence_full_total`). A million clients in one channel's
+/// presence is far past any room's size, and bounds what one channel costs its owner.
+pub const PRESENCE_CHANNEL_ENTRIES_MAX: usize = 1 << 20;
+/// The most entries one `presence` answer lists; a channel with more answers 106 (limit
+/// exceeded) and `presence_stats` still counts it. The answer of a full list this long is
+/// about 10 MB of JSON.
+pub const PRESENCE_REPLY_ENTRIES_MAX: usize = 65_536;

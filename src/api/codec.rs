@@ -11,7 +11,8 @@ use serde_json::value::RawValue;
 use super::{ApiCommand, ApiReply, BatchReply, NodeInfo, PublishResult};
 use crate::protocol::json::encode::{self, ByteSink};
 use crate::protocol::{ErrorCode, HistoryRequest};
-use crate::router::msg::{HistoryPage, HistoryQuery, Position};
+use crate::router::msg::{HistoryPage, HistoryQuery, Position, PresenceKind};
+use crate::shard::client_info;
 use crate::router::ChannelNames;
 
 /// Why a request is not a command.
@@ -129,14 +130,25 @@ pub fn decode(method: &str, body: &[u8]) -> Result<ApiCommand, DecodeError> {
                 },
             })
         }
-        "history_remove" => {
+        "history_remove" | "presence" | "presence_stats" => {
             #[derive(Deserialize)]
             struct Fields {
                 #[serde(default)]
                 channel: String,
             }
             let f: Fields = serde_json::from_slice(body).map_err(bad)?;
-            Ok(ApiCommand::HistoryRemove { channel: f.channel })
+            let channel = f.channel;
+            Ok(match method {
+                "presence" => ApiCommand::Presence {
+                    channel,
+                    kind: PresenceKind::List,
+                },
+                "presence_stats" => ApiCommand::Presence {
+                    channel,
+                    kind: PresenceKind::Stats,
+                },
+                _ => ApiCommand::HistoryRemove { channel },
+            })
         }
         "info" => Ok(ApiCommand::Info),
         "batch" => {
@@ -268,6 +280,8 @@ fn reply_error(reply: &ApiReply) -> Option<ErrorCode> {
         | ApiReply::Broadcast(Err(code))
         | ApiReply::History(Err(code))
         | ApiReply::HistoryRemove(Err(code))
+        | ApiReply::Presence(Err(code))
+        | ApiReply::PresenceStats(Err(code))
         | ApiReply::Info(Err(code))
         | ApiReply::Batch(Err(code), None) => Some(*code),
         _ => None,
@@ -293,6 +307,20 @@ fn put_value(out: &mut Vec<u8>, reply: &ApiReply) {
         }
         ApiReply::History(Ok(page)) => put_history(out, page),
         ApiReply::HistoryRemove(Ok(())) => out.extend_from_slice(b"{}"),
+        ApiReply::Presence(Ok(items)) => {
+            let entries: Vec<(String, Vec<u8>)> = items
+                .iter()
+                .map(|item| (item.client.to_string(), client_info(item)))
+                .collect();
+            out.reserve(entries.iter().map(|(c, i)| c.len() + i.len() + 4).sum());
+            encode::put_presence_result(
+                out,
+                entries.iter().map(|(c, i)| (c.as_str(), i.as_slice())),
+            );
+        }
+        ApiReply::PresenceStats(Ok(stats)) => {
+            encode::put_presence_stats(out, stats.num_clients, stats.num_users)
+        }
         ApiReply::Info(Ok(info)) => put_info(out, info),
         ApiReply::Batch(Ok(replies), _) => {
             out.extend_from_slice(b"{\"replies\":[");
@@ -321,6 +349,8 @@ fn put_value(out: &mut Vec<u8>, reply: &ApiReply) {
         | ApiReply::Broadcast(Err(_))
         | ApiReply::History(Err(_))
         | ApiReply::HistoryRemove(Err(_))
+        | ApiReply::Presence(Err(_))
+        | ApiReply::PresenceStats(Err(_))
         | ApiReply::Info(Err(_))
         | ApiReply::Batch(Err(_), _) => debug_assert!(false, "errors are encoded by the caller"),
     }

@@ -13,10 +13,12 @@ use bytes::Bytes;
 
 use crate::limits::API_BATCH_COMMANDS_MAX;
 use crate::protocol::ErrorCode;
-use crate::router::msg::{HistoryPage, HistoryQuery, Position};
+use crate::router::msg::{
+    HistoryPage, HistoryQuery, Position, PresenceAnswer, PresenceItem, PresenceKind, PresenceStats,
+};
 use crate::router::ChannelNames;
 
-use crate::shard::{HistoryAsk, PublishSent, RemoveAsk, Shard, StatsAsk};
+use crate::shard::{HistoryAsk, PresenceAsk, PublishSent, RemoveAsk, Shard, StatsAsk};
 
 pub use info::NodeInfo;
 
@@ -44,6 +46,11 @@ pub enum ApiCommand {
     HistoryRemove {
         channel: String,
     },
+    /// `presence` (`List`) or `presence_stats` (`Stats`).
+    Presence {
+        channel: String,
+        kind: PresenceKind,
+    },
     Info,
     /// Commands in order (`parallel`: all sent at once, replies still in order). An entry
     /// that is not a command is its error.
@@ -67,6 +74,8 @@ pub enum ApiReply {
     Broadcast(Result<Vec<PublishResult>, ErrorCode>),
     History(Result<HistoryPage, ErrorCode>),
     HistoryRemove(Result<(), ErrorCode>),
+    Presence(Result<Vec<PresenceItem>, ErrorCode>),
+    PresenceStats(Result<PresenceStats, ErrorCode>),
     /// Boxed: the counters make it the one large variant.
     Info(Result<Box<NodeInfo>, ErrorCode>),
     /// Each command's reply, in order (with the legacy form's ids, when it came so).
@@ -86,6 +95,7 @@ pub enum Started {
     Broadcast(Vec<PublishResult>, PublishSent),
     History(HistoryAsk),
     HistoryRemove(RemoveAsk),
+    Presence(PresenceKind, PresenceAsk),
     Info(StatsAsk),
     /// A batch's commands: started already (parallel) or to run one after another (and the
     /// legacy form's ids).
@@ -118,6 +128,14 @@ impl ApiCommand {
             ApiCommand::Broadcast { .. } => "broadcast",
             ApiCommand::History { .. } => "history",
             ApiCommand::HistoryRemove { .. } => "history_remove",
+            ApiCommand::Presence {
+                kind: PresenceKind::List,
+                ..
+            } => "presence",
+            ApiCommand::Presence {
+                kind: PresenceKind::Stats,
+                ..
+            } => "presence_stats",
             ApiCommand::Info => "info",
             ApiCommand::Batch { .. } => "batch",
         }
@@ -180,6 +198,10 @@ pub fn start(shard: &Shard, command: ApiCommand) -> Started {
             Ok(()) => Started::HistoryRemove(shard.send_history_remove(&channel)),
             Err(code) => Started::Ready(ApiReply::HistoryRemove(Err(code))),
         },
+        ApiCommand::Presence { channel, kind } => match check_presence(shard, &channel) {
+            Ok(()) => Started::Presence(kind, shard.send_presence(&channel, kind)),
+            Err(code) => Started::Ready(presence_reply(kind, Err(code))),
+        },
         ApiCommand::Info => Started::Info(shard.send_stats_requests()),
         ApiCommand::Batch {
             commands,
@@ -216,6 +238,7 @@ pub async fn finish(shard: &Shard, started: Started) -> ApiReply {
         Started::HistoryRemove(ask) => {
             ApiReply::HistoryRemove(shard.history_remove_answer(ask).await)
         }
+        Started::Presence(kind, ask) => presence_reply(kind, shard.presence_answer(ask).await),
         Started::Info(ask) => ApiReply::Info(info::info(shard, ask).await.map(Box::new)),
         Started::Batch(entries, legacy_ids) => {
             let mut replies = Vec::with_capacity(entries.len());
@@ -236,6 +259,34 @@ pub async fn finish(shard: &Shard, started: Started) -> ApiReply {
             ApiReply::Batch(Ok(replies), legacy_ids)
         }
     }
+}
+
+/// The reply of a presence query of `kind`.
+fn presence_reply(kind: PresenceKind, answer: Result<PresenceAnswer, ErrorCode>) -> ApiReply {
+    match (kind, answer) {
+        (PresenceKind::List, Ok(PresenceAnswer::List(items))) => ApiReply::Presence(Ok(items)),
+        (PresenceKind::Stats, Ok(PresenceAnswer::Stats(stats))) => {
+            ApiReply::PresenceStats(Ok(stats))
+        }
+        (PresenceKind::List, Err(code)) => ApiReply::Presence(Err(code)),
+        (PresenceKind::Stats, Err(code)) => ApiReply::PresenceStats(Err(code)),
+        // The owner answers the kind it was asked.
+        (PresenceKind::List, Ok(_)) => ApiReply::Presence(Err(ErrorCode::Internal)),
+        (PresenceKind::Stats, Ok(_)) => ApiReply::PresenceStats(Err(ErrorCode::Internal)),
+    }
+}
+
+/// A presence query's channel: a valid name (107), a namespace (102), presence on (108).
+fn check_presence(shard: &Shard, channel: &str) -> Result<(), ErrorCode> {
+    check_channel(shard, channel)?;
+    let options = shard
+        .config
+        .channel_options(channel)
+        .ok_or(ErrorCode::UnknownChannel)?;
+    if !options.presence {
+        return Err(ErrorCode::NotAvailable);
+    }
+    Ok(())
 }
 
 /// 107 for an empty or too long channel name.

@@ -392,7 +392,6 @@ impl Config {
         config.fill_zero_defaults();
         overrides.apply(&mut config);
         config.validate()?;
-        warnings.extend(config.not_yet_served());
         Ok(Loaded { config, warnings })
     }
 
@@ -404,40 +403,7 @@ impl Config {
         let mut config = source::deserialize(tree)?;
         config.fill_zero_defaults();
         config.validate()?;
-        warnings.extend(config.not_yet_served());
         Ok(Loaded { config, warnings })
-    }
-
-    /// Warnings for options read but not served yet: presence and join/leave events (the
-    /// access checks for presence are made; the answer is 108 until presence exists).
-    fn not_yet_served(&self) -> Vec<String> {
-        let mut warnings = Vec::new();
-        let all = std::iter::once((
-            "channel.without_namespace".to_owned(),
-            &self.channel.without_namespace,
-        ))
-        .chain(
-            self.channel
-                .namespaces
-                .iter()
-                .enumerate()
-                .map(|(i, ns)| (format!("channel.namespaces[{i}]"), &ns.options)),
-        );
-        for (key, options) in all {
-            for (name, on) in [
-                ("presence", options.presence),
-                ("join_leave", options.join_leave),
-                ("force_push_join_leave", options.force_push_join_leave),
-            ] {
-                if on {
-                    warnings.push(format!(
-                        "{key}.{name} is read but not served yet: presence and join/leave \
-                         events are not implemented (presence answers 108)"
-                    ));
-                }
-            }
-        }
-        warnings
     }
 
     /// Centrifugo applies a key's default to any value left at zero, so `"channel_limit": 0`

@@ -8,6 +8,7 @@
 //! `rand`. Touches no rings and no connections: the shard routes what it returns.
 
 pub mod owner;
+pub mod presence;
 mod recovery;
 pub mod shard_set;
 
@@ -15,10 +16,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::protocol::{ErrorCode, Publication};
-use crate::router::msg::{HistoryPage, HistoryQuery, RecoverFrom, Recovery, StreamTop};
+use crate::protocol::{ClientId, ErrorCode, Publication};
+use crate::router::msg::{
+    HistoryPage, HistoryQuery, PresenceItem, PresenceStats, RecoverFrom, Recovery, StreamTop,
+};
 
 pub use owner::ChannelOwner;
+pub use presence::Joined;
 pub use shard_set::ShardSet;
 
 /// A publication handed to its channel's owner.
@@ -86,6 +90,8 @@ pub struct Usage {
     pub channel_states: u64,
     /// Channels whose position the history logs keep.
     pub history_channels: u64,
+    /// Presence entries over every owned channel.
+    pub presence_entries: u64,
 }
 
 /// The calls a shard makes for the channels it owns. Errors are reply codes.
@@ -115,6 +121,23 @@ pub trait Engine {
 
     /// Shard `shard` has no local subscribers of `channel` any more.
     fn remove_shard(&mut self, channel: &str, shard: usize);
+
+    /// The shards with subscribers of `channel` now (where its join and leave pushes go).
+    fn subscribers(&self, channel: &str) -> ShardSet;
+
+    /// Records a subscriber's presence in `channel` (`join_leave`: its joins and leaves are
+    /// announced).
+    fn presence_add(&mut self, channel: &Arc<str>, item: PresenceItem, join_leave: bool)
+        -> Joined;
+
+    /// Removes `client` from `channel`'s presence: its entry, and whether to announce it.
+    fn presence_remove(&mut self, channel: &str, client: ClientId) -> Option<(PresenceItem, bool)>;
+
+    /// Every presence entry of `channel`.
+    fn presence(&self, channel: &str) -> Vec<PresenceItem>;
+
+    /// `channel`'s presence counts (kept, not computed).
+    fn presence_stats(&self, channel: &str) -> PresenceStats;
 
     /// A `history` query (reference §6).
     fn history(&mut self, channel: &str, query: &HistoryQuery) -> Result<HistoryPage, ErrorCode>;

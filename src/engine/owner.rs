@@ -27,10 +27,13 @@ use crate::limits::{
     CHANNEL_IDLE_STATES_MAX, CHANNEL_IDLE_STATE_MS, PARTITIONS, PARTITION_DIR_DIGITS,
     STREAM_OFFSET_MAX,
 };
-use crate::protocol::{ErrorCode, Publication};
-use crate::router::msg::{HistoryPage, HistoryQuery, RecoverFrom, Recovery, StreamTop};
+use crate::protocol::{ClientId, ErrorCode, Publication};
+use crate::router::msg::{
+    HistoryPage, HistoryQuery, PresenceItem, PresenceStats, RecoverFrom, Recovery, StreamTop,
+};
 use crate::router::partition;
 
+use super::presence::{Joined, PresenceTable};
 use super::{Engine, LogJob, NewLog, Outcome, PublishInput, Release, ShardSet, SyncJob, Usage};
 
 #[derive(Debug)]
@@ -76,6 +79,9 @@ pub struct ChannelOwner {
     /// hashbrown for `get_key_value_mut` (the state need not repeat the name), with the
     /// standard library's seeded SipHash: names come from clients.
     pub(super) channels: hashbrown::HashMap<Arc<str>, ChannelState, RandomState>,
+    /// Who is in each owned channel (kept apart from the channel states: an entry outlives
+    /// nothing, and a channel's presence needs no stream).
+    presence: PresenceTable,
 }
 
 impl ChannelOwner {
@@ -93,6 +99,7 @@ impl ChannelOwner {
             failed_logs: Vec::new(),
             staged: Vec::new(),
             channels: hashbrown::HashMap::with_hasher(RandomState::new()),
+            presence: PresenceTable::default(),
         })
     }
 
@@ -575,6 +582,33 @@ impl Engine for ChannelOwner {
         self.forget_if_idle(channel);
     }
 
+    fn subscribers(&self, channel: &str) -> ShardSet {
+        self.channels
+            .get(channel)
+            .map_or(ShardSet::default(), |state| state.shards)
+    }
+
+    fn presence_add(
+        &mut self,
+        channel: &Arc<str>,
+        item: PresenceItem,
+        join_leave: bool,
+    ) -> Joined {
+        self.presence.join(channel, item, join_leave)
+    }
+
+    fn presence_remove(&mut self, channel: &str, client: ClientId) -> Option<(PresenceItem, bool)> {
+        self.presence.leave(channel, client)
+    }
+
+    fn presence(&self, channel: &str) -> Vec<PresenceItem> {
+        self.presence.list(channel)
+    }
+
+    fn presence_stats(&self, channel: &str) -> PresenceStats {
+        self.presence.stats(channel)
+    }
+
     fn history(&mut self, channel: &str, query: &HistoryQuery) -> Result<HistoryPage, ErrorCode> {
         self.query_history(channel, query)
     }
@@ -676,6 +710,7 @@ impl Engine for ChannelOwner {
                 .iter()
                 .map(HistoryLog::channel_count)
                 .sum::<usize>() as u64,
+            presence_entries: self.presence.entries() as u64,
         }
     }
 }

@@ -3,15 +3,57 @@
 //! hands each delivery (encoded once by the channel's owner) to every subscriber's `Outbound`.
 
 use std::collections::hash_map::RandomState;
+use std::rc::Rc;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::frames::LocalFrames;
+use super::outbound::Outbound;
 use super::subscription::{
     join, PendingSubscription, RecoveryAsk, Registration, SubscribeStep, Subscribers, Waiting,
     Waitlist,
 };
 use crate::protocol::ErrorCode;
-use crate::router::msg::{Delivery, SubscribeAnswer};
+use crate::router::msg::{Delivery, JoinLeave, PresenceJoin, SubscribeAnswer};
+
+/// The subscribers of a channel that take its join and leave pushes: none almost always, so
+/// 8 bytes in every channel's entry.
+#[derive(Debug, Default)]
+// Boxed on purpose, as `Waitlist`.
+#[allow(clippy::box_collection)]
+struct Listeners(Option<Box<Vec<Rc<Outbound>>>>);
+
+impl Listeners {
+    fn push(&mut self, conn: Rc<Outbound>) {
+        self.0.get_or_insert_with(Default::default).push(conn);
+    }
+
+    fn remove(&mut self, conn: u64) {
+        if let Some(list) = self.0.as_mut() {
+            if let Some(index) = list.iter().position(|c| c.id == conn) {
+                list.swap_remove(index);
+            }
+            if list.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Rc<Outbound>> {
+        self.0.iter().flat_map(|l| l.iter())
+    }
+}
+
+/// What `Hub::unsubscribe` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsubscribed {
+    /// The connection had joined (not only waited): its presence entry, if it has one,
+    /// must leave.
+    pub joined: bool,
+    /// It was the last local subscriber: the owner must drop this shard.
+    pub last: bool,
+}
 
 #[derive(Debug)]
 struct LocalChannel {
@@ -24,6 +66,7 @@ struct LocalChannel {
     /// join without asking the owner).
     epoch: Option<Arc<str>>,
     top: u64,
+    listeners: Listeners,
 }
 
 /// Local subscribers per channel.
@@ -33,8 +76,37 @@ pub struct Hub {
     channels: hashbrown::HashMap<Arc<str>, LocalChannel, RandomState>,
     subscriptions: usize,
     /// Tickets of subscription asks (see `subscribe`).
-    next_ticket: u64,
+    /// 32 bits: a ticket only has to differ from the others in flight for one channel, and
+    /// the next repeat is 2^32 subscribes away (the registration then fits 8 bytes).
+    next_ticket: u32,
     deliveries: u64,
+    /// Presence entries of subscribers that joined, for their owners (`take_joined`). Boxed
+    /// as the ring message that takes them is.
+    #[allow(clippy::vec_box)]
+    joined: Vec<Box<PresenceJoin>>,
+}
+
+#[allow(clippy::vec_box)] // as `Hub::joined`
+/// `join`, then what a joined subscriber adds to its channel: its place among the listeners
+/// of join/leave pushes, and its presence entry for the owner.
+fn admit(
+    channel: &str,
+    local: &mut LocalChannel,
+    mut sub: PendingSubscription,
+    position: Result<(&Arc<str>, u64), ErrorCode>,
+    recovery: Option<crate::router::msg::Recovery>,
+    joined: &mut Vec<Box<PresenceJoin>>,
+) -> bool {
+    let presence = sub.presence.take();
+    let listener = sub.push_join_leave.then(|| sub.conn.clone());
+    if !join(channel, &mut local.subscribers, sub, position, recovery) {
+        return false;
+    }
+    if let Some(conn) = listener {
+        local.listeners.push(conn);
+    }
+    joined.extend(presence);
+    true
 }
 
 impl Hub {
@@ -45,7 +117,7 @@ impl Hub {
     /// answer to an earlier, abandoned subscription of the same connection is never taken
     /// for the current one.
     pub fn subscribe(&mut self, channel: &str, sub: PendingSubscription) -> SubscribeStep {
-        self.next_ticket += 1;
+        self.next_ticket = self.next_ticket.wrapping_add(1);
         let ticket = self.next_ticket;
         let Some((name, local)) = self.channels.get_key_value_mut(channel) else {
             let name: Arc<str> = channel.into();
@@ -59,6 +131,7 @@ impl Hub {
                     registration: Registration::Asking { ticket },
                     epoch: None,
                     top: 0,
+                    listeners: Listeners::default(),
                 },
             );
             return SubscribeStep::AskOwner {
@@ -97,7 +170,14 @@ impl Hub {
             Registration::Registered => {
                 let epoch = local.epoch.clone().unwrap_or_else(|| "".into());
                 let top = local.top;
-                if join(&mut local.subscribers, sub, Ok((&epoch, top)), None) {
+                if admit(
+                    name,
+                    local,
+                    sub,
+                    Ok((&epoch, top)),
+                    None,
+                    &mut self.joined,
+                ) {
                     self.subscriptions += 1;
                 }
                 SubscribeStep::Done
@@ -162,7 +242,14 @@ impl Hub {
             } else {
                 None
             };
-            if join(&mut local.subscribers, sub, result, recovery) {
+            if admit(
+                &answer.channel,
+                local,
+                sub,
+                result,
+                recovery,
+                &mut self.joined,
+            ) {
                 self.subscriptions += 1;
             }
         }
@@ -183,22 +270,56 @@ impl Hub {
         (local.registration == Registration::Registered).then_some(name)
     }
 
-    /// Removes a local subscriber (joined or waiting); returns true if the owner must now
-    /// drop this shard (it was the last one and the registration is complete).
-    pub fn unsubscribe(&mut self, channel: &str, conn_id: u64) -> bool {
+    /// Removes a local subscriber (joined or waiting): whether it had joined, and whether
+    /// the owner must now drop this shard (it was the last one and the registration is
+    /// complete).
+    pub fn unsubscribe(&mut self, channel: &str, conn_id: u64) -> Unsubscribed {
+        let mut done = Unsubscribed {
+            joined: false,
+            last: false,
+        };
         let Some(local) = self.channels.get_mut(channel) else {
-            return false;
+            return done;
         };
         if let Some(index) = local.subscribers.iter().position(|c| c.id == conn_id) {
             local.subscribers.swap_remove(index);
+            local.listeners.remove(conn_id);
             self.subscriptions -= 1;
+            done.joined = true;
         } else if let Some(waiting) = local.pending.remove(conn_id) {
             waiting.sub.abandon();
         } else {
-            return false;
+            return done;
         }
         // With a registration in flight the entry stays: its answer cleans up.
-        self.leave_if_unused(channel).is_some()
+        done.last = self.leave_if_unused(channel).is_some();
+        done
+    }
+
+    /// The presence entries of the subscribers that joined since the last call, for their
+    /// channels' owners.
+    pub fn take_joined(&mut self) -> Vec<Box<PresenceJoin>> {
+        std::mem::take(&mut self.joined)
+    }
+
+    /// Hands a join or leave push to the channel's subscribers that take them; `local`: it
+    /// was encoded on this shard (else copied core-locally first, as deliveries are).
+    pub fn deliver_join_leave(&mut self, event: &JoinLeave, local: bool) -> usize {
+        let Some(channel) = self.channels.get(&*event.channel) else {
+            return 0;
+        };
+        let mut listeners = channel.listeners.iter().peekable();
+        if listeners.peek().is_none() {
+            return 0;
+        }
+        let frame = if local {
+            event.frame.clone()
+        } else {
+            Bytes::copy_from_slice(&event.frame)
+        };
+        listeners
+            .map(|conn| usize::from(conn.push(frame.clone())))
+            .sum()
     }
 
     /// True if connection `conn_id` is subscribed to `channel` or waiting to be.
@@ -316,7 +437,7 @@ mod tests {
         })
     }
 
-    fn registered(hub: &mut Hub, channel: &str, ticket: u64, offset: u64) -> Option<Arc<str>> {
+    fn registered(hub: &mut Hub, channel: &str, ticket: u32, offset: u64) -> Option<Arc<str>> {
         hub.subscribed(SubscribeAnswer {
             channel: channel.into(),
             registration: true,
@@ -360,9 +481,9 @@ mod tests {
         let c = conn(3, 1 << 20);
         assert_eq!(hub.subscribe("c", sub(&c, 9)), SubscribeStep::Done);
         assert!(text(c.pop()).contains(r#""offset":6"#));
-        assert!(!hub.unsubscribe("c", 1));
-        assert!(!hub.unsubscribe("c", 2));
-        assert!(hub.unsubscribe("c", 3), "last subscriber leaves the owner");
+        assert!(!hub.unsubscribe("c", 1).last);
+        assert!(!hub.unsubscribe("c", 2).last);
+        assert!(hub.unsubscribe("c", 3).last, "last subscriber leaves the owner");
     }
 
     fn recovering(conn: &Rc<Outbound>, command: u32) -> PendingSubscription {
@@ -376,7 +497,7 @@ mod tests {
     }
 
     fn answer(
-        ticket: u64,
+        ticket: u32,
         registration: bool,
         result: Result<StreamTop, ErrorCode>,
     ) -> SubscribeAnswer {
@@ -409,9 +530,9 @@ mod tests {
                 ..
             }
         ));
-        assert!(!hub.unsubscribe("c", 2));
+        assert!(!hub.unsubscribe("c", 2).last);
         assert_eq!(text(x.pop()), r#"{"id":2,"subscribe":{}}"#);
-        assert!(hub.unsubscribe("c", 1), "the shard leaves the owner");
+        assert!(hub.unsubscribe("c", 1).last, "the shard leaves the owner");
         let step = hub.subscribe("c", recovering(&x, 3)); // ticket 3, registration again
         assert!(matches!(
             step,
@@ -467,7 +588,7 @@ mod tests {
         let mut hub = Hub::default();
         let a = conn(1, 1 << 20);
         hub.subscribe("c", sub(&a, 1));
-        assert!(!hub.unsubscribe("c", 1), "registration still in flight");
+        assert!(!hub.unsubscribe("c", 1).last, "registration still in flight");
         assert_eq!(
             text(a.pop()),
             r#"{"id":1,"subscribe":{}}"#,
@@ -523,8 +644,8 @@ mod tests {
         assert_eq!(slow.queued_bytes(), 80, "nothing past the limit was queued");
         assert_eq!(fast.queued_bytes(), 120);
         assert_eq!(hub.deliver(&frame), 1, "the slow one takes no more");
-        assert!(!hub.unsubscribe("c", 2));
-        assert!(hub.unsubscribe("c", 1), "last local subscriber");
+        assert!(!hub.unsubscribe("c", 2).last);
+        assert!(hub.unsubscribe("c", 1).last, "last local subscriber");
         assert_eq!(hub.subscription_count(), 0);
         assert_eq!(hub.deliver(&frame), 0);
     }

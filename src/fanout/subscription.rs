@@ -11,7 +11,7 @@ use super::outbound::Outbound;
 use super::pending_connect::ConnectSlot;
 use crate::protocol::json::encode;
 use crate::protocol::{Codec, ErrorCode};
-use crate::router::msg::Recovery;
+use crate::router::msg::{PresenceJoin, Recovery};
 
 /// Who gets the subscribe reply.
 #[derive(Debug, Clone)]
@@ -21,6 +21,9 @@ pub enum SubscribeReply {
     /// A server-side subscription: its result goes into the connect reply that waits for
     /// it, if one does.
     ServerSide(Option<ConnectSlot>),
+    /// A server-side subscription the server API made: the `subscribe` push carries its
+    /// result (nothing is sent when it is refused).
+    Push,
 }
 
 /// What the subscribe result carries about the stream.
@@ -61,10 +64,15 @@ pub struct PendingSubscription {
     pub mode: StreamMode,
     pub recovery: RecoveryAsk,
     pub token_reply: Option<Box<TokenReply>>,
+    /// The subscriber's presence entry, for the owner once it joined (the channel has
+    /// presence or join/leave on).
+    pub presence: Option<Box<PresenceJoin>>,
+    /// It takes the channel's join and leave pushes.
+    pub push_join_leave: bool,
 }
 
 impl PendingSubscription {
-    /// A subscription without positioning or recovery.
+    /// A subscription without positioning, recovery or presence.
     pub fn plain(conn: Rc<Outbound>, reply: SubscribeReply) -> Self {
         PendingSubscription {
             conn,
@@ -72,6 +80,8 @@ impl PendingSubscription {
             mode: StreamMode::Plain,
             recovery: RecoveryAsk::NotAsked,
             token_reply: None,
+            presence: None,
+            push_join_leave: false,
         }
     }
 
@@ -86,7 +96,7 @@ impl PendingSubscription {
                 self.conn.push_message(&reply);
             }
             SubscribeReply::ServerSide(Some(slot)) => slot.fill(b"{}".to_vec()),
-            SubscribeReply::ServerSide(None) => {}
+            SubscribeReply::ServerSide(None) | SubscribeReply::Push => {}
         }
     }
 }
@@ -94,7 +104,7 @@ impl PendingSubscription {
 /// A subscription waiting for the answer with `ticket`.
 #[derive(Debug)]
 pub struct Waiting {
-    pub ticket: u64,
+    pub ticket: u32,
     pub sub: PendingSubscription,
 }
 
@@ -146,7 +156,7 @@ pub enum Registration {
     Unasked,
     /// Asked with this ticket; the entry is never removed while the ask is in flight, so its
     /// answer always finds it.
-    Asking { ticket: u64 },
+    Asking { ticket: u32 },
     /// The owner answered: deliveries flow.
     Registered,
 }
@@ -160,7 +170,7 @@ pub enum SubscribeStep {
     AskOwner {
         name: Arc<str>,
         register: bool,
-        ticket: u64,
+        ticket: u32,
     },
 }
 
@@ -168,6 +178,7 @@ pub enum SubscribeStep {
 /// subscriber by pushing it onto `subscribers`. Returns true if it joined. The reply is
 /// encoded in the connection's codec (JSON, the one there is).
 pub fn join(
+    channel: &str,
     subscribers: &mut Subscribers,
     sub: PendingSubscription,
     position: Result<(&Arc<str>, u64), ErrorCode>,
@@ -180,6 +191,8 @@ pub fn join(
         mode,
         recovery: asked,
         token_reply,
+        presence: _,
+        push_join_leave: _,
     } = sub;
     // The subscribe command's reply, or a server-side subscription's result (`{}` when
     // refused) for the connect reply that waits for it.
@@ -201,6 +214,13 @@ pub fn join(
             slot.fill(out);
         }
         SubscribeReply::ServerSide(None) => {}
+        SubscribeReply::Push => {
+            if let Ok(result) = result {
+                let mut out = Vec::new();
+                encode::subscribe_push(&mut out, channel, result);
+                conn.push_message(&out);
+            }
+        }
     };
     let (epoch, top) = match position {
         Ok(position) => position,

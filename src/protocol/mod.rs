@@ -106,6 +106,9 @@ pub struct SubscribeRequest {
     /// A subscription token ("" for none).
     #[serde(default)]
     pub token: String,
+    /// The client asks for the channel's join and leave pushes.
+    #[serde(default)]
+    pub join_leave: bool,
     /// The subscription type (0: a stream, the one this server has; Centrifugo 6.8 adds
     /// maps and shared polls).
     #[serde(default, rename = "type")]
@@ -162,7 +165,7 @@ pub struct RefreshRequest {
 
 /// A client id: a random version-4 UUID, the shape Centrifugo gives them, kept as its 16
 /// bytes (every connection holds one; the text form is built when a reply needs it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ClientId([u8; 16]);
 
 impl ClientId {
@@ -171,6 +174,34 @@ impl ClientId {
 
     pub fn random() -> Result<ClientId, crate::rand::RandomError> {
         crate::rand::uuid_v4().map(ClientId)
+    }
+
+    pub const fn from_bytes(bytes: [u8; 16]) -> ClientId {
+        ClientId(bytes)
+    }
+
+    /// The id written as `Display` writes it (`8-4-4-4-12` hex digits), e.g. from an API
+    /// request; `None` for anything else.
+    pub fn parse(text: &str) -> Option<ClientId> {
+        let text = text.as_bytes();
+        if text.len() != 36 {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        let mut digits = text
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| !matches!(i, 8 | 13 | 18 | 23));
+        if [8, 13, 18, 23].iter().any(|&i| text[i] != b'-') {
+            return None;
+        }
+        for byte in &mut bytes {
+            let (_, &hi) = digits.next()?;
+            let (_, &lo) = digits.next()?;
+            let hex = |d: u8| (d as char).to_digit(16);
+            *byte = (hex(hi)? << 4 | hex(lo)?) as u8;
+        }
+        Some(ClientId(bytes))
     }
 }
 
@@ -189,6 +220,15 @@ impl std::fmt::Display for ClientId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ids_parse_as_they_print() {
+        let id = ClientId::random().unwrap();
+        assert_eq!(ClientId::parse(&id.to_string()), Some(id));
+        assert_eq!(ClientId::parse(&id.to_string().to_uppercase()), Some(id));
+        assert_eq!(ClientId::parse("not-an-id"), None);
+        assert_eq!(ClientId::parse(&id.to_string().replace('-', "x")), None);
+    }
 
     #[test]
     fn client_ids_are_uuid_v4() {

@@ -20,6 +20,12 @@
 //!                                                  ; owner → the connection's shard
 //! stats-request = StatsRequest { request, from-shard }
 //! stats      = Stats       { request, shard, counters }
+//! presence-join  = PresenceJoin  { channel, client, user, infos?, join-leave }  ; → owner,
+//!                                  once the subscriber joined on its shard
+//! presence-leave = PresenceLeave { channel, client }      ; → owner, a joined subscriber left
+//! join-leave = JoinLeave   { channel, frame }             ; owner → shards in the channel's set
+//! presence   = Presence    { channel, kind: list | stats, reply: conn | api }   ; → owner
+//! presence-answer = PresenceAnswer { request, list | stats | error }  ; owner → api
 //! ```
 //!
 //! Large payloads are boxed so a ring slot stays small (`size_of::<ShardMsg>()` is checked in
@@ -34,7 +40,7 @@ use bytes::Bytes;
 
 use super::ChannelList;
 use crate::metrics::counters::ShardStats;
-use crate::protocol::{ErrorCode, Publication};
+use crate::protocol::{ClientId, ErrorCode, Publication};
 
 /// Where an answer goes: a task of shard `shard` waiting on request `request`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +120,7 @@ pub struct SubscribeJob {
     /// Add `from` to the channel's shard set (its first local subscriber).
     pub register: bool,
     /// Echoed back: which waiting subscribers of `from` the answer is for.
-    pub ticket: u64,
+    pub ticket: u32,
     /// Recover publications after this position.
     pub recover: Option<RecoverFrom>,
 }
@@ -131,7 +137,7 @@ pub struct SubscribeAnswer {
     pub channel: Arc<str>,
     /// The job asked to register the shard.
     pub registration: bool,
-    pub ticket: u64,
+    pub ticket: u32,
     /// The stream position subscribers start from, or an error.
     pub result: Result<StreamTop, ErrorCode>,
     pub recovery: Option<Recovery>,
@@ -189,11 +195,82 @@ pub struct Delivery {
     pub frame: Bytes,
 }
 
+/// What a presence entry tells beyond the client's id and user: the connection token's
+/// `info` and the subscription's, raw JSON (shared, never copied per query).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientInfos {
+    pub conn_info: Option<Box<str>>,
+    pub chan_info: Option<Box<str>>,
+}
+
+/// One client in a channel's presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceItem {
+    pub client: ClientId,
+    pub user: Arc<str>,
+    pub infos: Option<Arc<ClientInfos>>,
+}
+
+/// A subscriber joined on its shard: its presence entry for the channel's owner.
+#[derive(Debug)]
+pub struct PresenceJoin {
+    pub channel: Arc<str>,
+    pub item: PresenceItem,
+    /// The channel announces its joins and leaves (`join_leave`).
+    pub join_leave: bool,
+}
+
+/// A presence query (client command or API call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceKind {
+    /// Every entry (`presence`).
+    List,
+    /// The counts (`presence_stats`).
+    Stats,
+}
+
+/// Where a presence answer goes.
+#[derive(Debug, Clone, Copy)]
+pub enum PresenceReplyTo {
+    Conn(ConnRef),
+    Api(ReplyTo),
+}
+
+#[derive(Debug)]
+pub struct PresenceJob {
+    pub channel: Arc<str>,
+    pub kind: PresenceKind,
+    pub reply: PresenceReplyTo,
+}
+
+/// A channel's presence counts: entries, and distinct users among them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PresenceStats {
+    pub num_clients: u32,
+    pub num_users: u32,
+}
+
+/// The owner's answer to a presence query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceAnswer {
+    List(Vec<PresenceItem>),
+    Stats(PresenceStats),
+}
+
+/// A join or leave push for the subscribers of `channel` that take them, its frame (JSON,
+/// WebSocket) encoded once by the owner.
+#[derive(Debug)]
+pub struct JoinLeave {
+    pub channel: Arc<str>,
+    pub frame: Bytes,
+}
+
 /// The owner's answer to a command of a connection on another shard (or its own).
 #[derive(Debug)]
 pub enum ConnAnswer {
     History(Result<HistoryPage, ErrorCode>),
     Publish(Result<(), ErrorCode>),
+    Presence(Result<PresenceAnswer, ErrorCode>),
 }
 
 /// Everything that crosses a ring.
@@ -247,6 +324,22 @@ pub enum ShardMsg {
         request: u64,
         shard: usize,
         stats: Box<ShardStats>,
+    },
+    /// A subscriber's presence entry, for the channel's owner.
+    PresenceJoin(Box<PresenceJoin>),
+    /// A joined subscriber left (to the owner).
+    PresenceLeave {
+        channel: Arc<str>,
+        client: Box<ClientId>,
+    },
+    /// A join or leave push for the receiver's subscribers that take them.
+    JoinLeave(Arc<JoinLeave>),
+    /// A presence query for the owner.
+    Presence(Box<PresenceJob>),
+    /// The owner's answer to an API presence query.
+    PresenceAnswer {
+        request: u64,
+        result: Box<Result<PresenceAnswer, ErrorCode>>,
     },
 }
 

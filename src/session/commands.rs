@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +23,10 @@ use crate::protocol::{
     ClientId, Disconnect, ErrorCode, HistoryRequest, PublishRequest, Refusal, SubRefreshRequest,
     SubscribePosition, SubscribeRequest, FLAG_REJECT_UNRECOVERED,
 };
-use crate::router::msg::{HistoryQuery, RecoverFrom};
+use crate::config::ChannelOptions;
+use crate::router::msg::{
+    ClientInfos, HistoryQuery, PresenceItem, PresenceJoin, PresenceKind, RecoverFrom,
+};
 
 /// The unsubscribe push for a subscription whose token expired without a refresh: code and
 /// reason as Centrifugo sends them (the SDKs subscribe again, asking for a new token).
@@ -210,9 +214,13 @@ impl Session {
                     offset: p.offset,
                     epoch: p.epoch.as_str().into(),
                 });
+            let chan_info = grant.info.as_deref();
+            let presence = self.presence_join(&channel, &options, chan_info);
             let sub = PendingSubscription {
                 conn: self.out.clone(),
                 reply: SubscribeReply::ServerSide(Some(slot)),
+                presence,
+                push_join_leave: options.force_push_join_leave,
                 mode,
                 recovery: match recover {
                     Some(_) => RecoveryAsk::Asked {
@@ -229,12 +237,14 @@ impl Session {
                 }),
             };
             self.shard().subscribe(&channel, sub, recover);
+            let presence = presence_override(&grant, &options);
             self.channels.push(Subscribed {
                 channel: channel.into(),
-                grant: grant.info.map(|info| {
+                grant: (grant.info.is_some() || presence.is_some()).then(|| {
                     Box::new(Granted {
                         expires_at: None,
-                        info: Some(info),
+                        info: grant.info,
+                        presence,
                     })
                 }),
             });
@@ -385,11 +395,24 @@ impl Session {
         // The reply is queued by the hub when the subscriber joins, possibly right now:
         // replies of earlier commands go out first.
         self.flush_replies();
+        let presence = grant
+            .as_ref()
+            .and_then(|g| presence_override(g, &options));
         let info = grant.and_then(|g| g.info);
+        let push_join_leave = options.force_push_join_leave
+            || (req.join_leave
+                && options.join_leave
+                && permissions::presence_access(config, &options, who, true));
+        let presence_join = self.presence_join(channel, &options, info.as_deref());
         self.channels.push(Subscribed {
             channel: channel.into(),
-            grant: (expires_at.is_some() || info.is_some())
-                .then(|| Box::new(Granted { expires_at, info })),
+            grant: (expires_at.is_some() || info.is_some() || presence.is_some()).then(|| {
+                Box::new(Granted {
+                    expires_at,
+                    info,
+                    presence,
+                })
+            }),
         });
         if expires_at.is_some() {
             self.watch_subscription_expiry();
@@ -400,6 +423,8 @@ impl Session {
             mode,
             recovery,
             token_reply,
+            presence: presence_join,
+            push_join_leave,
         };
         self.shard().subscribe(channel, sub, recover);
         Ok(())
@@ -434,23 +459,26 @@ impl Session {
             .map_or(0, |d| d.as_secs());
         let now = unix_secs();
         let mut expired = Vec::new();
-        self.channels.retain(|s| {
-            let gone = s
+        let mut at = 0;
+        // Bounded by the channel limit: each pass removes an entry or moves past one.
+        while at < self.channels.len() {
+            let gone = self.channels[at]
                 .grant
                 .as_ref()
                 .and_then(|g| g.expires_at)
                 .is_some_and(|at| at.saturating_add(grace) < now);
             if gone {
-                expired.push(std::mem::take(&mut s.channel));
+                expired.push(self.channels.swap_remove(at));
+            } else {
+                at += 1;
             }
-            !gone
-        });
-        for channel in expired {
-            self.shard().unsubscribe(&channel, self.out.id);
+        }
+        for sub in expired {
+            self.leave(&sub);
             let mut push = Vec::new();
             encode::unsubscribe_push(
                 &mut push,
-                &channel,
+                &sub.channel,
                 UNSUBSCRIBE_EXPIRED.0,
                 UNSUBSCRIBE_EXPIRED.1,
             );
@@ -472,8 +500,8 @@ impl Session {
     pub(super) fn unsubscribe(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {
         check_channel(channel)?;
         if let Some(at) = self.channels.iter().position(|s| *s.channel == *channel) {
-            self.channels.swap_remove(at);
-            self.shard().unsubscribe(channel, self.out.id);
+            let sub = self.channels.swap_remove(at);
+            self.leave(&sub);
         }
         encode::empty_result(&mut self.reply(), id, "unsubscribe");
         Ok(())
@@ -511,15 +539,50 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn presence(&mut self, id: u32, channel: &str) -> Result<(), Disconnect> {
+    /// `presence` or `presence_stats`: the channel's owner answers straight to this
+    /// connection.
+    pub(super) fn presence(
+        &mut self,
+        id: u32,
+        channel: &str,
+        kind: PresenceKind,
+    ) -> Result<(), Disconnect> {
         check_channel(channel)?;
         if !self.may(id, channel, Feature::Presence)? {
             return Ok(());
         }
-        // Presence itself is not built yet: not available, as Centrifugo answers where it
-        // is off.
-        encode::error_reply(&mut self.reply(), id, ErrorCode::NotAvailable);
+        self.flush_replies();
+        self.shard()
+            .presence_for_connection(channel, kind, self.out.id, id);
         Ok(())
+    }
+
+    /// The presence entry a new subscription sends its owner once it joined, when its
+    /// options have presence or join/leave on.
+    fn presence_join(
+        &self,
+        channel: &str,
+        options: &ChannelOptions,
+        chan_info: Option<&str>,
+    ) -> Option<Box<PresenceJoin>> {
+        if !(options.presence || options.join_leave) {
+            return None;
+        }
+        let infos = (self.conn_info.is_some() || chan_info.is_some()).then(|| {
+            Arc::new(ClientInfos {
+                conn_info: self.conn_info.clone(),
+                chan_info: chan_info.map(Into::into),
+            })
+        });
+        Some(Box::new(PresenceJoin {
+            channel: channel.into(),
+            item: PresenceItem {
+                client: self.client,
+                user: Arc::from(&*self.user),
+                infos,
+            },
+            join_leave: options.join_leave,
+        }))
     }
 
     pub(super) fn history(&mut self, id: u32, req: HistoryRequest) -> Result<(), Disconnect> {
@@ -621,4 +684,10 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Whether a subscription has a presence entry, when a token's overrides decided it.
+fn presence_override(grant: &SubscriptionGrant, options: &ChannelOptions) -> Option<bool> {
+    let o = &grant.overrides;
+    (o.presence.is_some() || o.join_leave.is_some()).then_some(options.presence || options.join_leave)
 }

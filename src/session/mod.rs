@@ -23,6 +23,7 @@ use crate::fanout::Outbound;
 use crate::limits::REPLY_BUFFER_KEPT_BYTES_MAX;
 use crate::protocol::json::decode::{self, ParseError};
 use crate::protocol::{ClientId, Command, Disconnect, Request};
+use crate::router::msg::PresenceKind;
 use crate::shard::Shard;
 
 /// What a session needs from its shard: the shard, the token keys and the access rules,
@@ -106,6 +107,9 @@ struct Granted {
     expires_at: Option<u64>,
     /// Channel info for the ClientInfo of this connection's publications in the channel.
     info: Option<Box<str>>,
+    /// Whether the subscription has a presence entry, when a token's overrides decided it
+    /// (`None`: as its namespace says).
+    presence: Option<bool>,
 }
 
 impl Session {
@@ -201,7 +205,8 @@ impl Session {
             Request::Subscribe(req) => self.subscribe(id, &req),
             Request::Unsubscribe(req) => self.unsubscribe(id, &req.channel),
             Request::Publish(req) => self.publish(id, &req),
-            Request::Presence(req) | Request::PresenceStats(req) => self.presence(id, &req.channel),
+            Request::Presence(req) => self.presence(id, &req.channel, PresenceKind::List),
+            Request::PresenceStats(req) => self.presence(id, &req.channel, PresenceKind::Stats),
             Request::History(req) => self.history(id, req),
             Request::Rpc => self.rpc(id),
             Request::Send => Err(Disconnect::NotAvailable),
@@ -219,10 +224,31 @@ impl Session {
         self.channels.iter().find(|s| *s.channel == *channel)
     }
 
+    /// The client, when subscription `sub` has a presence entry (its options have presence
+    /// or join/leave on, with a token's overrides): what `Shard::unsubscribe` needs to take
+    /// the entry out of the owner's presence.
+    fn presence_of(&self, sub: &Subscribed) -> Option<ClientId> {
+        let tracked = match sub.grant.as_ref().and_then(|g| g.presence) {
+            Some(tracked) => tracked,
+            None => self
+                .shard()
+                .config
+                .channel_options(&sub.channel)
+                .is_some_and(|o| o.presence || o.join_leave),
+        };
+        tracked.then_some(self.client)
+    }
+
+    /// Ends subscription `sub` on the shard.
+    fn leave(&self, sub: &Subscribed) {
+        let presence = self.presence_of(sub);
+        self.shard().unsubscribe(&sub.channel, self.out.id, presence);
+    }
+
     /// Leaves every channel and the user count; call once when the connection ends.
     pub fn close(&mut self) {
         for sub in std::mem::take(&mut self.channels) {
-            self.shard().unsubscribe(&sub.channel, self.out.id);
+            self.leave(&sub);
         }
         if self.state == State::Connected {
             self.shard().remove_user(&self.user);

@@ -276,6 +276,17 @@ pub fn history_access(
     Rule::history(options).allows(config, who, subscribed)
 }
 
+/// The presence rule, also deciding whether a subscriber that asks for join and leave
+/// pushes gets them (as Centrifugo does).
+pub fn presence_access(
+    config: &Config,
+    options: &ChannelOptions,
+    who: Asker<'_>,
+    subscribed: bool,
+) -> bool {
+    Rule::presence(options).allows(config, who, subscribed)
+}
+
 /// May a connection token subscribe its connection to `channel` (its `channels`/`subs`
 /// claims, already checked to have a namespace)? The token is the permission; the name must
 /// still be acceptable.

@@ -18,6 +18,7 @@ mod history;
 mod idempotency;
 mod intake;
 mod pending_logs;
+mod presence;
 mod publish;
 mod ring_loop;
 mod route;
@@ -40,7 +41,7 @@ use crate::limits::{HTTP_BODY_READ_BYTES, PARTITIONS};
 use crate::metrics::counters::ShardStats;
 use crate::protocol::json::encode;
 use crate::protocol::{Codec, ErrorCode, Refusal};
-use crate::router::msg::{ConnAnswer, HistoryPage, Published};
+use crate::router::msg::{ConnAnswer, HistoryPage, PresenceAnswer, Published};
 use crate::router::{Outbox, ShardMsg};
 
 use ask::Asks;
@@ -50,6 +51,7 @@ use publish::Held;
 use ticker::Timeouts;
 
 pub use history::{HistoryAsk, RemoveAsk};
+pub use presence::{client_info, PresenceAsk};
 pub use publish::PublishSent;
 pub use stats::StatsAsk;
 
@@ -79,6 +81,9 @@ pub struct Shard {
     histories: Asks<Result<HistoryPage, ErrorCode>>,
     removals: Asks<Result<(), ErrorCode>>,
     stats: Asks<(usize, ShardStats)>,
+    presences: Asks<Result<PresenceAnswer, ErrorCode>>,
+    /// Presence joins not recorded: their channel was full (`PRESENCE_CHANNEL_ENTRIES_MAX`).
+    presence_full: Cell<u64>,
     /// Publications waiting for a sync (`history_fsync = always`), oldest first.
     held: RefCell<VecDeque<Held>>,
     /// Results of API publications with an `idempotency_key`, for the channels this shard owns.
@@ -153,6 +158,8 @@ impl Shard {
             histories: Asks::default(),
             removals: Asks::default(),
             stats: Asks::default(),
+            presences: Asks::default(),
+            presence_full: Cell::new(0),
             held: RefCell::new(VecDeque::new()),
             idempotent: RefCell::default(),
             sync_bell,
@@ -272,6 +279,19 @@ impl Shard {
                 shard,
                 stats,
             } => self.stats.answer(request, (shard, *stats)),
+            ShardMsg::PresenceJoin(join) => self.run_presence_join(*join),
+            ShardMsg::PresenceLeave { channel, client } => {
+                self.run_presence_leave(channel, *client)
+            }
+            ShardMsg::JoinLeave(event) => {
+                self.hub
+                    .borrow_mut()
+                    .deliver_join_leave(&event, origin == Origin::Local);
+            }
+            ShardMsg::Presence(job) => self.run_presence(*job),
+            ShardMsg::PresenceAnswer { request, result } => {
+                self.presences.answer(request, *result)
+            }
         }
     }
 
@@ -294,9 +314,28 @@ impl Shard {
                 page.offset,
             ),
             ConnAnswer::Publish(Ok(())) => encode::empty_result(&mut line, command, "publish"),
-            ConnAnswer::History(Err(code)) | ConnAnswer::Publish(Err(code)) => {
-                encode::error_reply(&mut line, command, code)
+            ConnAnswer::Presence(Ok(PresenceAnswer::List(items))) => {
+                let entries: Vec<(String, Vec<u8>)> = items
+                    .iter()
+                    .map(|item| (item.client.to_string(), client_info(item)))
+                    .collect();
+                encode::presence_reply(
+                    &mut line,
+                    command,
+                    entries.iter().map(|(c, i)| (c.as_str(), i.as_slice())),
+                )
             }
+            ConnAnswer::Presence(Ok(PresenceAnswer::Stats(stats))) => {
+                encode::presence_stats_reply(
+                    &mut line,
+                    command,
+                    stats.num_clients,
+                    stats.num_users,
+                )
+            }
+            ConnAnswer::History(Err(code))
+            | ConnAnswer::Publish(Err(code))
+            | ConnAnswer::Presence(Err(code)) => encode::error_reply(&mut line, command, code),
         }
         out.push_message(&line);
     }

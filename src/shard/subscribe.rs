@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::Shard;
 use crate::fanout::{PendingSubscription, SubscribeStep};
 use crate::router::msg::{RecoverFrom, SubscribeAnswer, SubscribeJob};
+use crate::protocol::ClientId;
 use crate::router::ShardMsg;
 
 impl Shard {
@@ -15,6 +16,7 @@ impl Shard {
     /// else when the owner's answer arrives (before any delivery it did not include).
     pub fn subscribe(&self, channel: &str, sub: PendingSubscription, recover: Option<RecoverFrom>) {
         let step = self.hub.borrow_mut().subscribe(channel, sub);
+        self.announce_joined();
         let SubscribeStep::AskOwner {
             name,
             register,
@@ -33,9 +35,16 @@ impl Shard {
         self.to_owner(channel, ShardMsg::Subscribe(Box::new(job)));
     }
 
-    pub fn unsubscribe(&self, channel: &str, conn_id: u64) {
-        let last = self.hub.borrow_mut().unsubscribe(channel, conn_id);
-        if last {
+    /// Ends a connection's subscription (joined or waiting). `presence`: the client, when
+    /// the subscription has a presence entry (presence or join/leave on), which leaves the
+    /// owner's presence if the subscriber had joined.
+    pub fn unsubscribe(&self, channel: &str, conn_id: u64, presence: Option<ClientId>) {
+        let done = self.hub.borrow_mut().unsubscribe(channel, conn_id);
+        if let (true, Some(client)) = (done.joined, presence) {
+            // Before the shard's own leave: the owner still sends this shard the push.
+            self.leave_presence(channel, client);
+        }
+        if done.last {
             self.leave_owner(channel.into());
         }
     }
@@ -60,6 +69,7 @@ impl Shard {
 
     pub(super) fn apply_subscribed(&self, answer: SubscribeAnswer) {
         let left = self.hub.borrow_mut().subscribed(answer);
+        self.announce_joined();
         if let Some(channel) = left {
             self.leave_owner(channel);
         }

@@ -299,6 +299,74 @@ pub fn client_info(
     out
 }
 
+/// The subscribe push of a subscription the server made:
+/// `{"push":{"channel":C,"subscribe":RESULT}}`.
+pub fn subscribe_push(out: &mut Vec<u8>, channel: &str, result: &SubscribeResult<'_>) {
+    out.extend_from_slice(b"{\"push\":{\"channel\":");
+    put_str(out, channel);
+    out.extend_from_slice(b",\"subscribe\":");
+    put_subscribe_result(out, result);
+    out.extend_from_slice(b"}}");
+}
+
+/// A join or leave push: `{"push":{"channel":C,"join":{"info":CLIENTINFO}}}` (`leave`
+/// likewise).
+pub fn join_leave_push(out: &mut Vec<u8>, channel: &str, kind: &str, info: &[u8]) {
+    out.extend_from_slice(b"{\"push\":{\"channel\":");
+    put_str(out, channel);
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\":{\"info\":");
+    out.extend_from_slice(info);
+    out.extend_from_slice(b"}}}");
+}
+
+/// `{"id":N,"presence":{"presence":{CLIENT:CLIENTINFO,...}}}`; `entries` yields each client's
+/// id and its ClientInfo, raw JSON.
+pub fn presence_reply<'a>(
+    out: &mut Vec<u8>,
+    id: u32,
+    entries: impl Iterator<Item = (&'a str, &'a [u8])>,
+) {
+    open_reply(out, id);
+    out.extend_from_slice(b",\"presence\":");
+    put_presence_result(out, entries);
+    out.push(b'}');
+}
+
+/// `{"presence":{CLIENT:CLIENTINFO,...}}`.
+pub fn put_presence_result<'a>(
+    out: &mut Vec<u8>,
+    entries: impl Iterator<Item = (&'a str, &'a [u8])>,
+) {
+    out.extend_from_slice(b"{\"presence\":{");
+    for (i, (client, info)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        put_str(out, client);
+        out.push(b':');
+        out.extend_from_slice(info);
+    }
+    out.extend_from_slice(b"}}");
+}
+
+/// `{"id":N,"presence_stats":{"num_clients":C,"num_users":U}}`.
+pub fn presence_stats_reply(out: &mut Vec<u8>, id: u32, num_clients: u32, num_users: u32) {
+    open_reply(out, id);
+    out.extend_from_slice(b",\"presence_stats\":");
+    put_presence_stats(out, num_clients, num_users);
+    out.push(b'}');
+}
+
+/// `{"num_clients":C,"num_users":U}` (both always written).
+pub fn put_presence_stats(out: &mut Vec<u8>, num_clients: u32, num_users: u32) {
+    let _ = write!(
+        ByteSink(out),
+        "{{\"num_clients\":{num_clients},\"num_users\":{num_users}}}"
+    );
+}
+
 /// The unsubscribe push `{"push":{"channel":C,"unsubscribe":{"code":N,"reason":R}}}`.
 pub fn unsubscribe_push(out: &mut Vec<u8>, channel: &str, code: u32, reason: &str) {
     out.extend_from_slice(b"{\"push\":{\"channel\":");
