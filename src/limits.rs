@@ -247,3 +247,6 @@ pub const PRESENCE_CHANNEL_ENTRIES_MAX: usize = 1 << 20;
 /// exceeded) and `presence_stats` still counts it. The answer of a full list this long is
 /// about 10 MB of JSON.
 pub const PRESENCE_REPLY_ENTRIES_MAX: usize = 65_536;
+/// The most channels one API `channels` answer lists; a node with more answers in pages
+/// (`next_cursor`).
+pub const API_CHANNELS_PAGE_MAX: usize = 100_000;

@@ -45,7 +45,12 @@ fn clients(presence: &Value) -> BTreeSet<(String, String)> {
 
 /// Asks until `check` holds for the API's answer to `method` on `channel` (entries reach
 /// the owner over the rings, after the subscribe reply).
-fn api_until(server: &Server, method: &str, channel: &str, check: impl Fn(&Value) -> bool) -> Value {
+fn api_until(
+    server: &Server,
+    method: &str,
+    channel: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let reply = server.api(method, &json!({"channel": channel}));
@@ -156,7 +161,10 @@ fn join_and_leave_go_to_subscribers_that_asked_and_to_all_when_forced() {
     // Leave on unsubscribe; then on a socket that just dies (no close frame).
     guest.command("unsubscribe", json!({"channel": "room:a"}));
     let (kind, info) = join_leave(&mut watcher, "room:a");
-    assert_eq!((kind.as_str(), &info["client"]), ("leave", &json!(guest_id)));
+    assert_eq!(
+        (kind.as_str(), &info["client"]),
+        ("leave", &json!(guest_id))
+    );
     drop(deaf);
     let (kind, info) = join_leave(&mut watcher, "room:a");
     assert_eq!((kind.as_str(), &info["user"]), ("leave", &json!("deaf")));

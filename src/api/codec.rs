@@ -10,10 +10,14 @@ use serde_json::value::RawValue;
 
 use super::{ApiCommand, ApiReply, BatchReply, NodeInfo, PublishResult};
 use crate::protocol::json::encode::{self, ByteSink};
+use crate::protocol::SubscriptionOverrides;
 use crate::protocol::{ErrorCode, HistoryRequest};
-use crate::router::msg::{HistoryPage, HistoryQuery, Position, PresenceKind};
-use crate::shard::client_info;
+use crate::router::msg::{
+    HistoryPage, HistoryQuery, Position, PresenceKind, RecoverFrom, ServerSubscribe, UserAction,
+    UserActionKind,
+};
 use crate::router::ChannelNames;
+use crate::shard::{client_info, ChannelsPage};
 
 /// Why a request is not a command.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,6 +55,115 @@ fn raw(value: Option<&RawValue>) -> Option<Bytes> {
     value
         .filter(|v| v.get() != "null")
         .map(|v| Bytes::from(encode::raw_without_newlines(v.get().as_bytes())))
+}
+
+/// The fields of the user actions (`disconnect`, `subscribe`, `unsubscribe`, `refresh`).
+#[derive(Deserialize)]
+struct UserFields<'a> {
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    client: String,
+    #[serde(default)]
+    session: String,
+    #[serde(borrow, default)]
+    info: Option<&'a RawValue>,
+    #[serde(default)]
+    b64info: Option<String>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(default)]
+    b64data: Option<String>,
+    #[serde(default)]
+    recover_since: Option<StreamPosition>,
+    #[serde(default, rename = "override")]
+    overrides: Option<serde_json::Value>,
+    #[serde(default)]
+    expire_at: i64,
+    #[serde(default)]
+    expired: bool,
+    #[serde(default)]
+    whitelist: Vec<String>,
+    #[serde(default)]
+    disconnect: Option<DisconnectFields>,
+}
+
+#[derive(Deserialize)]
+struct StreamPosition {
+    #[serde(default)]
+    offset: u64,
+    #[serde(default)]
+    epoch: String,
+}
+
+#[derive(Deserialize)]
+struct DisconnectFields {
+    #[serde(default)]
+    code: u32,
+    #[serde(default)]
+    reason: String,
+}
+
+/// The codes a close frame may carry for an application (RFC 6455 §7.4.2: 3000-4999).
+const CLOSE_CODES: std::ops::RangeInclusive<u32> = 3000..=4999;
+
+/// Raw JSON or its base64 form (which wins, and must hold JSON): `Err` when the base64 is
+/// not that.
+fn raw_or_b64(raw_value: Option<&RawValue>, b64: Option<&str>) -> Result<Option<Box<str>>, ()> {
+    let bytes = match b64.filter(|b| !b.is_empty()) {
+        Some(b64) => Some(from_b64(b64).ok_or(())?),
+        None => raw(raw_value),
+    };
+    Ok(bytes.map(|b| String::from_utf8_lossy(&b).into()))
+}
+
+/// A user action from its fields; bad values (a close code outside 3000-4999, base64 that
+/// is not JSON, a malformed `override`) are 107.
+fn user_action(method: &str, f: UserFields<'_>) -> Result<ApiCommand, ErrorCode> {
+    let bad = |()| ErrorCode::BadRequest;
+    let nonempty = |s: String| (!s.is_empty()).then(|| s.into_boxed_str());
+    let kind = match method {
+        "disconnect" => {
+            let (code, reason) = match f.disconnect {
+                Some(d) if CLOSE_CODES.contains(&d.code) => (d.code as u16, d.reason),
+                Some(_) => return Err(ErrorCode::BadRequest),
+                None => (3503, "force disconnect".to_owned()),
+            };
+            UserActionKind::Disconnect {
+                code,
+                reason: reason.into(),
+                whitelist: f.whitelist.into_iter().map(Into::into).collect(),
+            }
+        }
+        "subscribe" => UserActionKind::Subscribe(ServerSubscribe {
+            channel: f.channel.into(),
+            info: raw_or_b64(f.info, f.b64info.as_deref()).map_err(bad)?,
+            data: raw_or_b64(f.data, f.b64data.as_deref()).map_err(bad)?,
+            recover_since: f.recover_since.map(|p| RecoverFrom {
+                offset: p.offset,
+                epoch: p.epoch.into(),
+            }),
+            expire_at: u64::try_from(f.expire_at).ok().filter(|&at| at > 0),
+            overrides: SubscriptionOverrides::from_json(f.overrides.as_ref())
+                .map_err(|_| ErrorCode::BadRequest)?,
+        }),
+        "unsubscribe" => UserActionKind::Unsubscribe {
+            channel: f.channel.into(),
+        },
+        _ => UserActionKind::Refresh {
+            expired: f.expired,
+            expire_at: u64::try_from(f.expire_at).ok().filter(|&at| at > 0),
+            info: raw_or_b64(f.info, f.b64info.as_deref()).map_err(bad)?,
+        },
+    };
+    Ok(ApiCommand::User(UserAction {
+        user: f.user.into(),
+        client: nonempty(f.client),
+        session: nonempty(f.session),
+        kind,
+    }))
 }
 
 /// Centrifugo's legacy method names, by their numbers (`Command.MethodType`).
@@ -151,6 +264,37 @@ pub fn decode(method: &str, body: &[u8]) -> Result<ApiCommand, DecodeError> {
             })
         }
         "info" => Ok(ApiCommand::Info),
+        "disconnect" | "subscribe" | "unsubscribe" | "refresh" => {
+            let f: UserFields<'_> = serde_json::from_slice(body).map_err(bad)?;
+            Ok(
+                user_action(method, f).unwrap_or_else(|code| ApiCommand::Refused {
+                    method: match method {
+                        "disconnect" => "disconnect",
+                        "subscribe" => "subscribe",
+                        "unsubscribe" => "unsubscribe",
+                        _ => "refresh",
+                    },
+                    code,
+                }),
+            )
+        }
+        "channels" => {
+            #[derive(Deserialize)]
+            struct Fields {
+                #[serde(default)]
+                pattern: Option<String>,
+                #[serde(default)]
+                cursor: Option<String>,
+                #[serde(default)]
+                limit: usize,
+            }
+            let f: Fields = serde_json::from_slice(body).map_err(bad)?;
+            Ok(ApiCommand::Channels {
+                pattern: f.pattern,
+                cursor: f.cursor,
+                limit: f.limit,
+            })
+        }
         "batch" => {
             #[derive(Deserialize)]
             struct Batch<'a> {
@@ -282,6 +426,8 @@ fn reply_error(reply: &ApiReply) -> Option<ErrorCode> {
         | ApiReply::HistoryRemove(Err(code))
         | ApiReply::Presence(Err(code))
         | ApiReply::PresenceStats(Err(code))
+        | ApiReply::User(Err(code))
+        | ApiReply::Channels(Err(code))
         | ApiReply::Info(Err(code))
         | ApiReply::Batch(Err(code), None) => Some(*code),
         _ => None,
@@ -321,6 +467,8 @@ fn put_value(out: &mut Vec<u8>, reply: &ApiReply) {
         ApiReply::PresenceStats(Ok(stats)) => {
             encode::put_presence_stats(out, stats.num_clients, stats.num_users)
         }
+        ApiReply::User(Ok(())) => out.extend_from_slice(b"{}"),
+        ApiReply::Channels(Ok(page)) => put_channels(out, page),
         ApiReply::Info(Ok(info)) => put_info(out, info),
         ApiReply::Batch(Ok(replies), _) => {
             out.extend_from_slice(b"{\"replies\":[");
@@ -351,6 +499,8 @@ fn put_value(out: &mut Vec<u8>, reply: &ApiReply) {
         | ApiReply::HistoryRemove(Err(_))
         | ApiReply::Presence(Err(_))
         | ApiReply::PresenceStats(Err(_))
+        | ApiReply::User(Err(_))
+        | ApiReply::Channels(Err(_))
         | ApiReply::Info(Err(_))
         | ApiReply::Batch(Err(_), _) => debug_assert!(false, "errors are encoded by the caller"),
     }
@@ -417,6 +567,26 @@ fn put_position(out: &mut Vec<u8>, position: Option<&Position>) {
 
 fn put_history(out: &mut Vec<u8>, page: &HistoryPage) {
     encode::put_history_result(out, &page.publications, &page.epoch, page.offset);
+}
+
+/// `{"channels":{NAME:{"num_clients":N},...}}`, with `"next_cursor":NAME` when there may be
+/// more (beyond Centrifugo).
+fn put_channels(out: &mut Vec<u8>, page: &ChannelsPage) {
+    out.reserve(page.channels.iter().map(|(c, _)| c.len() + 24).sum());
+    out.extend_from_slice(b"{\"channels\":{");
+    for (i, (name, count)) in page.channels.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        encode::put_str(out, name);
+        let _ = write!(ByteSink(out), ":{{\"num_clients\":{count}}}");
+    }
+    out.push(b'}');
+    if let Some(cursor) = &page.next_cursor {
+        out.extend_from_slice(b",\"next_cursor\":");
+        encode::put_str(out, cursor);
+    }
+    out.push(b'}');
 }
 
 fn put_info(out: &mut Vec<u8>, info: &NodeInfo) {

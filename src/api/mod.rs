@@ -11,14 +11,18 @@ mod publish;
 
 use bytes::Bytes;
 
-use crate::limits::API_BATCH_COMMANDS_MAX;
+use crate::limits::{API_BATCH_COMMANDS_MAX, API_CHANNELS_PAGE_MAX};
 use crate::protocol::ErrorCode;
 use crate::router::msg::{
-    HistoryPage, HistoryQuery, Position, PresenceAnswer, PresenceItem, PresenceKind, PresenceStats,
+    ChannelsQuery, HistoryPage, HistoryQuery, Position, PresenceAnswer, PresenceItem, PresenceKind,
+    PresenceStats, UserAction, UserActionKind,
 };
 use crate::router::ChannelNames;
 
-use crate::shard::{HistoryAsk, PresenceAsk, PublishSent, RemoveAsk, Shard, StatsAsk};
+use crate::shard::{
+    ChannelsAsk, ChannelsPage, HistoryAsk, PresenceAsk, PublishSent, RemoveAsk, Shard, StatsAsk,
+    UserAsk,
+};
 
 pub use info::NodeInfo;
 
@@ -52,6 +56,21 @@ pub enum ApiCommand {
         kind: PresenceKind,
     },
     Info,
+    /// `disconnect`, `subscribe`, `unsubscribe` or `refresh`: an action on a user's
+    /// connections on every shard.
+    User(UserAction),
+    /// A user action whose parameters are refused (`code`) before it is sent anywhere.
+    Refused {
+        method: &'static str,
+        code: ErrorCode,
+    },
+    /// Channels with subscribers on this node: those matching `pattern`, after `cursor`, at
+    /// most `limit` (0: the most a page holds, `API_CHANNELS_PAGE_MAX`).
+    Channels {
+        pattern: Option<String>,
+        cursor: Option<String>,
+        limit: usize,
+    },
     /// Commands in order (`parallel`: all sent at once, replies still in order). An entry
     /// that is not a command is its error.
     Batch {
@@ -76,6 +95,9 @@ pub enum ApiReply {
     HistoryRemove(Result<(), ErrorCode>),
     Presence(Result<Vec<PresenceItem>, ErrorCode>),
     PresenceStats(Result<PresenceStats, ErrorCode>),
+    /// A user action's reply (`{}`), once every shard handed it to the user's connections.
+    User(Result<(), ErrorCode>),
+    Channels(Result<ChannelsPage, ErrorCode>),
     /// Boxed: the counters make it the one large variant.
     Info(Result<Box<NodeInfo>, ErrorCode>),
     /// Each command's reply, in order (with the legacy form's ids, when it came so).
@@ -96,6 +118,8 @@ pub enum Started {
     History(HistoryAsk),
     HistoryRemove(RemoveAsk),
     Presence(PresenceKind, PresenceAsk),
+    User(UserAsk),
+    Channels(ChannelsAsk, usize),
     Info(StatsAsk),
     /// A batch's commands: started already (parallel) or to run one after another (and the
     /// legacy form's ids).
@@ -137,6 +161,14 @@ impl ApiCommand {
                 ..
             } => "presence_stats",
             ApiCommand::Info => "info",
+            ApiCommand::User(action) => match action.kind {
+                UserActionKind::Disconnect { .. } => "disconnect",
+                UserActionKind::Subscribe(_) => "subscribe",
+                UserActionKind::Unsubscribe { .. } => "unsubscribe",
+                UserActionKind::Refresh { .. } => "refresh",
+            },
+            ApiCommand::Refused { method, .. } => method,
+            ApiCommand::Channels { .. } => "channels",
             ApiCommand::Batch { .. } => "batch",
         }
     }
@@ -203,6 +235,33 @@ pub fn start(shard: &Shard, command: ApiCommand) -> Started {
             Err(code) => Started::Ready(presence_reply(kind, Err(code))),
         },
         ApiCommand::Info => Started::Info(shard.send_stats_requests()),
+        ApiCommand::User(action) => match check_user_action(shard, &action) {
+            Ok(()) => Started::User(shard.send_user_action(action)),
+            Err(code) => Started::Ready(ApiReply::User(Err(code))),
+        },
+        ApiCommand::Refused { code, .. } => Started::Ready(ApiReply::User(Err(code))),
+        ApiCommand::Channels {
+            pattern,
+            cursor,
+            limit,
+        } => {
+            if pattern
+                .as_deref()
+                .is_some_and(|p| glob::Pattern::new(p).is_err())
+            {
+                return Started::Ready(ApiReply::Channels(Err(ErrorCode::BadRequest)));
+            }
+            let limit = match limit {
+                0 => API_CHANNELS_PAGE_MAX,
+                n => n.min(API_CHANNELS_PAGE_MAX),
+            };
+            let query = ChannelsQuery {
+                pattern: pattern.filter(|p| !p.is_empty()).map(Into::into),
+                after: cursor.filter(|c| !c.is_empty()).map(Into::into),
+                limit,
+            };
+            Started::Channels(shard.send_channels(query), limit)
+        }
         ApiCommand::Batch {
             commands,
             parallel,
@@ -239,6 +298,10 @@ pub async fn finish(shard: &Shard, started: Started) -> ApiReply {
             ApiReply::HistoryRemove(shard.history_remove_answer(ask).await)
         }
         Started::Presence(kind, ask) => presence_reply(kind, shard.presence_answer(ask).await),
+        Started::User(ask) => ApiReply::User(shard.user_action_answer(ask).await),
+        Started::Channels(ask, limit) => {
+            ApiReply::Channels(shard.channels_answer(ask, limit).await)
+        }
         Started::Info(ask) => ApiReply::Info(info::info(shard, ask).await.map(Box::new)),
         Started::Batch(entries, legacy_ids) => {
             let mut replies = Vec::with_capacity(entries.len());
@@ -285,6 +348,24 @@ fn check_presence(shard: &Shard, channel: &str) -> Result<(), ErrorCode> {
         .ok_or(ErrorCode::UnknownChannel)?;
     if !options.presence {
         return Err(ErrorCode::NotAvailable);
+    }
+    Ok(())
+}
+
+/// A user action's channel, when it names one: a valid name (107) with a namespace (102);
+/// `subscribe` needs one, `unsubscribe` without one leaves every channel.
+fn check_user_action(shard: &Shard, action: &UserAction) -> Result<(), ErrorCode> {
+    let channel = match &action.kind {
+        UserActionKind::Subscribe(sub) => Some(&*sub.channel),
+        UserActionKind::Unsubscribe { channel } if !channel.is_empty() => Some(&**channel),
+        _ => None,
+    };
+    if let Some(channel) = channel {
+        check_channel(shard, channel)?;
+        shard
+            .config
+            .channel_options(channel)
+            .ok_or(ErrorCode::UnknownChannel)?;
     }
     Ok(())
 }

@@ -83,15 +83,7 @@ impl std::fmt::Display for TokenError {
     }
 }
 
-/// Subscription options a token overrides (`{"value": bool}` each in the claim).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Overrides {
-    pub presence: Option<bool>,
-    pub join_leave: Option<bool>,
-    pub force_push_join_leave: Option<bool>,
-    pub force_recovery: Option<bool>,
-    pub force_positioning: Option<bool>,
-}
+pub use crate::protocol::SubscriptionOverrides as Overrides;
 
 /// What a token says about one subscription: channel info for the subscriber's ClientInfo,
 /// data for the subscribe result, overrides of the namespace's options. JSON kept compact.
@@ -394,29 +386,7 @@ fn json_or_b64(
 }
 
 fn overrides_of(value: Option<&Value>) -> Result<Overrides, TokenError> {
-    let map = match value {
-        None | Some(Value::Null) => return Ok(Overrides::default()),
-        Some(Value::Object(map)) => map,
-        Some(_) => return Err(TokenError::Invalid(Invalid::Claims)),
-    };
-    let flag = |name: &str| -> Result<Option<bool>, TokenError> {
-        match map.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(v)) => match v.get("value") {
-                None | Some(Value::Null) => Ok(Some(false)),
-                Some(Value::Bool(b)) => Ok(Some(*b)),
-                Some(_) => Err(TokenError::Invalid(Invalid::Claims)),
-            },
-            Some(_) => Err(TokenError::Invalid(Invalid::Claims)),
-        }
-    };
-    Ok(Overrides {
-        presence: flag("presence")?,
-        join_leave: flag("join_leave")?,
-        force_push_join_leave: flag("force_push_join_leave")?,
-        force_recovery: flag("force_recovery")?,
-        force_positioning: flag("force_positioning")?,
-    })
+    Overrides::from_json(value).map_err(|_| TokenError::Invalid(Invalid::Claims))
 }
 
 /// Signs an HS256 token for `user` with `claims` added (`channel` for a subscription

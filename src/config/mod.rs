@@ -250,7 +250,7 @@ impl Token {
 pub struct PersonalChannel {
     pub enabled: bool,
     pub personal_channel_namespace: String,
-    /// One connection per user (needs presence, which is not served yet: refused).
+    /// One connection per user: a new connection closes the user's others (3504).
     pub single_connection: bool,
 }
 

@@ -207,12 +207,6 @@ impl Config {
                     format!("namespace {ns:?} is not configured"),
                 );
             }
-            if personal.single_connection {
-                return fail(
-                    "client.subscribe_to_user_personal_channel.single_connection",
-                    "needs presence, which ringcast does not serve yet".into(),
-                );
-            }
         }
         Ok(())
     }

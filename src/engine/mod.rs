@@ -127,8 +127,7 @@ pub trait Engine {
 
     /// Records a subscriber's presence in `channel` (`join_leave`: its joins and leaves are
     /// announced).
-    fn presence_add(&mut self, channel: &Arc<str>, item: PresenceItem, join_leave: bool)
-        -> Joined;
+    fn presence_add(&mut self, channel: &Arc<str>, item: PresenceItem, join_leave: bool) -> Joined;
 
     /// Removes `client` from `channel`'s presence: its entry, and whether to announce it.
     fn presence_remove(&mut self, channel: &str, client: ClientId) -> Option<(PresenceItem, bool)>;

@@ -588,12 +588,7 @@ impl Engine for ChannelOwner {
             .map_or(ShardSet::default(), |state| state.shards)
     }
 
-    fn presence_add(
-        &mut self,
-        channel: &Arc<str>,
-        item: PresenceItem,
-        join_leave: bool,
-    ) -> Joined {
+    fn presence_add(&mut self, channel: &Arc<str>, item: PresenceItem, join_leave: bool) -> Joined {
         self.presence.join(channel, item, join_leave)
     }
 

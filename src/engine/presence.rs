@@ -198,10 +198,7 @@ mod tests {
         assert_eq!(table.list("c").len(), 3);
         let (left, announce) = table.leave("c", item(1, "u").client).unwrap();
         assert_eq!((&*left.user, announce), ("u", true));
-        assert!(
-            table.leave("c", item(1, "u").client).is_none(),
-            "left once"
-        );
+        assert!(table.leave("c", item(1, "u").client).is_none(), "left once");
         assert_eq!(table.stats("c").num_users, 2, "u has another client");
         table.leave("c", item(2, "u").client);
         assert_eq!(table.stats("c").num_users, 1);

@@ -170,14 +170,7 @@ impl Hub {
             Registration::Registered => {
                 let epoch = local.epoch.clone().unwrap_or_else(|| "".into());
                 let top = local.top;
-                if admit(
-                    name,
-                    local,
-                    sub,
-                    Ok((&epoch, top)),
-                    None,
-                    &mut self.joined,
-                ) {
+                if admit(name, local, sub, Ok((&epoch, top)), None, &mut self.joined) {
                     self.subscriptions += 1;
                 }
                 SubscribeStep::Done
@@ -370,6 +363,14 @@ impl Hub {
         delivered
     }
 
+    /// Every channel with local subscribers, and how many.
+    pub fn channels(&self) -> impl Iterator<Item = (&Arc<str>, usize)> {
+        self.channels
+            .iter()
+            .filter(|(_, local)| !local.subscribers.is_empty())
+            .map(|(name, local)| (name, local.subscribers.len()))
+    }
+
     pub fn subscription_count(&self) -> usize {
         self.subscriptions
     }
@@ -483,7 +484,10 @@ mod tests {
         assert!(text(c.pop()).contains(r#""offset":6"#));
         assert!(!hub.unsubscribe("c", 1).last);
         assert!(!hub.unsubscribe("c", 2).last);
-        assert!(hub.unsubscribe("c", 3).last, "last subscriber leaves the owner");
+        assert!(
+            hub.unsubscribe("c", 3).last,
+            "last subscriber leaves the owner"
+        );
     }
 
     fn recovering(conn: &Rc<Outbound>, command: u32) -> PendingSubscription {
@@ -588,7 +592,10 @@ mod tests {
         let mut hub = Hub::default();
         let a = conn(1, 1 << 20);
         hub.subscribe("c", sub(&a, 1));
-        assert!(!hub.unsubscribe("c", 1).last, "registration still in flight");
+        assert!(
+            !hub.unsubscribe("c", 1).last,
+            "registration still in flight"
+        );
         assert_eq!(
             text(a.pop()),
             r#"{"id":1,"subscribe":{}}"#,

@@ -16,8 +16,8 @@ pub mod ready;
 pub mod registry;
 pub mod subscription;
 
-pub use hub::Hub;
-pub use outbound::{Outbound, Phase};
+pub use hub::{Hub, Unsubscribed};
+pub use outbound::{Chores, Outbound, Phase};
 pub use pending_connect::{ConnectSlot, PendingConnect};
 pub use ready::ReadyList;
 pub use registry::Registry;

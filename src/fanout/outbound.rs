@@ -33,6 +33,26 @@ pub enum Intake {
     Waiting,
 }
 
+/// Work a connection has besides its I/O, as bits (one byte in every connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chores(u8);
+
+impl Chores {
+    pub const NONE: Chores = Chores(0);
+    /// The ticker found a subscription token past its expiry (and grace).
+    pub const EXPIRED_SUBSCRIPTIONS: Chores = Chores(1);
+    /// The shard holds server API actions for it (`Shard::take_directives`).
+    pub const DIRECTIVES: Chores = Chores(2);
+
+    fn with(self, other: Chores) -> Chores {
+        Chores(self.0 | other.0)
+    }
+
+    fn has(self, other: Chores) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
 /// The times the shard's ticker checks.
 #[derive(Debug)]
 pub struct Liveness {
@@ -80,8 +100,8 @@ pub struct Outbound {
     /// On the list already, until the transport has served the connection.
     listed: Cell<bool>,
     disconnect: Cell<Option<Disconnect>>,
-    /// The ticker found a subscription token past its expiry (and grace).
-    subscriptions_expired: Cell<bool>,
+    /// What the connection must do besides its I/O when next served (`Chores`).
+    chores: Cell<Chores>,
     queue: RefCell<Queue>,
     /// The transport's list of connections to serve (`None`: no transport, in tests).
     ready: Option<Rc<ReadyList>>,
@@ -103,7 +123,7 @@ impl Outbound {
             // and benches that pass more mean no limit.
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
             disconnect: Cell::new(None),
-            subscriptions_expired: Cell::new(false),
+            chores: Cell::new(Chores::NONE),
             ready: None,
             slot: 0,
             listed: Cell::new(false),
@@ -257,13 +277,24 @@ impl Outbound {
     /// The ticker found a subscription whose token expired: the transport has the session
     /// end the subscriptions not refreshed in time.
     pub fn expire_subscriptions(&self) {
-        self.subscriptions_expired.set(true);
+        self.add_chore(Chores::EXPIRED_SUBSCRIPTIONS);
+    }
+
+    /// The shard holds server API actions for this connection.
+    pub fn direct(&self) {
+        self.add_chore(Chores::DIRECTIVES);
+    }
+
+    fn add_chore(&self, chore: Chores) {
+        self.chores.set(self.chores.get().with(chore));
         self.wake();
     }
 
-    /// Whether `expire_subscriptions` was called since the last look.
-    pub fn take_expired_subscriptions(&self) -> bool {
-        self.subscriptions_expired.replace(false)
+    /// Whether `chore` was asked for since the last look (and forgets it).
+    pub fn take_chore(&self, chore: Chores) -> bool {
+        let chores = self.chores.get();
+        self.chores.set(Chores(chores.0 & !chore.0));
+        chores.has(chore)
     }
 
     /// Tells the transport there is something to do: output, a disconnect, or reading

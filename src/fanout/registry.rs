@@ -1,8 +1,10 @@
-//! `Registry`: the shard's connections by id and its connected users with their connection
-//! counts (where the per-user index for the server API and presence counts will live).
+//! `Registry`: the shard's connections by id, and its connected users with their
+//! connections (the server API's user actions find a user's connections here).
 
 use std::collections::HashMap;
 use std::rc::Rc;
+
+use smallvec::SmallVec;
 
 use super::outbound::Outbound;
 use crate::protocol::Disconnect;
@@ -10,8 +12,9 @@ use crate::protocol::Disconnect;
 #[derive(Debug, Default)]
 pub struct Registry {
     connections: HashMap<u64, Rc<Outbound>>,
-    /// Connected users and how many of their connections this shard holds.
-    users: HashMap<Rc<str>, u32>,
+    /// Connected users and the ids of their connections on this shard (one inline: most
+    /// users have one connection).
+    users: HashMap<Rc<str>, SmallVec<[u64; 1]>>,
     slow_disconnects: u64,
 }
 
@@ -29,17 +32,32 @@ impl Registry {
         }
     }
 
-    pub fn add_user(&mut self, user: &Rc<str>) {
-        *self.users.entry(user.clone()).or_default() += 1;
+    /// Connection `conn` is connected as `user`.
+    pub fn add_user(&mut self, user: &Rc<str>, conn: u64) {
+        let conns = self.users.entry(user.clone()).or_default();
+        debug_assert!(!conns.contains(&conn));
+        conns.push(conn);
     }
 
-    pub fn remove_user(&mut self, user: &str) {
-        if let Some(count) = self.users.get_mut(user) {
-            *count -= 1;
-            if *count == 0 {
+    /// Connection `conn` of `user` ended.
+    pub fn remove_user(&mut self, user: &str, conn: u64) {
+        if let Some(conns) = self.users.get_mut(user) {
+            if let Some(at) = conns.iter().position(|&c| c == conn) {
+                conns.swap_remove(at);
+            }
+            if conns.is_empty() {
                 self.users.remove(user);
             }
         }
+    }
+
+    /// The connections of `user` on this shard.
+    pub fn user_connections(&self, user: &str) -> impl Iterator<Item = &Rc<Outbound>> {
+        self.users
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.connections.get(id))
     }
 
     /// The connection `id`, if it is still here.

@@ -85,6 +85,27 @@ pub enum Disconnect {
     PermissionDenied,
     /// 3508: a command this server has no handler for (`send`).
     NotAvailable,
+    /// 3503: the server API's `disconnect` without a code of its own.
+    Force,
+    /// 3504: one connection per user, and the user connected again.
+    ConnectionLimit,
+}
+
+/// A close with any code and reason: the server API's `disconnect` gives its own, and every
+/// `Disconnect` is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomDisconnect {
+    pub code: u16,
+    pub reason: Box<str>,
+}
+
+impl From<Disconnect> for CustomDisconnect {
+    fn from(d: Disconnect) -> Self {
+        CustomDisconnect {
+            code: d.code(),
+            reason: d.reason().into(),
+        }
+    }
 }
 
 impl Disconnect {
@@ -99,6 +120,8 @@ impl Disconnect {
             Disconnect::Stale => 3502,
             Disconnect::PermissionDenied => 3507,
             Disconnect::NotAvailable => 3508,
+            Disconnect::Force => 3503,
+            Disconnect::ConnectionLimit => 3504,
         }
     }
 
@@ -113,6 +136,8 @@ impl Disconnect {
             Disconnect::Stale => "stale",
             Disconnect::PermissionDenied => "permission denied",
             Disconnect::NotAvailable => "not available",
+            Disconnect::Force => "force disconnect",
+            Disconnect::ConnectionLimit => "connection limit",
         }
     }
 }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-pub use codes::{Disconnect, ErrorCode, Refusal};
+pub use codes::{CustomDisconnect, Disconnect, ErrorCode, Refusal};
 
 /// How a connection's commands and replies are encoded. Protobuf would be the second variant;
 /// with one, the type takes no bytes.
@@ -122,6 +122,53 @@ pub struct SubRefreshRequest {
     pub channel: String,
     #[serde(default)]
     pub token: String,
+}
+
+/// Subscription options a token or the server API's `subscribe` overrides (`override`:
+/// `{"presence": {"value": bool}, ...}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubscriptionOverrides {
+    pub presence: Option<bool>,
+    pub join_leave: Option<bool>,
+    pub force_push_join_leave: Option<bool>,
+    pub force_recovery: Option<bool>,
+    pub force_positioning: Option<bool>,
+}
+
+/// An `override` object that is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadOverrides;
+
+impl SubscriptionOverrides {
+    /// Reads an `override` object (absent or null: none); anything but objects of
+    /// `{"value": bool}` is an error. `{}` for a name means false, as Centrifugo's protobuf
+    /// `BoolValue` reads it.
+    pub fn from_json(value: Option<&serde_json::Value>) -> Result<Self, BadOverrides> {
+        use serde_json::Value;
+        let map = match value {
+            None | Some(Value::Null) => return Ok(Self::default()),
+            Some(Value::Object(map)) => map,
+            Some(_) => return Err(BadOverrides),
+        };
+        let flag = |name: &str| -> Result<Option<bool>, BadOverrides> {
+            match map.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Object(v)) => match v.get("value") {
+                    None | Some(Value::Null) => Ok(Some(false)),
+                    Some(Value::Bool(b)) => Ok(Some(*b)),
+                    Some(_) => Err(BadOverrides),
+                },
+                Some(_) => Err(BadOverrides),
+            }
+        };
+        Ok(SubscriptionOverrides {
+            presence: flag("presence")?,
+            join_leave: flag("join_leave")?,
+            force_push_join_leave: flag("force_push_join_leave")?,
+            force_recovery: flag("force_recovery")?,
+            force_positioning: flag("force_positioning")?,
+        })
+    }
 }
 
 /// Subscribe `flag` bit: the client prefers error 112 to `recovered: false`.

@@ -26,6 +26,10 @@
 //! join-leave = JoinLeave   { channel, frame }             ; owner → shards in the channel's set
 //! presence   = Presence    { channel, kind: list | stats, reply: conn | api }   ; → owner
 //! presence-answer = PresenceAnswer { request, list | stats | error }  ; owner → api
+//! user-action = UserAction { action, reply: api? } ; api → every shard, for a user's connections
+//! user-acted  = UserActed  { request }             ; each shard, once its connections have it
+//! channels   = Channels    { pattern?, after?, limit, reply: api }   ; api → every shard
+//! channels-answer = ChannelsAnswer { request, (channel, local subscribers)* } ; sorted by name
 //! ```
 //!
 //! Large payloads are boxed so a ring slot stays small (`size_of::<ShardMsg>()` is checked in
@@ -40,7 +44,7 @@ use bytes::Bytes;
 
 use super::ChannelList;
 use crate::metrics::counters::ShardStats;
-use crate::protocol::{ClientId, ErrorCode, Publication};
+use crate::protocol::{ClientId, ErrorCode, Publication, SubscriptionOverrides};
 
 /// Where an answer goes: a task of shard `shard` waiting on request `request`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,6 +269,68 @@ pub struct JoinLeave {
     pub frame: Bytes,
 }
 
+/// A server API action on a user's connections (`disconnect`, `subscribe`, `unsubscribe`,
+/// `refresh`): every shard hands it to each connection of the user, which applies it when
+/// its filters match.
+#[derive(Debug)]
+pub struct UserAction {
+    pub user: Box<str>,
+    /// Only the connection with this client id (API `client`).
+    pub client: Option<Box<str>>,
+    /// Only the connections of this session (API `session`; no ringcast connection has a
+    /// session id, so a session matches none).
+    pub session: Option<Box<str>>,
+    pub kind: UserActionKind,
+}
+
+#[derive(Debug)]
+pub enum UserActionKind {
+    /// Close with `code` and `reason`, except the clients in `whitelist`.
+    Disconnect {
+        code: u16,
+        reason: Box<str>,
+        whitelist: Vec<Box<str>>,
+    },
+    Subscribe(ServerSubscribe),
+    /// End the subscription with the unsubscribe push 2000.
+    Unsubscribe {
+        channel: Box<str>,
+    },
+    /// `expired`: close with 3005; else a new expiry (`expire_at`, unix seconds; `None`: none)
+    /// and connection info.
+    Refresh {
+        expired: bool,
+        expire_at: Option<u64>,
+        info: Option<Box<str>>,
+    },
+}
+
+/// A server-side subscription the API makes.
+#[derive(Debug)]
+pub struct ServerSubscribe {
+    pub channel: Box<str>,
+    /// Channel info of the subscription (raw JSON).
+    pub info: Option<Box<str>>,
+    /// Data for the subscribe push (raw JSON).
+    pub data: Option<Box<str>>,
+    pub recover_since: Option<RecoverFrom>,
+    /// Unix seconds at which the subscription expires (it is not refreshed: the client then
+    /// gets the 2501 unsubscribe).
+    pub expire_at: Option<u64>,
+    pub overrides: SubscriptionOverrides,
+}
+
+/// The API's `channels`: every shard lists its channels with local subscribers.
+#[derive(Debug)]
+pub struct ChannelsQuery {
+    /// A glob the names must match (none: all).
+    pub pattern: Option<Box<str>>,
+    /// Only names after this one (the page's cursor).
+    pub after: Option<Box<str>>,
+    /// At most this many names, the first in byte order.
+    pub limit: usize,
+}
+
 /// The owner's answer to a command of a connection on another shard (or its own).
 #[derive(Debug)]
 pub enum ConnAnswer {
@@ -340,6 +406,25 @@ pub enum ShardMsg {
     PresenceAnswer {
         request: u64,
         result: Box<Result<PresenceAnswer, ErrorCode>>,
+    },
+    /// A server API action for the receiver's connections of a user.
+    UserAction {
+        action: Arc<UserAction>,
+        /// Who waits for every shard to have acted (none: nobody waits).
+        reply: Option<ReplyTo>,
+    },
+    /// The receiver handed a `UserAction` to its connections of the user.
+    UserActed {
+        request: u64,
+    },
+    /// Lists the receiver's channels with local subscribers.
+    Channels {
+        query: Arc<ChannelsQuery>,
+        reply: ReplyTo,
+    },
+    ChannelsAnswer {
+        request: u64,
+        channels: Vec<(Arc<str>, u32)>,
     },
 }
 

@@ -14,6 +14,7 @@ use super::permissions::{self, Asker, Denied, Feature, Source};
 use super::{check_channel, Granted, Session, State, Subscribed};
 use crate::auth::token::{SubscriptionGrant, TokenError};
 use crate::clock::{unix_secs, Millis};
+use crate::config::ChannelOptions;
 use crate::fanout::{
     PendingConnect, PendingSubscription, Phase, RecoveryAsk, StreamMode, SubscribeReply, TokenReply,
 };
@@ -21,11 +22,11 @@ use crate::limits::JSON_DEPTH_MAX;
 use crate::protocol::json::{decode, encode};
 use crate::protocol::{
     ClientId, Disconnect, ErrorCode, HistoryRequest, PublishRequest, Refusal, SubRefreshRequest,
-    SubscribePosition, SubscribeRequest, FLAG_REJECT_UNRECOVERED,
+    SubscribePosition, SubscribeRequest, SubscriptionOverrides, FLAG_REJECT_UNRECOVERED,
 };
-use crate::config::ChannelOptions;
 use crate::router::msg::{
-    ClientInfos, HistoryQuery, PresenceItem, PresenceJoin, PresenceKind, RecoverFrom,
+    ClientInfos, HistoryQuery, PresenceItem, PresenceJoin, PresenceKind, RecoverFrom, UserAction,
+    UserActionKind,
 };
 
 /// The unsubscribe push for a subscription whose token expired without a refresh: code and
@@ -158,6 +159,26 @@ impl Session {
                 return Ok(());
             }
         };
+        let personal = &self
+            .shard()
+            .config
+            .client
+            .subscribe_to_user_personal_channel;
+        if personal.enabled && personal.single_connection && !user.is_empty() {
+            // One connection per user: the user's others close with 3504, wherever they are
+            // (Centrifugo finds them through the personal channel's presence; the registry
+            // of every shard knows them without it).
+            self.shard().tell_user_action(UserAction {
+                user: user.as_str().into(),
+                client: None,
+                session: None,
+                kind: UserActionKind::Disconnect {
+                    code: Disconnect::ConnectionLimit.code(),
+                    reason: Disconnect::ConnectionLimit.reason().into(),
+                    whitelist: vec![self.client.to_string().into()],
+                },
+            });
+        }
         self.user = Rc::from(user);
         self.conn_info = info.map(String::into_boxed_str);
         self.state = State::Connected;
@@ -165,7 +186,7 @@ impl Session {
         self.out.liveness.phase.set(Phase::Connected);
         // Its deadlines are pings and the token's expiry now, no longer the stale close.
         self.shard().watch_deadlines(&self.out);
-        self.shard().add_user(&self.user);
+        self.shard().add_user(&self.user, self.out.id);
         // The server-side subscriptions the connection gets: each once, within the channel
         // limit. The reply lists exactly these.
         let limit = self.shard().config.client.channel_limit;
@@ -196,7 +217,7 @@ impl Session {
                 .config
                 .channel_options(&channel)
                 .unwrap_or_default();
-            permissions::apply_overrides(&mut options, &grant);
+            permissions::apply_overrides(&mut options, &grant.overrides);
             let history = options.history();
             let mode = match (
                 history && options.force_recovery,
@@ -254,7 +275,7 @@ impl Session {
 
     /// Records the token expiry (the caller then has the shard watch the new deadline);
     /// returns the ttl in seconds to report, if the token expires.
-    fn set_expiry(&mut self, expires_at: Option<u64>) -> Option<u32> {
+    pub(super) fn set_expiry(&mut self, expires_at: Option<u64>) -> Option<u32> {
         let at = expires_at?;
         let ttl = at.saturating_sub(unix_secs());
         self.out
@@ -395,9 +416,7 @@ impl Session {
         // The reply is queued by the hub when the subscriber joins, possibly right now:
         // replies of earlier commands go out first.
         self.flush_replies();
-        let presence = grant
-            .as_ref()
-            .and_then(|g| presence_override(g, &options));
+        let presence = grant.as_ref().and_then(|g| presence_override(g, &options));
         let info = grant.and_then(|g| g.info);
         let push_join_leave = options.force_push_join_leave
             || (req.join_leave
@@ -432,7 +451,7 @@ impl Session {
 
     /// Sets the connection's subscription deadline to the earliest token expiry among its
     /// subscriptions, and has the shard watch it.
-    fn watch_subscription_expiry(&mut self) {
+    pub(super) fn watch_subscription_expiry(&mut self) {
         let next = self
             .channels
             .iter()
@@ -559,7 +578,7 @@ impl Session {
 
     /// The presence entry a new subscription sends its owner once it joined, when its
     /// options have presence or join/leave on.
-    fn presence_join(
+    pub(super) fn presence_join(
         &self,
         channel: &str,
         options: &ChannelOptions,
@@ -688,6 +707,14 @@ impl Session {
 
 /// Whether a subscription has a presence entry, when a token's overrides decided it.
 fn presence_override(grant: &SubscriptionGrant, options: &ChannelOptions) -> Option<bool> {
-    let o = &grant.overrides;
-    (o.presence.is_some() || o.join_leave.is_some()).then_some(options.presence || options.join_leave)
+    presence_overridden(&grant.overrides, options)
+}
+
+/// Whether a subscription has a presence entry, when `o` decided it.
+pub(super) fn presence_overridden(
+    o: &SubscriptionOverrides,
+    options: &ChannelOptions,
+) -> Option<bool> {
+    (o.presence.is_some() || o.join_leave.is_some())
+        .then_some(options.presence || options.join_leave)
 }

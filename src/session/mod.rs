@@ -10,6 +10,7 @@
 //! replies encoded in JSON, the one codec the session speaks so far.
 
 mod commands;
+mod directives;
 pub mod permissions;
 
 use std::cell::{RefCell, RefMut};
@@ -242,7 +243,8 @@ impl Session {
     /// Ends subscription `sub` on the shard.
     fn leave(&self, sub: &Subscribed) {
         let presence = self.presence_of(sub);
-        self.shard().unsubscribe(&sub.channel, self.out.id, presence);
+        self.shard()
+            .unsubscribe(&sub.channel, self.out.id, presence);
     }
 
     /// Leaves every channel and the user count; call once when the connection ends.
@@ -251,7 +253,7 @@ impl Session {
             self.leave(&sub);
         }
         if self.state == State::Connected {
-            self.shard().remove_user(&self.user);
+            self.shard().remove_user(&self.user, self.out.id);
         }
     }
 }

@@ -24,7 +24,7 @@ use regex::Regex;
 use crate::auth::token::{SubscriptionGrant, TokenError};
 use crate::auth::Verifier;
 use crate::config::{ChannelOptions, Config, NamespaceId};
-use crate::protocol::{ClientId, Disconnect, ErrorCode, Refusal};
+use crate::protocol::{ClientId, Disconnect, ErrorCode, Refusal, SubscriptionOverrides};
 
 /// A refused command: the reply error or the disconnect, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +178,7 @@ impl Access {
                     Refusal::TokenMismatch,
                 ));
             }
-            apply_overrides(&mut options, &claims.grant);
+            apply_overrides(&mut options, &claims.grant.overrides);
             Source::Token {
                 grant: claims.grant,
                 expires_at: claims.expires_at,
@@ -295,8 +295,7 @@ pub fn server_side_subscribe(access: &Access, config: &Config, channel: &str) ->
 }
 
 /// The options a token overrides.
-pub fn apply_overrides(options: &mut ChannelOptions, grant: &SubscriptionGrant) {
-    let o = &grant.overrides;
+pub fn apply_overrides(options: &mut ChannelOptions, o: &SubscriptionOverrides) {
     let set = |field: &mut bool, value: Option<bool>| {
         if let Some(v) = value {
             *field = v;

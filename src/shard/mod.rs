@@ -12,6 +12,7 @@
 //! and before a call that may come back into the shard (`to_shard` to itself).
 
 mod ask;
+mod channels;
 mod deadlines;
 mod durability;
 mod history;
@@ -25,10 +26,12 @@ mod route;
 mod stats;
 mod subscribe;
 mod ticker;
+mod users;
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -41,7 +44,7 @@ use crate::limits::{HTTP_BODY_READ_BYTES, PARTITIONS};
 use crate::metrics::counters::ShardStats;
 use crate::protocol::json::encode;
 use crate::protocol::{Codec, ErrorCode, Refusal};
-use crate::router::msg::{ConnAnswer, HistoryPage, PresenceAnswer, Published};
+use crate::router::msg::{ConnAnswer, HistoryPage, PresenceAnswer, Published, UserAction};
 use crate::router::{Outbox, ShardMsg};
 
 use ask::Asks;
@@ -50,10 +53,12 @@ use pending_logs::PendingLogs;
 use publish::Held;
 use ticker::Timeouts;
 
+pub use channels::{ChannelsAsk, ChannelsPage};
 pub use history::{HistoryAsk, RemoveAsk};
 pub use presence::{client_info, PresenceAsk};
 pub use publish::PublishSent;
 pub use stats::StatsAsk;
+pub use users::UserAsk;
 
 /// Where a message handed to `Shard::handle` comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +87,10 @@ pub struct Shard {
     removals: Asks<Result<(), ErrorCode>>,
     stats: Asks<(usize, ShardStats)>,
     presences: Asks<Result<PresenceAnswer, ErrorCode>>,
+    user_acts: Asks<()>,
+    channel_lists: Asks<Vec<(Arc<str>, u32)>>,
+    /// Server API actions waiting for their connections (`users`), by connection id.
+    directives: RefCell<HashMap<u64, Vec<Arc<UserAction>>>>,
     /// Presence joins not recorded: their channel was full (`PRESENCE_CHANNEL_ENTRIES_MAX`).
     presence_full: Cell<u64>,
     /// Publications waiting for a sync (`history_fsync = always`), oldest first.
@@ -159,6 +168,9 @@ impl Shard {
             removals: Asks::default(),
             stats: Asks::default(),
             presences: Asks::default(),
+            user_acts: Asks::default(),
+            channel_lists: Asks::default(),
+            directives: RefCell::default(),
             presence_full: Cell::new(0),
             held: RefCell::new(VecDeque::new()),
             idempotent: RefCell::default(),
@@ -208,14 +220,17 @@ impl Shard {
 
     pub fn unregister_connection(&self, id: u64) {
         self.registry.borrow_mut().unregister(id);
+        // Actions that came while it closed.
+        self.directives.borrow_mut().remove(&id);
     }
 
-    pub fn add_user(&self, user: &Rc<str>) {
-        self.registry.borrow_mut().add_user(user);
+    /// Connection `conn` connected as `user`.
+    pub fn add_user(&self, user: &Rc<str>, conn: u64) {
+        self.registry.borrow_mut().add_user(user, conn);
     }
 
-    pub fn remove_user(&self, user: &str) {
-        self.registry.borrow_mut().remove_user(user);
+    pub fn remove_user(&self, user: &str, conn: u64) {
+        self.registry.borrow_mut().remove_user(user, conn);
     }
 
     /// True if connection `conn` is subscribed to `channel` (or waiting to be).
@@ -289,8 +304,12 @@ impl Shard {
                     .deliver_join_leave(&event, origin == Origin::Local);
             }
             ShardMsg::Presence(job) => self.run_presence(*job),
-            ShardMsg::PresenceAnswer { request, result } => {
-                self.presences.answer(request, *result)
+            ShardMsg::PresenceAnswer { request, result } => self.presences.answer(request, *result),
+            ShardMsg::UserAction { action, reply } => self.run_user_action(action, reply),
+            ShardMsg::UserActed { request } => self.user_acts.answer(request, ()),
+            ShardMsg::Channels { query, reply } => self.run_channels(&query, reply),
+            ShardMsg::ChannelsAnswer { request, channels } => {
+                self.channel_lists.answer(request, channels)
             }
         }
     }
@@ -326,12 +345,7 @@ impl Shard {
                 )
             }
             ConnAnswer::Presence(Ok(PresenceAnswer::Stats(stats))) => {
-                encode::presence_stats_reply(
-                    &mut line,
-                    command,
-                    stats.num_clients,
-                    stats.num_users,
-                )
+                encode::presence_stats_reply(&mut line, command, stats.num_clients, stats.num_users)
             }
             ConnAnswer::History(Err(code))
             | ConnAnswer::Publish(Err(code))

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::Shard;
 use crate::fanout::{PendingSubscription, SubscribeStep};
-use crate::router::msg::{RecoverFrom, SubscribeAnswer, SubscribeJob};
 use crate::protocol::ClientId;
+use crate::router::msg::{RecoverFrom, SubscribeAnswer, SubscribeJob};
 use crate::router::ShardMsg;
 
 impl Shard {

@@ -135,6 +135,16 @@ pub fn refresh_reply(out: &mut Vec<u8>, id: u32, client: &str, version: &str, tt
     out.extend_from_slice(b"}}");
 }
 
+/// The refresh push of a connection the server API refreshed:
+/// `{"push":{"refresh":{"expires":true,"ttl":T}}}` (`{}` without expiry).
+pub fn refresh_push(out: &mut Vec<u8>, ttl: Option<u32>) {
+    out.extend_from_slice(b"{\"push\":{\"refresh\":{");
+    if let Some(ttl) = ttl {
+        let _ = write!(ByteSink(out), "\"expires\":true,\"ttl\":{}", ttl.max(1));
+    }
+    out.extend_from_slice(b"}}}");
+}
+
 /// The publication push `{"push":{"channel":C,"pub":{"data":D,"info":I,"offset":N,"tags":T}}}`.
 pub fn publication_push(out: &mut Vec<u8>, channel: &str, publication: &Publication) {
     out.extend_from_slice(b"{\"push\":{\"channel\":");

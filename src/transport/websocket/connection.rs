@@ -9,6 +9,7 @@
 //! Owns the socket and the connection's partial input and output; reaches the shard through
 //! the session and `Outbound`.
 
+use std::borrow::Cow;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -22,21 +23,21 @@ use nix::errno::Errno;
 use nix::sys::socket::{recv, send, MsgFlags};
 
 use crate::clock::Millis;
-use crate::fanout::Outbound;
+use crate::fanout::{Chores, Outbound};
 use crate::framing::websocket::{self, FrameReader, Incoming};
 use crate::limits::{
     REACTOR_READ_ROUND_BYTES_MAX, WEBSOCKET_CLOSE_LINGER_MS, WEBSOCKET_LINGER_READ_BYTES,
     WEBSOCKET_WRITE_BATCH_BYTES_MAX,
 };
-use crate::protocol::Disconnect;
+use crate::protocol::{CustomDisconnect, Disconnect};
 use crate::session::Session;
 use crate::shard::Shard;
 
 /// How a WebSocket connection ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
     /// We close with this code and reason; after what is queued when `Flush::Queued`.
-    Close(u16, &'static str, Flush),
+    Close(u16, Cow<'static, str>, Flush),
     /// The peer sent a close frame (with this code) or vanished.
     PeerClosed(Option<u16>),
 }
@@ -50,7 +51,12 @@ impl End {
         } else {
             Flush::Queued
         };
-        End::Close(d.code(), d.reason(), flush)
+        End::Close(d.code(), Cow::Borrowed(d.reason()), flush)
+    }
+
+    /// The end the server API asked for: after what is queued.
+    pub fn custom(d: CustomDisconnect) -> End {
+        End::Close(d.code, Cow::Owned(d.reason.into()), Flush::Queued)
     }
 }
 
@@ -170,8 +176,11 @@ impl Connection {
         if self.input_state == Input::Pending && !shard.hold_intake(self.session.out()) {
             served = self.read(shard, read_buffer)?;
         }
-        if self.session.out().take_expired_subscriptions() {
+        if self.session.out().take_chore(Chores::EXPIRED_SUBSCRIPTIONS) {
             self.session.expire_subscriptions();
+        }
+        if self.session.out().take_chore(Chores::DIRECTIVES) {
+            self.session.apply_directives().map_err(End::custom)?;
         }
         if let Some(d) = self.session.out().pending_disconnect() {
             return Err(End::disconnect(d));
@@ -236,7 +245,11 @@ impl Connection {
                 Ok(Some(Incoming::Close(code))) => return Err(End::PeerClosed(code)),
                 Ok(None) => break,
                 Err(violation) => {
-                    return Err(End::Close(violation.code, violation.reason, Flush::Drop))
+                    return Err(End::Close(
+                        violation.code,
+                        Cow::Borrowed(violation.reason),
+                        Flush::Drop,
+                    ))
                 }
             }
         }
@@ -340,7 +353,7 @@ pub async fn finish(closing: Closing, end: End, write_timeout: Option<Duration>)
             let linger = Duration::from_millis(WEBSOCKET_CLOSE_LINGER_MS);
             let _ = stream.set_write_timeout(Some(linger));
             if stream
-                .write_all(&websocket::close_frame(code, reason))
+                .write_all(&websocket::close_frame(code, &reason))
                 .await
                 .is_ok()
             {
