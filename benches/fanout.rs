@@ -104,7 +104,7 @@ fn follower(mut links: BoundLinks<Msg>, count: usize, cpu: usize) {
     loop {
         match recv_one(&mut links, &mut inbox) {
             Msg::Deliver(delivery) => {
-                let delivered = hub.deliver_remote(&delivery);
+                let delivered = hub.deliver_remote(&delivery, None);
                 debug_assert_eq!(delivered, count);
             }
             Msg::Drain => drain(&conns),
@@ -160,13 +160,13 @@ fn run(total: usize, shards: usize, rounds: usize, cpus: &[usize]) -> f64 {
         // What the owner's shard does: encode the frame once, send it to every shard.
         let interested = outcome.shards;
         let channel = outcome.channel.expect("the channel has subscribers");
-        let delivery = Arc::new(frames::delivery(channel, outcome.publication));
+        let delivery = Arc::new(frames::delivery(channel, outcome.publication, None));
         for shard in interested.iter().filter(|&s| s != 0) {
             links
                 .send(shard, Msg::Deliver(delivery.clone()))
                 .expect("room");
         }
-        hub.deliver(&delivery);
+        hub.deliver(&delivery, None);
         for _ in 1..shards {
             assert!(matches!(recv_one(&mut links, &mut inbox), Msg::Done));
         }

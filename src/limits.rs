@@ -201,6 +201,8 @@ pub const OPEN_FILES_RESERVED: u64 = 256;
 
 // ---- Relations ----
 
+// A client id holds its shard in 14 bits (`ClientId::for_connection`).
+const _: () = assert!(SHARDS_MAX <= 1 << 14);
 // A ShardSet must name every shard a mesh can have.
 const _: () = assert!(SHARD_SET_WORDS * SHARD_SET_WORD_BITS >= SHARDS_MAX);
 // Partition p is owned by shard p mod N: with more shards than partitions some shards would

@@ -273,3 +273,76 @@ fn a_repeated_idempotency_key_publishes_once_and_answers_the_same_offset() {
     assert_eq!(responses[0]["result"]["offset"], 1, "i: k1's first result");
     assert_eq!(responses[1]["result"]["offset"], 1, "j: published");
 }
+
+#[test]
+fn exclude_client_leaves_the_publisher_out_of_live_delivery_only() {
+    let server = Server::start(&[
+        "channel.without_namespace.history_size=100",
+        "channel.without_namespace.history_ttl=60s",
+        "channel.without_namespace.allow_publish_for_subscriber=true",
+    ]);
+    let mut clients = common::clients_on_every_shard(&server, "x", 2);
+    for client in &mut clients {
+        client.subscribe("feed");
+    }
+    // Each client publishes its index; the publication's info carries its client id.
+    let n = clients.len();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let reply = client.command("publish", json!({"channel": "feed", "data": {"who": i}}));
+        assert!(reply.get("publish").is_some(), "{reply}");
+    }
+    let mut ids = vec![String::new(); n];
+    for client in &mut clients {
+        for _ in 0..n {
+            let value = loop {
+                let value = client.next_value().unwrap();
+                if value["push"].get("pub").is_some() {
+                    break value;
+                }
+            };
+            let publication = &value["push"]["pub"];
+            let who = publication["data"]["who"].as_u64().unwrap() as usize;
+            ids[who] = publication["info"]["client"].as_str().unwrap().to_owned();
+        }
+    }
+    let all: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(all.len(), n, "{all:?}");
+    // Each client, excluded in turn, misses only the publications that exclude it.
+    for excluded in &all {
+        let reply = server.api(
+            "publish",
+            &json!({"channel": "feed", "data": {"skip": excluded}, "exclude_client": excluded}),
+        );
+        assert!(reply["result"]["offset"].is_u64(), "{reply}");
+        let reply = server.api(
+            "broadcast",
+            &json!({"channels": ["feed"], "data": {"all": true}, "exclude_client": "" }),
+        );
+        assert!(reply.get("result").is_some(), "{reply}");
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let mut skips = std::collections::BTreeSet::new();
+        let mut alls = 0;
+        while alls < all.len() {
+            let (_, data, _) = client.publication();
+            if let Some(skip) = data.get("skip") {
+                skips.insert(skip.as_str().unwrap().to_owned());
+            } else {
+                alls += 1;
+            }
+        }
+        let mut expected = all.clone();
+        expected.remove(&ids[i]);
+        assert_eq!(skips, expected, "client {i} misses only its own exclusion");
+    }
+    // History keeps every publication.
+    let history = server.api("history", &json!({"channel": "feed", "limit": 100}));
+    let count = history["result"]["publications"].as_array().unwrap().len();
+    assert_eq!(count, clients.len() + 2 * all.len());
+    // A malformed client id is 107.
+    let reply = server.api(
+        "publish",
+        &json!({"channel": "feed", "data": {}, "exclude_client": "nope"}),
+    );
+    assert_eq!(reply["error"]["code"], 107, "{reply}");
+}

@@ -10,11 +10,10 @@ use serde_json::value::RawValue;
 
 use super::{ApiCommand, ApiReply, BatchReply, NodeInfo, PublishResult};
 use crate::protocol::json::encode::{self, ByteSink};
-use crate::protocol::SubscriptionOverrides;
-use crate::protocol::{ErrorCode, HistoryRequest};
+use crate::protocol::{ClientId, ErrorCode, HistoryRequest, SubscriptionOverrides};
 use crate::router::msg::{
-    HistoryPage, HistoryQuery, Position, PresenceKind, RecoverFrom, ServerSubscribe, UserAction,
-    UserActionKind,
+    Excluded, HistoryPage, HistoryQuery, Position, PresenceKind, PublishOptions, RecoverFrom,
+    ServerSubscribe, UserAction, UserActionKind,
 };
 use crate::router::ChannelNames;
 use crate::shard::{client_info, ChannelsPage};
@@ -48,6 +47,8 @@ struct PublishFields<'a> {
     /// A repeat within the window publishes nothing and answers the first result.
     #[serde(default)]
     idempotency_key: Option<String>,
+    #[serde(default)]
+    exclude_client: Option<String>,
 }
 
 /// Raw JSON without raw newlines; `null` counts as absent.
@@ -213,22 +214,45 @@ pub fn decode(method: &str, body: &[u8]) -> Result<ApiCommand, DecodeError> {
                 Some(b64) => from_b64(b64),
                 None => raw(f.data),
             };
-            let tags = raw(f.tags);
+            let method = if method == "publish" {
+                "publish"
+            } else {
+                "broadcast"
+            };
+            // Beyond Centrifugo: the client whose connection the live delivery leaves out
+            // (its id names the connection, see `ClientId::for_connection`).
+            let exclude = match f.exclude_client.as_deref().filter(|c| !c.is_empty()) {
+                None => None,
+                Some(text) => match ClientId::parse(text) {
+                    Some(client) => {
+                        let (shard, conn) = client.connection();
+                        Some(Excluded { shard, conn })
+                    }
+                    None => {
+                        return Ok(ApiCommand::Refused {
+                            method,
+                            code: ErrorCode::BadRequest,
+                        })
+                    }
+                },
+            };
+            let options = PublishOptions {
+                tags: raw(f.tags),
+                skip_history: f.skip_history,
+                idempotency_key: f.idempotency_key.filter(|k| !k.is_empty()).map(Into::into),
+                exclude,
+            };
             Ok(if method == "publish" {
                 ApiCommand::Publish {
                     channel: f.channel,
                     data,
-                    tags,
-                    skip_history: f.skip_history,
-                    idempotency_key: f.idempotency_key.filter(|k| !k.is_empty()),
+                    options,
                 }
             } else {
                 ApiCommand::Broadcast {
                     channels: f.channels.unwrap_or_default(),
                     data,
-                    tags,
-                    skip_history: f.skip_history,
-                    idempotency_key: f.idempotency_key.filter(|k| !k.is_empty()),
+                    options,
                 }
             })
         }

@@ -15,7 +15,7 @@ use crate::limits::{API_BATCH_COMMANDS_MAX, API_CHANNELS_PAGE_MAX};
 use crate::protocol::ErrorCode;
 use crate::router::msg::{
     ChannelsQuery, HistoryPage, HistoryQuery, Position, PresenceAnswer, PresenceItem, PresenceKind,
-    PresenceStats, UserAction, UserActionKind,
+    PresenceStats, PublishOptions, UserAction, UserActionKind,
 };
 use crate::router::ChannelNames;
 
@@ -32,16 +32,12 @@ pub enum ApiCommand {
     Publish {
         channel: String,
         data: Option<Bytes>,
-        tags: Option<Bytes>,
-        skip_history: bool,
-        idempotency_key: Option<String>,
+        options: PublishOptions,
     },
     Broadcast {
         channels: ChannelNames,
         data: Option<Bytes>,
-        tags: Option<Bytes>,
-        skip_history: bool,
-        idempotency_key: Option<String>,
+        options: PublishOptions,
     },
     History {
         channel: String,
@@ -191,34 +187,16 @@ pub fn start(shard: &Shard, command: ApiCommand) -> Started {
         ApiCommand::Publish {
             channel,
             data,
-            tags,
-            skip_history,
-            idempotency_key,
-        } => match publish::start_publish(
-            shard,
-            channel,
-            data,
-            tags,
-            skip_history,
-            idempotency_key.as_deref(),
-        ) {
+            options,
+        } => match publish::start_publish(shard, channel, data, options) {
             Ok(sent) => Started::Publish(sent),
             Err(code) => Started::Ready(ApiReply::Publish(Err(code))),
         },
         ApiCommand::Broadcast {
             channels,
             data,
-            tags,
-            skip_history,
-            idempotency_key,
-        } => match publish::start_broadcast(
-            shard,
-            channels,
-            data,
-            tags,
-            skip_history,
-            idempotency_key.as_deref(),
-        ) {
+            options,
+        } => match publish::start_broadcast(shard, channels, data, &options) {
             Ok((entries, sent)) => Started::Broadcast(entries, sent),
             Err(code) => Started::Ready(ApiReply::Broadcast(Err(code))),
         },

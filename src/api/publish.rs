@@ -8,6 +8,7 @@ use super::{check_channel, PublishResult};
 use crate::limits::JSON_DEPTH_MAX;
 use crate::protocol::json::decode;
 use crate::protocol::ErrorCode;
+use crate::router::msg::PublishOptions;
 use crate::router::ChannelNames;
 use crate::shard::{PublishSent, Shard};
 
@@ -28,13 +29,11 @@ pub fn start_publish(
     shard: &Shard,
     channel: String,
     data: Option<Bytes>,
-    tags: Option<Bytes>,
-    skip_history: bool,
-    idempotency_key: Option<&str>,
+    options: PublishOptions,
 ) -> Result<PublishSent, ErrorCode> {
     check_channel(shard, &channel)?;
-    let data = check_payload(data, &tags)?;
-    Ok(shard.send_publish_one(&channel, data, tags, skip_history, idempotency_key))
+    let data = check_payload(data, &options.tags)?;
+    Ok(shard.send_publish_one(&channel, data, options))
 }
 
 pub async fn finish_publish(shard: &Shard, sent: PublishSent) -> PublishResult {
@@ -51,14 +50,12 @@ pub fn start_broadcast(
     shard: &Shard,
     channels: ChannelNames,
     data: Option<Bytes>,
-    tags: Option<Bytes>,
-    skip_history: bool,
-    idempotency_key: Option<&str>,
+    options: &PublishOptions,
 ) -> Result<(Vec<PublishResult>, PublishSent), ErrorCode> {
     if channels.is_empty() {
         return Err(ErrorCode::BadRequest);
     }
-    let data = check_payload(data, &tags)?;
+    let data = check_payload(data, &options.tags)?;
     let mut entries: Vec<PublishResult> = vec![Err(ErrorCode::Internal); channels.len()];
     let keep = |index: u32, channel: &str| match check_channel(shard, channel) {
         Err(code) => {
@@ -67,7 +64,7 @@ pub fn start_broadcast(
         }
         Ok(()) => true,
     };
-    let sent = shard.send_publish(channels, keep, data, tags, skip_history, idempotency_key);
+    let sent = shard.send_publish(channels, keep, data, options);
     Ok((entries, sent))
 }
 

@@ -12,10 +12,14 @@ use bytes::Bytes;
 use crate::framing::{websocket, Framing};
 use crate::protocol::json::encode;
 use crate::protocol::{Codec, Publication};
-use crate::router::msg::Delivery;
+use crate::router::msg::{Delivery, Excluded};
 
 /// The delivery of `publication` on `channel`, its common frame encoded.
-pub fn delivery(channel: Arc<str>, publication: Publication) -> Delivery {
+pub fn delivery(
+    channel: Arc<str>,
+    publication: Publication,
+    exclude: Option<Excluded>,
+) -> Delivery {
     let mut json = Vec::with_capacity(64 + channel.len() + publication.data.len());
     encode::publication_push(&mut json, &channel, &publication);
     let mut frame = Vec::with_capacity(websocket::header_len(json.len()) + json.len());
@@ -25,6 +29,7 @@ pub fn delivery(channel: Arc<str>, publication: Publication) -> Delivery {
         channel,
         publication,
         frame: Bytes::from(frame),
+        exclude,
     }
 }
 
@@ -93,7 +98,7 @@ mod tests {
             info: None,
             tags: None,
         };
-        let d = delivery("a".into(), publication);
+        let d = delivery("a".into(), publication, None);
         assert_eq!(d.frame[0], 0x81);
         assert_eq!(
             &d.frame[2..],

@@ -323,27 +323,33 @@ impl Hub {
         })
     }
 
-    /// Hands a delivery encoded on this shard to every local subscriber of its channel;
-    /// returns how many took it.
+    /// Hands a delivery encoded on this shard to every local subscriber of its channel but
+    /// connection `skip` (the excluded client, when it is on this shard); returns how many
+    /// took it.
     #[inline]
-    pub fn deliver(&mut self, delivery: &Delivery) -> usize {
+    pub fn deliver(&mut self, delivery: &Delivery, skip: Option<u64>) -> usize {
         if !self.channels.contains_key(&*delivery.channel) {
             return 0;
         }
-        self.deliver_frames(delivery, &LocalFrames::local(delivery))
+        self.deliver_frames(delivery, &LocalFrames::local(delivery), skip)
     }
 
     /// `deliver` for a delivery another shard encoded (its frames copied core-locally first,
     /// see `LocalFrames::remote`).
-    pub fn deliver_remote(&mut self, delivery: &Delivery) -> usize {
+    pub fn deliver_remote(&mut self, delivery: &Delivery, skip: Option<u64>) -> usize {
         if !self.channels.contains_key(&*delivery.channel) {
             return 0;
         }
-        self.deliver_frames(delivery, &LocalFrames::remote(delivery))
+        self.deliver_frames(delivery, &LocalFrames::remote(delivery), skip)
     }
 
     #[inline]
-    fn deliver_frames(&mut self, delivery: &Delivery, frames: &LocalFrames) -> usize {
+    fn deliver_frames(
+        &mut self,
+        delivery: &Delivery,
+        frames: &LocalFrames,
+        skip: Option<u64>,
+    ) -> usize {
         let Some(local) = self.channels.get_mut(&*delivery.channel) else {
             return 0;
         };
@@ -356,6 +362,9 @@ impl Hub {
         }
         let mut delivered = 0;
         for conn in &local.subscribers {
+            if skip == Some(conn.id) {
+                continue;
+            }
             let frame = frames.get(conn.codec(), conn.framing());
             delivered += usize::from(conn.push(frame.clone()));
         }
@@ -428,6 +437,7 @@ mod tests {
                 tags: None,
             },
             frame: Bytes::from_static(frame),
+            exclude: None,
         }
     }
 
@@ -465,7 +475,7 @@ mod tests {
         assert_eq!(hub.subscribe("c", sub(&b, 8)), SubscribeStep::Done);
         assert!(hub.is_member("c", 2));
         // Deliveries before the answer belong to the stream before the subscribers joined.
-        assert_eq!(hub.deliver(&delivery(0, b"old")), 0);
+        assert_eq!(hub.deliver(&delivery(0, b"old"), None), 0);
         assert!(!a.has_output());
         assert_eq!(registered(&mut hub, "c", 1, 5), None);
         assert_eq!(
@@ -476,7 +486,7 @@ mod tests {
             text(b.pop()),
             r#"{"id":8,"subscribe":{"positioned":true,"epoch":"ep","offset":5}}"#
         );
-        assert_eq!(hub.deliver(&delivery(6, b"new")), 2);
+        assert_eq!(hub.deliver(&delivery(6, b"new"), None), 2);
         assert_eq!(hub.subscription_count(), 2);
         // A later subscriber joins at once with the position of the last delivery.
         let c = conn(3, 1 << 20);
@@ -584,7 +594,7 @@ mod tests {
         assert!(text(r.pop()).contains(r#""code":100"#));
         hub.subscribed(answer(3, true, top(4)));
         assert!(text(b.pop()).contains(r#""offset":4"#));
-        assert_eq!(hub.deliver(&delivery(5, b"x")), 1);
+        assert_eq!(hub.deliver(&delivery(5, b"x"), None), 1);
     }
 
     #[test]
@@ -642,7 +652,7 @@ mod tests {
         registered(&mut hub, "c", 1, 0);
         let frame = delivery(0, &[b'x'; 40]);
         for _ in 0..3 {
-            hub.deliver(&frame);
+            hub.deliver(&frame, None);
         }
         assert_eq!(
             slow.pending_disconnect(),
@@ -650,10 +660,10 @@ mod tests {
         );
         assert_eq!(slow.queued_bytes(), 80, "nothing past the limit was queued");
         assert_eq!(fast.queued_bytes(), 120);
-        assert_eq!(hub.deliver(&frame), 1, "the slow one takes no more");
+        assert_eq!(hub.deliver(&frame, None), 1, "the slow one takes no more");
         assert!(!hub.unsubscribe("c", 2).last);
         assert!(hub.unsubscribe("c", 1).last, "last local subscriber");
         assert_eq!(hub.subscription_count(), 0);
-        assert_eq!(hub.deliver(&frame), 0);
+        assert_eq!(hub.deliver(&frame, None), 0);
     }
 }

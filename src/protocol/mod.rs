@@ -223,6 +223,27 @@ impl ClientId {
         crate::rand::uuid_v4().map(ClientId)
     }
 
+    /// The client id of connection `conn` of shard `shard`: a version-4 UUID whose last 62
+    /// bits say where the connection is (shard: 14 bits after the variant, connection: 48
+    /// bits), the rest random (60 bits). So a client id finds its connection without a
+    /// table (the API's `exclude_client`); connection ids are never reused.
+    pub fn for_connection(shard: usize, conn: u64) -> Result<ClientId, crate::rand::RandomError> {
+        debug_assert!(shard < 1 << 14 && conn < 1 << 48);
+        let mut bytes = crate::rand::uuid_v4()?;
+        bytes[8] = 0x80 | ((shard >> 8) as u8 & 0x3f);
+        bytes[9] = shard as u8;
+        bytes[10..].copy_from_slice(&conn.to_be_bytes()[2..]);
+        Ok(ClientId(bytes))
+    }
+
+    /// Where the connection of a `for_connection` id is: (shard, connection id).
+    pub fn connection(&self) -> (usize, u64) {
+        let shard = (usize::from(self.0[8] & 0x3f) << 8) | usize::from(self.0[9]);
+        let mut conn = [0u8; 8];
+        conn[2..].copy_from_slice(&self.0[10..]);
+        (shard, u64::from_be_bytes(conn))
+    }
+
     pub const fn from_bytes(bytes: [u8; 16]) -> ClientId {
         ClientId(bytes)
     }
@@ -275,6 +296,25 @@ mod tests {
         assert_eq!(ClientId::parse(&id.to_string().to_uppercase()), Some(id));
         assert_eq!(ClientId::parse("not-an-id"), None);
         assert_eq!(ClientId::parse(&id.to_string().replace('-', "x")), None);
+    }
+
+    #[test]
+    fn client_ids_name_their_connection() {
+        let id = ClientId::for_connection(5, 0x1234_5678_9abc).unwrap();
+        assert_eq!(id.connection(), (5, 0x1234_5678_9abc));
+        let text = id.to_string();
+        assert_eq!(&text[14..15], "4", "version 4: {text}");
+        assert!(
+            matches!(&text[19..20], "8" | "9" | "a" | "b"),
+            "variant: {text}"
+        );
+        let max = ClientId::for_connection((1 << 14) - 1, (1 << 48) - 1).unwrap();
+        assert_eq!(max.connection(), ((1 << 14) - 1, (1 << 48) - 1));
+        assert_ne!(
+            ClientId::for_connection(5, 1).unwrap(),
+            ClientId::for_connection(5, 1).unwrap(),
+            "random otherwise"
+        );
     }
 
     #[test]

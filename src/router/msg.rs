@@ -84,6 +84,14 @@ pub struct PublishJob {
     pub data: Bytes,
     /// ClientInfo of a client-side publisher, raw JSON.
     pub info: Option<Bytes>,
+    pub options: PublishOptions,
+    /// Who waits for the outcome.
+    pub reply: PublishReply,
+}
+
+/// What an API publication may ask beyond its data (a client's asks none of it).
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
     /// Tags map, raw JSON.
     pub tags: Option<Bytes>,
     /// Publish without storing in history and without an offset (API `skip_history`).
@@ -91,8 +99,8 @@ pub struct PublishJob {
     /// An API publication's `idempotency_key`: a repeat within the owner's window publishes
     /// nothing and answers the first result.
     pub idempotency_key: Option<Box<str>>,
-    /// Who waits for the outcome.
-    pub reply: PublishReply,
+    /// A connection its live delivery leaves out (`exclude_client`).
+    pub exclude: Option<Excluded>,
 }
 
 /// Who waits for a publish job's outcome.
@@ -197,6 +205,16 @@ pub struct Delivery {
     pub channel: Arc<str>,
     pub publication: Publication,
     pub frame: Bytes,
+    /// A connection left out (the API's `exclude_client`).
+    pub exclude: Option<Excluded>,
+}
+
+/// A connection a publication's live delivery leaves out (the API's `exclude_client`; its
+/// history record is unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Excluded {
+    pub shard: usize,
+    pub conn: u64,
 }
 
 /// What a presence entry tells beyond the client's id and user: the connection token's

@@ -150,7 +150,7 @@ impl Session {
         }) {
             return self.refuse_connect(id, ErrorCode::BadRequest, Refusal::BadChannel);
         }
-        self.client = match ClientId::random() {
+        self.client = match ClientId::for_connection(self.shard().id, self.out.id) {
             Ok(client) => client,
             Err(e) => {
                 eprintln!("ringcast: connect: {e}");

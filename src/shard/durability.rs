@@ -78,7 +78,7 @@ impl Shard {
                                 continue;
                             };
                             let shards = self.engine.borrow_mut().release(channel, offset);
-                            self.fan_out(outcome, shards);
+                            self.fan_out(outcome, shards, held.exclude);
                         }
                         self.send_published(held.reply, held.answers);
                     }

@@ -252,10 +252,14 @@ impl Shard {
             }
             ShardMsg::Publish(job) => self.run_publish(*job),
             ShardMsg::Deliver(delivery) => {
+                let skip = delivery
+                    .exclude
+                    .filter(|e| e.shard == self.id)
+                    .map(|e| e.conn);
                 let mut hub = self.hub.borrow_mut();
                 match origin {
-                    Origin::Local => hub.deliver(&delivery),
-                    Origin::Ring => hub.deliver_remote(&delivery),
+                    Origin::Local => hub.deliver(&delivery, skip),
+                    Origin::Ring => hub.deliver_remote(&delivery, skip),
                 };
             }
             ShardMsg::History(job) => self.run_history(*job),

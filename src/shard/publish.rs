@@ -15,7 +15,8 @@ use crate::engine::{Outcome, PublishInput, Release, ShardSet};
 use crate::fanout::frames;
 use crate::limits::HELD_BATCHES_HIGH;
 use crate::router::msg::{
-    ConnAnswer, ConnRef, Position, PublishJob, PublishReply, Published, ReplyTo,
+    ConnAnswer, ConnRef, Excluded, Position, PublishJob, PublishOptions, PublishReply, Published,
+    ReplyTo,
 };
 use crate::router::{ChannelList, ChannelNames, ShardMsg};
 
@@ -31,6 +32,7 @@ pub(super) struct Held {
     pub outcomes: Vec<Outcome>,
     pub answers: Vec<Published>,
     pub reply: PublishReply,
+    pub exclude: Option<Excluded>,
 }
 
 impl Shard {
@@ -48,9 +50,7 @@ impl Shard {
             channels: ChannelList::one(channel),
             data,
             info,
-            tags: None,
-            skip_history: false,
-            idempotency_key: None,
+            options: PublishOptions::default(),
             reply: PublishReply::Conn(ConnRef {
                 shard: self.id,
                 conn,
@@ -68,9 +68,7 @@ impl Shard {
         channels: ChannelNames,
         mut keep: impl FnMut(u32, &str) -> bool,
         data: Bytes,
-        tags: Option<Bytes>,
-        skip_history: bool,
-        idempotency_key: Option<&str>,
+        options: &PublishOptions,
     ) -> PublishSent {
         let mut by_owner: Vec<Option<ChannelList>> = channels
             .split(self.count, |index, channel| {
@@ -88,14 +86,7 @@ impl Shard {
             let Some(channels) = by_owner[owner].take() else {
                 continue;
             };
-            let job = self.api_job(
-                channels,
-                data.clone(),
-                tags.clone(),
-                skip_history,
-                idempotency_key,
-                ask.id,
-            );
+            let job = self.api_job(channels, data.clone(), options.clone(), ask.id);
             self.to_shard(owner, ShardMsg::Publish(Box::new(job)));
         }
         PublishSent { ask, owners }
@@ -106,19 +97,10 @@ impl Shard {
         &self,
         channel: &str,
         data: Bytes,
-        tags: Option<Bytes>,
-        skip_history: bool,
-        idempotency_key: Option<&str>,
+        options: PublishOptions,
     ) -> PublishSent {
         let ask = self.published.open(1);
-        let job = self.api_job(
-            ChannelList::one(channel),
-            data,
-            tags,
-            skip_history,
-            idempotency_key,
-            ask.id,
-        );
+        let job = self.api_job(ChannelList::one(channel), data, options, ask.id);
         self.to_owner(channel, ShardMsg::Publish(Box::new(job)));
         PublishSent { ask, owners: 1 }
     }
@@ -128,18 +110,14 @@ impl Shard {
         &self,
         channels: ChannelList,
         data: Bytes,
-        tags: Option<Bytes>,
-        skip_history: bool,
-        idempotency_key: Option<&str>,
+        options: PublishOptions,
         request: u64,
     ) -> PublishJob {
         PublishJob {
             channels,
             data,
             info: None,
-            tags,
-            skip_history,
-            idempotency_key: idempotency_key.map(Box::from),
+            options,
             reply: PublishReply::Api(ReplyTo {
                 shard: self.id,
                 request,
@@ -172,7 +150,7 @@ impl Shard {
             if self.hooks.panic_channel.as_deref() == Some(channel) {
                 panic!("RINGCAST_TEST_PANIC_CHANNEL: publishing to {channel:?}");
             }
-            let key = job.idempotency_key.as_deref();
+            let key = job.options.idempotency_key.as_deref();
             if let Some(first) =
                 key.and_then(|key| self.idempotent.borrow_mut().get(channel, key, time_ms))
             {
@@ -186,8 +164,8 @@ impl Shard {
             let input = PublishInput {
                 data: &job.data,
                 info: job.info.as_ref(),
-                tags: job.tags.as_ref(),
-                skip_history: job.skip_history,
+                tags: job.options.tags.as_ref(),
+                skip_history: job.options.skip_history,
                 time_ms,
             };
             let result = self.engine.borrow_mut().publish(channel, input);
@@ -215,7 +193,7 @@ impl Shard {
         self.engine.borrow_mut().land();
         for outcome in ready {
             let shards = outcome.shards;
-            self.fan_out(outcome, shards);
+            self.fan_out(outcome, shards, job.options.exclude);
         }
         if held.is_empty() {
             self.send_published(job.reply, answers);
@@ -226,6 +204,7 @@ impl Shard {
             outcomes: held,
             answers,
             reply: job.reply,
+            exclude: job.options.exclude,
         });
         if queue.len() > HELD_BATCHES_HIGH {
             // A slow disk: hold the node's intake until the syncer catches up.
@@ -264,7 +243,7 @@ impl Shard {
     }
 
     /// Encodes one publication's frame once and sends it to `shards`.
-    pub(super) fn fan_out(&self, outcome: Outcome, shards: ShardSet) {
+    pub(super) fn fan_out(&self, outcome: Outcome, shards: ShardSet, exclude: Option<Excluded>) {
         if shards.is_empty() {
             return;
         }
@@ -272,7 +251,7 @@ impl Shard {
             debug_assert!(false, "an outcome with subscribers carries its channel");
             return;
         };
-        let delivery = Arc::new(frames::delivery(channel, outcome.publication));
+        let delivery = Arc::new(frames::delivery(channel, outcome.publication, exclude));
         for shard in shards.iter() {
             self.to_shard(shard, ShardMsg::Deliver(delivery.clone()));
         }
