@@ -314,3 +314,82 @@ fn one_connection_per_user_closes_the_older_one() {
     let reply = other.command("publish", json!({"channel": "x", "data": {}}));
     assert!(reply.get("error").is_some(), "still open: {reply}");
 }
+
+/// (user, status) pairs.
+type Events = [(String, String)];
+
+/// The `status:users` events in history, as (user, status), oldest first.
+fn status_events(server: &Server) -> Vec<(String, String)> {
+    let history = server.api("history", &json!({"channel": "status:users", "limit": 100}));
+    history["result"]["publications"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{history}"))
+        .iter()
+        .map(|p| {
+            let data = &p["data"];
+            (
+                data["user"].as_str().unwrap().to_owned(),
+                data["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn online_and_offline_events_are_debounced_and_users_count_once() {
+    let server = Server::start(&[
+        r#"channel.namespaces=[{"name":"status","history_size":100,"history_ttl":"300s"}]"#,
+        "user_status.channel=status:users",
+        "user_status.debounce=400ms",
+    ]);
+    let wait_for = |what: &str, check: &dyn Fn(&Events) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = status_events(&server);
+            if check(&events) {
+                return events;
+            }
+            assert!(Instant::now() < deadline, "{what}: {events:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let event = |user: &str, status: &str| (user.to_owned(), status.to_owned());
+    // Alice on every shard: online once, counted once.
+    let alice = user_on_every_shard(&server, "alice");
+    let (bob, _) = Client::connect(&server, "bob");
+    wait_for("both online", &|e| e.len() == 2);
+    let info = server.api("info", &json!({}));
+    assert_eq!(info["result"]["nodes"][0]["num_users"], 2, "{info}");
+    assert_eq!(server.metric("users"), 2);
+
+    // Bob reconnects within the debounce: no event at all.
+    drop(bob);
+    let (_bob, _) = Client::connect(&server, "bob");
+    // Alice closes all her connections: offline after the debounce, once.
+    drop(alice);
+    // A sentinel counted by bob's shard comes and goes after him: once its offline is in
+    // the channel, an offline of bob's (due earlier, on the same shard's queue, published
+    // over the same ring) would be there before it.
+    let shards = server.shard_metric("connections").len();
+    let bobs_owner = ringcast::router::owner_of("bob", shards);
+    let sentinel = (0..)
+        .map(|i| format!("sentinel{i}"))
+        .find(|name| ringcast::router::owner_of(name, shards) == bobs_owner)
+        .unwrap();
+    drop(Client::connect(&server, &sentinel));
+    let events = wait_for("alice and the sentinel offline", &|e| {
+        e.contains(&event("alice", "offline")) && e.contains(&event(&sentinel, "offline"))
+    });
+    let mut events: Vec<_> = events.into_iter().filter(|(u, _)| *u != sentinel).collect();
+    events[..2].sort();
+    assert_eq!(
+        events,
+        vec![
+            event("alice", "online"),
+            event("bob", "online"),
+            event("alice", "offline")
+        ],
+        "bob's reconnect within the debounce made no event"
+    );
+    assert_eq!(server.metric("users"), 1);
+}

@@ -622,10 +622,11 @@ fn put_info(out: &mut Vec<u8>, info: &NodeInfo) {
     let _ = write!(
         ByteSink(out),
         ",\"version\":\"{}\",\"num_clients\":{},\"num_users\":{},\"num_channels\":{},\"uptime\":{},\"num_subs\":{}",
-        info.version, s.connections, s.users, s.channels, info.uptime_seconds, s.subscriptions,
+        info.version, s.connections, s.online_users, s.channels, info.uptime_seconds, s.subscriptions,
     );
     // Beyond Centrifugo: each shard's share (clients and subscriptions of its connections,
-    // channels it owns; a user with connections on two shards counts on both).
+    // channels it owns; a user with connections on two shards counts on both; the node's
+    // `num_users` counts each user once).
     out.extend_from_slice(b",\"shards\":[");
     for (id, s) in info.shards.iter().enumerate() {
         if id > 0 {

@@ -46,6 +46,30 @@ pub struct Config {
     pub shards: Shards,
     /// ringcast: where and how channel history is stored.
     pub history_storage: HistoryStorage,
+    /// ringcast: online/offline events per user.
+    pub user_status: UserStatus,
+}
+
+/// ringcast (beyond Centrifugo): each user's online/offline transitions on this node,
+/// published to a channel the backend subscribes to or reads through history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UserStatus {
+    /// The channel the events go to (empty: no events). Its namespace must exist; give it
+    /// history to read missed events back.
+    pub channel: String,
+    /// A user goes offline this long after their last connection closed, unless one opens
+    /// again meanwhile (then there is no event at all). 0: at once.
+    pub debounce: GoDuration,
+}
+
+impl Default for UserStatus {
+    fn default() -> Self {
+        UserStatus {
+            channel: String::new(),
+            debounce: GoDuration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -345,6 +369,7 @@ impl Default for Config {
             node: Node::default(),
             shards: Shards::default(),
             history_storage: HistoryStorage::default(),
+            user_status: UserStatus::default(),
         }
     }
 }

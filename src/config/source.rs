@@ -523,6 +523,7 @@ mod tests {
                 "client.pong_timeout",
                 "client.stale_close_delay",
                 "history_storage.fsync_interval",
+                "user_status.debounce",
                 "websocket.write_timeout",
             ]
         );

@@ -30,9 +30,13 @@ pub fn generate(format: &str) -> Result<String, ConfigError> {
             "fsync": d.history_storage.fsync,
             "fsync_interval": d.history_storage.fsync_interval,
         },
+        "user_status": {
+            "channel": d.user_status.channel,
+            "debounce": d.user_status.debounce,
+        },
     });
     let header = "ringcast configuration in Centrifugo v6's layout; every key is described in \
-                  README.md (Configuration). shards and history_storage are ringcast's own.";
+                  README.md (Configuration). shards, history_storage and user_status are ringcast's own.";
     let text = match format {
         "json" => serde_json::to_string_pretty(&tree)
             .map(|t| t + "\n")

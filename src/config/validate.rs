@@ -198,6 +198,16 @@ impl Config {
                 }
             }
         }
+        let status = &self.user_status;
+        if !status.channel.is_empty() && self.channel_options(&status.channel).is_none() {
+            return fail(
+                "user_status.channel",
+                format!("{:?} is in no configured namespace", status.channel),
+            );
+        }
+        if status.debounce.is_negative() {
+            return fail("user_status.debounce", "may not be negative".into());
+        }
         let personal = &self.client.subscribe_to_user_personal_channel;
         if personal.enabled {
             let ns = &personal.personal_channel_namespace;

@@ -32,23 +32,27 @@ impl Registry {
         }
     }
 
-    /// Connection `conn` is connected as `user`.
-    pub fn add_user(&mut self, user: &Rc<str>, conn: u64) {
+    /// Connection `conn` is connected as `user`; true if it is the user's first here.
+    pub fn add_user(&mut self, user: &Rc<str>, conn: u64) -> bool {
         let conns = self.users.entry(user.clone()).or_default();
         debug_assert!(!conns.contains(&conn));
         conns.push(conn);
+        conns.len() == 1
     }
 
-    /// Connection `conn` of `user` ended.
-    pub fn remove_user(&mut self, user: &str, conn: u64) {
-        if let Some(conns) = self.users.get_mut(user) {
-            if let Some(at) = conns.iter().position(|&c| c == conn) {
-                conns.swap_remove(at);
-            }
-            if conns.is_empty() {
-                self.users.remove(user);
-            }
+    /// Connection `conn` of `user` ended; true if it was the user's last here.
+    pub fn remove_user(&mut self, user: &str, conn: u64) -> bool {
+        let Some(conns) = self.users.get_mut(user) else {
+            return false;
+        };
+        if let Some(at) = conns.iter().position(|&c| c == conn) {
+            conns.swap_remove(at);
         }
+        if conns.is_empty() {
+            self.users.remove(user);
+            return true;
+        }
+        false
     }
 
     /// The connections of `user` on this shard.

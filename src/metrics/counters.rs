@@ -7,7 +7,11 @@ use crate::protocol::Refusal;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ShardStats {
     pub connections: u64,
+    /// Users with a connection on this shard (a user on two shards counts on both).
     pub users: u64,
+    /// Users online anywhere on the node among those this shard owns: the node's distinct
+    /// users add up over the shards.
+    pub online_users: u64,
     pub subscriptions: u64,
     /// Channels with subscribers, among those this shard owns.
     pub channels: u64,
@@ -31,6 +35,7 @@ impl std::ops::AddAssign for ShardStats {
     fn add_assign(&mut self, o: ShardStats) {
         self.connections += o.connections;
         self.users += o.users;
+        self.online_users += o.online_users;
         self.subscriptions += o.subscriptions;
         self.channels += o.channels;
         self.messages_in += o.messages_in;

@@ -12,10 +12,16 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 type Field = fn(&ShardStats) -> u64;
 
 /// Name, type, help, field: one row per metric.
-const METRICS: [(&str, &str, &str, Field); 11] = [
+const METRICS: [(&str, &str, &str, Field); 12] = [
     ("connections", "gauge", "Open WebSocket connections.", |s| {
         s.connections
     }),
+    (
+        "users",
+        "gauge",
+        "Distinct users with an open connection, by the shard that counts each user.",
+        |s| s.online_users,
+    ),
     (
         "subscriptions",
         "gauge",

@@ -28,6 +28,7 @@
 //! presence-answer = PresenceAnswer { request, list | stats | error }  ; owner → api
 //! user-action = UserAction { action, reply: api? } ; api → every shard, for a user's connections
 //! user-acted  = UserActed  { request }             ; each shard, once its connections have it
+//! user-seen  = UserSeen    { user, online }       ; a shard's first/last connection → user's owner
 //! channels   = Channels    { pattern?, after?, limit, reply: api }   ; api → every shard
 //! channels-answer = ChannelsAnswer { request, (channel, local subscribers)* } ; sorted by name
 //! ```
@@ -111,6 +112,8 @@ pub enum PublishReply {
     /// A client's `publish` command: its reply, sent once the publication is accepted (under
     /// `history_fsync = always`: once it is durable).
     Conn(ConnRef),
+    /// Nobody (the server's own publications: user status events).
+    Nobody,
 }
 
 /// What the owner answers per channel of a `PublishJob`: the stream position (`None` for a
@@ -434,6 +437,12 @@ pub enum ShardMsg {
     /// The receiver handed a `UserAction` to its connections of the user.
     UserActed {
         request: u64,
+    },
+    /// The sender's first connection of `user` opened (`online`), or its last closed: for
+    /// the user's owner shard.
+    UserSeen {
+        user: Arc<str>,
+        online: bool,
     },
     /// Lists the receiver's channels with local subscribers.
     Channels {

@@ -18,6 +18,7 @@ mod durability;
 mod history;
 mod idempotency;
 mod intake;
+mod online;
 mod pending_logs;
 mod presence;
 mod publish;
@@ -88,6 +89,8 @@ pub struct Shard {
     stats: Asks<(usize, ShardStats)>,
     presences: Asks<Result<PresenceAnswer, ErrorCode>>,
     user_acts: Asks<()>,
+    /// The users this shard owns that are online somewhere on the node.
+    online: RefCell<online::OnlineUsers>,
     channel_lists: Asks<Vec<(Arc<str>, u32)>>,
     /// Server API actions waiting for their connections (`users`), by connection id.
     directives: RefCell<HashMap<u64, Vec<Arc<UserAction>>>>,
@@ -169,6 +172,7 @@ impl Shard {
             stats: Asks::default(),
             presences: Asks::default(),
             user_acts: Asks::default(),
+            online: RefCell::default(),
             channel_lists: Asks::default(),
             directives: RefCell::default(),
             presence_full: Cell::new(0),
@@ -226,11 +230,17 @@ impl Shard {
 
     /// Connection `conn` connected as `user`.
     pub fn add_user(&self, user: &Rc<str>, conn: u64) {
-        self.registry.borrow_mut().add_user(user, conn);
+        let first = self.registry.borrow_mut().add_user(user, conn);
+        if first {
+            self.announce_user(user, true);
+        }
     }
 
     pub fn remove_user(&self, user: &str, conn: u64) {
-        self.registry.borrow_mut().remove_user(user, conn);
+        let last = self.registry.borrow_mut().remove_user(user, conn);
+        if last {
+            self.announce_user(user, false);
+        }
     }
 
     /// True if connection `conn` is subscribed to `channel` (or waiting to be).
@@ -311,6 +321,7 @@ impl Shard {
             ShardMsg::PresenceAnswer { request, result } => self.presences.answer(request, *result),
             ShardMsg::UserAction { action, reply } => self.run_user_action(action, reply),
             ShardMsg::UserActed { request } => self.user_acts.answer(request, ()),
+            ShardMsg::UserSeen { user, online } => self.run_user_seen(user, online),
             ShardMsg::Channels { query, reply } => self.run_channels(&query, reply),
             ShardMsg::ChannelsAnswer { request, channels } => {
                 self.channel_lists.answer(request, channels)

@@ -225,6 +225,7 @@ impl Shard {
                     results,
                 },
             ),
+            PublishReply::Nobody => {}
             PublishReply::Conn(conn) => {
                 let result = match results.first().map(|p| &p.result) {
                     Some(Err(code)) => Err(*code),

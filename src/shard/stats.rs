@@ -17,6 +17,7 @@ impl Shard {
         ShardStats {
             connections: registry.connection_count() as u64,
             users: registry.user_count() as u64,
+            online_users: self.online.borrow().count() as u64,
             subscriptions: hub.subscription_count() as u64,
             channels: usage.active_channels,
             history_bytes: usage.history_bytes,

@@ -1,0 +1,233 @@
+//! Who is online on this node. Each shard tells a user's owner shard (the partition hash of
+//! the user's name, as for channels) when its first connection of the user opens and when
+//! its last one closes; the owner counts the shards holding the user (`OnlineUsers`). So
+//! the node counts each user once (`info`'s `num_users`), and with `user_status.channel` the
+//! owner publishes the user's transitions there as `{"user":U,"status":"online"}` (at once)
+//! and `{"user":U,"status":"offline"}` (`user_status.debounce` after the last connection
+//! closed, unless one opened meanwhile: then no event at all). Anonymous connections count
+//! as the one user `""`, which has no events.
+
+use std::collections::VecDeque;
+use std::hash::RandomState;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hashbrown::HashMap;
+
+use super::Shard;
+use crate::clock::Millis;
+use crate::protocol::json::encode;
+use crate::router::msg::{PublishJob, PublishOptions, PublishReply};
+use crate::router::{ChannelList, ShardMsg};
+
+#[derive(Debug)]
+struct OnlineUser {
+    /// Shards holding a connection of the user (0: waiting for its offline event).
+    shards: u32,
+    /// When its offline event is due, while it waits for one.
+    offline_due: Option<Millis>,
+}
+
+/// The users this shard owns that are online (or whose offline event waits).
+#[derive(Debug)]
+pub struct OnlineUsers {
+    users: HashMap<Arc<str>, OnlineUser, RandomState>,
+    /// Offline events waiting, by due time (the debounce is one for all, so oldest first).
+    pending: VecDeque<(Millis, Arc<str>)>,
+    online: usize,
+}
+
+impl Default for OnlineUsers {
+    fn default() -> Self {
+        OnlineUsers {
+            users: HashMap::with_hasher(RandomState::new()),
+            pending: VecDeque::new(),
+            online: 0,
+        }
+    }
+}
+
+impl OnlineUsers {
+    /// A shard opened its first connection of `user`; true when the user came online (no
+    /// connection anywhere before, and none closed within the debounce).
+    pub fn connected(&mut self, user: &Arc<str>) -> bool {
+        match self.users.get_mut(&**user) {
+            Some(state) => {
+                if state.shards == 0 {
+                    // Back within the debounce: its offline event is dropped.
+                    state.offline_due = None;
+                    self.online += 1;
+                }
+                state.shards += 1;
+                false
+            }
+            None => {
+                self.users.insert(
+                    user.clone(),
+                    OnlineUser {
+                        shards: 1,
+                        offline_due: None,
+                    },
+                );
+                self.online += 1;
+                true
+            }
+        }
+    }
+
+    /// A shard closed its last connection of `user`. With `debounce` (events wanted) the
+    /// offline event waits that long; returns true when it is due at once.
+    pub fn disconnected(&mut self, user: &str, now: Millis, debounce: Option<Duration>) -> bool {
+        let Some((name, state)) = self.users.get_key_value_mut(user) else {
+            debug_assert!(
+                false,
+                "a shard's last connection of a user it never announced"
+            );
+            return false;
+        };
+        debug_assert!(state.shards > 0);
+        state.shards = state.shards.saturating_sub(1);
+        if state.shards > 0 {
+            return false;
+        }
+        self.online -= 1;
+        match debounce {
+            Some(wait) if !wait.is_zero() => {
+                let due = now.after(wait);
+                state.offline_due = Some(due);
+                self.pending.push_back((due, name.clone()));
+                false
+            }
+            events => {
+                self.users.remove(user);
+                events.is_some()
+            }
+        }
+    }
+
+    /// The users whose offline event is due at `now` (they are forgotten).
+    pub fn due(&mut self, now: Millis) -> Vec<Arc<str>> {
+        let mut due = Vec::new();
+        // Bounded by the users waiting: each pass takes one off.
+        while let Some((at, _)) = self.pending.front() {
+            if *at > now {
+                break;
+            }
+            let Some((at, user)) = self.pending.pop_front() else {
+                break;
+            };
+            // Stale when the user came back (and maybe left again: a later entry is live).
+            let live = self
+                .users
+                .get(&*user)
+                .is_some_and(|s| s.shards == 0 && s.offline_due == Some(at));
+            if live {
+                self.users.remove(&*user);
+                due.push(user);
+            }
+        }
+        due
+    }
+
+    /// Users with a connection open somewhere on the node, among those this shard owns.
+    pub fn count(&self) -> usize {
+        self.online
+    }
+}
+
+impl Shard {
+    /// This shard opened its first connection of `user` (`true`) or closed its last
+    /// (`false`): its owner hears of it.
+    pub(super) fn announce_user(&self, user: &str, online: bool) {
+        let msg = ShardMsg::UserSeen {
+            user: user.into(),
+            online,
+        };
+        self.to_owner(user, msg);
+    }
+
+    /// Owner work: a shard's first or last connection of `user`.
+    pub(super) fn run_user_seen(&self, user: Arc<str>, online: bool) {
+        let events = !self.config.user_status.channel.is_empty() && !user.is_empty();
+        if online {
+            if self.online.borrow_mut().connected(&user) && events {
+                self.publish_user_status(&user, "online");
+            }
+            return;
+        }
+        let debounce = events.then(|| {
+            self.config
+                .user_status
+                .debounce
+                .positive()
+                .unwrap_or(Duration::ZERO)
+        });
+        let now = Millis::now();
+        if self.online.borrow_mut().disconnected(&user, now, debounce) {
+            self.publish_user_status(&user, "offline");
+        }
+    }
+
+    /// Publishes the offline events that came due (the ticker calls this each tick).
+    pub(super) fn publish_due_offline(&self, now: Millis) {
+        let due = self.online.borrow_mut().due(now);
+        for user in due {
+            self.publish_user_status(&user, "offline");
+        }
+    }
+
+    fn publish_user_status(&self, user: &str, status: &str) {
+        let channel = &self.config.user_status.channel;
+        let mut data = Vec::with_capacity(32 + user.len());
+        data.extend_from_slice(b"{\"user\":");
+        encode::put_str(&mut data, user);
+        data.extend_from_slice(b",\"status\":");
+        encode::put_str(&mut data, status);
+        data.push(b'}');
+        let job = PublishJob {
+            channels: ChannelList::one(channel),
+            data: Bytes::from(data),
+            info: None,
+            options: PublishOptions::default(),
+            reply: PublishReply::Nobody,
+        };
+        self.to_owner(channel, ShardMsg::Publish(Box::new(job)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_is_online_while_any_shard_holds_them_and_offline_after_the_debounce() {
+        let mut users = OnlineUsers::default();
+        let u: Arc<str> = "u".into();
+        let wait = Some(Duration::from_millis(100));
+        let t0 = Millis::now();
+        assert!(users.connected(&u), "first connection: online");
+        assert!(!users.connected(&u), "a second shard: no event");
+        assert_eq!(users.count(), 1);
+        assert!(!users.disconnected("u", t0, wait));
+        assert_eq!(users.count(), 1, "still on one shard");
+        assert!(!users.disconnected("u", t0, wait), "offline waits");
+        assert_eq!(users.count(), 0);
+        // Back within the debounce: no events at all.
+        assert!(!users.connected(&u));
+        assert!(users.due(t0.after(Duration::from_millis(200))).is_empty());
+        // Gone for good: offline once due, not before.
+        assert!(!users.disconnected("u", t0, wait));
+        assert!(users.due(t0.after(Duration::from_millis(50))).is_empty());
+        assert_eq!(
+            users.due(t0.after(Duration::from_millis(100))),
+            vec![u.clone()]
+        );
+        assert!(users.connected(&u), "online again after it");
+        // Without events the user is forgotten at once; with no debounce the event is now.
+        assert!(!users.disconnected("u", t0, None));
+        assert!(users.connected(&u));
+        assert!(users.disconnected("u", t0, Some(Duration::ZERO)));
+        assert_eq!(users.count(), 0);
+    }
+}
