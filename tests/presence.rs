@@ -97,6 +97,7 @@ fn presence_lists_subscribers_of_every_shard_for_clients_and_the_api() {
         r["num_clients"] == expected
     });
     assert_eq!(stats["num_users"], expected - 1, "u0 counts once: {stats}");
+    assert_eq!(server.metric("presence_entries"), expected);
     let listed = clients(&server.api("presence", &json!({"channel": "room:lobby"}))["result"]);
     assert_eq!(listed.len() as u64, expected);
     assert!(listed.contains(&(twin_id.clone(), "u0".into())));
@@ -124,6 +125,7 @@ fn presence_lists_subscribers_of_every_shard_for_clients_and_the_api() {
         r["presence"].as_object().is_some_and(|p| p.is_empty())
     });
     assert_eq!(gone, json!({"presence": {}}));
+    assert_eq!(server.metric("presence_entries"), 0);
     let stats = server.api("presence_stats", &json!({"channel": "room:lobby"}));
     assert_eq!(
         stats["result"],

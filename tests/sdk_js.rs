@@ -3,7 +3,10 @@
 //! sent through `/api/publish`, publish from the client, and get 103 where config forbids it.
 //! Then recovery: the SDK subscribed with recovery loses its connection (a network cut, then
 //! a server crash and restart) while the backend publishes, reconnects by itself, and must
-//! receive exactly the missed publications with `recovered: true`.
+//! receive exactly the missed publications with `recovered: true`. Then issue 13: presence,
+//! presence stats and join/leave between two SDK processes (one killed), the API's
+//! disconnect with a terminal code, and the API's subscribe/unsubscribe seen as server-side
+//! subscriptions (`tests/sdk/js_presence.mjs`).
 //! The SDK is installed from `tests/sdk/package-lock.json` with `npm ci` on first run.
 
 mod common;
@@ -14,6 +17,7 @@ use std::sync::Once;
 
 use common::sdk::{self, gentoken, publication, step, subtoken_cmd, Lines};
 use common::{DataDir, Proxy, Server, API_KEY};
+use serde_json::json;
 
 fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
@@ -312,5 +316,84 @@ fn js_sdk_recovers_a_server_side_subscription_after_a_cut() {
         NODE_RUNS,
         "js-user",
         "wasRecovering",
+    );
+}
+
+/// `node js_presence.mjs` with the overall timeout it gets here.
+fn presence_script() -> Command {
+    let mut script = node("js_presence.mjs");
+    script.env("RINGCAST_TIMEOUT_MS", "25000");
+    script
+}
+
+#[test]
+fn js_sdk_presence_and_join_leave_between_two_clients_and_a_killed_one() {
+    // Two node processes subscribe to room:lobby with `joinLeave: true`; one is killed with
+    // SIGKILL and the other must see its leave.
+    sdk::presence_and_join_leave_between_two_processes(
+        presence_script,
+        NODE_RUNS,
+        ["js-alice", "js-bob"],
+    );
+}
+
+#[test]
+fn js_sdk_reports_an_api_disconnect_with_a_terminal_code() {
+    sdk::api_disconnect_with_a_terminal_code(presence_script(), NODE_RUNS, "js-banned");
+}
+
+#[test]
+fn js_sdk_sees_api_subscribe_publications_and_unsubscribe() {
+    // The SDK connects with no subscription; the API subscribes its user to room:srv (a
+    // server-side subscription: the `subscribe` push), publishes there, then unsubscribes it
+    // (the `unsubscribe` push, code 2000). The SDK reports them with its client-level events.
+    let server = Server::start(&[sdk::PRESENCE_NAMESPACE]);
+    let user = "js-srv";
+    let channel = "room:srv";
+    let mut script = presence_script();
+    script
+        .env("RINGCAST_SCENARIO", "server_subs")
+        .env("RINGCAST_WS_URL", server.ws_url())
+        .env("RINGCAST_TOKEN", gentoken(user))
+        .env("RINGCAST_CHANNEL", channel);
+    let (mut child, lines) = Lines::spawn(&mut script, NODE_RUNS);
+    let mut seen = Vec::new();
+    lines.wait("connected", &mut seen);
+
+    let reply = server.api(
+        "subscribe",
+        &json!({"user": user, "channel": channel, "data": {"welcome": true}}),
+    );
+    assert_eq!(reply, json!({"result": {}}));
+    let subscribed = lines.wait("server_subscribed", &mut seen);
+    assert_eq!(subscribed["channel"], channel, "{subscribed}");
+    assert_eq!(subscribed["data"], json!({"welcome": true}), "{subscribed}");
+
+    let reply = server.api("publish", &json!({"channel": channel, "data": {"n": 1}}));
+    assert!(reply.get("result").is_some(), "{reply}");
+    let publication = lines.wait("server_publication", &mut seen);
+    assert_eq!(
+        (&publication["channel"], &publication["data"]),
+        (&channel.into(), &json!({"n": 1})),
+        "{publication}"
+    );
+
+    let reply = server.api("unsubscribe", &json!({"user": user, "channel": channel}));
+    assert_eq!(reply, json!({"result": {}}));
+    let unsubscribed = lines.wait("server_unsubscribed", &mut seen);
+    assert_eq!(unsubscribed["channel"], channel, "{unsubscribed}");
+    lines.wait("done", &mut seen);
+    assert!(child.0.wait().unwrap().success(), "{seen:?}");
+    let steps: Vec<&serde_json::Value> = seen.iter().map(|l| &l["step"]).collect();
+    assert_eq!(
+        steps,
+        [
+            "connected",
+            "server_subscribed",
+            "server_publication",
+            "server_unsubscribed",
+            "done"
+        ],
+        "in this order, nothing else: {seen:?}"
     );
 }

@@ -3,134 +3,36 @@
 //! publication sent through `/api/publish` (scenario `basic`). Ready for subscription tokens
 //! (issue 12): subscribe through the SDK's `get_token` callback, which runs
 //! `ringcast gensubtoken`, stay subscribed while short-lived tokens are refreshed
-//! (`sub_token`), and get 103 without a token (`sub_denied`).
+//! (`sub_token`), and get 103 without a token (`sub_denied`). Issue 13: presence, presence
+//! stats and join/leave between two SDK processes (one killed with SIGKILL) and the API's
+//! disconnect with a terminal code (`tests/sdk_py/py_presence.py`).
 //! The SDK is installed from `tests/sdk_py/requirements.txt` (pinned, with hashes) into the
 //! venv `tests/sdk_py/.venv` on first run; `tests/sdk_py/py_client.py` runs the scenarios.
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Once;
 
 use common::sdk::{self, gentoken, publication, step, subtoken_cmd};
+use common::venv::Venv;
 use common::{Server, API_KEY};
 
-fn sdk_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_py")
-}
-
-fn venv_python() -> PathBuf {
-    sdk_dir().join(".venv/bin/python")
-}
-
-/// The `centrifuge-python` version `requirements.txt` pins.
-fn pinned_version() -> String {
-    let path = sdk_dir().join("requirements.txt");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    text.lines()
-        .find_map(|l| l.strip_prefix("centrifuge-python=="))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("{} pins no centrifuge-python", path.display()))
-        .to_owned()
-}
-
-/// The `centrifuge-python` version importable from the venv, if any.
-fn installed_version() -> Option<String> {
-    let output = Command::new(venv_python())
-        .args([
-            "-c",
-            "import centrifuge, importlib.metadata as m; print(m.version('centrifuge-python'))",
-        ])
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
-fn tail(output: &Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
+/// centrifuge-python in `tests/sdk_py/.venv`, pinned in `tests/sdk_py/requirements.txt`.
+fn venv() -> Venv {
+    Venv::in_tests(
+        "sdk_py",
+        "centrifuge-python",
+        "centrifuge",
+        "the centrifuge-python SDK",
+    )
 }
 
 /// Makes the venv and installs the SDK from the lock file, once per test run, unless the
 /// pinned version is importable already; panics with what is missing.
 fn install_sdk() {
     static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let dir = sdk_dir();
-        let pinned = pinned_version();
-        if installed_version().as_deref() == Some(pinned.as_str()) {
-            return;
-        }
-        let venv = dir.join(".venv");
-        let has_pip = Command::new(venv_python())
-            .args(["-m", "pip", "--version"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !has_pip {
-            // A venv made without ensurepip (Debian's python3 without python3-venv) has no
-            // pip: start again.
-            let _ = std::fs::remove_dir_all(&venv);
-            let output = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .output()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "this test needs python3 (>= 3.11) to install the centrifuge-python SDK \
-                         from {} into {}: {e}",
-                        dir.join("requirements.txt").display(),
-                        venv.display()
-                    )
-                });
-            if !output.status.success() {
-                let _ = std::fs::remove_dir_all(&venv);
-                panic!(
-                    "`python3 -m venv {}` failed: this test needs python3's venv module with \
-                     ensurepip (on Debian/Ubuntu: apt-get install python3-venv)\n{}",
-                    venv.display(),
-                    tail(&output)
-                );
-            }
-        }
-        let output = Command::new(venv_python())
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                "--require-hashes",
-                "-r",
-            ])
-            .arg(dir.join("requirements.txt"))
-            .output()
-            .expect("the venv's python runs");
-        assert!(
-            output.status.success(),
-            "`{} -m pip install --require-hashes -r requirements.txt` in {} failed: the \
-             centrifuge-python SDK could not be installed from PyPI\n{}",
-            venv_python().display(),
-            dir.display(),
-            tail(&output)
-        );
-        let installed = installed_version();
-        assert_eq!(
-            installed.as_deref(),
-            Some(pinned.as_str()),
-            "centrifuge-python {pinned} is not importable from {} after pip install",
-            venv.display()
-        );
-    });
+    INSTALL.call_once(|| venv().install());
 }
 
 /// What runs the scripts, for a panic if it cannot start.
@@ -139,9 +41,10 @@ const PYTHON_RUNS: &str = "the venv's python runs";
 /// The venv's python running `tests/sdk_py/<script>`, with the SDK installed.
 fn python(script: &str) -> Command {
     install_sdk();
-    let mut command = Command::new(venv_python());
+    let venv = venv();
+    let mut command = Command::new(venv.python());
     command
-        .arg(sdk_dir().join(script))
+        .arg(venv.dir.join(script))
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONUNBUFFERED", "1");
     command
@@ -256,4 +159,27 @@ fn python_sdk_recovers_a_server_side_subscription_after_a_cut() {
         "py-user",
         "was_recovering",
     );
+}
+
+/// The venv's python running `py_presence.py` with the overall timeout it gets here.
+fn presence_script() -> Command {
+    let mut script = python("py_presence.py");
+    script.env("RINGCAST_TIMEOUT_S", "25");
+    script
+}
+
+#[test]
+fn python_sdk_presence_and_join_leave_between_two_clients_and_a_killed_one() {
+    // Two Python processes subscribe to room:lobby with `join_leave=True`; one is killed with
+    // SIGKILL and the other must see its leave.
+    sdk::presence_and_join_leave_between_two_processes(
+        presence_script,
+        PYTHON_RUNS,
+        ["py-alice", "py-bob"],
+    );
+}
+
+#[test]
+fn python_sdk_reports_an_api_disconnect_with_a_terminal_code() {
+    sdk::api_disconnect_with_a_terminal_code(presence_script(), PYTHON_RUNS, "py-banned");
 }

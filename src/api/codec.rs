@@ -402,6 +402,9 @@ pub fn encode(reply: &ApiReply) -> Vec<u8> {
     match (reply, reply_error(reply)) {
         (ApiReply::Batch(replies, Some(ids)), _) => put_legacy(&mut out, replies, ids),
         (_, Some(code)) => put_error(&mut out, code),
+        // Centrifugo's batch answer is `{"replies":[...]}` itself, not under `result` (cent
+        // reads `replies` at the top).
+        (ApiReply::Batch(_, None), None) => put_value(&mut out, reply),
         (_, None) => put_result(&mut out, |out| put_value(out, reply)),
     }
     out

@@ -27,6 +27,10 @@ pub struct ShardStats {
     pub channel_states: u64,
     /// Channels whose position its logs keep.
     pub history_channels: u64,
+    /// Presence entries its channels hold.
+    pub presence_entries: u64,
+    /// Presence joins not recorded: the channel was full.
+    pub presence_full: u64,
     /// Connects and commands refused, by `Refusal::index`.
     pub refusals: [u64; Refusal::ALL.len()],
 }
@@ -46,6 +50,8 @@ impl std::ops::AddAssign for ShardStats {
         self.history_records += o.history_records;
         self.channel_states += o.channel_states;
         self.history_channels += o.history_channels;
+        self.presence_entries += o.presence_entries;
+        self.presence_full += o.presence_full;
         for (mine, theirs) in self.refusals.iter_mut().zip(o.refusals) {
             *mine += theirs;
         }

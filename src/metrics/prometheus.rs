@@ -12,7 +12,19 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 type Field = fn(&ShardStats) -> u64;
 
 /// Name, type, help, field: one row per metric.
-const METRICS: [(&str, &str, &str, Field); 12] = [
+const METRICS: [(&str, &str, &str, Field); 14] = [
+    (
+        "presence_entries",
+        "gauge",
+        "Presence entries, by the shard owning their channels.",
+        |s| s.presence_entries,
+    ),
+    (
+        "presence_full_total",
+        "counter",
+        "Presence entries not recorded: their channel held the most it may.",
+        |s| s.presence_full,
+    ),
     ("connections", "gauge", "Open WebSocket connections.", |s| {
         s.connections
     }),

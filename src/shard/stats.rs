@@ -24,6 +24,8 @@ impl Shard {
             history_records: usage.history_records,
             channel_states: usage.channel_states,
             history_channels: usage.history_channels,
+            presence_entries: usage.presence_entries,
+            presence_full: self.presence_full.get(),
             messages_in: self.messages_in.get(),
             messages_out: hub.deliveries(),
             publications: self.publications.get(),

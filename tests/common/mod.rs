@@ -13,6 +13,7 @@ use serde_json::Value;
 use tungstenite::{Message, WebSocket};
 
 pub mod sdk;
+pub mod venv;
 
 pub const API_KEY: &str = "test-api-key";
 pub const SECRET: &str = "test-secret";
@@ -641,4 +642,44 @@ impl ApiConn {
         self.stream.read_exact(&mut body).ok()?;
         serde_json::from_slice(&body).ok()
     }
+}
+
+/// A process's resident set size in KiB (`/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Reads from `stream` until `needle` has been seen `times` times; returns what it read.
+pub fn read_until(stream: &mut TcpStream, needle: &[u8], times: usize) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 16384];
+    while seen.windows(needle.len()).filter(|w| *w == needle).count() < times {
+        let n = stream.read(&mut buf).expect("server answers");
+        assert!(n > 0, "server closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    seen
+}
+
+/// A raw WebSocket connection (no client library: the benches hold thousands) that sent
+/// connect with `token` and got its reply.
+pub fn raw_connect(address: SocketAddr, token: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut request = b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_vec();
+    request.extend(frame(
+        0x1,
+        true,
+        format!("{{\"id\":1,\"connect\":{{\"token\":\"{token}\"}}}}").as_bytes(),
+    ));
+    stream.write_all(&request).unwrap();
+    read_until(&mut stream, b"\"connect\":{", 1);
+    stream
 }

@@ -1,7 +1,8 @@
 //! What the SDK compatibility tests (`tests/sdk_js.rs`, `tests/sdk_python.rs`) share: tokens
 //! and subscription-token commands for the scripts, the JSON step lines a script prints (all
-//! at once, or as they come from a running one), and the server-side subscription recovery
-//! test, which both SDKs pass with a script of their own.
+//! at once, or as they come from a running one), and the tests both SDKs pass with a script
+//! of their own: the server-side subscription recovery, presence and join/leave between two
+//! processes, and the API's disconnect with a terminal code.
 #![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
@@ -259,4 +260,223 @@ pub fn server_side_subscription_recovers_after_a_cut(
         2,
         "subscribed once per connection: {seen:?}"
     );
+}
+
+impl Lines {
+    /// The first line with `step == name` for which `check` holds: one in `seen` already, or
+    /// the next that comes (20 s at most for each line waited for); an `error` line fails.
+    pub fn wait_until(
+        &self,
+        name: &str,
+        seen: &mut Vec<Value>,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        if let Some(line) = seen.iter().find(|l| l["step"] == name && check(l)) {
+            return line.clone();
+        }
+        loop {
+            let line = self.wait(name, seen);
+            if check(&line) {
+                return line;
+            }
+        }
+    }
+}
+
+/// A namespace with presence and join/leave for subscribers, which clients may subscribe to
+/// by themselves (`*_presence` scripts).
+pub const PRESENCE_NAMESPACE: &str = r#"channel.namespaces=[{"name":"room","presence":true,"join_leave":true,"allow_subscribe_for_client":true,"allow_presence_for_subscriber":true}]"#;
+
+/// Asks the API's `method` (`presence`, `presence_stats`) for `channel` until `check` holds
+/// for its result (10 s at most; entries reach the channel's owner over the rings).
+pub fn api_until(
+    server: &Server,
+    method: &str,
+    channel: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = server.api(method, &serde_json::json!({"channel": channel}));
+        if check(&reply["result"]) {
+            return reply["result"].clone();
+        }
+        assert!(Instant::now() < deadline, "{method} never matched: {reply}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The client ids of an API presence result, each checked to name its user.
+fn presence_ids(result: &Value) -> Vec<(String, String)> {
+    let mut ids: Vec<(String, String)> = result["presence"]
+        .as_object()
+        .unwrap_or_else(|| panic!("a presence result: {result}"))
+        .iter()
+        .map(|(id, info)| {
+            assert_eq!(info["client"], id.as_str(), "{result}");
+            (
+                id.clone(),
+                info["user"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Presence and join/leave between two SDK processes: `script()` runs the SDK's
+/// `*_presence` script (this adds the scenario, URL, token and channel). The first process
+/// (user `users[0]`) subscribes to `room:lobby` with join/leave, then the second; each must
+/// list both clients in presence and presence stats, the first must see both joins and the
+/// second its own; the API lists both. Then the second process is killed (SIGKILL: its
+/// socket just dies): the first must see its leave, the API and the first's presence only
+/// the first; a publication `{"end": true}` then ends the first.
+pub fn presence_and_join_leave_between_two_processes(
+    script: impl Fn() -> Command,
+    runs: &str,
+    users: [&str; 2],
+) {
+    let server = Server::start(&[PRESENCE_NAMESPACE]);
+    let channel = "room:lobby";
+    let spawn = |user: &str| {
+        let mut command = script();
+        command
+            .env("RINGCAST_SCENARIO", "presence")
+            .env("RINGCAST_WS_URL", server.ws_url())
+            .env("RINGCAST_TOKEN", gentoken(user))
+            .env("RINGCAST_CHANNEL", channel)
+            .env("RINGCAST_EXPECT_CLIENTS", "2");
+        Lines::spawn(&mut command, runs)
+    };
+    let client_id = |line: Value| line["client"].as_str().unwrap_or_default().to_owned();
+
+    // The first subscribes before the second starts: it sees the second's join for sure.
+    let (mut first, first_lines) = spawn(users[0]);
+    let mut first_seen = Vec::new();
+    let first_id = client_id(first_lines.wait("connected", &mut first_seen));
+    assert_eq!(
+        first_lines.wait("subscribed", &mut first_seen)["channel"],
+        channel
+    );
+    let (mut second, second_lines) = spawn(users[1]);
+    let mut second_seen = Vec::new();
+    let second_id = client_id(second_lines.wait("connected", &mut second_seen));
+    assert_eq!(first_id.len(), 36, "a client id is a UUID: {first_seen:?}");
+    assert_ne!(first_id, second_id);
+
+    let both = serde_json::json!({
+        first_id.as_str(): {"client": first_id, "user": users[0]},
+        second_id.as_str(): {"client": second_id, "user": users[1]},
+    });
+    for (lines, seen) in [
+        (&first_lines, &mut first_seen),
+        (&second_lines, &mut second_seen),
+    ] {
+        let presence = lines.wait("presence", seen);
+        assert_eq!(presence["clients"], both, "presence lists both clients");
+        let stats = lines.wait("presence_stats", seen);
+        assert_eq!(
+            (&stats["num_clients"], &stats["num_users"]),
+            (&2.into(), &2.into()),
+            "{stats}"
+        );
+    }
+    // Join events (the server announces a subscriber's join to itself too, as Centrifugo).
+    let joined = |lines: &Lines, seen: &mut Vec<Value>, id: &str, user: &str| {
+        let join = lines.wait_until("join", seen, |l| l["client"] == id);
+        assert_eq!(
+            (&join["channel"], &join["user"]),
+            (&channel.into(), &user.into()),
+            "{join}"
+        );
+    };
+    joined(&first_lines, &mut first_seen, &first_id, users[0]);
+    joined(&first_lines, &mut first_seen, &second_id, users[1]);
+    joined(&second_lines, &mut second_seen, &second_id, users[1]);
+    let mut expected = vec![
+        (first_id.clone(), users[0].to_owned()),
+        (second_id.clone(), users[1].to_owned()),
+    ];
+    expected.sort();
+    let listed = api_until(&server, "presence", channel, |r| {
+        r["presence"].as_object().is_some_and(|p| p.len() == 2)
+    });
+    assert_eq!(presence_ids(&listed), expected, "{listed}");
+
+    // SIGKILL: no close frame, no unsubscribe, the socket just dies.
+    second.0.kill().expect("the second SDK process is killed");
+    let _ = second.0.wait();
+    let leave = first_lines.wait_until("leave", &mut first_seen, |l| {
+        l["client"] == second_id.as_str()
+    });
+    assert_eq!(
+        (&leave["channel"], &leave["user"]),
+        (&channel.into(), &users[1].into()),
+        "{leave}"
+    );
+    let listed = api_until(&server, "presence", channel, |r| {
+        r["presence"].as_object().is_some_and(|p| p.len() == 1)
+    });
+    assert_eq!(
+        presence_ids(&listed),
+        [(first_id.clone(), users[0].to_owned())],
+        "{listed}"
+    );
+    let stats = server.api("presence_stats", &serde_json::json!({"channel": channel}));
+    assert_eq!(
+        stats["result"],
+        serde_json::json!({"num_clients": 1, "num_users": 1})
+    );
+    let after = first_lines.wait("presence_after", &mut first_seen);
+    assert_eq!(
+        after["clients"],
+        serde_json::json!({first_id.as_str(): {"client": first_id, "user": users[0]}}),
+        "{after}"
+    );
+    // The first process stays subscribed until this publication tells it to end.
+    server.api(
+        "publish",
+        &serde_json::json!({"channel": channel, "data": {"end": true}}),
+    );
+    first_lines.wait("done", &mut first_seen);
+    assert!(first.0.wait().unwrap().success(), "{first_seen:?}");
+    assert!(
+        first_seen
+            .iter()
+            .filter(|l| l["step"] == "leave")
+            .all(|l| l["client"] == second_id.as_str()),
+        "only the killed client left: {first_seen:?}"
+    );
+}
+
+/// `/api/disconnect` with a code of its own, 4501 (4500-4999: terminal, the SDK must not
+/// reconnect): `script` runs the SDK's `*_presence` script (this adds the scenario, URL and
+/// token); the SDK must report its disconnected event with the code and reason given and make
+/// no new connection.
+pub fn api_disconnect_with_a_terminal_code(mut script: Command, runs: &str, user: &str) {
+    let server = Server::start(&[]);
+    script
+        .env("RINGCAST_SCENARIO", "disconnect")
+        .env("RINGCAST_WS_URL", server.ws_url())
+        .env("RINGCAST_TOKEN", gentoken(user));
+    let (mut child, lines) = Lines::spawn(&mut script, runs);
+    let mut seen = Vec::new();
+    lines.wait("connected", &mut seen);
+    let reply = server.api(
+        "disconnect",
+        &serde_json::json!({"user": user, "disconnect": {"code": 4501, "reason": "banned"}}),
+    );
+    assert_eq!(reply, serde_json::json!({"result": {}}));
+    let disconnected = lines.wait("disconnected", &mut seen);
+    assert_eq!(
+        (&disconnected["code"], &disconnected["reason"]),
+        (&4501.into(), &"banned".into()),
+        "the SDK reports the code and reason given: {disconnected}"
+    );
+    assert_eq!(
+        disconnected["connects_after_disconnect"], 0,
+        "a terminal code: no reconnect: {disconnected}"
+    );
+    lines.wait("done", &mut seen);
+    assert!(child.0.wait().unwrap().success(), "{seen:?}");
 }

@@ -1,5 +1,5 @@
 // What the SDK scripts (js_client.mjs, js_recovery.mjs, js_sub_token.mjs,
-// js_server_subs.mjs) share: their common environment, JSON step lines on stdout and
+// js_server_subs.mjs, js_presence.mjs) share: their common environment, JSON step lines on stdout and
 // diagnostics on stderr, the end of a run (one exit, with an error line on failure) and its
 // deadlines, the HTTP API's publish, and a `ws` WebSocket that traces every frame.
 //

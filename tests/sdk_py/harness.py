@@ -1,7 +1,7 @@
-"""What the SDK scripts (py_client.py, py_server_subs.py) share: their common environment,
-JSON step lines on stdout and diagnostics on stderr, the overall deadline, the SDK client
-they make, and the run itself: the scenario within the deadline, then its last line (or an
-error line and exit code 1), a disconnect, and the exit.
+"""What the SDK scripts (py_client.py, py_server_subs.py, py_presence.py) share: their
+common environment, JSON step lines on stdout and diagnostics on stderr, the overall
+deadline, the SDK client they make, and the run itself: the scenario within the deadline,
+then its last line (or an error line and exit code 1), a disconnect, and the exit.
 
 The scripts import it from their own directory, which python puts first on sys.path when it
 runs a script (`python tests/sdk_py/py_client.py`, from any directory). Importing it checks
@@ -46,7 +46,7 @@ def _timeout() -> float:
 TIMEOUT_S = _timeout()
 START = time.monotonic()
 DEADLINE = START + TIMEOUT_S
-# The script's name, for the diagnostics: py_client, py_server_subs.
+# The script's name, for the diagnostics: py_client, py_server_subs, py_presence.
 NAME = os.path.splitext(os.path.basename(sys.argv[0]))[0] or "py"
 
 

@@ -102,16 +102,11 @@ pub fn connect_reply(out: &mut Vec<u8>, id: u32, result: &ConnectResult<'_>) {
         let _ = write!(ByteSink(out), ",\"expires\":true,\"ttl\":{}", ttl.max(1));
     }
     if !result.subs.is_empty() {
-        out.extend_from_slice(b",\"subs\":{");
-        for (i, (channel, sub)) in result.subs.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            put_str(out, channel);
-            out.push(b':');
-            out.extend_from_slice(sub);
-        }
-        out.push(b'}');
+        out.extend_from_slice(b",\"subs\":");
+        put_raw_map(
+            out,
+            result.subs.iter().map(|(c, sub)| (&**c, sub.as_slice())),
+        );
     }
     if let Some(ping) = result.ping_seconds {
         let _ = write!(ByteSink(out), ",\"ping\":{ping}");
@@ -349,16 +344,23 @@ pub fn put_presence_result<'a>(
     out: &mut Vec<u8>,
     entries: impl Iterator<Item = (&'a str, &'a [u8])>,
 ) {
-    out.extend_from_slice(b"{\"presence\":{");
-    for (i, (client, info)) in entries.enumerate() {
+    out.extend_from_slice(b"{\"presence\":");
+    put_raw_map(out, entries);
+    out.push(b'}');
+}
+
+/// `{"K":V,...}` from names and raw JSON values.
+fn put_raw_map<'a>(out: &mut Vec<u8>, entries: impl Iterator<Item = (&'a str, &'a [u8])>) {
+    out.push(b'{');
+    for (i, (name, value)) in entries.enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        put_str(out, client);
+        put_str(out, name);
         out.push(b':');
-        out.extend_from_slice(info);
+        out.extend_from_slice(value);
     }
-    out.extend_from_slice(b"}}");
+    out.push(b'}');
 }
 
 /// `{"id":N,"presence_stats":{"num_clients":C,"num_users":U}}`.
