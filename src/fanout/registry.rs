@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use smallvec::SmallVec;
 
@@ -14,7 +15,7 @@ pub struct Registry {
     connections: HashMap<u64, Rc<Outbound>>,
     /// Connected users and the ids of their connections on this shard (one inline: most
     /// users have one connection).
-    users: HashMap<Rc<str>, SmallVec<[u64; 1]>>,
+    users: HashMap<Arc<str>, SmallVec<[u64; 1]>>,
     slow_disconnects: u64,
 }
 
@@ -33,7 +34,7 @@ impl Registry {
     }
 
     /// Connection `conn` is connected as `user`; true if it is the user's first here.
-    pub fn add_user(&mut self, user: &Rc<str>, conn: u64) -> bool {
+    pub fn add_user(&mut self, user: &Arc<str>, conn: u64) -> bool {
         let conns = self.users.entry(user.clone()).or_default();
         debug_assert!(!conns.contains(&conn));
         conns.push(conn);

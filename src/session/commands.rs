@@ -4,7 +4,6 @@
 //! replies before them are flushed first.
 
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -179,7 +178,7 @@ impl Session {
                 },
             });
         }
-        self.user = Rc::from(user);
+        self.user = Arc::from(user);
         self.conn_info = info.map(String::into_boxed_str);
         self.state = State::Connected;
         let ttl = self.set_expiry(expires_at);
@@ -597,7 +596,7 @@ impl Session {
             channel: channel.into(),
             item: PresenceItem {
                 client: self.client,
-                user: Arc::from(&*self.user),
+                user: self.user.clone(),
                 infos,
             },
             join_leave: options.join_leave,

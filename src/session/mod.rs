@@ -15,6 +15,7 @@ pub mod permissions;
 
 use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use glommio::TaskQueueHandle;
 use smallvec::SmallVec;
@@ -85,7 +86,7 @@ pub struct Session {
     state: State,
     client: ClientId,
     /// Shared with the shard's registry of users.
-    user: Rc<str>,
+    user: Arc<str>,
     conn_info: Option<Box<str>>,
     /// Subscribed channels (at most `client.channel_limit`; one inline, the commonest case;
     /// small to scan).
@@ -120,7 +121,7 @@ impl Session {
             out,
             state: State::New,
             client: ClientId::NONE,
-            user: Rc::from(""),
+            user: Arc::from(""),
             conn_info: None,
             channels: SmallVec::new(),
         }

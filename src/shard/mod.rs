@@ -228,15 +228,16 @@ impl Shard {
         self.directives.borrow_mut().remove(&id);
     }
 
-    /// Connection `conn` connected as `user`.
-    pub fn add_user(&self, user: &Rc<str>, conn: u64) {
+    /// Connection `conn` connected as `user` (the session's name, shared with the registry
+    /// and the user's owner).
+    pub fn add_user(&self, user: &Arc<str>, conn: u64) {
         let first = self.registry.borrow_mut().add_user(user, conn);
         if first {
             self.announce_user(user, true);
         }
     }
 
-    pub fn remove_user(&self, user: &str, conn: u64) {
+    pub fn remove_user(&self, user: &Arc<str>, conn: u64) {
         let last = self.registry.borrow_mut().remove_user(user, conn);
         if last {
             self.announce_user(user, false);

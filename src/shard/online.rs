@@ -21,29 +21,25 @@ use crate::protocol::json::encode;
 use crate::router::msg::{PublishJob, PublishOptions, PublishReply};
 use crate::router::{ChannelList, ShardMsg};
 
-#[derive(Debug)]
-struct OnlineUser {
-    /// Shards holding a connection of the user (0: waiting for its offline event).
-    shards: u32,
-    /// When its offline event is due, while it waits for one.
-    offline_due: Option<Millis>,
-}
-
-/// The users this shard owns that are online (or whose offline event waits).
+/// The users this shard owns that are online, and those whose offline event waits.
 #[derive(Debug)]
 pub struct OnlineUsers {
-    users: HashMap<Arc<str>, OnlineUser, RandomState>,
-    /// Offline events waiting, by due time (the debounce is one for all, so oldest first).
+    /// Online users and how many shards hold a connection of each (at least 1). The name
+    /// is the session's own allocation, shared: an entry costs its bucket, 24 bytes.
+    users: HashMap<Arc<str>, u32, RandomState>,
+    /// Users gone from every shard whose offline event waits, with when it is due.
+    waiting: HashMap<Arc<str>, Millis, RandomState>,
+    /// The same waits by due time (the debounce is one for all, so oldest first); entries
+    /// no longer in `waiting` with that time are stale.
     pending: VecDeque<(Millis, Arc<str>)>,
-    online: usize,
 }
 
 impl Default for OnlineUsers {
     fn default() -> Self {
         OnlineUsers {
             users: HashMap::with_hasher(RandomState::new()),
+            waiting: HashMap::with_hasher(RandomState::new()),
             pending: VecDeque::new(),
-            online: 0,
         }
     }
 }
@@ -52,57 +48,37 @@ impl OnlineUsers {
     /// A shard opened its first connection of `user`; true when the user came online (no
     /// connection anywhere before, and none closed within the debounce).
     pub fn connected(&mut self, user: &Arc<str>) -> bool {
-        match self.users.get_mut(&**user) {
-            Some(state) => {
-                if state.shards == 0 {
-                    // Back within the debounce: its offline event is dropped.
-                    state.offline_due = None;
-                    self.online += 1;
-                }
-                state.shards += 1;
-                false
-            }
-            None => {
-                self.users.insert(
-                    user.clone(),
-                    OnlineUser {
-                        shards: 1,
-                        offline_due: None,
-                    },
-                );
-                self.online += 1;
-                true
-            }
+        if let Some(shards) = self.users.get_mut(&**user) {
+            *shards += 1;
+            return false;
         }
+        self.users.insert(user.clone(), 1);
+        // Back within the debounce: its offline event is dropped, and no online one.
+        self.waiting.remove(&**user).is_none()
     }
 
     /// A shard closed its last connection of `user`. With `debounce` (events wanted) the
     /// offline event waits that long; returns true when it is due at once.
     pub fn disconnected(&mut self, user: &str, now: Millis, debounce: Option<Duration>) -> bool {
-        let Some((name, state)) = self.users.get_key_value_mut(user) else {
-            debug_assert!(
-                false,
-                "a shard's last connection of a user it never announced"
-            );
+        let Some((name, shards)) = self.users.get_key_value_mut(user) else {
+            debug_assert!(false, "a shard's last connection of a user it never announced");
             return false;
         };
-        debug_assert!(state.shards > 0);
-        state.shards = state.shards.saturating_sub(1);
-        if state.shards > 0 {
+        debug_assert!(*shards > 0);
+        *shards -= 1;
+        if *shards > 0 {
             return false;
         }
-        self.online -= 1;
+        let name = name.clone();
+        self.users.remove(user);
         match debounce {
             Some(wait) if !wait.is_zero() => {
                 let due = now.after(wait);
-                state.offline_due = Some(due);
-                self.pending.push_back((due, name.clone()));
+                self.waiting.insert(name.clone(), due);
+                self.pending.push_back((due, name));
                 false
             }
-            events => {
-                self.users.remove(user);
-                events.is_some()
-            }
+            events => events.is_some(),
         }
     }
 
@@ -118,12 +94,8 @@ impl OnlineUsers {
                 break;
             };
             // Stale when the user came back (and maybe left again: a later entry is live).
-            let live = self
-                .users
-                .get(&*user)
-                .is_some_and(|s| s.shards == 0 && s.offline_due == Some(at));
-            if live {
-                self.users.remove(&*user);
+            if self.waiting.get(&*user) == Some(&at) {
+                self.waiting.remove(&*user);
                 due.push(user);
             }
         }
@@ -132,16 +104,16 @@ impl OnlineUsers {
 
     /// Users with a connection open somewhere on the node, among those this shard owns.
     pub fn count(&self) -> usize {
-        self.online
+        self.users.len()
     }
 }
 
 impl Shard {
     /// This shard opened its first connection of `user` (`true`) or closed its last
     /// (`false`): its owner hears of it.
-    pub(super) fn announce_user(&self, user: &str, online: bool) {
+    pub(super) fn announce_user(&self, user: &Arc<str>, online: bool) {
         let msg = ShardMsg::UserSeen {
-            user: user.into(),
+            user: user.clone(),
             online,
         };
         self.to_owner(user, msg);
