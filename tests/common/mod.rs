@@ -644,6 +644,14 @@ impl ApiConn {
     }
 }
 
+/// The shard holding the connection whose client id is `id` (`ClientId::for_connection`:
+/// the 14 bits after the UUID's variant).
+pub fn shard_of(id: &str) -> usize {
+    let client = ringcast::protocol::ClientId::parse(id)
+        .unwrap_or_else(|| panic!("a client id: {id:?}"));
+    client.connection().0
+}
+
 /// A process's resident set size in KiB (`/proc/<pid>/status`).
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");

@@ -324,8 +324,9 @@ fn presence_ids(result: &Value) -> Vec<(String, String)> {
     ids
 }
 
-/// Presence and join/leave between two SDK processes: `script()` runs the SDK's
-/// `*_presence` script (this adds the scenario, URL, token and channel). The first process
+/// Presence and join/leave between two SDK processes connected to different shards:
+/// `script()` runs the SDK's `*_presence` script (this adds the scenario, URL, token and
+/// channel). The first process
 /// (user `users[0]`) subscribes to `room:lobby` with join/leave, then the second; each must
 /// list both clients in presence and presence stats, the first must see both joins and the
 /// second its own; the API lists both. Then the second process is killed (SIGKILL: its
@@ -336,31 +337,47 @@ pub fn presence_and_join_leave_between_two_processes(
     runs: &str,
     users: [&str; 2],
 ) {
-    let server = Server::start(&[PRESENCE_NAMESPACE]);
     let channel = "room:lobby";
-    let spawn = |user: &str| {
-        let mut command = script();
-        command
-            .env("RINGCAST_SCENARIO", "presence")
-            .env("RINGCAST_WS_URL", server.ws_url())
-            .env("RINGCAST_TOKEN", gentoken(user))
-            .env("RINGCAST_CHANNEL", channel)
-            .env("RINGCAST_EXPECT_CLIENTS", "2");
-        Lines::spawn(&mut command, runs)
-    };
     let client_id = |line: Value| line["client"].as_str().unwrap_or_default().to_owned();
-
-    // The first subscribes before the second starts: it sees the second's join for sure.
-    let (mut first, first_lines) = spawn(users[0]);
-    let mut first_seen = Vec::new();
-    let first_id = client_id(first_lines.wait("connected", &mut first_seen));
-    assert_eq!(
-        first_lines.wait("subscribed", &mut first_seen)["channel"],
-        channel
-    );
-    let (mut second, second_lines) = spawn(users[1]);
-    let mut second_seen = Vec::new();
-    let second_id = client_id(second_lines.wait("connected", &mut second_seen));
+    // The two SDK clients must be on different shards (the kernel spreads connections over
+    // the shards' listeners): a client id says which shard holds it, so an attempt that put
+    // both on one shard starts again on a fresh server (each attempt does with odds 1/2).
+    let mut attempts = 0;
+    let (server, (mut first, first_lines), (mut second, second_lines), ids) = loop {
+        attempts += 1;
+        assert!(attempts <= 16, "16 attempts put both SDK clients on one shard");
+        let server = Server::start(&[PRESENCE_NAMESPACE]);
+        let spawn = |user: &str| {
+            let mut command = script();
+            command
+                .env("RINGCAST_SCENARIO", "presence")
+                .env("RINGCAST_WS_URL", server.ws_url())
+                .env("RINGCAST_TOKEN", gentoken(user))
+                .env("RINGCAST_CHANNEL", channel)
+                .env("RINGCAST_EXPECT_CLIENTS", "2");
+            Lines::spawn(&mut command, runs)
+        };
+        // The first subscribes before the second starts: it sees the second's join for sure.
+        let first = spawn(users[0]);
+        let mut first_seen = Vec::new();
+        let first_id = client_id(first.1.wait("connected", &mut first_seen));
+        assert_eq!(
+            first.1.wait("subscribed", &mut first_seen)["channel"],
+            channel
+        );
+        let second = spawn(users[1]);
+        let mut second_seen = Vec::new();
+        let second_id = client_id(second.1.wait("connected", &mut second_seen));
+        if super::shard_of(&first_id) != super::shard_of(&second_id) {
+            break (
+                server,
+                first,
+                second,
+                (first_id, first_seen, second_id, second_seen),
+            );
+        }
+    };
+    let (first_id, mut first_seen, second_id, mut second_seen) = ids;
     assert_eq!(first_id.len(), 36, "a client id is a UUID: {first_seen:?}");
     assert_ne!(first_id, second_id);
 
