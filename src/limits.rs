@@ -249,6 +249,10 @@ pub const PRESENCE_CHANNEL_ENTRIES_MAX: usize = 1 << 20;
 /// exceeded) and `presence_stats` still counts it. The answer of a full list this long is
 /// about 10 MB of JSON.
 pub const PRESENCE_REPLY_ENTRIES_MAX: usize = 65_536;
+/// Server API actions waiting for one connection to apply them (it does when next served,
+/// before reading on). One that has more is not being served: it is closed as slow (3008),
+/// as when its output queue overflows.
+pub const DIRECTIVES_PER_CONNECTION_MAX: usize = 1_024;
 /// The most channels one API `channels` answer lists; a node with more answers in pages
 /// (`next_cursor`).
 pub const API_CHANNELS_PAGE_MAX: usize = 100_000;

@@ -61,7 +61,10 @@ impl OnlineUsers {
     /// offline event waits that long; returns true when it is due at once.
     pub fn disconnected(&mut self, user: &str, now: Millis, debounce: Option<Duration>) -> bool {
         let Some((name, shards)) = self.users.get_key_value_mut(user) else {
-            debug_assert!(false, "a shard's last connection of a user it never announced");
+            debug_assert!(
+                false,
+                "a shard's last connection of a user it never announced"
+            );
             return false;
         };
         debug_assert!(*shards > 0);

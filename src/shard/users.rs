@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use super::ask::Ask;
 use super::Shard;
-use crate::protocol::ErrorCode;
+use crate::limits::DIRECTIVES_PER_CONNECTION_MAX;
+use crate::protocol::{Disconnect, ErrorCode};
 use crate::router::msg::{ReplyTo, UserAction};
 use crate::router::ShardMsg;
 
@@ -66,11 +67,15 @@ impl Shard {
             .map(Rc::clone)
             .collect();
         for conn in conns {
-            self.directives
-                .borrow_mut()
-                .entry(conn.id)
-                .or_default()
-                .push(action.clone());
+            let mut directives = self.directives.borrow_mut();
+            let waiting = directives.entry(conn.id).or_default();
+            if waiting.len() >= DIRECTIVES_PER_CONNECTION_MAX {
+                drop(directives);
+                conn.disconnect(Disconnect::Slow);
+                continue;
+            }
+            waiting.push(action.clone());
+            drop(directives);
             conn.direct();
         }
         if let Some(reply) = reply {

@@ -647,8 +647,8 @@ impl ApiConn {
 /// The shard holding the connection whose client id is `id` (`ClientId::for_connection`:
 /// the 14 bits after the UUID's variant).
 pub fn shard_of(id: &str) -> usize {
-    let client = ringcast::protocol::ClientId::parse(id)
-        .unwrap_or_else(|| panic!("a client id: {id:?}"));
+    let client =
+        ringcast::protocol::ClientId::parse(id).unwrap_or_else(|| panic!("a client id: {id:?}"));
     client.connection().0
 }
 

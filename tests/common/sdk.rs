@@ -345,7 +345,10 @@ pub fn presence_and_join_leave_between_two_processes(
     let mut attempts = 0;
     let (server, (mut first, first_lines), (mut second, second_lines), ids) = loop {
         attempts += 1;
-        assert!(attempts <= 16, "16 attempts put both SDK clients on one shard");
+        assert!(
+            attempts <= 16,
+            "16 attempts put both SDK clients on one shard"
+        );
         let server = Server::start(&[PRESENCE_NAMESPACE]);
         let spawn = |user: &str| {
             let mut command = script();
