@@ -230,3 +230,49 @@ fn presence_refusals_and_the_unchanged_rest() {
     client.send_text(r#"{"id":99,"presence":{"channel":""}}"#);
     assert_eq!(client.expect_close(), common::Closed::Code(3501));
 }
+
+#[test]
+fn a_slow_consumer_cut_leaves_presence() {
+    let server = Server::start(&[NAMESPACES, "client.queue_max_size=65536"]);
+    let (mut watcher, _) = Client::connect(&server, "watcher");
+    let reply = watcher.command(
+        "subscribe",
+        json!({"channel": "room:s", "join_leave": true}),
+    );
+    assert!(reply.get("subscribe").is_some(), "{reply}");
+    // The slow one: in room:s and in a busy channel, and it never reads.
+    let mut slow = std::net::TcpStream::connect(server.address).unwrap();
+    let mut bytes = b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_vec();
+    let commands = format!(
+        "{{\"id\":1,\"connect\":{{\"token\":\"{}\"}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"room:s\"}}}}\n{{\"id\":3,\"subscribe\":{{\"channel\":\"busy\"}}}}",
+        common::token("slow", 3600)
+    );
+    bytes.extend(common::frame(0x1, true, commands.as_bytes()));
+    std::io::Write::write_all(&mut slow, &bytes).unwrap();
+    let (kind, info) = join_leave(&mut watcher, "room:s");
+    assert_eq!((kind.as_str(), &info["user"]), ("join", &json!("watcher")));
+    let (kind, info) = join_leave(&mut watcher, "room:s");
+    assert_eq!((kind.as_str(), &info["user"]), ("join", &json!("slow")));
+    // Publications to the busy channel until the slow one is cut (bounded).
+    let payload = "x".repeat(32 << 10);
+    for n in 0..2_000 {
+        if server.metric("slow_disconnects_total") > 0 {
+            break;
+        }
+        server.api(
+            "publish",
+            &json!({"channel": "busy", "data": {"n": n, "pad": payload}}),
+        );
+    }
+    assert_eq!(
+        server.metric("slow_disconnects_total"),
+        1,
+        "the slow one was cut"
+    );
+    let (kind, info) = join_leave(&mut watcher, "room:s");
+    assert_eq!((kind.as_str(), &info["user"]), ("leave", &json!("slow")));
+    api_until(&server, "presence_stats", "room:s", |r| {
+        r["num_clients"] == 1
+    });
+    drop(slow);
+}

@@ -155,10 +155,22 @@ fn subscribe_and_unsubscribe_from_the_api_with_their_pushes() {
                 "recover_since": {"offset": 1, "epoch": epoch}}),
     );
     for (client, _) in &mut clients {
+        // Centrifugo's push (recoverable, epoch, offset, positioned, data): the client's own
+        // position when recovered; the missed publications follow as publication pushes.
         let push = push_with(client, "subscribe");
         let result = &push["subscribe"];
-        assert_eq!(result["recovered"], true, "{push}");
-        assert_eq!(result["publications"][0]["data"], json!({"n": 2}), "{push}");
+        assert_eq!(result["recoverable"], true, "{push}");
+        assert_eq!(
+            (&result["epoch"], &result["offset"]),
+            (&json!(epoch), &json!(1)),
+            "{push}"
+        );
+        assert!(result.get("publications").is_none(), "{push}");
+        let (channel, data, offset) = client.publication();
+        assert_eq!(
+            (channel.as_str(), &data, offset),
+            ("news:1", &json!({"n": 2}), 2)
+        );
     }
 
     // Unsubscribe: the push with 2000, and nothing more from the channel.
@@ -207,6 +219,14 @@ fn subscribe_and_unsubscribe_from_the_api_with_their_pushes() {
     assert_eq!(
         api("unsubscribe", json!({"user": "alice", "channel": "nope:1"})),
         102
+    );
+    assert_eq!(
+        api(
+            "subscribe",
+            json!({"user": "alice", "channel": "room:1", "expire_at": 1})
+        ),
+        110,
+        "expired before it began"
     );
 }
 
@@ -392,4 +412,155 @@ fn online_and_offline_events_are_debounced_and_users_count_once() {
         "bob's reconnect within the debounce made no event"
     );
     assert_eq!(server.metric("users"), 1);
+}
+
+#[test]
+fn api_subscribe_overrides_and_expiry_and_refresh_info() {
+    let server = Server::start(&[
+        NAMESPACES,
+        "client.expired_sub_close_delay=1s",
+        "client.ping_interval=2s",
+        "client.pong_timeout=1s",
+    ]);
+    let (mut client, connected) = Client::connect(&server, "carol");
+    let id = connected["connect"]["client"].as_str().unwrap().to_owned();
+    // `override` turns presence off for this subscription: it is not listed.
+    server.api(
+        "subscribe",
+        &json!({"user": "carol", "channel": "room:quiet",
+                "override": {"presence": {"value": false}}}),
+    );
+    push_with(&mut client, "subscribe");
+    // A second subscription with presence, after a refresh gave the connection info.
+    let reply = server.api(
+        "refresh",
+        &json!({"user": "carol", "info": {"name": "Carol"}}),
+    );
+    assert_eq!(reply, json!({"result": {}}));
+    push_with(&mut client, "refresh");
+    let expire_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    server.api(
+        "subscribe",
+        &json!({"user": "carol", "channel": "room:listed", "expire_at": expire_at}),
+    );
+    let push = push_with(&mut client, "subscribe");
+    assert_eq!(push["channel"], "room:listed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let presence = loop {
+        let reply = server.api("presence", &json!({"channel": "room:listed"}));
+        if reply["result"]["presence"].get(&id).is_some() {
+            break reply;
+        }
+        assert!(Instant::now() < deadline, "{reply}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        presence["result"]["presence"][&id]["conn_info"],
+        json!({"name": "Carol"}),
+        "the refreshed info: {presence}"
+    );
+    let quiet = server.api("presence", &json!({"channel": "room:quiet"}));
+    assert_eq!(quiet["result"], json!({"presence": {}}), "overridden off");
+    // The API subscription expires (no token to refresh it): the 2501 unsubscribe push.
+    let push = push_with(&mut client, "unsubscribe");
+    assert_eq!(push["channel"], "room:listed");
+    assert_eq!(push["unsubscribe"]["code"], 2501, "{push}");
+}
+
+#[test]
+fn user_actions_are_applied_when_the_api_answers() {
+    // Every user on every shard, the channel's owner maybe on another: the API's answer must
+    // come after each connection applied the action, so a publication the backend sends
+    // right after it is delivered (subscribe) or not (unsubscribe), with no waiting between.
+    let server = Server::start(&[NAMESPACES]);
+    let mut clients = user_on_every_shard(&server, "dave");
+    for round in 0..20 {
+        let channel = format!("room:r{round}");
+        let reply = server.api("subscribe", &json!({"user": "dave", "channel": channel}));
+        assert_eq!(reply, json!({"result": {}}));
+        server.api(
+            "publish",
+            &json!({"channel": channel, "data": {"round": round}}),
+        );
+        for (client, _) in &mut clients {
+            push_with(client, "subscribe");
+            let (got, data, _) = client.publication();
+            assert_eq!(
+                (got.as_str(), &data),
+                (channel.as_str(), &json!({"round": round}))
+            );
+        }
+        let reply = server.api("unsubscribe", &json!({"user": "dave", "channel": channel}));
+        assert_eq!(reply, json!({"result": {}}));
+        server.api(
+            "publish",
+            &json!({"channel": channel, "data": {"late": round}}),
+        );
+        // A marker through another channel they are all in comes next, not the late one.
+        server.api(
+            "subscribe",
+            &json!({"user": "dave", "channel": format!("room:m{round}")}),
+        );
+        server.api(
+            "publish",
+            &json!({"channel": format!("room:m{round}"), "data": {"m": round}}),
+        );
+        for (client, _) in &mut clients {
+            push_with(client, "unsubscribe");
+            let (got, data, _) = client.publication();
+            assert_eq!(
+                (got.as_str(), &data),
+                (format!("room:m{round}").as_str(), &json!({"m": round})),
+                "nothing of the channel after the unsubscribe"
+            );
+        }
+    }
+}
+
+/// One POST of `body` to `/api/<method>` as raw HTTP/1.1 bytes (`close`: the last of a
+/// pipeline).
+fn raw_post(method: &str, body: &Value, close: bool) -> Vec<u8> {
+    let body = body.to_string();
+    format!(
+        "POST /api/{method} HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nContent-Length: {}\r\n{}\r\n{body}",
+        common::API_KEY,
+        body.len(),
+        if close { "Connection: close\r\n" } else { "" },
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_pipelined_publish_after_a_subscribe_reaches_the_new_subscriber() {
+    // An API client that pipelines (sends the publish without waiting for the subscribe's
+    // answer) gets what one request at a time gets: the subscribe is applied first.
+    let server = Server::start(&[NAMESPACES]);
+    let mut clients = user_on_every_shard(&server, "erin");
+    for round in 0..20 {
+        let channel = format!("room:p{round}");
+        let mut requests = raw_post(
+            "subscribe",
+            &json!({"user": "erin", "channel": channel}),
+            false,
+        );
+        requests.extend(raw_post(
+            "publish",
+            &json!({"channel": channel, "data": {"round": round}}),
+            true,
+        ));
+        let responses = String::from_utf8(server.raw(&requests)).unwrap();
+        assert_eq!(responses.matches("HTTP/1.1 200").count(), 2, "{responses}");
+        for (client, _) in &mut clients {
+            push_with(client, "subscribe");
+            let (got, data, _) = client.publication();
+            assert_eq!(
+                (got.as_str(), &data),
+                (channel.as_str(), &json!({"round": round}))
+            );
+        }
+    }
 }

@@ -10,10 +10,10 @@ use serde_json::value::RawValue;
 
 use super::{ApiCommand, ApiReply, BatchReply, NodeInfo, PublishResult};
 use crate::protocol::json::encode::{self, ByteSink};
-use crate::protocol::{ClientId, ErrorCode, HistoryRequest, SubscriptionOverrides};
+use crate::protocol::{ClientId, Disconnect, ErrorCode, HistoryRequest, SubscriptionOverrides};
 use crate::router::msg::{
-    Excluded, HistoryPage, HistoryQuery, Position, PresenceKind, PublishOptions, RecoverFrom,
-    ServerSubscribe, UserAction, UserActionKind,
+    ClientFilter, Excluded, HistoryPage, HistoryQuery, Position, PresenceKind, PublishOptions,
+    RecoverFrom, ServerSubscribe, UserAction, UserActionKind,
 };
 use crate::router::ChannelNames;
 use crate::shard::{client_info, ChannelsPage};
@@ -128,14 +128,18 @@ fn user_action(method: &str, f: UserFields<'_>) -> Result<ApiCommand, ErrorCode>
     let kind = match method {
         "disconnect" => {
             let (code, reason) = match f.disconnect {
-                Some(d) if CLOSE_CODES.contains(&d.code) => (d.code as u16, d.reason),
+                Some(d) if CLOSE_CODES.contains(&d.code) => (d.code as u16, d.reason.into()),
                 Some(_) => return Err(ErrorCode::BadRequest),
-                None => (3503, "force disconnect".to_owned()),
+                None => (Disconnect::Force.code(), Disconnect::Force.reason().into()),
             };
             UserActionKind::Disconnect {
                 code,
-                reason: reason.into(),
-                whitelist: f.whitelist.into_iter().map(Into::into).collect(),
+                reason,
+                whitelist: f
+                    .whitelist
+                    .iter()
+                    .filter_map(|c| ClientId::parse(c))
+                    .collect(),
             }
         }
         "subscribe" => UserActionKind::Subscribe(ServerSubscribe {
@@ -159,12 +163,29 @@ fn user_action(method: &str, f: UserFields<'_>) -> Result<ApiCommand, ErrorCode>
             info: raw_or_b64(f.info, f.b64info.as_deref()).map_err(bad)?,
         },
     };
+    let client = match f.client.as_str() {
+        "" => ClientFilter::Any,
+        text => ClientId::parse(text).map_or(ClientFilter::Nobody, ClientFilter::Only),
+    };
     Ok(ApiCommand::User(UserAction {
         user: f.user.into(),
-        client: nonempty(f.client),
+        client,
         session: nonempty(f.session),
         kind,
     }))
+}
+
+/// The name of a method that can be refused after decoding, as the reply keys it.
+fn static_method(method: &str) -> &'static str {
+    match method {
+        "publish" => "publish",
+        "broadcast" => "broadcast",
+        "disconnect" => "disconnect",
+        "subscribe" => "subscribe",
+        "unsubscribe" => "unsubscribe",
+        "refresh" => "refresh",
+        _ => "unknown",
+    }
 }
 
 /// Centrifugo's legacy method names, by their numbers (`Command.MethodType`).
@@ -214,11 +235,7 @@ pub fn decode(method: &str, body: &[u8]) -> Result<ApiCommand, DecodeError> {
                 Some(b64) => from_b64(b64),
                 None => raw(f.data),
             };
-            let method = if method == "publish" {
-                "publish"
-            } else {
-                "broadcast"
-            };
+            let method = static_method(method);
             // Beyond Centrifugo: the client whose connection the live delivery leaves out
             // (its id names the connection, see `ClientId::for_connection`).
             let exclude = match f.exclude_client.as_deref().filter(|c| !c.is_empty()) {
@@ -292,12 +309,7 @@ pub fn decode(method: &str, body: &[u8]) -> Result<ApiCommand, DecodeError> {
             let f: UserFields<'_> = serde_json::from_slice(body).map_err(bad)?;
             Ok(
                 user_action(method, f).unwrap_or_else(|code| ApiCommand::Refused {
-                    method: match method {
-                        "disconnect" => "disconnect",
-                        "subscribe" => "subscribe",
-                        "unsubscribe" => "unsubscribe",
-                        _ => "refresh",
-                    },
+                    method: static_method(method),
                     code,
                 }),
             )
@@ -456,6 +468,7 @@ fn reply_error(reply: &ApiReply) -> Option<ErrorCode> {
         | ApiReply::User(Err(code))
         | ApiReply::Channels(Err(code))
         | ApiReply::Info(Err(code))
+        | ApiReply::Refused(code)
         | ApiReply::Batch(Err(code), None) => Some(*code),
         _ => None,
     }
@@ -529,6 +542,7 @@ fn put_value(out: &mut Vec<u8>, reply: &ApiReply) {
         | ApiReply::User(Err(_))
         | ApiReply::Channels(Err(_))
         | ApiReply::Info(Err(_))
+        | ApiReply::Refused(_)
         | ApiReply::Batch(Err(_), _) => debug_assert!(false, "errors are encoded by the caller"),
     }
 }

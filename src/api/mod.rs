@@ -11,6 +11,7 @@ mod publish;
 
 use bytes::Bytes;
 
+use crate::clock::unix_secs;
 use crate::limits::{API_BATCH_COMMANDS_MAX, API_CHANNELS_PAGE_MAX};
 use crate::protocol::ErrorCode;
 use crate::router::msg::{
@@ -55,7 +56,7 @@ pub enum ApiCommand {
     /// `disconnect`, `subscribe`, `unsubscribe` or `refresh`: an action on a user's
     /// connections on every shard.
     User(UserAction),
-    /// A user action whose parameters are refused (`code`) before it is sent anywhere.
+    /// A command whose parameters are refused (`code`) before it is sent anywhere.
     Refused {
         method: &'static str,
         code: ErrorCode,
@@ -91,8 +92,10 @@ pub enum ApiReply {
     HistoryRemove(Result<(), ErrorCode>),
     Presence(Result<Vec<PresenceItem>, ErrorCode>),
     PresenceStats(Result<PresenceStats, ErrorCode>),
-    /// A user action's reply (`{}`), once every shard handed it to the user's connections.
+    /// A user action's reply (`{}`), once the user's connections on every shard applied it.
     User(Result<(), ErrorCode>),
+    /// A command refused before it was sent anywhere (`ApiCommand::Refused`).
+    Refused(ErrorCode),
     Channels(Result<ChannelsPage, ErrorCode>),
     /// Boxed: the counters make it the one large variant.
     Info(Result<Box<NodeInfo>, ErrorCode>),
@@ -137,6 +140,18 @@ impl ApiCommand {
             ApiCommand::Batch { commands, .. } => commands
                 .iter()
                 .any(|c| c.as_ref().is_ok_and(ApiCommand::publishes)),
+            _ => false,
+        }
+    }
+
+    /// User actions (`disconnect`, `subscribe`, `unsubscribe`, `refresh`), answered once the
+    /// user's connections applied them: what a pipelining client sends after one waits.
+    pub fn acts_on_users(&self) -> bool {
+        match self {
+            ApiCommand::User(_) => true,
+            ApiCommand::Batch { commands, .. } => commands
+                .iter()
+                .any(|c| c.as_ref().is_ok_and(ApiCommand::acts_on_users)),
             _ => false,
         }
     }
@@ -217,7 +232,7 @@ pub fn start(shard: &Shard, command: ApiCommand) -> Started {
             Ok(()) => Started::User(shard.send_user_action(action)),
             Err(code) => Started::Ready(ApiReply::User(Err(code))),
         },
-        ApiCommand::Refused { code, .. } => Started::Ready(ApiReply::User(Err(code))),
+        ApiCommand::Refused { code, .. } => Started::Ready(ApiReply::Refused(code)),
         ApiCommand::Channels {
             pattern,
             cursor,
@@ -334,6 +349,10 @@ fn check_presence(shard: &Shard, channel: &str) -> Result<(), ErrorCode> {
 /// `subscribe` needs one, `unsubscribe` without one leaves every channel.
 fn check_user_action(shard: &Shard, action: &UserAction) -> Result<(), ErrorCode> {
     let channel = match &action.kind {
+        UserActionKind::Subscribe(sub) if sub.expire_at.is_some_and(|at| at <= unix_secs()) => {
+            // Expired before it began (Centrifugo refuses it too).
+            return Err(ErrorCode::Expired);
+        }
         UserActionKind::Subscribe(sub) => Some(&*sub.channel),
         UserActionKind::Unsubscribe { channel } if !channel.is_empty() => Some(&**channel),
         _ => None,

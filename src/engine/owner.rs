@@ -79,8 +79,9 @@ pub struct ChannelOwner {
     /// hashbrown for `get_key_value_mut` (the state need not repeat the name), with the
     /// standard library's seeded SipHash: names come from clients.
     pub(super) channels: hashbrown::HashMap<Arc<str>, ChannelState, RandomState>,
-    /// Who is in each owned channel (kept apart from the channel states: an entry outlives
-    /// nothing, and a channel's presence needs no stream).
+    /// Who is in each owned channel. Apart from the channel states: presence comes and goes
+    /// with subscriptions, not with the stream, and a channel without presence pays nothing
+    /// for it in its state.
     presence: PresenceTable,
 }
 

@@ -15,7 +15,7 @@ use super::subscription::{
     Waitlist,
 };
 use crate::protocol::ErrorCode;
-use crate::router::msg::{Delivery, JoinLeave, PresenceJoin, SubscribeAnswer};
+use crate::router::msg::{Delivery, JoinLeave, PresenceJoin, Recovery, SubscribeAnswer};
 
 /// The subscribers of a channel that take its join and leave pushes: none almost always, so
 /// 8 bytes in every channel's entry.
@@ -80,32 +80,42 @@ pub struct Hub {
     /// the next repeat is 2^32 subscribes away (the registration then fits 8 bytes).
     next_ticket: u32,
     deliveries: u64,
-    /// Presence entries of subscribers that joined, for their owners (`take_joined`). Boxed
-    /// as the ring message that takes them is.
-    #[allow(clippy::vec_box)]
-    joined: Vec<Box<PresenceJoin>>,
+    /// What settling subscriptions left for the shard (`take_settled`).
+    settled: Settled,
 }
 
-#[allow(clippy::vec_box)] // as `Hub::joined`
+/// What settling subscriptions leaves for the shard: the presence entries of subscribers
+/// that joined, for their owners, and the acks of API subscriptions settled (joined, refused
+/// or abandoned), for the API calls waiting on them.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// Boxed as the ring message that takes them is.
+    #[allow(clippy::vec_box)]
+    pub joined: Vec<Box<PresenceJoin>>,
+    pub acked: Vec<u64>,
+}
+
 /// `join`, then what a joined subscriber adds to its channel: its place among the listeners
-/// of join/leave pushes, and its presence entry for the owner.
+/// of join/leave pushes, and its presence entry for the owner; an API subscription's ack
+/// either way.
 fn admit(
     channel: &str,
     local: &mut LocalChannel,
     mut sub: PendingSubscription,
     position: Result<(&Arc<str>, u64), ErrorCode>,
-    recovery: Option<crate::router::msg::Recovery>,
-    joined: &mut Vec<Box<PresenceJoin>>,
+    recovery: Option<Recovery>,
+    settled: &mut Settled,
 ) -> bool {
     let presence = sub.presence.take();
     let listener = sub.push_join_leave.then(|| sub.conn.clone());
+    settled.acked.extend(sub.reply.ack());
     if !join(channel, &mut local.subscribers, sub, position, recovery) {
         return false;
     }
     if let Some(conn) = listener {
         local.listeners.push(conn);
     }
-    joined.extend(presence);
+    settled.joined.extend(presence);
     true
 }
 
@@ -170,7 +180,7 @@ impl Hub {
             Registration::Registered => {
                 let epoch = local.epoch.clone().unwrap_or_else(|| "".into());
                 let top = local.top;
-                if admit(name, local, sub, Ok((&epoch, top)), None, &mut self.joined) {
+                if admit(name, local, sub, Ok((&epoch, top)), None, &mut self.settled) {
                     self.subscriptions += 1;
                 }
                 SubscribeStep::Done
@@ -241,7 +251,7 @@ impl Hub {
                 sub,
                 result,
                 recovery,
-                &mut self.joined,
+                &mut self.settled,
             ) {
                 self.subscriptions += 1;
             }
@@ -280,6 +290,7 @@ impl Hub {
             self.subscriptions -= 1;
             done.joined = true;
         } else if let Some(waiting) = local.pending.remove(conn_id) {
+            self.settled.acked.extend(waiting.sub.reply.ack());
             waiting.sub.abandon();
         } else {
             return done;
@@ -289,10 +300,10 @@ impl Hub {
         done
     }
 
-    /// The presence entries of the subscribers that joined since the last call, for their
-    /// channels' owners.
-    pub fn take_joined(&mut self) -> Vec<Box<PresenceJoin>> {
-        std::mem::take(&mut self.joined)
+    /// What settling subscriptions left since the last call: presence entries for their
+    /// channels' owners, acks for the API calls waiting.
+    pub fn take_settled(&mut self) -> Settled {
+        std::mem::take(&mut self.settled)
     }
 
     /// Hands a join or leave push to the channel's subscribers that take them; `local`: it

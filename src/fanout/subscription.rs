@@ -22,8 +22,19 @@ pub enum SubscribeReply {
     /// it, if one does.
     ServerSide(Option<ConnectSlot>),
     /// A server-side subscription the server API made: the `subscribe` push carries its
-    /// result (nothing is sent when it is refused).
-    Push,
+    /// result (nothing is sent when it is refused). `ack`: the API call waiting for it to be
+    /// settled (joined, refused or abandoned), handed back by `Hub::take_acked`.
+    Push { ack: Option<u64> },
+}
+
+impl SubscribeReply {
+    /// The API call waiting for this subscription to be settled, if any.
+    pub fn ack(&self) -> Option<u64> {
+        match self {
+            SubscribeReply::Push { ack } => *ack,
+            _ => None,
+        }
+    }
 }
 
 /// What the subscribe result carries about the stream.
@@ -96,7 +107,7 @@ impl PendingSubscription {
                 self.conn.push_message(&reply);
             }
             SubscribeReply::ServerSide(Some(slot)) => slot.fill(b"{}".to_vec()),
-            SubscribeReply::ServerSide(None) | SubscribeReply::Push => {}
+            SubscribeReply::ServerSide(None) | SubscribeReply::Push { .. } => {}
         }
     }
 }
@@ -214,11 +225,18 @@ pub fn join(
             slot.fill(out);
         }
         SubscribeReply::ServerSide(None) => {}
-        SubscribeReply::Push => {
+        SubscribeReply::Push { .. } => {
+            // The push, then a recovery's publications as publication pushes (Centrifugo's
+            // push has no room for them; the client's position advances through them).
             if let Ok(result) = result {
                 let mut out = Vec::new();
                 encode::subscribe_push(&mut out, channel, result);
                 conn.push_message(&out);
+                for publication in result.publications {
+                    out.clear();
+                    encode::publication_push(&mut out, channel, publication);
+                    conn.push_message(&out);
+                }
             }
         }
     };

@@ -143,11 +143,18 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
                 if prepared.publishes() {
                     shard.wait_for_room().await;
                 }
+                let acts_on_users = prepared.acts_on_users();
                 let dispatched = prepared.dispatch(shard);
                 let shard = shard.clone();
                 let answer =
                     glommio::spawn_local(async move { dispatched.response(&shard).await }).detach();
                 in_flight.push_back(InFlight { answer, keep_alive });
+                if acts_on_users {
+                    // Answered only once the user's connections applied it: the requests
+                    // after it start then, as if the connection sent one at a time (a
+                    // publish right after a subscribe reaches the new subscriber).
+                    drain(stream, &mut in_flight).await?;
+                }
                 if buffer.capacity() > HTTP_BUFFER_KEPT_BYTES_MAX && buffer.is_empty() {
                     buffer.shrink_to(HTTP_BUFFER_KEPT_BYTES_MAX);
                 }

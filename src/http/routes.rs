@@ -70,6 +70,12 @@ impl Prepared {
         matches!(self, Prepared::Api(command, _) if command.publishes())
     }
 
+    /// True for the server API's user actions (and batches holding one), which the requests
+    /// after them wait for.
+    pub fn acts_on_users(&self) -> bool {
+        matches!(self, Prepared::Api(command, _) if command.acts_on_users())
+    }
+
     /// Sends the request to the shards that answer it, now.
     pub fn dispatch(self, shard: &Shard) -> Dispatched {
         match self {

@@ -89,6 +89,8 @@ pub enum Disconnect {
     Force,
     /// 3504: one connection per user, and the user connected again.
     ConnectionLimit,
+    /// 3505: the server API subscribed the connection past `client.channel_limit`.
+    ChannelLimit,
 }
 
 /// A close with any code and reason: the server API's `disconnect` gives its own, and every
@@ -122,6 +124,7 @@ impl Disconnect {
             Disconnect::NotAvailable => 3508,
             Disconnect::Force => 3503,
             Disconnect::ConnectionLimit => 3504,
+            Disconnect::ChannelLimit => 3505,
         }
     }
 
@@ -138,6 +141,7 @@ impl Disconnect {
             Disconnect::NotAvailable => "not available",
             Disconnect::Force => "force disconnect",
             Disconnect::ConnectionLimit => "connection limit",
+            Disconnect::ChannelLimit => "channel limit",
         }
     }
 }

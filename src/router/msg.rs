@@ -290,14 +290,35 @@ pub struct JoinLeave {
     pub frame: Bytes,
 }
 
+/// The API's `client` filter of a user action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFilter {
+    /// Every connection of the user.
+    Any,
+    /// Only this one.
+    Only(ClientId),
+    /// None: the `client` given is no client id this server makes.
+    Nobody,
+}
+
+impl ClientFilter {
+    pub fn admits(self, client: ClientId) -> bool {
+        match self {
+            ClientFilter::Any => true,
+            ClientFilter::Only(only) => only == client,
+            ClientFilter::Nobody => false,
+        }
+    }
+}
+
 /// A server API action on a user's connections (`disconnect`, `subscribe`, `unsubscribe`,
 /// `refresh`): every shard hands it to each connection of the user, which applies it when
 /// its filters match.
 #[derive(Debug)]
 pub struct UserAction {
     pub user: Box<str>,
-    /// Only the connection with this client id (API `client`).
-    pub client: Option<Box<str>>,
+    /// Which of the user's connections (API `client`).
+    pub client: ClientFilter,
     /// Only the connections of this session (API `session`; no ringcast connection has a
     /// session id, so a session matches none).
     pub session: Option<Box<str>>,
@@ -306,11 +327,12 @@ pub struct UserAction {
 
 #[derive(Debug)]
 pub enum UserActionKind {
-    /// Close with `code` and `reason`, except the clients in `whitelist`.
+    /// Close with `code` and `reason`, except the clients in `whitelist` (ids that are no
+    /// client id of this server's are left out: they name no connection).
     Disconnect {
         code: u16,
         reason: Box<str>,
-        whitelist: Vec<Box<str>>,
+        whitelist: Vec<ClientId>,
     },
     Subscribe(ServerSubscribe),
     /// End the subscription with the unsubscribe push 2000.

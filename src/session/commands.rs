@@ -24,8 +24,8 @@ use crate::protocol::{
     SubscribePosition, SubscribeRequest, SubscriptionOverrides, FLAG_REJECT_UNRECOVERED,
 };
 use crate::router::msg::{
-    ClientInfos, HistoryQuery, PresenceItem, PresenceJoin, PresenceKind, RecoverFrom, UserAction,
-    UserActionKind,
+    ClientFilter, ClientInfos, HistoryQuery, PresenceItem, PresenceJoin, PresenceKind, RecoverFrom,
+    UserAction, UserActionKind,
 };
 
 /// The unsubscribe push for a subscription whose token expired without a refresh: code and
@@ -169,12 +169,12 @@ impl Session {
             // of every shard knows them without it).
             self.shard().tell_user_action(UserAction {
                 user: user.as_str().into(),
-                client: None,
+                client: ClientFilter::Any,
                 session: None,
                 kind: UserActionKind::Disconnect {
                     code: Disconnect::ConnectionLimit.code(),
                     reason: Disconnect::ConnectionLimit.reason().into(),
-                    whitelist: vec![self.client.to_string().into()],
+                    whitelist: vec![self.client],
                 },
             });
         }
@@ -507,7 +507,7 @@ impl Session {
 
     /// Drops `channel` from the list if the hub refused the subscription (an error or 112
     /// answered by the owner after the command was taken).
-    fn forget_refused(&mut self, channel: &str) {
+    pub(super) fn forget_refused(&mut self, channel: &str) {
         if let Some(at) = self.channels.iter().position(|s| *s.channel == *channel) {
             if !self.shard().is_member(channel, self.out.id) {
                 self.channels.swap_remove(at);

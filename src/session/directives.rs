@@ -14,18 +14,43 @@ use crate::fanout::{PendingSubscription, RecoveryAsk, StreamMode, SubscribeReply
 use crate::protocol::json::encode;
 use crate::protocol::{CustomDisconnect, Disconnect};
 use crate::router::msg::{ServerSubscribe, UserAction, UserActionKind};
+use crate::shard::Directive;
 
 /// The unsubscribe push of the server API's `unsubscribe`, as Centrifugo sends it.
 const UNSUBSCRIBE_SERVER: (u32, &str) = (2000, "server unsubscribe");
 
+/// Where an applied action's acknowledgement comes from.
+enum Applied {
+    /// Now.
+    Done,
+    /// The hub, once the subscription it started is settled.
+    Settling,
+}
+
 impl Session {
-    /// Applies the server API's actions for this connection, in order; a disconnect (or an
-    /// expired refresh) ends it with its code and reason.
+    /// Applies the server API's actions for this connection, in order, each acknowledged
+    /// once applied (a subscription once its owner answered); a disconnect (or an expired
+    /// refresh, or a subscription past the channel limit) ends the connection with its code
+    /// and reason, and the actions after it count as done.
     pub fn apply_directives(&mut self) -> Result<(), CustomDisconnect> {
-        let actions = self.shard().take_directives(self.out.id);
-        for action in actions {
-            if self.concerns(&action) {
-                self.apply(&action)?;
+        let mut directives = self.shard().take_directives(self.out.id).into_iter();
+        // Bounded by `DIRECTIVES_PER_CONNECTION_MAX`.
+        while let Some(Directive { action, ack }) = directives.next() {
+            let applied = if self.concerns(&action) {
+                self.apply(&action, ack)
+            } else {
+                Ok(Applied::Done)
+            };
+            match applied {
+                Ok(Applied::Done) => self.shard().directive_done(ack),
+                Ok(Applied::Settling) => {}
+                Err(end) => {
+                    self.shard().directive_done(ack);
+                    for rest in directives {
+                        self.shard().directive_done(rest.ack);
+                    }
+                    return Err(end);
+                }
             }
         }
         Ok(())
@@ -34,56 +59,66 @@ impl Session {
     fn concerns(&self, action: &UserAction) -> bool {
         self.state == State::Connected
             && *action.user == *self.user
-            && action
-                .client
-                .as_deref()
-                .is_none_or(|c| *c == self.client.to_string())
+            && action.client.admits(self.client)
             && action.session.is_none()
     }
 
-    fn apply(&mut self, action: &Arc<UserAction>) -> Result<(), CustomDisconnect> {
+    /// Applies one action (`ack` goes with a subscription, which the hub settles later).
+    fn apply(
+        &mut self,
+        action: &Arc<UserAction>,
+        ack: Option<u64>,
+    ) -> Result<Applied, CustomDisconnect> {
         match &action.kind {
             UserActionKind::Disconnect {
                 code,
                 reason,
                 whitelist,
             } => {
-                let me = self.client.to_string();
-                if whitelist.iter().any(|c| **c == *me) {
-                    return Ok(());
+                if whitelist.contains(&self.client) {
+                    return Ok(Applied::Done);
                 }
                 Err(CustomDisconnect {
                     code: *code,
                     reason: reason.clone(),
                 })
             }
-            UserActionKind::Subscribe(sub) => {
-                self.server_subscribe(sub);
-                Ok(())
-            }
+            UserActionKind::Subscribe(sub) => self.server_subscribe(sub, ack),
             UserActionKind::Unsubscribe { channel } => {
                 self.server_unsubscribe(channel);
-                Ok(())
+                Ok(Applied::Done)
             }
             UserActionKind::Refresh {
                 expired,
                 expire_at,
                 info,
-            } => self.server_refresh(*expired, *expire_at, info.as_deref()),
+            } => self
+                .server_refresh(*expired, *expire_at, info.as_deref())
+                .map(|()| Applied::Done),
         }
     }
 
     /// A server-side subscription from the API: as connect's, announced with the
-    /// `subscribe` push (with what a recovery from `recover_since` found). A channel this
-    /// connection is in already is left as it is.
-    fn server_subscribe(&mut self, req: &ServerSubscribe) {
+    /// `subscribe` push (the recovered publications after it). A channel this connection is
+    /// in already is left as it is; one past `client.channel_limit` closes the connection
+    /// with 3505, as Centrifugo does. A subscription made is acknowledged by the hub once
+    /// settled (`Applied::Settling`).
+    fn server_subscribe(
+        &mut self,
+        req: &ServerSubscribe,
+        ack: Option<u64>,
+    ) -> Result<Applied, CustomDisconnect> {
+        self.forget_refused(&req.channel);
         if self.is_subscribed(&req.channel) {
-            return;
+            return Ok(Applied::Done);
+        }
+        if self.channels.len() >= self.shard().config.client.channel_limit {
+            return Err(Disconnect::ChannelLimit.into());
         }
         let config = &self.ctx.shard.config;
         // The API checked the namespace; the configuration does not change.
         let Some(mut options) = config.channel_options(&req.channel) else {
-            return;
+            return Ok(Applied::Done);
         };
         permissions::apply_overrides(&mut options, &req.overrides);
         let history = options.history();
@@ -110,7 +145,7 @@ impl Session {
         let presence = self.presence_join(&req.channel, &options, req.info.as_deref());
         let sub = PendingSubscription {
             conn: self.out.clone(),
-            reply: SubscribeReply::Push,
+            reply: SubscribeReply::Push { ack },
             mode,
             recovery: match recover {
                 Some(_) => RecoveryAsk::Asked {
@@ -137,6 +172,7 @@ impl Session {
         if expires_at.is_some() {
             self.watch_subscription_expiry();
         }
+        Ok(Applied::Settling)
     }
 
     /// Ends the subscription to `channel` (if there is one; every subscription when

@@ -45,7 +45,7 @@ use crate::limits::{HTTP_BODY_READ_BYTES, PARTITIONS};
 use crate::metrics::counters::ShardStats;
 use crate::protocol::json::encode;
 use crate::protocol::{Codec, ErrorCode, Refusal};
-use crate::router::msg::{ConnAnswer, HistoryPage, PresenceAnswer, Published, UserAction};
+use crate::router::msg::{ConnAnswer, HistoryPage, PresenceAnswer, Published};
 use crate::router::{Outbox, ShardMsg};
 
 use ask::Asks;
@@ -59,7 +59,7 @@ pub use history::{HistoryAsk, RemoveAsk};
 pub use presence::{client_info, PresenceAsk};
 pub use publish::PublishSent;
 pub use stats::StatsAsk;
-pub use users::UserAsk;
+pub use users::{Directive, UserAsk};
 
 /// Where a message handed to `Shard::handle` comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +93,9 @@ pub struct Shard {
     online: RefCell<online::OnlineUsers>,
     channel_lists: Asks<Vec<(Arc<str>, u32)>>,
     /// Server API actions waiting for their connections (`users`), by connection id.
-    directives: RefCell<HashMap<u64, Vec<Arc<UserAction>>>>,
+    directives: RefCell<HashMap<u64, Vec<Directive>>>,
+    /// API user actions waiting for this shard's connections to apply them.
+    acks: RefCell<users::Acks>,
     /// Presence joins not recorded: their channel was full (`PRESENCE_CHANNEL_ENTRIES_MAX`).
     presence_full: Cell<u64>,
     /// Publications waiting for a sync (`history_fsync = always`), oldest first.
@@ -119,6 +121,15 @@ pub struct Shard {
     /// The read buffer of the shard's HTTP connections, borrowed only inside a poll, so a
     /// connection's own buffer holds what arrived and no more.
     pub read_buffer: RefCell<Box<[u8]>>,
+}
+
+/// Where a shard's connection ids start: a random point in the lower half of the 48 bits a
+/// client id holds (`ClientId::for_connection`), so an id kept from before a restart almost
+/// never names a connection of this run (API `exclude_client` trusts the id's connection part),
+/// and 2^47 connections fit after it.
+fn first_connection_id() -> u64 {
+    let bytes = crate::rand::fast_bytes::<8>().unwrap_or_default();
+    u64::from_le_bytes(bytes) & ((1 << 47) - 1)
 }
 
 /// Faults the tests inject through the environment.
@@ -175,6 +186,7 @@ impl Shard {
             online: RefCell::default(),
             channel_lists: Asks::default(),
             directives: RefCell::default(),
+            acks: RefCell::default(),
             presence_full: Cell::new(0),
             held: RefCell::new(VecDeque::new()),
             idempotent: RefCell::default(),
@@ -185,7 +197,7 @@ impl Shard {
             log_requests,
             log_requests_rx: RefCell::new(Some(log_requests_rx)),
             hooks: TestHooks::from_env(),
-            next_connection: Cell::new(0),
+            next_connection: Cell::new(first_connection_id()),
             messages_in: Cell::new(0),
             refusals: Cell::new([0; Refusal::ALL.len()]),
             publications: Cell::new(0),
@@ -194,8 +206,10 @@ impl Shard {
         }
     }
 
+    /// A new connection's id: sequential from a random start (see `first_connection_id`).
     pub fn next_connection_id(&self) -> u64 {
         let id = self.next_connection.get();
+        debug_assert!(id < 1 << 48, "a client id holds 48 bits of it");
         self.next_connection.set(id + 1);
         id
     }
@@ -225,7 +239,7 @@ impl Shard {
     pub fn unregister_connection(&self, id: u64) {
         self.registry.borrow_mut().unregister(id);
         // Actions that came while it closed.
-        self.directives.borrow_mut().remove(&id);
+        self.drop_directives(id);
     }
 
     /// Connection `conn` connected as `user` (the session's name, shared with the registry

@@ -27,10 +27,11 @@ pub struct OnlineUsers {
     /// Online users and how many shards hold a connection of each (at least 1). The name
     /// is the session's own allocation, shared: an entry costs its bucket, 24 bytes.
     users: HashMap<Arc<str>, u32, RandomState>,
-    /// Users gone from every shard whose offline event waits, with when it is due.
-    waiting: HashMap<Arc<str>, Millis, RandomState>,
-    /// The same waits by due time (the debounce is one for all, so oldest first); entries
-    /// no longer in `waiting` with that time are stale.
+    /// The users queued in `pending`: when their offline event is due, or `None` when they
+    /// came back meanwhile (the event is off; the entry goes when its time comes).
+    waiting: HashMap<Arc<str>, Option<Millis>, RandomState>,
+    /// The same users by due time (the debounce is one for all, so oldest first), each once:
+    /// one whose wait restarted is queued again at its new time when the old one comes.
     pending: VecDeque<(Millis, Arc<str>)>,
 }
 
@@ -53,8 +54,14 @@ impl OnlineUsers {
             return false;
         }
         self.users.insert(user.clone(), 1);
-        // Back within the debounce: its offline event is dropped, and no online one.
-        self.waiting.remove(&**user).is_none()
+        match self.waiting.get_mut(&**user) {
+            // Back within the debounce: its offline event is off, and there is no online one.
+            Some(due) => {
+                *due = None;
+                false
+            }
+            None => true,
+        }
     }
 
     /// A shard closed its last connection of `user`. With `debounce` (events wanted) the
@@ -77,8 +84,11 @@ impl OnlineUsers {
         match debounce {
             Some(wait) if !wait.is_zero() => {
                 let due = now.after(wait);
-                self.waiting.insert(name.clone(), due);
-                self.pending.push_back((due, name));
+                // Queued already (it left, came back and left again within the debounce):
+                // the entry moves to the new time when the old one comes.
+                if self.waiting.insert(name.clone(), Some(due)).is_none() {
+                    self.pending.push_back((due, name));
+                }
                 false
             }
             events => events.is_some(),
@@ -88,7 +98,8 @@ impl OnlineUsers {
     /// The users whose offline event is due at `now` (they are forgotten).
     pub fn due(&mut self, now: Millis) -> Vec<Arc<str>> {
         let mut due = Vec::new();
-        // Bounded by the users waiting: each pass takes one off.
+        // Bounded by the users queued: each pass takes one off (and puts back only a user
+        // whose time moved past `now`).
         while let Some((at, _)) = self.pending.front() {
             if *at > now {
                 break;
@@ -96,12 +107,21 @@ impl OnlineUsers {
             let Some((at, user)) = self.pending.pop_front() else {
                 break;
             };
-            // Stale when the user came back (and maybe left again: a later entry is live).
-            if self.waiting.get(&*user) == Some(&at) {
-                self.waiting.remove(&*user);
-                due.push(user);
+            match self.waiting.get(&*user).copied() {
+                Some(Some(when)) if when <= at => {
+                    self.waiting.remove(&*user);
+                    due.push(user);
+                }
+                // Its wait restarted, at a later time than any queued before it.
+                Some(Some(when)) => self.pending.push_back((when, user)),
+                // It came back and stayed.
+                Some(None) => {
+                    self.waiting.remove(&*user);
+                }
+                None => debug_assert!(false, "every queued user is waiting"),
             }
         }
+        debug_assert_eq!(self.pending.len(), self.waiting.len());
         due
     }
 
@@ -199,6 +219,25 @@ mod tests {
             vec![u.clone()]
         );
         assert!(users.connected(&u), "online again after it");
+        // Leaving, coming back and leaving again within the debounce: one offline event, at
+        // the last leave's time plus the debounce; the queue holds the user once.
+        let t1 = t0.after(Duration::from_millis(100));
+        assert!(!users.disconnected("u", t1, wait));
+        assert!(!users.connected(&u));
+        let t2 = t1.after(Duration::from_millis(50));
+        assert!(!users.disconnected("u", t2, wait));
+        assert_eq!(users.pending.len(), 1);
+        assert_eq!(users.waiting.len(), 1);
+        assert!(
+            users.due(t1.after(Duration::from_millis(100))).is_empty(),
+            "moved on"
+        );
+        assert_eq!(
+            users.due(t2.after(Duration::from_millis(100))),
+            vec![u.clone()]
+        );
+        assert!(users.pending.is_empty());
+        assert!(users.connected(&u));
         // Without events the user is forgotten at once; with no debounce the event is now.
         assert!(!users.disconnected("u", t0, None));
         assert!(users.connected(&u));

@@ -25,16 +25,6 @@ use crate::router::ShardMsg;
 pub type PresenceAsk = Ask<Result<PresenceAnswer, ErrorCode>>;
 
 impl Shard {
-    /// Sends the presence entries of the subscribers that just joined to their owners
-    /// (after every `Hub::subscribe` and `Hub::subscribed`).
-    pub(super) fn announce_joined(&self) {
-        let joined = self.hub.borrow_mut().take_joined();
-        for join in joined {
-            let channel = join.channel.clone();
-            self.to_owner(&channel, ShardMsg::PresenceJoin(join));
-        }
-    }
-
     /// Owner work: records an entry, and announces it when the channel announces joins.
     pub(super) fn run_presence_join(&self, join: PresenceJoin) {
         let frame = join
@@ -110,10 +100,9 @@ impl Shard {
 
     /// The owner's answer to `send_presence` (100 if it did not answer in time).
     pub async fn presence_answer(&self, ask: PresenceAsk) -> Result<PresenceAnswer, ErrorCode> {
-        self.presences
-            .next(&ask)
-            .await
-            .unwrap_or(Err(ErrorCode::Internal))
+        let answer = self.presences.next(&ask).await;
+        self.presences.close(&ask);
+        answer.unwrap_or(Err(ErrorCode::Internal))
     }
 
     fn ask_presence(&self, channel: &str, kind: PresenceKind, reply: PresenceReplyTo) {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::Shard;
+use crate::fanout::hub::Settled;
 use crate::fanout::{PendingSubscription, SubscribeStep};
 use crate::protocol::ClientId;
 use crate::router::msg::{RecoverFrom, SubscribeAnswer, SubscribeJob};
@@ -16,7 +17,7 @@ impl Shard {
     /// else when the owner's answer arrives (before any delivery it did not include).
     pub fn subscribe(&self, channel: &str, sub: PendingSubscription, recover: Option<RecoverFrom>) {
         let step = self.hub.borrow_mut().subscribe(channel, sub);
-        self.announce_joined();
+        self.settle();
         let SubscribeStep::AskOwner {
             name,
             register,
@@ -35,12 +36,13 @@ impl Shard {
         self.to_owner(channel, ShardMsg::Subscribe(Box::new(job)));
     }
 
-    /// Ends a connection's subscription (joined or waiting). `presence`: the client, when
+    /// Ends a connection's subscription (joined or waiting). `presence_client`: the client, when
     /// the subscription has a presence entry (presence or join/leave on), which leaves the
     /// owner's presence if the subscriber had joined.
-    pub fn unsubscribe(&self, channel: &str, conn_id: u64, presence: Option<ClientId>) {
+    pub fn unsubscribe(&self, channel: &str, conn_id: u64, presence_client: Option<ClientId>) {
         let done = self.hub.borrow_mut().unsubscribe(channel, conn_id);
-        if let (true, Some(client)) = (done.joined, presence) {
+        self.settle();
+        if let (true, Some(client)) = (done.joined, presence_client) {
             // Before the shard's own leave: the owner still sends this shard the push.
             self.leave_presence(channel, client);
         }
@@ -69,9 +71,23 @@ impl Shard {
 
     pub(super) fn apply_subscribed(&self, answer: SubscribeAnswer) {
         let left = self.hub.borrow_mut().subscribed(answer);
-        self.announce_joined();
+        self.settle();
         if let Some(channel) = left {
             self.leave_owner(channel);
+        }
+    }
+
+    /// Hands on what the hub settled (after every `Hub::subscribe`, `subscribed` and
+    /// `unsubscribe`): the presence entries of subscribers that joined to their channels'
+    /// owners, the acks of API subscriptions settled to the calls waiting.
+    fn settle(&self) {
+        let Settled { joined, acked } = self.hub.borrow_mut().take_settled();
+        for join in joined {
+            let channel = join.channel.clone();
+            self.to_owner(&channel, ShardMsg::PresenceJoin(join));
+        }
+        for ack in acked {
+            self.directive_done(Some(ack));
         }
     }
 

@@ -304,14 +304,44 @@ pub fn client_info(
     out
 }
 
-/// The subscribe push of a subscription the server made:
-/// `{"push":{"channel":C,"subscribe":RESULT}}`.
+/// The subscribe push of a subscription the server made, with the fields Centrifugo's
+/// `Subscribe` push has (each omitted when zero or empty):
+/// `{"push":{"channel":C,"subscribe":{"recoverable":true,"epoch":E,"offset":N,"positioned":true,"data":D}}}`.
+/// A recovery's publications are not in it (the caller pushes them after it).
 pub fn subscribe_push(out: &mut Vec<u8>, channel: &str, result: &SubscribeResult<'_>) {
     out.extend_from_slice(b"{\"push\":{\"channel\":");
     put_str(out, channel);
-    out.extend_from_slice(b",\"subscribe\":");
-    put_subscribe_result(out, result);
-    out.extend_from_slice(b"}}");
+    out.extend_from_slice(b",\"subscribe\":{");
+    let mut first = true;
+    let mut field = |out: &mut Vec<u8>, name: &str| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+    };
+    if result.recoverable {
+        field(out, "recoverable");
+        out.extend_from_slice(b"true");
+    }
+    if !result.epoch.is_empty() {
+        field(out, "epoch");
+        put_str(out, result.epoch);
+    }
+    if result.offset > 0 {
+        field(out, "offset");
+        let _ = write!(ByteSink(out), "{}", result.offset);
+    }
+    if result.positioned {
+        field(out, "positioned");
+        out.extend_from_slice(b"true");
+    }
+    if let Some(data) = result.data {
+        field(out, "data");
+        put_raw(out, data.as_bytes());
+    }
+    out.extend_from_slice(b"}}}");
 }
 
 /// A join or leave push: `{"push":{"channel":C,"join":{"info":CLIENTINFO}}}` (`leave`

@@ -173,14 +173,16 @@ impl Connection {
         now: Millis,
     ) -> Result<Served, End> {
         let mut served = Served::Done;
-        if self.input_state == Input::Pending && !shard.hold_intake(self.session.out()) {
-            served = self.read(shard, read_buffer)?;
-        }
+        // The server's chores before the client's input: an API action acknowledged as
+        // applied precedes every command read after it.
         if self.session.out().take_chore(Chores::EXPIRED_SUBSCRIPTIONS) {
             self.session.expire_subscriptions();
         }
         if self.session.out().take_chore(Chores::DIRECTIVES) {
             self.session.apply_directives().map_err(End::custom)?;
+        }
+        if self.input_state == Input::Pending && !shard.hold_intake(self.session.out()) {
+            served = self.read(shard, read_buffer)?;
         }
         if let Some(d) = self.session.out().pending_disconnect() {
             return Err(End::disconnect(d));
