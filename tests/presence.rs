@@ -6,8 +6,8 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
+use common::sdk::api_until;
 use common::{clients_on_every_shard, Client, Server};
 use serde_json::{json, Value};
 
@@ -41,25 +41,6 @@ fn clients(presence: &Value) -> BTreeSet<(String, String)> {
             (id.clone(), info["user"].as_str().unwrap().to_owned())
         })
         .collect()
-}
-
-/// Asks until `check` holds for the API's answer to `method` on `channel` (entries reach
-/// the owner over the rings, after the subscribe reply).
-fn api_until(
-    server: &Server,
-    method: &str,
-    channel: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let reply = server.api(method, &json!({"channel": channel}));
-        if check(&reply["result"]) {
-            return reply["result"].clone();
-        }
-        assert!(Instant::now() < deadline, "{method} never matched: {reply}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The next join or leave push on `channel`: ("join" | "leave", its ClientInfo).
