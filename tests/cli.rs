@@ -130,12 +130,7 @@ fn a_centrifugo_v6_config_is_read_as_it_is() {
     assert_eq!(config["channel"]["namespaces"][0]["name"], "personal");
     assert_eq!(config["channel"]["namespaces"][0]["history_ttl"], "10m");
     let warnings = stderr(&check);
-    for ignored in [
-        "admin",
-        "consumers",
-        "push_notifications",
-        "client.allowed_origins",
-    ] {
+    for ignored in ["admin", "consumers", "push_notifications"] {
         assert!(
             warnings.contains(&format!("ignoring {ignored}:")),
             "{ignored}: {warnings}"

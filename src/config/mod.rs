@@ -205,6 +205,14 @@ pub struct Client {
     pub history_max_publication_limit: usize,
     /// Most publications sent to a recovering subscriber; more missed → `recovered: false`.
     pub recovery_max_publication_limit: usize,
+    /// Origins a WebSocket upgrade may come from (globs, `*` any); empty: only requests
+    /// without an `Origin` header (not browsers), as Centrifugo.
+    pub allowed_origins: Vec<String>,
+    /// Connections the node holds at most (0: no limit); each shard takes its share.
+    pub connection_limit: usize,
+    /// New connections per second the node accepts at most (0: no limit); each shard its
+    /// share.
+    pub connection_rate_limit: usize,
 }
 
 impl Default for Client {
@@ -225,6 +233,9 @@ impl Default for Client {
             stale_close_delay: GoDuration::from_secs(10),
             history_max_publication_limit: 300,
             recovery_max_publication_limit: 300,
+            allowed_origins: Vec::new(),
+            connection_limit: 0,
+            connection_rate_limit: 0,
         }
     }
 }

@@ -458,6 +458,18 @@ fn coerce(value: &mut Value, schema: &Value) {
                 *value = Value::from(u);
             }
         }
+        // A list of strings from the environment: a JSON array, or words separated by spaces
+        // (as Centrifugo reads `CENTRIFUGO_CLIENT_ALLOWED_ORIGINS="https://a https://b"`).
+        (Value::Array(_), Value::String(text)) => {
+            *value = match serde_json::from_str::<Value>(text) {
+                Ok(list @ Value::Array(_)) => list,
+                _ => Value::Array(
+                    text.split_whitespace()
+                        .map(|word| Value::String(word.to_owned()))
+                        .collect(),
+                ),
+            };
+        }
         // A duration stays a number (nanoseconds, as Go reads it); other strings take the
         // number's text.
         (Value::String(default), Value::Number(_) | Value::Bool(_)) if !is_duration(default) => {

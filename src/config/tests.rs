@@ -64,12 +64,16 @@ fn ignored(warnings: &[String]) -> Vec<String> {
 fn a_chat_applications_json_config_loads_with_warnings_for_what_is_ignored() {
     let loaded = load("chat-config.json");
     check_chat(&loaded.config);
+    assert_eq!(
+        loaded.config.client.allowed_origins,
+        ["http://localhost:9000"],
+        "read, not ignored"
+    );
     assert_eq!(loaded.config.history_storage, HistoryStorage::default());
     assert_eq!(
         ignored(&loaded.warnings),
         [
             "admin",
-            "client.allowed_origins",
             "consumers",
             "database",
             "engine",

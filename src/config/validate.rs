@@ -198,6 +198,14 @@ impl Config {
                 }
             }
         }
+        for pattern in &self.client.allowed_origins {
+            if let Err(e) = glob::Pattern::new(pattern) {
+                return fail(
+                    "client.allowed_origins",
+                    format!("{pattern:?} is no pattern: {e}"),
+                );
+            }
+        }
         let status = &self.user_status;
         if !status.channel.is_empty() && self.channel_options(&status.channel).is_none() {
             return fail(

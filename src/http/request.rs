@@ -33,6 +33,8 @@ pub struct Head {
     pub query_api_key: Option<String>,
     /// `X-Centrifugo-Error-Mode: transport`: API errors as HTTP statuses.
     pub transport_errors: bool,
+    /// The `Origin` header (a browser's page), checked at the WebSocket upgrade.
+    pub origin: Option<String>,
     pub expect: Expect,
 }
 
@@ -109,6 +111,7 @@ pub fn parse_head(bytes: &[u8]) -> Option<Head> {
             "x-api-key" => head.api_key = Some(value.to_owned()),
             "x-centrifugo-error-mode" => head.transport_errors = value == "transport",
             "authorization" => head.authorization = Some(value.to_owned()),
+            "origin" => head.origin = Some(value.to_owned()),
             "expect" => {
                 // Any expectation but 100-continue fails (417, as Go's net/http answers); an
                 // HTTP/1.0 client gets no interim answer.

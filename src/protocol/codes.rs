@@ -192,10 +192,16 @@ pub enum Refusal {
     NoToken,
     /// A token whose key is not known yet (a JWKS `kid` being fetched): 100, temporary.
     TokenUnverifiable,
+    /// A WebSocket upgrade from an origin `client.allowed_origins` does not allow (403).
+    Origin,
+    /// A WebSocket upgrade past `client.connection_limit` (503).
+    ConnectionLimit,
+    /// A WebSocket upgrade past `client.connection_rate_limit` (503).
+    ConnectionRate,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 11] = [
+    pub const ALL: [Refusal; 14] = [
         Refusal::UnknownChannel,
         Refusal::BadChannel,
         Refusal::NotAvailable,
@@ -207,6 +213,9 @@ impl Refusal {
         Refusal::NotAllowed,
         Refusal::NoToken,
         Refusal::TokenUnverifiable,
+        Refusal::Origin,
+        Refusal::ConnectionLimit,
+        Refusal::ConnectionRate,
     ];
 
     /// Its place in `ALL` (and in a counter array).
@@ -228,6 +237,9 @@ impl Refusal {
             Refusal::NotAllowed => "not_allowed",
             Refusal::NoToken => "no_token",
             Refusal::TokenUnverifiable => "token_unverifiable",
+            Refusal::Origin => "origin",
+            Refusal::ConnectionLimit => "connection_limit",
+            Refusal::ConnectionRate => "connection_rate",
         }
     }
 }

@@ -47,6 +47,10 @@ impl Denied {
             | Refusal::TokenMismatch
             | Refusal::NotAllowed
             | Refusal::NoToken => ErrorCode::PermissionDenied,
+            // Refused at the upgrade, before there is a session (never a command's answer).
+            Refusal::Origin | Refusal::ConnectionLimit | Refusal::ConnectionRate => {
+                ErrorCode::Internal
+            }
         };
         Denied::Error(code, refusal)
     }

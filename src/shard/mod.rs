@@ -11,6 +11,7 @@
 //! Shared within the shard through `Rc<Shard>`; every `RefCell` borrow ends before an await
 //! and before a call that may come back into the shard (`to_shard` to itself).
 
+mod admission;
 mod ask;
 mod channels;
 mod deadlines;
@@ -112,6 +113,8 @@ pub struct Shard {
     /// Partitions whose logs to create, for `run_log_creator`.
     log_requests: LocalSender<u32>,
     log_requests_rx: RefCell<Option<LocalReceiver<u32>>>,
+    /// The upgrade's checks: origins, this shard's share of the connection limits.
+    admission: admission::Admission,
     hooks: TestHooks,
     next_connection: Cell<u64>,
     messages_in: Cell<u64>,
@@ -196,6 +199,7 @@ impl Shard {
             pending_logs: RefCell::new(PendingLogs::default()),
             log_requests,
             log_requests_rx: RefCell::new(Some(log_requests_rx)),
+            admission: admission::Admission::new(&config, count),
             hooks: TestHooks::from_env(),
             next_connection: Cell::new(first_connection_id()),
             messages_in: Cell::new(0),

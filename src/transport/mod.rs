@@ -19,6 +19,8 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
 use crate::http::connection::{self, Ended};
+use crate::http::response::Response;
+use crate::protocol::Refusal;
 use crate::session::Context;
 
 /// What one shard's transports need: the sessions' context and the WebSocket reactor.
@@ -65,6 +67,14 @@ async fn upgrade(ctx: &Context, stream: &mut TcpStream) -> io::Result<Option<Vec
     let Ended::Upgrade { head, leftover } = connection::serve(&ctx.shard, stream).await? else {
         return Ok(None);
     };
+    if let Err(refusal) = ctx.shard.admit_upgrade(head.origin.as_deref()) {
+        let status = match refusal {
+            Refusal::Origin => 403,
+            _ => 503,
+        };
+        Response::empty(status).write(stream, false).await?;
+        return Ok(None);
+    }
     match websocket::upgrade::response(&head) {
         Ok(response) => {
             stream.write_all(&response).await?;

@@ -1,0 +1,135 @@
+//! Who may open a WebSocket (issue 14, limits): `client.allowed_origins` (403, and without
+//! the key only requests with no `Origin`, as Centrifugo), `client.connection_limit` and
+//! `client.connection_rate_limit` (503), each refusal counted by reason, the others served.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Client, Server};
+use serde_json::json;
+
+/// The status code of a WebSocket upgrade request with `origin`; the stream, for an upgrade
+/// that succeeded (to keep it open).
+fn upgrade(server: &Server, origin: Option<&str>) -> (u16, TcpStream) {
+    let mut stream = TcpStream::connect(server.address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    let request = format!(
+        "GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    // Bounded by the read timeout and the head's end.
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {text:?}"));
+    (status, stream)
+}
+
+fn refusals(server: &Server, reason: &str) -> u64 {
+    let (_, body) = server.http("GET", "/metrics", &[], b"");
+    let line = format!("ringcast_refusals_total{{reason=\"{reason}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .unwrap_or_else(|| panic!("no {line} in /metrics"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn origins_are_checked_as_centrifugo_checks_them() {
+    // Without allowed_origins: only requests without an Origin (not browsers).
+    let server = Server::start(&[]);
+    assert_eq!(upgrade(&server, None).0, 101);
+    assert_eq!(upgrade(&server, Some("https://app.example.com")).0, 403);
+    assert_eq!(refusals(&server, "origin"), 1);
+    drop(server);
+
+    let server = Server::start(&[
+        r#"client.allowed_origins=["https://*.example.com","http://localhost:3000"]"#,
+    ]);
+    assert_eq!(upgrade(&server, Some("https://app.example.com")).0, 101);
+    assert_eq!(upgrade(&server, Some("HTTPS://App.Example.com")).0, 101);
+    assert_eq!(upgrade(&server, Some("http://localhost:3000")).0, 101);
+    assert_eq!(upgrade(&server, None).0, 101, "no Origin: not a browser");
+    assert_eq!(upgrade(&server, Some("https://example.org")).0, 403);
+    assert_eq!(upgrade(&server, Some("http://localhost:3001")).0, 403);
+    assert_eq!(refusals(&server, "origin"), 2);
+    // A client connects and works meanwhile.
+    let (mut client, _) = Client::connect(&server, "u");
+    client.subscribe("x");
+
+    let server = Server::start(&[r#"client.allowed_origins=["*"]"#]);
+    assert_eq!(upgrade(&server, Some("https://anything.test")).0, 101);
+}
+
+#[test]
+fn a_bad_origin_pattern_stops_the_start() {
+    let data = common::DataDir::new();
+    let mut command = Server::command(&data, None, &[r#"client.allowed_origins=["[a"]"#], &[]);
+    let output = command.output().expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("client.allowed_origins"), "{stderr}");
+}
+
+#[test]
+fn the_connection_limit_refuses_upgrades_past_it_and_admits_again_below() {
+    let server = Server::start(&["--shards", "1", "client.connection_limit=2"]);
+    let (mut a, _) = Client::connect(&server, "a");
+    let (b, _) = Client::connect(&server, "b");
+    let (status, _) = upgrade(&server, None);
+    assert_eq!(status, 503, "a third connection");
+    assert_eq!(refusals(&server, "connection_limit"), 1);
+    // The two keep working; once one leaves, a new one is admitted.
+    a.subscribe("x");
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = upgrade(&server, None);
+        if status == 101 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never admitted again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(a
+        .command("presence", json!({"channel": "x"}))
+        .get("error")
+        .is_some());
+}
+
+#[test]
+fn the_connection_rate_limit_refuses_a_burst_past_it() {
+    let server = Server::start(&["--shards", "1", "client.connection_rate_limit=2"]);
+    // A burst: the bucket holds 2 and refills 2 a second, so a burst of 50 local upgrades
+    // meets a refusal unless each took half a second.
+    let mut statuses = Vec::new();
+    let mut open = Vec::new();
+    for _ in 0..50 {
+        let (status, stream) = upgrade(&server, None);
+        statuses.push(status);
+        open.push(stream);
+        if status == 503 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
+    assert_eq!(statuses[0], 101);
+    assert_eq!(refusals(&server, "connection_rate"), 1);
+}
