@@ -253,6 +253,9 @@ pub const PRESENCE_REPLY_ENTRIES_MAX: usize = 65_536;
 /// before reading on). One that has more is not being served: it is closed as slow (3008),
 /// as when its output queue overflows.
 pub const DIRECTIVES_PER_CONNECTION_MAX: usize = 1_024;
+/// The drain closes a share of the clients every this often (spread over
+/// `shutdown.timeout`).
+pub const DRAIN_STEP_MS: u64 = 100;
 /// The most channels one API `channels` answer lists; a node with more answers in pages
 /// (`next_cursor`).
 pub const API_CHANNELS_PAGE_MAX: usize = 100_000;

@@ -48,6 +48,30 @@ pub struct Config {
     pub history_storage: HistoryStorage,
     /// ringcast: online/offline events per user.
     pub user_status: UserStatus,
+    /// The drain on SIGTERM/SIGINT.
+    pub shutdown: Shutdown,
+}
+
+/// The drain on SIGTERM or SIGINT: `/health` answers 503 at once; clients are still accepted
+/// for `accept_delay` (the load balancer sees the failing check first), then no more; the
+/// clients are closed with 3001 over at most `timeout`; API calls in flight are answered;
+/// the history is synced; the process exits 0. A second signal exits at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Shutdown {
+    /// Centrifugo's: the longest the drain may take after the accept delay.
+    pub timeout: GoDuration,
+    /// ringcast: how long clients are still accepted after the signal.
+    pub accept_delay: GoDuration,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            timeout: GoDuration::from_secs(30),
+            accept_delay: GoDuration::from_secs(3),
+        }
+    }
 }
 
 /// ringcast (beyond Centrifugo): each user's online/offline transitions on this node,
@@ -381,6 +405,7 @@ impl Default for Config {
             shards: Shards::default(),
             history_storage: HistoryStorage::default(),
             user_status: UserStatus::default(),
+            shutdown: Shutdown::default(),
         }
     }
 }

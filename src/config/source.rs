@@ -535,6 +535,8 @@ mod tests {
                 "client.pong_timeout",
                 "client.stale_close_delay",
                 "history_storage.fsync_interval",
+                "shutdown.accept_delay",
+                "shutdown.timeout",
                 "user_status.debounce",
                 "websocket.write_timeout",
             ]

@@ -20,7 +20,7 @@ use super::routes::{self, Route};
 use crate::limits::{
     HTTP_BODY_BYTES_MAX, HTTP_BUFFER_KEPT_BYTES_MAX, HTTP_IDLE_MS, HTTP_PIPELINE_REQUESTS_MAX,
 };
-use crate::shard::Shard;
+use crate::shard::{ApiInFlight, Shard};
 
 /// How the HTTP phase ended.
 pub enum Ended {
@@ -32,9 +32,11 @@ pub enum Ended {
 }
 
 /// A request dispatched and not yet answered.
-struct InFlight {
+struct InFlight<'a> {
     answer: JoinHandle<Response>,
     keep_alive: bool,
+    /// An API request counts for the drain until its response is written.
+    _api: Option<ApiInFlight<'a>>,
 }
 
 /// What to do with the connection next.
@@ -100,7 +102,7 @@ fn next(shard: &Shard, buffer: &[u8], continued: bool) -> Next {
 pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ended> {
     stream.set_read_timeout(Some(Duration::from_millis(HTTP_IDLE_MS)))?;
     let mut buffer: Vec<u8> = Vec::new();
-    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut in_flight: VecDeque<InFlight<'_>> = VecDeque::new();
     // Reading stops after a request that asks to close.
     let mut reading = true;
     // The head at the buffer's start got its `100 Continue`.
@@ -144,11 +146,16 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
                     shard.wait_for_room().await;
                 }
                 let acts_on_users = prepared.acts_on_users();
+                let api = prepared.is_api().then(|| shard.api_in_flight());
                 let dispatched = prepared.dispatch(shard);
                 let shard = shard.clone();
                 let answer =
                     glommio::spawn_local(async move { dispatched.response(&shard).await }).detach();
-                in_flight.push_back(InFlight { answer, keep_alive });
+                in_flight.push_back(InFlight {
+                    answer,
+                    keep_alive,
+                    _api: api,
+                });
                 if acts_on_users {
                     // Answered only once the user's connections applied it: the requests
                     // after it start then, as if the connection sent one at a time (a
@@ -236,7 +243,7 @@ type Answer = (Option<Response>, bool);
 /// Returns false if one of them closes the connection (nothing after it is written).
 async fn write_ready(
     stream: &mut TcpStream,
-    in_flight: &mut VecDeque<InFlight>,
+    in_flight: &mut VecDeque<InFlight<'_>>,
     first: Option<Answer>,
 ) -> io::Result<bool> {
     let mut out = Vec::new();
@@ -279,7 +286,7 @@ async fn write_ready(
 /// Waits for the oldest answer, then writes it with those ready after it.
 async fn write_front(
     stream: &mut TcpStream,
-    in_flight: &mut VecDeque<InFlight>,
+    in_flight: &mut VecDeque<InFlight<'_>>,
 ) -> io::Result<bool> {
     let Some(done) = in_flight.pop_front() else {
         return Ok(true);
@@ -289,7 +296,7 @@ async fn write_front(
 }
 
 /// Writes every answer still due, in order.
-async fn drain(stream: &mut TcpStream, in_flight: &mut VecDeque<InFlight>) -> io::Result<()> {
+async fn drain(stream: &mut TcpStream, in_flight: &mut VecDeque<InFlight<'_>>) -> io::Result<()> {
     // Bounded by the queue, which nothing fills meanwhile.
     while !in_flight.is_empty() {
         if !write_front(stream, in_flight).await? {

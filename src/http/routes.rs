@@ -76,6 +76,11 @@ impl Prepared {
         matches!(self, Prepared::Api(command, _) if command.acts_on_users())
     }
 
+    /// A server API request (the drain waits for these to be answered).
+    pub fn is_api(&self) -> bool {
+        matches!(self, Prepared::Api(..))
+    }
+
     /// Sends the request to the shards that answer it, now.
     pub fn dispatch(self, shard: &Shard) -> Dispatched {
         match self {
@@ -121,6 +126,10 @@ impl Dispatched {
 /// Checks and decodes a plain HTTP request (not the WebSocket one).
 pub fn prepare(shard: &Shard, head: &Head, route: Route<'_>, body: &[u8]) -> Prepared {
     match route {
+        // Draining: failing, so the load balancer stops sending clients here.
+        Route::Health if shard.draining() => {
+            Prepared::Ready(Response::new(503, "application/json", &b"{}"[..]))
+        }
         Route::Health => Prepared::Ready(Response::json(&b"{}"[..])),
         Route::Metrics => Prepared::Metrics,
         Route::Api(method) => {

@@ -91,6 +91,8 @@ pub enum Disconnect {
     ConnectionLimit,
     /// 3505: the server API subscribed the connection past `client.channel_limit`.
     ChannelLimit,
+    /// 3001: the server is shutting down (clients reconnect, to another node).
+    Shutdown,
 }
 
 /// A close with any code and reason: the server API's `disconnect` gives its own, and every
@@ -125,6 +127,7 @@ impl Disconnect {
             Disconnect::Force => 3503,
             Disconnect::ConnectionLimit => 3504,
             Disconnect::ChannelLimit => 3505,
+            Disconnect::Shutdown => 3001,
         }
     }
 
@@ -142,6 +145,7 @@ impl Disconnect {
             Disconnect::Force => "force disconnect",
             Disconnect::ConnectionLimit => "connection limit",
             Disconnect::ChannelLimit => "channel limit",
+            Disconnect::Shutdown => "shutdown",
         }
     }
 }

@@ -10,12 +10,14 @@
 
 pub mod channel_list;
 pub mod congestion;
+pub mod lifecycle;
 pub mod msg;
 pub mod outbox;
 pub mod partition;
 
 pub use channel_list::{ChannelList, ChannelNames};
 pub use congestion::Congestion;
+pub use lifecycle::Lifecycle;
 pub use msg::ShardMsg;
 pub use outbox::Outbox;
 pub use partition::{owner_of, partition};

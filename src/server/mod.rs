@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::engine::ChannelOwner;
 use crate::limits::{INTAKE_LATENCY_MS, RING_CAPACITY_MESSAGES, SHARD_START_TIMEOUT_MS};
 use crate::net::listener;
-use crate::router::{Congestion, Outbox, ShardMsg};
+use crate::router::{Congestion, Lifecycle, Outbox, ShardMsg};
 use crate::session::{Context, TaskQueues};
 use crate::shard::Shard;
 use crate::transport::Transport;
@@ -63,6 +63,10 @@ pub fn start(config: Config) -> Result<Server, String> {
         .map_err(|e| format!("cannot create the shard mesh: {e}"))?;
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let congestion = Congestion::new(shards);
+    // SIGTERM and SIGINT go to the signal thread alone: blocked here, before the shards'
+    // threads start (they inherit the mask).
+    let lifecycle = Lifecycle::new();
+    let signals = startup::block_stop_signals()?;
     let mut executors = Vec::with_capacity(shards);
     for (id, links) in links.into_iter().enumerate() {
         // Pin one shard per allowed CPU; with more shards than CPUs let the OS place them.
@@ -74,10 +78,18 @@ pub fn start(config: Config) -> Result<Server, String> {
         let config = config.clone();
         let ready = ready_tx.clone();
         let congestion = congestion.clone();
+        let lifecycle = lifecycle.clone();
         let executor = LocalExecutorBuilder::new(placement)
             .name(&format!("ringcast-{id}"))
             .ring_depth(crate::limits::IO_RING_DEPTH)
-            .spawn(move || shard_main(id, shards, config, links, congestion, address, ready))
+            .spawn(move || {
+                let shared = Shared {
+                    congestion,
+                    lifecycle,
+                    address,
+                };
+                shard_main(id, shards, config, links, shared, ready)
+            })
             .map_err(|e| format!("cannot start shard {id}: {e}; {}", startup::io_uring_hint()))?;
         executors.push(executor);
     }
@@ -96,6 +108,7 @@ pub fn start(config: Config) -> Result<Server, String> {
         }
     }
     drop(reservation);
+    startup::watch_stop_signals(signals, lifecycle)?;
     Ok(Server {
         address,
         shards,
@@ -105,15 +118,29 @@ pub fn start(config: Config) -> Result<Server, String> {
     })
 }
 
+/// What every shard shares with the others and the process.
+struct Shared {
+    congestion: Congestion,
+    lifecycle: Lifecycle,
+    address: SocketAddr,
+}
+
+/// One shard's life: its history opened, its tasks started, accepting until the drain
+/// begins, then the drain (`Shard::drain`); it returns when drained, which ends the shard's
+/// executor.
 async fn shard_main(
     id: usize,
     shards: usize,
     config: Config,
     links: ShardLinks<ShardMsg>,
-    congestion: Congestion,
-    address: SocketAddr,
+    shared: Shared,
     ready: mpsc::Sender<Result<(), String>>,
 ) {
+    let Shared {
+        congestion,
+        lifecycle,
+        address,
+    } = shared;
     // History first: no connection is accepted before every owned log is verified.
     let opened = std::time::Instant::now();
     let owner = match ChannelOwner::open(id, shards, config.clone()) {
@@ -148,6 +175,7 @@ async fn shard_main(
         config,
         Box::new(owner),
         Outbox::new(links.bind(), congestion),
+        lifecycle,
     ));
     glommio::spawn_local(shard.clone().run_syncer()).detach();
     glommio::spawn_local(shard.clone().run_retention()).detach();
@@ -196,9 +224,14 @@ async fn shard_main(
             return;
         }
     };
-    glommio::spawn_local(shard.run_ticker()).detach();
+    glommio::spawn_local(shard.clone().run_ticker()).detach();
     let _ = ready.send(Ok(()));
-    accept_loop.await;
+    shard.drain_begun().await;
+    let delay = shard.config.shutdown.accept_delay.positive();
+    glommio::timer::sleep(delay.unwrap_or_default()).await;
+    // No more clients: the listener closes (the kernel sends new connects elsewhere).
+    accept_loop.cancel().await;
+    shard.drain().await;
 }
 
 /// Makes a panic on any shard end the process (crash-only): a shard whose thread died would

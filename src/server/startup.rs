@@ -1,6 +1,6 @@
 //! Start-up checks and preparations (DESIGN invariant 8): the open-files limit raised to the
 //! hard limit, the CPUs the shards may use, the data directory and its lock, a free port for
-//! port 0, and error messages that name the fix.
+//! port 0, error messages that name the fix, and the thread that takes SIGTERM/SIGINT.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -8,6 +8,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::router::Lifecycle;
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the limit now in force.
 pub fn raise_open_files_limit() -> Result<u64, String> {
@@ -92,4 +95,42 @@ pub fn io_uring_hint() -> String {
         ),
         _ => "is io_uring usable here (kernel 5.8 or later, not blocked by seccomp)?".into(),
     }
+}
+
+/// Blocks SIGTERM and SIGINT in this thread, so that every thread started from it (the
+/// shards) leaves them to the thread `watch_stop_signals` starts.
+pub fn block_stop_signals() -> Result<SigSet, String> {
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals
+        .thread_block()
+        .map_err(|e| format!("cannot block SIGTERM/SIGINT: {e}"))?;
+    Ok(signals)
+}
+
+/// The signal thread: the first SIGTERM or SIGINT starts the drain (every shard sees
+/// `lifecycle`); a second one ends the process at once (exit 1).
+pub fn watch_stop_signals(signals: SigSet, lifecycle: Lifecycle) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("ringcast-signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            // Bounded: the second signal ends the process.
+            loop {
+                let Ok(signal) = signals.wait() else {
+                    continue;
+                };
+                seen += 1;
+                if seen == 1 {
+                    eprintln!("ringcast: {signal:?}: draining (a second signal stops at once)");
+                    lifecycle.drain();
+                } else {
+                    eprintln!("ringcast: {signal:?} again: stopping now");
+                    std::process::exit(1);
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("cannot start the signal thread: {e}"))
 }

@@ -19,7 +19,7 @@ impl Shard {
     /// durable nor synced again, and acknowledging anything after it would be a lie. A
     /// restart verifies the log and keeps what is really there (crash-only, as PostgreSQL
     /// does on fsync failure).
-    async fn run_sync(&self, job: SyncJob) {
+    pub(super) async fn run_sync(&self, job: SyncJob) {
         let result = if self.hooks.fail_syncs {
             Err(std::io::Error::other("RINGCAST_TEST_FAIL_SYNC is set"))
         } else {

@@ -15,6 +15,7 @@ mod admission;
 mod ask;
 mod channels;
 mod deadlines;
+mod drain;
 mod durability;
 mod history;
 mod idempotency;
@@ -47,7 +48,7 @@ use crate::metrics::counters::ShardStats;
 use crate::protocol::json::encode;
 use crate::protocol::{Codec, ErrorCode, Refusal};
 use crate::router::msg::{ConnAnswer, HistoryPage, PresenceAnswer, Published};
-use crate::router::{Outbox, ShardMsg};
+use crate::router::{Lifecycle, Outbox, ShardMsg};
 
 use ask::Asks;
 use deadlines::Deadlines;
@@ -56,6 +57,7 @@ use publish::Held;
 use ticker::Timeouts;
 
 pub use channels::{ChannelsAsk, ChannelsPage};
+pub use drain::ApiInFlight;
 pub use history::{HistoryAsk, RemoveAsk};
 pub use presence::{client_info, PresenceAsk};
 pub use publish::PublishSent;
@@ -115,6 +117,14 @@ pub struct Shard {
     log_requests_rx: RefCell<Option<LocalReceiver<u32>>>,
     /// The upgrade's checks: origins, this shard's share of the connection limits.
     admission: admission::Admission,
+    /// Serving or draining: the process's state, shared with every shard.
+    lifecycle: Lifecycle,
+    /// The ticker rang `drain_bell` (once).
+    drain_rung: Cell<bool>,
+    drain_bell: LocalSender<()>,
+    drain_bell_rx: RefCell<Option<LocalReceiver<()>>>,
+    /// API requests being answered (the drain waits for them).
+    api_requests: Cell<usize>,
     hooks: TestHooks,
     next_connection: Cell<u64>,
     messages_in: Cell<u64>,
@@ -165,8 +175,10 @@ impl Shard {
         config: Config,
         engine: Box<dyn Engine>,
         outbox: Outbox,
+        lifecycle: Lifecycle,
     ) -> Self {
         let (sync_bell, sync_bell_rx) = local_channel::new_bounded(1);
+        let (drain_bell, drain_bell_rx) = local_channel::new_bounded(1);
         // Each partition is asked for at most once at a time.
         let (log_requests, log_requests_rx) = local_channel::new_bounded(PARTITIONS as usize);
         let timeouts = Timeouts::of(&config);
@@ -200,6 +212,11 @@ impl Shard {
             log_requests,
             log_requests_rx: RefCell::new(Some(log_requests_rx)),
             admission: admission::Admission::new(&config, count),
+            lifecycle,
+            drain_rung: Cell::new(false),
+            drain_bell,
+            drain_bell_rx: RefCell::new(Some(drain_bell_rx)),
+            api_requests: Cell::new(0),
             hooks: TestHooks::from_env(),
             next_connection: Cell::new(first_connection_id()),
             messages_in: Cell::new(0),

@@ -140,6 +140,7 @@ impl Shard {
         loop {
             glommio::timer::sleep(self.timeouts.tick).await;
             let now = Millis::now();
+            self.notice_drain();
             self.publish_due_offline(now);
             let due = self.deadlines.borrow_mut().take_due(now);
             for (id, tick) in due {

@@ -107,6 +107,7 @@ pub(crate) mod tests {
             config,
             Box::new(engine),
             outbox,
+            crate::router::Lifecycle::new(),
         ));
         let current = glommio::executor().current_task_queue();
         let queues = crate::session::TaskQueues {
