@@ -192,6 +192,10 @@ pub const SHARD_START_TIMEOUT_MS: u64 = 30_000;
 pub const LISTEN_BACKLOG: i32 = 4096;
 /// Pause after a failed accept (out of descriptors): back off instead of spinning.
 pub const ACCEPT_BACKOFF_MS: u64 = 10;
+/// ... and this long when the process is out of file descriptors (EMFILE).
+pub const ACCEPT_EMFILE_BACKOFF_MS: u64 = 100;
+/// A log line that repeats (an accept failing at EMFILE) is written at most this often.
+pub const LOG_REPEAT_INTERVAL_MS: u64 = 10_000;
 /// Connections the accept loop takes from the kernel's queue in a row before it lets the
 /// shard's other tasks run.
 pub const ACCEPT_BATCH: usize = 64;
@@ -253,6 +257,12 @@ pub const PRESENCE_REPLY_ENTRIES_MAX: usize = 65_536;
 /// before reading on). One that has more is not being served: it is closed as slow (3008),
 /// as when its output queue overflows.
 pub const DIRECTIVES_PER_CONNECTION_MAX: usize = 1_024;
+/// After a refused request's response, what the client still sends is read and dropped for
+/// at most this long (closing with unread input would reset the connection before the client
+/// read the response).
+pub const HTTP_REFUSAL_LINGER_MS: u64 = 1_000;
+/// ... and at most this much of it.
+pub const HTTP_REFUSAL_LINGER_BYTES_MAX: usize = 1 << 20;
 /// The drain closes a share of the clients every this often (spread over
 /// `shutdown.timeout`).
 pub const DRAIN_STEP_MS: u64 = 100;

@@ -103,6 +103,9 @@ pub struct HttpServer {
     pub address: String,
     /// Port for WebSocket clients, the HTTP API, /health and /metrics (0 = any free port).
     pub port: u16,
+    /// ringcast: a request (head and body) must arrive whole within this from its first
+    /// byte, else 408 and the connection closes (a client trickling bytes holds nothing).
+    pub request_timeout: GoDuration,
 }
 
 impl Default for HttpServer {
@@ -110,6 +113,7 @@ impl Default for HttpServer {
         HttpServer {
             address: String::new(),
             port: 8000,
+            request_timeout: GoDuration::from_secs(10),
         }
     }
 }
@@ -487,6 +491,10 @@ impl Config {
                 *v = d.into()
             }
         };
+        fill_duration(
+            &mut self.http_server.request_timeout,
+            d.http_server.request_timeout,
+        );
         let c = &mut self.client;
         fill_duration(&mut c.ping_interval, d.client.ping_interval);
         fill_duration(&mut c.pong_timeout, d.client.pong_timeout);

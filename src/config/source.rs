@@ -535,6 +535,7 @@ mod tests {
                 "client.pong_timeout",
                 "client.stale_close_delay",
                 "history_storage.fsync_interval",
+                "http_server.request_timeout",
                 "shutdown.accept_delay",
                 "shutdown.timeout",
                 "user_status.debounce",

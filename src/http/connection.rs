@@ -7,10 +7,11 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::Shutdown;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use futures_lite::{future, AsyncWriteExt};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 
@@ -19,6 +20,7 @@ use super::response::Response;
 use super::routes::{self, Route};
 use crate::limits::{
     HTTP_BODY_BYTES_MAX, HTTP_BUFFER_KEPT_BYTES_MAX, HTTP_IDLE_MS, HTTP_PIPELINE_REQUESTS_MAX,
+    HTTP_REFUSAL_LINGER_BYTES_MAX, HTTP_REFUSAL_LINGER_MS,
 };
 use crate::shard::{ApiInFlight, Shard};
 
@@ -100,7 +102,17 @@ fn next(shard: &Shard, buffer: &[u8], continued: bool) -> Next {
 
 /// Serves requests until the connection ends or upgrades.
 pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ended> {
-    stream.set_read_timeout(Some(Duration::from_millis(HTTP_IDLE_MS)))?;
+    let idle = Duration::from_millis(HTTP_IDLE_MS);
+    let request_timeout = shard
+        .config
+        .http_server
+        .request_timeout
+        .positive()
+        .unwrap_or(idle);
+    stream.set_read_timeout(Some(idle))?;
+    // When the request being read began (its first byte), while one is incomplete: it must
+    // be whole within `request_timeout` however slowly its bytes come.
+    let mut request_began: Option<Instant> = None;
     let mut buffer: Vec<u8> = Vec::new();
     let mut in_flight: VecDeque<InFlight<'_>> = VecDeque::new();
     // Reading stops after a request that asks to close.
@@ -140,6 +152,7 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
                 continued = false;
                 reading = head.keep_alive;
                 let keep_alive = head.keep_alive;
+                request_began = None;
                 // Sent now, in request order (a congested node holds publishes back here,
                 // before anything later is sent); answered by a task of its own.
                 if prepared.publishes() {
@@ -167,8 +180,7 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
                 }
             }
             Next::Refuse(response) => {
-                drain(stream, &mut in_flight).await?;
-                response.write(stream, false).await?;
+                refuse(stream, &mut in_flight, response).await?;
                 return Ok(Ended::Closed);
             }
             Next::Upgrade { head, head_len } => {
@@ -191,13 +203,30 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
                 continued = true;
             }
             Next::Read(want) => {
+                // Between requests the idle timeout; within one what is left of its time.
+                let timeout = if buffer.is_empty() {
+                    request_began = None;
+                    idle
+                } else {
+                    let began = *request_began.get_or_insert_with(Instant::now);
+                    request_timeout.saturating_sub(began.elapsed()).min(idle)
+                };
+                if timeout.is_zero() {
+                    refuse(stream, &mut in_flight, Response::empty(408)).await?;
+                    return Ok(Ended::Closed);
+                }
+                stream.set_read_timeout(Some(timeout))?;
+                let timed_out = |e: &io::Error| e.kind() == io::ErrorKind::TimedOut;
                 if in_flight.is_empty() {
                     match read_more(stream, &mut buffer, want, &shard.read_buffer).await {
                         Ok(0) => return Ok(Ended::Closed),
                         Ok(_) => {}
                         // An idle keep-alive connection timing out between requests.
-                        Err(e) if e.kind() == io::ErrorKind::TimedOut && buffer.is_empty() => {
-                            return Ok(Ended::Closed)
+                        Err(e) if timed_out(&e) && buffer.is_empty() => return Ok(Ended::Closed),
+                        // A request that did not arrive in time.
+                        Err(e) if timed_out(&e) => {
+                            refuse(stream, &mut in_flight, Response::empty(408)).await?;
+                            return Ok(Ended::Closed);
                         }
                         Err(e) => return Err(e),
                     }
@@ -212,6 +241,10 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
                 match future::or(read, answered).await {
                     Step::Read(Ok(0)) => reading = false,
                     Step::Read(Ok(_)) => {}
+                    Step::Read(Err(e)) if timed_out(&e) && !buffer.is_empty() => {
+                        refuse(stream, &mut in_flight, Response::empty(408)).await?;
+                        return Ok(Ended::Closed);
+                    }
                     Step::Read(Err(e)) => return Err(e),
                     Step::Answered(response) => {
                         let Some(done) = in_flight.pop_front() else {
@@ -296,6 +329,35 @@ async fn write_front(
 }
 
 /// Writes every answer still due, in order.
+/// Refuses the request being read: the earlier responses, then `response` (closing), then a
+/// moment for the client to read it: what it still sends is read and dropped (at most
+/// `HTTP_REFUSAL_LINGER_BYTES_MAX`, for at most `HTTP_REFUSAL_LINGER_MS`), since closing a
+/// socket with unread input resets it and the client would never see the response.
+async fn refuse(
+    stream: &mut TcpStream,
+    in_flight: &mut VecDeque<InFlight<'_>>,
+    response: Response,
+) -> io::Result<()> {
+    drain(stream, in_flight).await?;
+    response.write(stream, false).await?;
+    stream.flush().await?;
+    let _ = stream.shutdown(Shutdown::Write).await;
+    stream.set_read_timeout(Some(Duration::from_millis(HTTP_REFUSAL_LINGER_MS)))?;
+    let started = Instant::now();
+    let mut sink = [0u8; 4096];
+    let mut dropped = 0;
+    // Bounded by the byte budget, the time budget and the read timeout.
+    while dropped < HTTP_REFUSAL_LINGER_BYTES_MAX
+        && started.elapsed() < Duration::from_millis(HTTP_REFUSAL_LINGER_MS)
+    {
+        match stream.read(&mut sink).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => dropped += n,
+        }
+    }
+    Ok(())
+}
+
 async fn drain(stream: &mut TcpStream, in_flight: &mut VecDeque<InFlight<'_>>) -> io::Result<()> {
     // Bounded by the queue, which nothing fills meanwhile.
     while !in_flight.is_empty() {

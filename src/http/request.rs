@@ -170,11 +170,21 @@ pub fn buffered(buffer: &[u8]) -> Buffered {
                 head,
                 head_len: len,
             },
+            // More header lines than are read: 431, as for a head too long.
+            None if header_lines(&buffer[..len]) > HTTP_HEADERS_MAX => Buffered::TooLarge,
             None => Buffered::Bad,
         },
         None if buffer.len() >= HTTP_HEAD_BYTES_MAX => Buffered::TooLarge,
         None => Buffered::Partial,
     }
+}
+
+/// The header lines of a complete head (its lines but the request line and the empty end).
+fn header_lines(head: &[u8]) -> usize {
+    head.windows(2)
+        .filter(|w| *w == b"\r\n")
+        .count()
+        .saturating_sub(2)
 }
 
 fn find_head_end(buffer: &[u8]) -> Option<usize> {

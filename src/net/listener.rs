@@ -16,7 +16,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::net::{TcpListener, TcpStream};
 use nix::errno::Errno;
@@ -25,7 +25,10 @@ use nix::sys::socket::{
     SockaddrIn, SockaddrIn6,
 };
 
-use crate::limits::{ACCEPT_BACKOFF_MS, ACCEPT_BATCH, LISTEN_BACKLOG};
+use crate::limits::{
+    ACCEPT_BACKOFF_MS, ACCEPT_BATCH, ACCEPT_EMFILE_BACKOFF_MS, LISTEN_BACKLOG,
+    LOG_REPEAT_INTERVAL_MS,
+};
 use crate::transport::Transport;
 
 /// A non-blocking TCP socket for `address` with SO_REUSEADDR, SO_REUSEPORT and TCP_NODELAY,
@@ -84,9 +87,36 @@ async fn next_connection(listener: &Listener) -> io::Result<TcpStream> {
     }
 }
 
-/// Accepts connections for the life of the process; each gets its own task.
+/// A log line repeated often (accept failures come hundreds a second at EMFILE): written at
+/// most once per `LOG_REPEAT_INTERVAL_MS`, with how many were left out since.
+#[derive(Debug, Default)]
+struct ThrottledLog {
+    written: Option<Instant>,
+    left_out: u64,
+}
+
+impl ThrottledLog {
+    fn write(&mut self, line: impl FnOnce() -> String) {
+        let now = Instant::now();
+        let due = self.written.is_none_or(|at| {
+            now.duration_since(at) >= Duration::from_millis(LOG_REPEAT_INTERVAL_MS)
+        });
+        if !due {
+            self.left_out += 1;
+            return;
+        }
+        match std::mem::take(&mut self.left_out) {
+            0 => eprintln!("{}", line()),
+            n => eprintln!("{} ({n} more like it since the last)", line()),
+        }
+        self.written = Some(now);
+    }
+}
+
+/// Accepts connections until cancelled (the drain); each gets its own task.
 pub async fn accept_loop(shard_id: usize, listener: Listener, transport: Rc<Transport>) {
     let mut in_a_row = 0;
+    let mut failures = ThrottledLog::default();
     loop {
         match next_connection(&listener).await {
             Ok(stream) => {
@@ -99,14 +129,21 @@ pub async fn accept_loop(shard_id: usize, listener: Listener, transport: Rc<Tran
                 }
             }
             Err(e) => {
-                let hint = if e.raw_os_error() == Some(nix::errno::Errno::EMFILE as i32) {
+                let out_of_files = e.raw_os_error() == Some(nix::errno::Errno::EMFILE as i32);
+                let hint = if out_of_files {
                     " (out of file descriptors: raise LimitNOFILE, see tuning/)"
                 } else {
                     ""
                 };
-                // Back off instead of spinning.
-                eprintln!("ringcast: shard {shard_id}: accept failed: {e}{hint}");
-                glommio::timer::sleep(Duration::from_millis(ACCEPT_BACKOFF_MS)).await;
+                failures.write(|| format!("ringcast: shard {shard_id}: accept failed: {e}{hint}"));
+                // Back off instead of spinning; longer when out of files, which come back
+                // only as connections close.
+                let wait = if out_of_files {
+                    ACCEPT_EMFILE_BACKOFF_MS
+                } else {
+                    ACCEPT_BACKOFF_MS
+                };
+                glommio::timer::sleep(Duration::from_millis(wait)).await;
             }
         }
     }

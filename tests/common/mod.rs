@@ -143,10 +143,15 @@ impl Server {
 
     /// Runs `command` (a ringcast server, possibly wrapped) and waits for its
     /// "listening on" line.
-    pub fn spawn(mut command: Command) -> Server {
+    pub fn spawn(command: Command) -> Server {
+        Server::spawn_with_stderr(command, Stdio::inherit())
+    }
+
+    /// `spawn` with the server's stderr going to `stderr` (a file a test reads back).
+    pub fn spawn_with_stderr(mut command: Command, stderr: Stdio) -> Server {
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("the ringcast binary starts");
         let stdout = child.stdout.take().expect("piped stdout");
