@@ -295,8 +295,12 @@ fn serve(args: &ConfigArgs) -> Result<(), String> {
         );
     }
     let server = server::start(config)?;
+    let internal = server
+        .internal_address
+        .map(|a| format!("; internal endpoints on {a} (API, /metrics, /health)"))
+        .unwrap_or_default();
     println!(
-        "ringcast listening on {} ({} shards, open files limit {})",
+        "ringcast listening on {} ({} shards, open files limit {}){internal}",
         server.address, server.shards, server.open_files_limit
     );
     server.wait();

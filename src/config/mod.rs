@@ -106,6 +106,11 @@ pub struct HttpServer {
     /// ringcast: a request (head and body) must arrive whole within this from its first
     /// byte, else 408 and the connection closes (a client trickling bytes holds nothing).
     pub request_timeout: GoDuration,
+    /// The internal endpoints' address (the server API unless `http_api.external`,
+    /// /metrics, /health); empty: `address`.
+    pub internal_address: String,
+    /// Their port (a string, as Centrifugo has it); empty: `port`, all on one listener.
+    pub internal_port: String,
 }
 
 impl Default for HttpServer {
@@ -114,6 +119,8 @@ impl Default for HttpServer {
             address: String::new(),
             port: 8000,
             request_timeout: GoDuration::from_secs(10),
+            internal_address: String::new(),
+            internal_port: String::new(),
         }
     }
 }
@@ -121,13 +128,39 @@ impl Default for HttpServer {
 impl HttpServer {
     /// The address to bind: empty means every interface, `localhost` the loopback one.
     pub fn ip(&self) -> Result<IpAddr, String> {
-        match self.address.as_str() {
-            "" => Ok(IpAddr::from([0, 0, 0, 0])),
-            "localhost" => Ok(IpAddr::from([127, 0, 0, 1])),
-            other => other
-                .parse()
-                .map_err(|_| format!("{other:?} is not an IP address")),
+        parse_ip(&self.address)
+    }
+
+    /// The internal endpoints' own listener (address, port; port 0: any free one), when
+    /// `internal_port` names one other than `port`; `None`: everything on one listener.
+    pub fn internal(&self) -> Result<Option<(IpAddr, u16)>, String> {
+        if self.internal_port.is_empty() {
+            return Ok(None);
         }
+        let port: u16 = self
+            .internal_port
+            .trim()
+            .parse()
+            .map_err(|_| format!("{:?} is not a port", self.internal_port))?;
+        if port == self.port && port != 0 {
+            return Ok(None);
+        }
+        let address = match self.internal_address.as_str() {
+            "" => self.ip()?,
+            other => parse_ip(other)?,
+        };
+        Ok(Some((address, port)))
+    }
+}
+
+/// An address to bind: empty means every interface, `localhost` the loopback one.
+fn parse_ip(address: &str) -> Result<IpAddr, String> {
+    match address {
+        "" => Ok(IpAddr::from([0, 0, 0, 0])),
+        "localhost" => Ok(IpAddr::from([127, 0, 0, 1])),
+        other => other
+            .parse()
+            .map_err(|_| format!("{other:?} is not an IP address")),
     }
 }
 
@@ -142,6 +175,8 @@ pub struct HttpApi {
     pub disabled: bool,
     /// The API without a key (trusted networks only).
     pub insecure: bool,
+    /// With a separate internal port: the API on the public port (with the clients) instead.
+    pub external: bool,
 }
 
 impl Default for HttpApi {
@@ -151,6 +186,7 @@ impl Default for HttpApi {
             handler_prefix: "/api".into(),
             disabled: false,
             insecure: false,
+            external: false,
         }
     }
 }

@@ -198,6 +198,9 @@ impl Config {
                 }
             }
         }
+        if let Err(why) = self.http_server.internal() {
+            return fail("http_server.internal_port", why);
+        }
         for pattern in &self.client.allowed_origins {
             if let Err(e) = glob::Pattern::new(pattern) {
                 return fail(

@@ -17,7 +17,7 @@ use glommio::task::JoinHandle;
 
 use super::request::{buffered, read_more, Buffered, Expect, Head};
 use super::response::Response;
-use super::routes::{self, Route};
+use super::routes::{self, Endpoints, Route};
 use crate::limits::{
     HTTP_BODY_BYTES_MAX, HTTP_BUFFER_KEPT_BYTES_MAX, HTTP_IDLE_MS, HTTP_PIPELINE_REQUESTS_MAX,
     HTTP_REFUSAL_LINGER_BYTES_MAX, HTTP_REFUSAL_LINGER_MS,
@@ -61,14 +61,14 @@ enum Next {
 }
 
 /// What the buffer asks for; `continued`: the head at its start got its `100 Continue`.
-fn next(shard: &Shard, buffer: &[u8], continued: bool) -> Next {
+fn next(shard: &Shard, endpoints: Endpoints, buffer: &[u8], continued: bool) -> Next {
     let (head, head_len) = match buffered(buffer) {
         Buffered::Partial => return Next::Read(0),
         Buffered::TooLarge => return Next::Refuse(Response::empty(431)),
         Buffered::Bad => return Next::Refuse(Response::text(400, "Bad Request")),
         Buffered::Head { head, head_len } => (head, head_len),
     };
-    if routes::route(&shard.config, &head.method, &head.path) == Route::WebSocket {
+    if routes::route(&shard.config, endpoints, &head.method, &head.path) == Route::WebSocket {
         return Next::Upgrade { head, head_len };
     }
     if head.chunked {
@@ -101,7 +101,11 @@ fn next(shard: &Shard, buffer: &[u8], continued: bool) -> Next {
 }
 
 /// Serves requests until the connection ends or upgrades.
-pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ended> {
+pub async fn serve(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    endpoints: Endpoints,
+) -> io::Result<Ended> {
     let idle = Duration::from_millis(HTTP_IDLE_MS);
     let request_timeout = shard
         .config
@@ -139,14 +143,14 @@ pub async fn serve(shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ende
             }
             continue;
         }
-        match next(shard, &buffer, continued) {
+        match next(shard, endpoints, &buffer, continued) {
             Next::Dispatch {
                 head,
                 head_len,
                 length,
             } => {
                 let body = &buffer[head_len..head_len + length];
-                let route = routes::route(&shard.config, &head.method, &head.path);
+                let route = routes::route(&shard.config, endpoints, &head.method, &head.path);
                 let prepared = routes::prepare(shard, &head, route, body);
                 buffer.drain(..head_len + length);
                 continued = false;

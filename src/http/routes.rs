@@ -24,9 +24,46 @@ pub enum Route<'a> {
     NotFound,
 }
 
-/// The route of a request for `path` with `method`.
-pub fn route<'a>(config: &Config, method: &str, path: &'a str) -> Route<'a> {
-    if path == config.websocket.handler_prefix {
+/// What one listener serves: with `http_server.internal_port` the public port serves the
+/// clients (and the API when `http_api.external`), the internal one the API, /metrics and
+/// /health; without it one listener serves everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoints {
+    pub clients: bool,
+    pub api: bool,
+    /// /metrics and /health.
+    pub internal: bool,
+}
+
+impl Endpoints {
+    pub const ALL: Endpoints = Endpoints {
+        clients: true,
+        api: true,
+        internal: true,
+    };
+
+    /// The public listener's, with a separate internal listener.
+    pub fn public(config: &Config) -> Endpoints {
+        Endpoints {
+            clients: true,
+            api: config.http_api.external,
+            internal: false,
+        }
+    }
+
+    /// The internal listener's.
+    pub fn internal(config: &Config) -> Endpoints {
+        Endpoints {
+            clients: false,
+            api: !config.http_api.external,
+            internal: true,
+        }
+    }
+}
+
+/// The route of a request for `path` with `method` on a listener serving `endpoints`.
+pub fn route<'a>(config: &Config, endpoints: Endpoints, method: &str, path: &'a str) -> Route<'a> {
+    if endpoints.clients && path == config.websocket.handler_prefix {
         return Route::WebSocket;
     }
     let get_only = |route: Route<'a>| {
@@ -36,14 +73,14 @@ pub fn route<'a>(config: &Config, method: &str, path: &'a str) -> Route<'a> {
             Route::MethodNotAllowed
         }
     };
-    if config.health.enabled && path == config.health.handler_prefix {
+    if endpoints.internal && config.health.enabled && path == config.health.handler_prefix {
         return get_only(Route::Health);
     }
-    if config.prometheus.enabled && path == config.prometheus.handler_prefix {
+    if endpoints.internal && config.prometheus.enabled && path == config.prometheus.handler_prefix {
         return get_only(Route::Metrics);
     }
     let prefix = config.http_api.handler_prefix.as_str();
-    if !config.http_api.disabled {
+    if endpoints.api && !config.http_api.disabled {
         if let Some(rest) = path.strip_prefix(prefix) {
             if rest.is_empty() || rest.starts_with('/') {
                 if method != "POST" {
@@ -171,26 +208,47 @@ mod tests {
     fn routes_follow_the_configured_prefixes() {
         let mut config = Config::default();
         assert_eq!(
-            route(&config, "GET", "/connection/websocket"),
+            route(&config, Endpoints::ALL, "GET", "/connection/websocket"),
             Route::WebSocket
         );
         assert_eq!(
-            route(&config, "POST", "/api/publish"),
+            route(&config, Endpoints::ALL, "POST", "/api/publish"),
             Route::Api("publish")
         );
-        assert_eq!(route(&config, "POST", "/api"), Route::Api(""));
         assert_eq!(
-            route(&config, "GET", "/api/publish"),
+            route(&config, Endpoints::ALL, "POST", "/api"),
+            Route::Api("")
+        );
+        assert_eq!(
+            route(&config, Endpoints::ALL, "GET", "/api/publish"),
             Route::MethodNotAllowed
         );
-        assert_eq!(route(&config, "POST", "/apix"), Route::NotFound);
-        assert_eq!(route(&config, "GET", "/health"), Route::Health);
-        assert_eq!(route(&config, "POST", "/metrics"), Route::MethodNotAllowed);
+        assert_eq!(
+            route(&config, Endpoints::ALL, "POST", "/apix"),
+            Route::NotFound
+        );
+        assert_eq!(
+            route(&config, Endpoints::ALL, "GET", "/health"),
+            Route::Health
+        );
+        assert_eq!(
+            route(&config, Endpoints::ALL, "POST", "/metrics"),
+            Route::MethodNotAllowed
+        );
         config.http_api.handler_prefix = "/v1/api".into();
         config.health.enabled = false;
-        assert_eq!(route(&config, "POST", "/v1/api/info"), Route::Api("info"));
-        assert_eq!(route(&config, "GET", "/health"), Route::NotFound);
+        assert_eq!(
+            route(&config, Endpoints::ALL, "POST", "/v1/api/info"),
+            Route::Api("info")
+        );
+        assert_eq!(
+            route(&config, Endpoints::ALL, "GET", "/health"),
+            Route::NotFound
+        );
         config.http_api.disabled = true;
-        assert_eq!(route(&config, "POST", "/v1/api/info"), Route::NotFound);
+        assert_eq!(
+            route(&config, Endpoints::ALL, "POST", "/v1/api/info"),
+            Route::NotFound
+        );
     }
 }

@@ -25,6 +25,7 @@ use nix::sys::socket::{
     SockaddrIn, SockaddrIn6,
 };
 
+use crate::http::routes::Endpoints;
 use crate::limits::{
     ACCEPT_BACKOFF_MS, ACCEPT_BATCH, ACCEPT_EMFILE_BACKOFF_MS, LISTEN_BACKLOG,
     LOG_REPEAT_INTERVAL_MS,
@@ -114,13 +115,19 @@ impl ThrottledLog {
 }
 
 /// Accepts connections until cancelled (the drain); each gets its own task.
-pub async fn accept_loop(shard_id: usize, listener: Listener, transport: Rc<Transport>) {
+pub async fn accept_loop(
+    shard_id: usize,
+    listener: Listener,
+    transport: Rc<Transport>,
+    endpoints: Endpoints,
+) {
     let mut in_a_row = 0;
     let mut failures = ThrottledLog::default();
     loop {
         match next_connection(&listener).await {
             Ok(stream) => {
-                glommio::spawn_local(crate::transport::serve(transport.clone(), stream)).detach();
+                let serve = crate::transport::serve(transport.clone(), stream, endpoints);
+                glommio::spawn_local(serve).detach();
                 in_a_row += 1;
                 if in_a_row == ACCEPT_BATCH {
                     // A connect storm must not starve the shard's connections.

@@ -14,6 +14,7 @@ use ringcast_ring::mesh::{mesh, ShardLinks};
 
 use crate::config::Config;
 use crate::engine::ChannelOwner;
+use crate::http::routes::Endpoints;
 use crate::limits::{INTAKE_LATENCY_MS, RING_CAPACITY_MESSAGES, SHARD_START_TIMEOUT_MS};
 use crate::net::listener;
 use crate::router::{Congestion, Lifecycle, Outbox, ShardMsg};
@@ -24,6 +25,8 @@ use crate::transport::Transport;
 /// A started server.
 pub struct Server {
     pub address: SocketAddr,
+    /// The internal endpoints' listener, when they have one of their own.
+    pub internal_address: Option<SocketAddr>,
     pub shards: usize,
     pub open_files_limit: u64,
     executors: Vec<glommio::ExecutorJoinHandle<()>>,
@@ -58,6 +61,15 @@ pub fn start(config: Config) -> Result<Server, String> {
         port => (None, port),
     };
     let address = SocketAddr::new(ip, port);
+    let (internal_reservation, internal) = match config.http_server.internal()? {
+        None => (None, None),
+        Some((ip, 0)) => {
+            let (fd, port) = startup::reserve_port(ip)
+                .map_err(|e| format!("cannot find a free internal port: {e}"))?;
+            (Some(fd), Some(SocketAddr::new(ip, port)))
+        }
+        Some((ip, port)) => (None, Some(SocketAddr::new(ip, port))),
+    };
     let data_lock = startup::lock_data_dir(&config.history_storage.data_dir)?;
     let links = mesh::<ShardMsg>(shards, RING_CAPACITY_MESSAGES)
         .map_err(|e| format!("cannot create the shard mesh: {e}"))?;
@@ -87,6 +99,7 @@ pub fn start(config: Config) -> Result<Server, String> {
                     congestion,
                     lifecycle,
                     address,
+                    internal,
                 };
                 shard_main(id, shards, config, links, shared, ready)
             })
@@ -108,9 +121,11 @@ pub fn start(config: Config) -> Result<Server, String> {
         }
     }
     drop(reservation);
+    drop(internal_reservation);
     startup::watch_stop_signals(signals, lifecycle)?;
     Ok(Server {
         address,
+        internal_address: internal,
         shards,
         open_files_limit,
         executors,
@@ -123,6 +138,8 @@ struct Shared {
     congestion: Congestion,
     lifecycle: Lifecycle,
     address: SocketAddr,
+    /// The internal endpoints' own listener, if any.
+    internal: Option<SocketAddr>,
 }
 
 /// One shard's life: its history opened, its tasks started, accepting until the drain
@@ -140,6 +157,7 @@ async fn shard_main(
         congestion,
         lifecycle,
         address,
+        internal,
     } = shared;
     // History first: no connection is accepted before every owned log is verified.
     let opened = std::time::Instant::now();
@@ -166,6 +184,15 @@ async fn shard_main(
         Ok(listener) => listener,
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id} cannot listen on {address}: {e}")));
+            return;
+        }
+    };
+    let internal_listener = match internal.map(listener::listen_on).transpose() {
+        Ok(listener) => listener,
+        Err(e) => {
+            let _ = ready.send(Err(format!(
+                "shard {id} cannot listen on the internal address {internal:?}: {e}"
+            )));
             return;
         }
     };
@@ -204,7 +231,25 @@ async fn shard_main(
         }
     };
     let reactor = transport.websockets.clone().run();
-    let accept_loop = listener::accept_loop(id, listener, transport);
+    let public = match internal_listener {
+        Some(_) => Endpoints::public(&shard.config),
+        None => Endpoints::ALL,
+    };
+    // The internal listener (API, /metrics, /health) serves until the process ends, through
+    // the drain too.
+    if let Some(internal_listener) = internal_listener {
+        let endpoints = Endpoints::internal(&shard.config);
+        let internal_loop =
+            listener::accept_loop(id, internal_listener, transport.clone(), endpoints);
+        match glommio::spawn_local_into(internal_loop, queues.intake) {
+            Ok(task) => task.detach(),
+            Err(e) => {
+                let _ = ready.send(Err(format!("shard {id}: cannot start its tasks: {e}")));
+                return;
+            }
+        };
+    }
+    let accept_loop = listener::accept_loop(id, listener, transport, public);
     // The ring loop and the accept loop in the intake queue (connections the accept loop
     // spawns start there too); the WebSocket reactor, which writes the deliveries, in the
     // connections' queue.

@@ -20,6 +20,7 @@ use glommio::net::TcpStream;
 
 use crate::http::connection::{self, Ended};
 use crate::http::response::Response;
+use crate::http::routes::Endpoints;
 use crate::protocol::Refusal;
 use crate::session::Context;
 
@@ -37,11 +38,11 @@ impl Transport {
 }
 
 /// Serves one connection until it closes or its reactor takes it over.
-pub async fn serve(transport: Rc<Transport>, mut stream: TcpStream) {
+pub async fn serve(transport: Rc<Transport>, mut stream: TcpStream, endpoints: Endpoints) {
     // The HTTP phase runs in its own (boxed) future: this task ends at the upgrade, and an
     // upgraded connection carries none of the HTTP and API machinery (DESIGN invariant 6).
     // I/O errors just end the connection: peers vanish all the time.
-    let upgraded = Box::pin(upgrade(&transport.ctx, &mut stream)).await;
+    let upgraded = Box::pin(upgrade(&transport.ctx, &mut stream, endpoints)).await;
     if let Ok(Some(leftover)) = upgraded {
         // A right-sized copy: the HTTP read buffer must not live as long as the connection.
         let input = BytesMut::from(&leftover[..]);
@@ -63,8 +64,14 @@ fn detach(stream: &TcpStream) -> io::Result<OwnedFd> {
 
 /// Serves HTTP requests until the connection closes (`None`) or upgrades to WebSocket
 /// (`Some` with the bytes already read past the upgrade request).
-async fn upgrade(ctx: &Context, stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
-    let Ended::Upgrade { head, leftover } = connection::serve(&ctx.shard, stream).await? else {
+async fn upgrade(
+    ctx: &Context,
+    stream: &mut TcpStream,
+    endpoints: Endpoints,
+) -> io::Result<Option<Vec<u8>>> {
+    let Ended::Upgrade { head, leftover } =
+        connection::serve(&ctx.shard, stream, endpoints).await?
+    else {
         return Ok(None);
     };
     if let Err(refusal) = ctx.shard.admit_upgrade(head.origin.as_deref()) {
@@ -136,7 +143,7 @@ pub(crate) mod tests {
                 let stream = glommio::net::TcpStream::connect(listener.local_addr().unwrap())
                     .await
                     .unwrap();
-                let http = super::serve(transport, stream);
+                let http = super::serve(transport, stream, crate::http::routes::Endpoints::ALL);
                 let size = std::mem::size_of_val(&http);
                 assert!(size <= 900, "HTTP connection task is {size} bytes");
             })

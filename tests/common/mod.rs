@@ -53,6 +53,8 @@ pub const OPEN_SUBSCRIBE: &str = "channel.without_namespace.allow_subscribe_for_
 pub struct Server {
     child: Child,
     pub address: SocketAddr,
+    /// The internal endpoints' listener, when `http_server.internal_port` gives them one.
+    pub internal: Option<SocketAddr>,
     /// The data directory when the server made its own.
     _data: Option<DataDir>,
 }
@@ -156,18 +158,17 @@ impl Server {
             .expect("the ringcast binary starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let address = loop {
+        let (address, internal) = loop {
             let line = lines
                 .next()
                 .expect("server printed its address before exiting")
                 .expect("stdout is readable");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .expect("address");
+            let after = |marker: &str| -> Option<SocketAddr> {
+                let rest = line.split(marker).nth(1)?;
+                rest.split_whitespace().next()?.parse().ok()
+            };
+            if let Some(address) = after("listening on ") {
+                break (address, after("internal endpoints on "));
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -175,6 +176,7 @@ impl Server {
         Server {
             child,
             address,
+            internal,
             _data: None,
         }
     }
