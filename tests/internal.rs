@@ -47,8 +47,8 @@ fn internal_endpoints_have_their_own_listener() {
     assert_eq!(status(public, "GET", "/health", ""), 404);
     let (mut client, _) = Client::connect(&server, "u");
     client.subscribe("x");
-    // The drain: health fails on the internal port, which stays reachable while the public
-    // one stops accepting.
+    // The drain: health fails on the internal port, which stays reachable (the API answers)
+    // while the public one stops accepting.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(server.pid() as i32),
         nix::sys::signal::Signal::SIGTERM,
