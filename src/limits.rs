@@ -263,6 +263,9 @@ pub const DIRECTIVES_PER_CONNECTION_MAX: usize = 1_024;
 pub const HTTP_REFUSAL_LINGER_MS: u64 = 1_000;
 /// ... and at most this much of it.
 pub const HTTP_REFUSAL_LINGER_BYTES_MAX: usize = 1 << 20;
+/// Below this locked-memory limit io_uring may fail on kernels before 5.12 (its rings are
+/// locked memory there): a start-up warning names the fix.
+pub const IO_URING_MEMLOCK_BYTES_MIN: u64 = 64 << 20;
 /// The drain closes a share of the clients every this often (spread over
 /// `shutdown.timeout`).
 pub const DRAIN_STEP_MS: u64 = 100;

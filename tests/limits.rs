@@ -133,3 +133,21 @@ fn the_connection_rate_limit_refuses_a_burst_past_it() {
     assert_eq!(statuses[0], 101);
     assert_eq!(refusals(&server, "connection_rate"), 1);
 }
+
+#[test]
+fn a_connection_limit_the_open_files_limit_caps_is_warned_at_start() {
+    let data = common::DataDir::new();
+    let log_path = data.0.join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    // This machine's hard limit is far below a million descriptors.
+    let command = Server::command(&data, None, &["client.connection_limit=100000000"], &[]);
+    let server = Server::spawn_with_stderr(command, log.into());
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logged.contains("caps client.connection_limit") && logged.contains("LimitNOFILE"),
+        "{logged}"
+    );
+    // It still serves, up to what it can hold.
+    let (mut client, _) = Client::connect(&server, "u");
+    client.subscribe("x");
+}

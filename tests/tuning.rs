@@ -6,7 +6,11 @@ use std::path::Path;
 use std::process::Command;
 
 fn script(name: &str) -> Command {
-    Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tuning").join(name))
+    Command::new(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tuning")
+            .join(name),
+    )
 }
 
 #[test]
@@ -14,10 +18,18 @@ fn check_reports_every_setting_and_fails_only_when_the_connections_are_capped() 
     let output = script("check.sh").output().expect("check.sh runs");
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.code().is_some(), "{output:?}");
-    for key in ["fs.file-max", "fs.nr_open", "net.core.somaxconn", "open files"] {
+    for key in [
+        "fs.file-max",
+        "fs.nr_open",
+        "net.core.somaxconn",
+        "open files",
+    ] {
         assert!(text.contains(key), "{key} in {text}");
     }
-    assert!(text.contains("shortfall(s) capping the connections"), "{text}");
+    assert!(
+        text.contains("shortfall(s) capping the connections"),
+        "{text}"
+    );
     // No limit given: only io_uring being off could fail it, and it is on here.
     assert_eq!(output.status.code(), Some(0), "{text}");
 

@@ -46,6 +46,9 @@ impl Server {
 /// Starts every shard; returns once all of them listen, or the first start-up error.
 pub fn start(config: Config) -> Result<Server, String> {
     let open_files_limit = startup::raise_open_files_limit()?;
+    for warning in startup::limit_warnings(open_files_limit, config.client.connection_limit) {
+        eprintln!("ringcast: warning: {warning}");
+    }
     let cpus = startup::allowed_cpus();
     let shards = match config.shards.count {
         0 => cpus.len().max(1),

@@ -10,6 +10,7 @@ use std::path::Path;
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{SigSet, Signal};
 
+use crate::limits::{IO_URING_MEMLOCK_BYTES_MIN, OPEN_FILES_RESERVED};
 use crate::router::Lifecycle;
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the limit now in force.
@@ -28,6 +29,41 @@ pub fn raise_open_files_limit() -> Result<u64, String> {
             Ok(soft)
         }
     }
+}
+
+/// Warnings for host limits that would cap or stop the server, each naming its fix (the
+/// same checks as `tuning/check.sh`): open files below `client.connection_limit` (plus what
+/// the server itself holds), and locked memory too small for io_uring on kernels before 5.12.
+pub fn limit_warnings(open_files: u64, connection_limit: usize) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let needed = connection_limit as u64 + OPEN_FILES_RESERVED;
+    if connection_limit > 0 && open_files < needed {
+        warnings.push(format!(
+            "the open files limit ({open_files}) caps client.connection_limit \
+             ({connection_limit}, {needed} descriptors with the server's own): raise the hard \
+             limit (LimitNOFILE in tuning/ringcast.service, or tuning/limits.conf; \
+             tuning/check.sh checks the host)"
+        ));
+    }
+    let old_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").is_ok_and(|release| {
+        let mut parts = release.split(|c: char| !c.is_ascii_digit());
+        let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        (major, minor) < (5, 12)
+    });
+    if old_kernel {
+        if let Ok((soft, _)) = getrlimit(Resource::RLIMIT_MEMLOCK) {
+            if soft < IO_URING_MEMLOCK_BYTES_MIN {
+                warnings.push(format!(
+                    "the locked-memory limit ({soft} bytes) may be too small for io_uring on \
+                     this kernel (before 5.12 its rings are locked memory): set \
+                     LimitMEMLOCK=infinity (tuning/ringcast.service) or memlock in \
+                     tuning/limits.conf"
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 /// The CPUs this process may run on.
@@ -133,4 +169,26 @@ pub fn watch_stop_signals(signals: SigSet, lifecycle: Lifecycle) -> Result<(), S
         })
         .map(drop)
         .map_err(|e| format!("cannot start the signal thread: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_limit_past_the_open_files_limit_is_named_with_its_fix() {
+        let warnings = limit_warnings(20_000, 1_000_000);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("caps client.connection_limit") && w.contains("LimitNOFILE")),
+            "{warnings:?}"
+        );
+        assert!(limit_warnings(20_000, 10_000)
+            .iter()
+            .all(|w| !w.contains("connection_limit")));
+        assert!(limit_warnings(20_000, 0)
+            .iter()
+            .all(|w| !w.contains("connection_limit")));
+    }
 }
