@@ -381,6 +381,16 @@ fn online_and_offline_events_are_debounced_and_users_count_once() {
     let info = server.api("info", &json!({}));
     assert_eq!(info["result"]["nodes"][0]["num_users"], 2, "{info}");
     assert_eq!(server.metric("users"), 2);
+    // Under Centrifugo's name too (its Grafana dashboard reads these).
+    let (_, metrics) = server.http("GET", "/metrics", &[], b"");
+    assert!(
+        metrics.contains("\ncentrifugo_node_num_users 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\ncentrifugo_node_num_clients "),
+        "{metrics}"
+    );
 
     // Bob reconnects within the debounce: no event at all.
     drop(bob);

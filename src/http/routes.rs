@@ -152,7 +152,7 @@ impl Dispatched {
                 Some(per_shard) => Response::new(
                     200,
                     prometheus::CONTENT_TYPE,
-                    prometheus::render(&per_shard),
+                    prometheus::render(&per_shard, crate::VERSION),
                 ),
                 None => Response::text(500, "a shard did not answer"),
             },

@@ -1,5 +1,7 @@
 //! The Prometheus text exposition (format 0.0.4) of every shard's counters: for each metric
-//! the node's total (`ringcast_<name>`) and one line per shard (`ringcast_shard_<name>`).
+//! the node's total (`ringcast_<name>`) and one line per shard (`ringcast_shard_<name>`), and
+//! the node gauges Centrifugo exposes under its own names (`centrifugo_node_*`), so its
+//! published Grafana dashboard finds them.
 
 use std::fmt::Write as _;
 
@@ -97,9 +99,49 @@ const METRICS: [(&str, &str, &str, Field); 14] = [
     ),
 ];
 
-/// The exposition of `per_shard` (indexed by shard).
-pub fn render(per_shard: &[ShardStats]) -> String {
+/// Centrifugo's node gauges that ringcast has: name, help, value over the node.
+const CENTRIFUGO_GAUGES: [(&str, &str, Field); 4] = [
+    ("num_clients", "Number of clients connected.", |s| {
+        s.connections
+    }),
+    ("num_users", "Number of unique users connected.", |s| {
+        s.online_users
+    }),
+    ("num_subscriptions", "Number of subscriptions.", |s| {
+        s.subscriptions
+    }),
+    (
+        "num_channels",
+        "Number of channels with one or more subscribers.",
+        |s| s.channels,
+    ),
+];
+
+/// The exposition of `per_shard` (indexed by shard); `version` is the server's.
+pub fn render(per_shard: &[ShardStats], version: &str) -> String {
     let mut text = String::new();
+    for (name, help, field) in CENTRIFUGO_GAUGES {
+        let total: u64 = per_shard.iter().map(field).sum();
+        let _ = writeln!(
+            text,
+            "# HELP centrifugo_node_{name} {help}
+# TYPE centrifugo_node_{name} gauge
+centrifugo_node_{name} {total}"
+        );
+    }
+    // One node: the process (shards are not nodes).
+    let _ = writeln!(
+        text,
+        "# HELP centrifugo_node_num_nodes Number of nodes in the cluster.
+# TYPE centrifugo_node_num_nodes gauge
+centrifugo_node_num_nodes 1"
+    );
+    let _ = writeln!(
+        text,
+        "# HELP centrifugo_node_build Node build info.
+# TYPE centrifugo_node_build gauge
+centrifugo_node_build{{version=\"{version}\"}} 1"
+    );
     for (name, kind, help, field) in METRICS {
         let total: u64 = per_shard.iter().map(field).sum();
         let _ = writeln!(
@@ -148,8 +190,13 @@ mod tests {
             connections: 3,
             ..ShardStats::default()
         };
-        let text = render(&[a, b]);
+        let text = render(&[a, b], "1.2.3");
         assert!(text.contains("\nringcast_connections 5\n"), "{text}");
+        assert!(text.contains("\ncentrifugo_node_num_clients 5\n"), "{text}");
+        assert!(
+            text.contains("centrifugo_node_build{version=\"1.2.3\"} 1\n"),
+            "{text}"
+        );
         assert!(
             text.contains("ringcast_shard_connections{shard=\"1\"} 3\n"),
             "{text}"
