@@ -151,3 +151,62 @@ fn a_connection_limit_the_open_files_limit_caps_is_warned_at_start() {
     let (mut client, _) = Client::connect(&server, "u");
     client.subscribe("x");
 }
+
+#[test]
+fn the_user_connection_limit_closes_connections_past_it_with_3504() {
+    // One shard: the connect itself is refused.
+    let server = Server::start(&["--shards", "1", "client.user_connection_limit=2"]);
+    let (_a, _) = Client::connect(&server, "limited");
+    let (_b, _) = Client::connect(&server, "limited");
+    let mut third = Client::open(&server);
+    third.send_text(&format!(
+        r#"{{"id":1,"connect":{{"token":"{}"}}}}"#,
+        common::token("limited", 3600)
+    ));
+    assert_eq!(third.expect_close(), common::Closed::Code(3504));
+    assert_eq!(refusals(&server, "user_connection_limit"), 1);
+    let (mut other, _) = Client::connect(&server, "other");
+    other.subscribe("x");
+
+    // Two shards: a connection past the limit on another shard is closed once the user's
+    // owner counts it.
+    let server = Server::start(&["client.user_connection_limit=1"]);
+    let mut clients = Vec::new();
+    let mut closed = 0;
+    for _ in 0..8 {
+        let mut client = Client::open(&server);
+        client.send_text(&format!(
+            r#"{{"id":1,"connect":{{"token":"{}"}}}}"#,
+            common::token("solo", 3600)
+        ));
+        match client.next_value() {
+            Ok(reply) if reply.get("connect").is_some() => clients.push(client),
+            Ok(reply) => panic!("{reply}"),
+            Err(common::Closed::Code(3504)) => closed += 1,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    // Every connection past the first is closed with 3504, at connect or soon after: once
+    // the node holds one, each other client finds its close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.api("info", &json!({}))["result"]["nodes"][0]["num_clients"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never down to one connection: {}",
+            server.api("info", &json!({}))
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut open = 0;
+    for mut client in clients {
+        client.send_text(r#"{"id":2,"presence":{"channel":"x"}}"#);
+        match client.next_value() {
+            Ok(_) => open += 1,
+            Err(code) => {
+                assert_eq!(code, common::Closed::Code(3504));
+                closed += 1;
+            }
+        }
+    }
+    assert_eq!((open, closed), (1, 7));
+}

@@ -274,6 +274,8 @@ pub struct Client {
     pub allowed_origins: Vec<String>,
     /// Connections the node holds at most (0: no limit); each shard takes its share.
     pub connection_limit: usize,
+    /// Connections one user may hold on the node (0: no limit); past it close 3504.
+    pub user_connection_limit: usize,
     /// New connections per second the node accepts at most (0: no limit); each shard its
     /// share.
     pub connection_rate_limit: usize,
@@ -299,6 +301,7 @@ impl Default for Client {
             recovery_max_publication_limit: 300,
             allowed_origins: Vec::new(),
             connection_limit: 0,
+            user_connection_limit: 0,
             connection_rate_limit: 0,
         }
     }

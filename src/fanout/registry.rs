@@ -78,6 +78,11 @@ impl Registry {
         self.connections.len()
     }
 
+    /// How many connections `user` has on this shard.
+    pub fn user_connection_count(&self, user: &str) -> usize {
+        self.users.get(user).map_or(0, |conns| conns.len())
+    }
+
     pub fn user_count(&self) -> usize {
         self.users.len()
     }

@@ -202,10 +202,12 @@ pub enum Refusal {
     ConnectionLimit,
     /// A WebSocket upgrade past `client.connection_rate_limit` (503).
     ConnectionRate,
+    /// A user's connection past `client.user_connection_limit` (3504).
+    UserConnectionLimit,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 14] = [
+    pub const ALL: [Refusal; 15] = [
         Refusal::UnknownChannel,
         Refusal::BadChannel,
         Refusal::NotAvailable,
@@ -220,6 +222,7 @@ impl Refusal {
         Refusal::Origin,
         Refusal::ConnectionLimit,
         Refusal::ConnectionRate,
+        Refusal::UserConnectionLimit,
     ];
 
     /// Its place in `ALL` (and in a counter array).
@@ -244,6 +247,7 @@ impl Refusal {
             Refusal::Origin => "origin",
             Refusal::ConnectionLimit => "connection_limit",
             Refusal::ConnectionRate => "connection_rate",
+            Refusal::UserConnectionLimit => "user_connection_limit",
         }
     }
 }

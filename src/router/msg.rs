@@ -29,6 +29,7 @@
 //! user-action = UserAction { action, reply: api? } ; api → every shard, for a user's connections
 //! user-acted  = UserActed  { request }             ; each shard, once its connections have it
 //! user-seen  = UserSeen    { user, online }       ; a shard's first/last connection → user's owner
+//! user-connection = UserConnection { user, client, opened }   ; → user's owner (with a limit)
 //! channels   = Channels    { pattern?, after?, limit, reply: api }   ; api → every shard
 //! channels-answer = ChannelsAnswer { request, (channel, local subscribers)* } ; sorted by name
 //! ```
@@ -465,6 +466,13 @@ pub enum ShardMsg {
     UserSeen {
         user: Arc<str>,
         online: bool,
+    },
+    /// A connection of `user` opened (`opened`) or closed, for the user's owner counting the
+    /// node's connections per user (sent only with `client.user_connection_limit`).
+    UserConnection {
+        user: Arc<str>,
+        client: Box<ClientId>,
+        opened: bool,
     },
     /// Lists the receiver's channels with local subscribers.
     Channels {

@@ -163,7 +163,19 @@ impl Session {
             .config
             .client
             .subscribe_to_user_personal_channel;
-        if personal.enabled && personal.single_connection && !user.is_empty() {
+        let single = personal.enabled && personal.single_connection;
+        let limit = self.shard().config.client.user_connection_limit;
+        if limit > 0
+            && !single
+            && !user.is_empty()
+            && self.shard().user_connections_here(&user) >= limit
+        {
+            // As Centrifugo: closed with 3504. The user's connections on other shards are
+            // counted by the user's owner shard, which closes one past the limit.
+            self.shard().count_refusal(Refusal::UserConnectionLimit);
+            return Err(Disconnect::ConnectionLimit);
+        }
+        if single && !user.is_empty() {
             // One connection per user: the user's others close with 3504, wherever they are
             // (Centrifugo finds them through the personal channel's presence; the registry
             // of every shard knows them without it).
@@ -185,7 +197,7 @@ impl Session {
         self.out.liveness.phase.set(Phase::Connected);
         // Its deadlines are pings and the token's expiry now, no longer the stale close.
         self.shard().watch_deadlines(&self.out);
-        self.shard().add_user(&self.user, self.out.id);
+        self.shard().add_user(&self.user, self.out.id, self.client);
         // The server-side subscriptions the connection gets: each once, within the channel
         // limit. The reply lists exactly these.
         let limit = self.shard().config.client.channel_limit;

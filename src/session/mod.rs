@@ -254,7 +254,8 @@ impl Session {
             self.leave(&sub);
         }
         if self.state == State::Connected {
-            self.shard().remove_user(&self.user, self.out.id);
+            self.shard()
+                .remove_user(&self.user, self.out.id, self.client);
         }
     }
 }

@@ -48,9 +48,10 @@ impl Denied {
             | Refusal::NotAllowed
             | Refusal::NoToken => ErrorCode::PermissionDenied,
             // Refused at the upgrade, before there is a session (never a command's answer).
-            Refusal::Origin | Refusal::ConnectionLimit | Refusal::ConnectionRate => {
-                ErrorCode::Internal
-            }
+            Refusal::Origin
+            | Refusal::ConnectionLimit
+            | Refusal::ConnectionRate
+            | Refusal::UserConnectionLimit => ErrorCode::Internal,
         };
         Denied::Error(code, refusal)
     }

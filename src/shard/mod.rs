@@ -46,7 +46,7 @@ use crate::fanout::{Hub, Outbound, Registry};
 use crate::limits::{HTTP_BODY_READ_BYTES, PARTITIONS};
 use crate::metrics::counters::ShardStats;
 use crate::protocol::json::encode;
-use crate::protocol::{Codec, ErrorCode, Refusal};
+use crate::protocol::{ClientId, Codec, ErrorCode, Refusal};
 use crate::router::msg::{ConnAnswer, HistoryPage, PresenceAnswer, Published};
 use crate::router::{Lifecycle, Outbox, ShardMsg};
 
@@ -263,20 +263,27 @@ impl Shard {
         self.drop_directives(id);
     }
 
-    /// Connection `conn` connected as `user` (the session's name, shared with the registry
-    /// and the user's owner).
-    pub fn add_user(&self, user: &Arc<str>, conn: u64) {
+    /// Connection `conn` (client `client`) connected as `user` (the session's name, shared
+    /// with the registry and the user's owner).
+    pub fn add_user(&self, user: &Arc<str>, conn: u64, client: ClientId) {
         let first = self.registry.borrow_mut().add_user(user, conn);
         if first {
             self.announce_user(user, true);
         }
+        self.count_user_connection(user, client, true);
     }
 
-    pub fn remove_user(&self, user: &Arc<str>, conn: u64) {
+    pub fn remove_user(&self, user: &Arc<str>, conn: u64, client: ClientId) {
         let last = self.registry.borrow_mut().remove_user(user, conn);
         if last {
             self.announce_user(user, false);
         }
+        self.count_user_connection(user, client, false);
+    }
+
+    /// How many connections `user` has on this shard.
+    pub fn user_connections_here(&self, user: &str) -> usize {
+        self.registry.borrow().user_connection_count(user)
     }
 
     /// True if connection `conn` is subscribed to `channel` (or waiting to be).
@@ -358,6 +365,11 @@ impl Shard {
             ShardMsg::UserAction { action, reply } => self.run_user_action(action, reply),
             ShardMsg::UserActed { request } => self.user_acts.answer(request, ()),
             ShardMsg::UserSeen { user, online } => self.run_user_seen(user, online),
+            ShardMsg::UserConnection {
+                user,
+                client,
+                opened,
+            } => self.run_user_connection(user, *client, opened),
             ShardMsg::Channels { query, reply } => self.run_channels(&query, reply),
             ShardMsg::ChannelsAnswer { request, channels } => {
                 self.channel_lists.answer(request, channels)

@@ -18,12 +18,18 @@ use hashbrown::HashMap;
 use super::Shard;
 use crate::clock::Millis;
 use crate::protocol::json::encode;
-use crate::router::msg::{PublishJob, PublishOptions, PublishReply};
+use crate::protocol::{ClientId, Disconnect, Refusal};
+use crate::router::msg::{
+    ClientFilter, PublishJob, PublishOptions, PublishReply, UserAction, UserActionKind,
+};
 use crate::router::{ChannelList, ShardMsg};
 
-/// The users this shard owns that are online, and those whose offline event waits.
+/// The users this shard owns that are online, and those whose offline event waits; with
+/// `client.user_connection_limit`, how many connections each has on the node.
 #[derive(Debug)]
 pub struct OnlineUsers {
+    /// Connections per user over the node (only with a user connection limit).
+    connections: HashMap<Arc<str>, u32, RandomState>,
     /// Online users and how many shards hold a connection of each (at least 1). The name
     /// is the session's own allocation, shared: an entry costs its bucket, 24 bytes.
     users: HashMap<Arc<str>, u32, RandomState>,
@@ -38,6 +44,7 @@ pub struct OnlineUsers {
 impl Default for OnlineUsers {
     fn default() -> Self {
         OnlineUsers {
+            connections: HashMap::with_hasher(RandomState::new()),
             users: HashMap::with_hasher(RandomState::new()),
             waiting: HashMap::with_hasher(RandomState::new()),
             pending: VecDeque::new(),
@@ -125,6 +132,24 @@ impl OnlineUsers {
         due
     }
 
+    /// A connection of `user` opened (`opened`) or closed; the user's connections now.
+    pub fn count_connection(&mut self, user: &Arc<str>, opened: bool) -> u32 {
+        if opened {
+            let count = self.connections.entry(user.clone()).or_default();
+            *count += 1;
+            return *count;
+        }
+        let Some(count) = self.connections.get_mut(&**user) else {
+            return 0;
+        };
+        *count = count.saturating_sub(1);
+        let now = *count;
+        if now == 0 {
+            self.connections.remove(&**user);
+        }
+        now
+    }
+
     /// Users with a connection open somewhere on the node, among those this shard owns.
     pub fn count(&self) -> usize {
         self.users.len()
@@ -161,6 +186,41 @@ impl Shard {
         let now = Millis::now();
         if self.online.borrow_mut().disconnected(&user, now, debounce) {
             self.publish_user_status(&user, "offline");
+        }
+    }
+
+    /// With `client.user_connection_limit`: tells the user's owner that a connection opened
+    /// or closed.
+    pub(super) fn count_user_connection(&self, user: &Arc<str>, client: ClientId, opened: bool) {
+        if self.config.client.user_connection_limit == 0 || user.is_empty() {
+            return;
+        }
+        let msg = ShardMsg::UserConnection {
+            user: user.clone(),
+            client: Box::new(client),
+            opened,
+        };
+        self.to_owner(user, msg);
+    }
+
+    /// Owner work: counts a user's connections over the node; one past the limit is closed
+    /// with 3504 (a connection the opening shard could not see past it: the others were on
+    /// other shards).
+    pub(super) fn run_user_connection(&self, user: Arc<str>, client: ClientId, opened: bool) {
+        let count = self.online.borrow_mut().count_connection(&user, opened);
+        let limit = self.config.client.user_connection_limit;
+        if opened && count as usize > limit {
+            self.count_refusal(Refusal::UserConnectionLimit);
+            self.tell_user_action(UserAction {
+                user: user.as_ref().into(),
+                client: ClientFilter::Only(client),
+                session: None,
+                kind: UserActionKind::Disconnect {
+                    code: Disconnect::ConnectionLimit.code(),
+                    reason: Disconnect::ConnectionLimit.reason().into(),
+                    whitelist: Vec::new(),
+                },
+            });
         }
     }
 

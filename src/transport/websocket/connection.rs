@@ -175,14 +175,12 @@ impl Connection {
         let mut served = Served::Done;
         // The server's chores before the client's input: an API action acknowledged as
         // applied precedes every command read after it.
-        if self.session.out().take_chore(Chores::EXPIRED_SUBSCRIPTIONS) {
-            self.session.expire_subscriptions();
-        }
-        if self.session.out().take_chore(Chores::DIRECTIVES) {
-            self.session.apply_directives().map_err(End::custom)?;
-        }
+        self.do_chores()?;
         if self.input_state == Input::Pending && !shard.hold_intake(self.session.out()) {
             served = self.read(shard, read_buffer)?;
+            // And those the input itself brought (a connect telling its own shard to close a
+            // connection past a limit): a wake while the connection is served lists nothing.
+            self.do_chores()?;
         }
         if let Some(d) = self.session.out().pending_disconnect() {
             return Err(End::disconnect(d));
@@ -196,6 +194,17 @@ impl Connection {
             self.partial = None;
         }
         Ok(served)
+    }
+
+    /// What the connection must do besides its I/O (`Chores`).
+    fn do_chores(&mut self) -> Result<(), End> {
+        if self.session.out().take_chore(Chores::EXPIRED_SUBSCRIPTIONS) {
+            self.session.expire_subscriptions();
+        }
+        if self.session.out().take_chore(Chores::DIRECTIVES) {
+            self.session.apply_directives().map_err(End::custom)?;
+        }
+        Ok(())
     }
 
     /// Reads what the socket holds (up to a round's budget) and handles every complete frame.
