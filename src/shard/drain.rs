@@ -98,5 +98,12 @@ impl Shard {
             self.id,
             started.elapsed().as_millis()
         );
+        // The shards end together: until the last has drained this one still serves its
+        // share of the internal listener and answers the others' asks.
+        self.lifecycle.drained();
+        // Bounded: every shard's drain ends by its timeout.
+        while self.lifecycle.shards_drained() < self.count {
+            glommio::timer::sleep(step).await;
+        }
     }
 }
