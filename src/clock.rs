@@ -1,6 +1,6 @@
 //! Time as the server reads it: `Millis`, the monotonic milliseconds every connection's timers
-//! use, and the wall clock in Unix seconds and milliseconds (token expiry, publication times
-//! that survive restarts).
+//! use, the wall clock in Unix seconds and milliseconds (token expiry, publication times that
+//! survive restarts), and `ThrottledLog`, a repeated log line written at most once a while.
 //!
 //! Owns one process-wide monotonic epoch (set on first use); imports nothing of the crate.
 
@@ -65,5 +65,42 @@ mod tests {
         assert!(unix_secs() > 1_700_000_000);
         // A token expiring in the far future does not wrap around to now.
         assert!(now.after(Duration::from_secs(u64::MAX)) > now.after(Duration::from_secs(1)));
+    }
+}
+
+/// A log line that may repeat very often (an accept failing at EMFILE, refusals under a
+/// flood): written at most once per `interval`, with how many were left out since.
+#[derive(Debug)]
+pub struct ThrottledLog {
+    interval: Duration,
+    written: Option<Instant>,
+    left_out: u64,
+}
+
+impl ThrottledLog {
+    pub fn new(interval: Duration) -> Self {
+        ThrottledLog {
+            interval,
+            written: None,
+            left_out: 0,
+        }
+    }
+
+    /// Writes the line `line` makes (to stderr), unless one went out less than the interval
+    /// ago.
+    pub fn write(&mut self, line: impl FnOnce() -> String) {
+        let now = Instant::now();
+        if self
+            .written
+            .is_some_and(|at| now.duration_since(at) < self.interval)
+        {
+            self.left_out += 1;
+            return;
+        }
+        match std::mem::take(&mut self.left_out) {
+            0 => eprintln!("{}", line()),
+            n => eprintln!("{} ({n} more like it since the last)", line()),
+        }
+        self.written = Some(now);
     }
 }

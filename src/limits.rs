@@ -266,6 +266,9 @@ pub const HTTP_REFUSAL_LINGER_BYTES_MAX: usize = 1 << 20;
 /// Below this locked-memory limit io_uring may fail on kernels before 5.12 (its rings are
 /// locked memory there): a start-up warning names the fix.
 pub const IO_URING_MEMLOCK_BYTES_MIN: u64 = 64 << 20;
+/// The longest PROXY protocol v2 header read (its addresses and TLVs; HAProxy's are far
+/// shorter); a longer one refuses the connection.
+pub const PROXY_HEADER_V2_BYTES_MAX: usize = 16 + 2048;
 /// The drain closes a share of the clients every this often (spread over
 /// `shutdown.timeout`).
 pub const DRAIN_STEP_MS: u64 = 100;

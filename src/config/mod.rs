@@ -111,6 +111,9 @@ pub struct HttpServer {
     pub internal_address: String,
     /// Their port (a string, as Centrifugo has it); empty: `port`, all on one listener.
     pub internal_port: String,
+    /// ringcast: connections to the client port start with a PROXY protocol header (v1 or
+    /// v2) from an L4 load balancer naming the client's address; one without is refused.
+    pub proxy_protocol: bool,
 }
 
 impl Default for HttpServer {
@@ -121,6 +124,7 @@ impl Default for HttpServer {
             request_timeout: GoDuration::from_secs(10),
             internal_address: String::new(),
             internal_port: String::new(),
+            proxy_protocol: false,
         }
     }
 }

@@ -101,10 +101,12 @@ fn next(shard: &Shard, endpoints: Endpoints, buffer: &[u8], continued: bool) -> 
 }
 
 /// Serves requests until the connection ends or upgrades.
+/// `initial`: bytes read already (past a PROXY header).
 pub async fn serve(
     shard: &Rc<Shard>,
     stream: &mut TcpStream,
     endpoints: Endpoints,
+    initial: Vec<u8>,
 ) -> io::Result<Ended> {
     let idle = Duration::from_millis(HTTP_IDLE_MS);
     let request_timeout = shard
@@ -117,7 +119,7 @@ pub async fn serve(
     // When the request being read began (its first byte), while one is incomplete: it must
     // be whole within `request_timeout` however slowly its bytes come.
     let mut request_began: Option<Instant> = None;
-    let mut buffer: Vec<u8> = Vec::new();
+    let mut buffer: Vec<u8> = initial;
     let mut in_flight: VecDeque<InFlight<'_>> = VecDeque::new();
     // Reading stops after a request that asks to close.
     let mut reading = true;

@@ -6,6 +6,7 @@
 //! Imports `api`, `auth`, `metrics`, `shard`, `config`, `limits`.
 
 pub mod connection;
+pub mod proxy_header;
 pub mod request;
 pub mod response;
 pub mod routes;

@@ -16,7 +16,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use glommio::net::{TcpListener, TcpStream};
 use nix::errno::Errno;
@@ -25,6 +25,7 @@ use nix::sys::socket::{
     SockaddrIn, SockaddrIn6,
 };
 
+use crate::clock::ThrottledLog;
 use crate::http::routes::Endpoints;
 use crate::limits::{
     ACCEPT_BACKOFF_MS, ACCEPT_BATCH, ACCEPT_EMFILE_BACKOFF_MS, LISTEN_BACKLOG,
@@ -88,32 +89,6 @@ async fn next_connection(listener: &Listener) -> io::Result<TcpStream> {
     }
 }
 
-/// A log line repeated often (accept failures come hundreds a second at EMFILE): written at
-/// most once per `LOG_REPEAT_INTERVAL_MS`, with how many were left out since.
-#[derive(Debug, Default)]
-struct ThrottledLog {
-    written: Option<Instant>,
-    left_out: u64,
-}
-
-impl ThrottledLog {
-    fn write(&mut self, line: impl FnOnce() -> String) {
-        let now = Instant::now();
-        let due = self.written.is_none_or(|at| {
-            now.duration_since(at) >= Duration::from_millis(LOG_REPEAT_INTERVAL_MS)
-        });
-        if !due {
-            self.left_out += 1;
-            return;
-        }
-        match std::mem::take(&mut self.left_out) {
-            0 => eprintln!("{}", line()),
-            n => eprintln!("{} ({n} more like it since the last)", line()),
-        }
-        self.written = Some(now);
-    }
-}
-
 /// Accepts connections until cancelled (the drain); each gets its own task.
 pub async fn accept_loop(
     shard_id: usize,
@@ -122,7 +97,7 @@ pub async fn accept_loop(
     endpoints: Endpoints,
 ) {
     let mut in_a_row = 0;
-    let mut failures = ThrottledLog::default();
+    let mut failures = ThrottledLog::new(Duration::from_millis(LOG_REPEAT_INTERVAL_MS));
     loop {
         match next_connection(&listener).await {
             Ok(stream) => {

@@ -204,10 +204,13 @@ pub enum Refusal {
     ConnectionRate,
     /// A user's connection past `client.user_connection_limit` (3504).
     UserConnectionLimit,
+    /// A connection without a valid PROXY header where `http_server.proxy_protocol` asks for
+    /// one (closed).
+    ProxyHeader,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 15] = [
+    pub const ALL: [Refusal; 16] = [
         Refusal::UnknownChannel,
         Refusal::BadChannel,
         Refusal::NotAvailable,
@@ -223,6 +226,7 @@ impl Refusal {
         Refusal::ConnectionLimit,
         Refusal::ConnectionRate,
         Refusal::UserConnectionLimit,
+        Refusal::ProxyHeader,
     ];
 
     /// Its place in `ALL` (and in a counter array).
@@ -248,6 +252,7 @@ impl Refusal {
             Refusal::ConnectionLimit => "connection_limit",
             Refusal::ConnectionRate => "connection_rate",
             Refusal::UserConnectionLimit => "user_connection_limit",
+            Refusal::ProxyHeader => "proxy_header",
         }
     }
 }

@@ -51,7 +51,8 @@ impl Denied {
             Refusal::Origin
             | Refusal::ConnectionLimit
             | Refusal::ConnectionRate
-            | Refusal::UserConnectionLimit => ErrorCode::Internal,
+            | Refusal::UserConnectionLimit
+            | Refusal::ProxyHeader => ErrorCode::Internal,
         };
         Denied::Error(code, refusal)
     }

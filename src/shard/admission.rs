@@ -96,9 +96,14 @@ impl Admission {
 }
 
 impl Shard {
-    /// May a WebSocket upgrade with this `Origin` proceed? The refusal is counted; the
-    /// caller answers it (`Refusal::Origin` 403, the limits 503).
-    pub fn admit_upgrade(&self, origin: Option<&str>) -> Result<(), Refusal> {
+    /// May a WebSocket upgrade from `peer` with this `Origin` proceed? The refusal is counted
+    /// and logged with the client's address; the caller answers it (`Refusal::Origin` 403, the
+    /// limits 503).
+    pub fn admit_upgrade(
+        &self,
+        origin: Option<&str>,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<(), Refusal> {
         let admission = &self.admission;
         let refusal = if !admission.origin_allowed(origin) {
             Some(Refusal::Origin)
@@ -118,7 +123,7 @@ impl Shard {
         };
         match refusal {
             Some(refusal) => {
-                self.count_refusal(refusal);
+                self.refuse_connection(refusal, peer);
                 Err(refusal)
             }
             None => Ok(()),

@@ -39,11 +39,11 @@ use std::time::Instant;
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
-use crate::clock::Millis;
+use crate::clock::{Millis, ThrottledLog};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::fanout::{Hub, Outbound, Registry};
-use crate::limits::{HTTP_BODY_READ_BYTES, PARTITIONS};
+use crate::limits::{HTTP_BODY_READ_BYTES, LOG_REPEAT_INTERVAL_MS, PARTITIONS};
 use crate::metrics::counters::ShardStats;
 use crate::protocol::json::encode;
 use crate::protocol::{ClientId, Codec, ErrorCode, Refusal};
@@ -125,6 +125,10 @@ pub struct Shard {
     drain_bell_rx: RefCell<Option<LocalReceiver<()>>>,
     /// API requests being answered (the drain waits for them).
     api_requests: Cell<usize>,
+    /// Connections refused before a session (origin, limits, PROXY header): logged with the
+    /// client's address, at most every `LOG_REPEAT_INTERVAL_MS` per reason (by
+    /// `Refusal::index`).
+    refusal_logs: RefCell<Vec<ThrottledLog>>,
     hooks: TestHooks,
     next_connection: Cell<u64>,
     messages_in: Cell<u64>,
@@ -217,6 +221,14 @@ impl Shard {
             drain_bell,
             drain_bell_rx: RefCell::new(Some(drain_bell_rx)),
             api_requests: Cell::new(0),
+            refusal_logs: RefCell::new(
+                Refusal::ALL
+                    .iter()
+                    .map(|_| {
+                        ThrottledLog::new(std::time::Duration::from_millis(LOG_REPEAT_INTERVAL_MS))
+                    })
+                    .collect(),
+            ),
             hooks: TestHooks::from_env(),
             next_connection: Cell::new(first_connection_id()),
             messages_in: Cell::new(0),
@@ -244,6 +256,23 @@ impl Shard {
         let mut counts = self.refusals.get();
         counts[refusal.index()] += 1;
         self.refusals.set(counts);
+    }
+
+    /// Counts a connection refused before it had a session and logs it with the client's
+    /// address (throttled).
+    pub fn refuse_connection(&self, refusal: Refusal, peer: Option<std::net::SocketAddr>) {
+        self.count_refusal(refusal);
+        let id = self.id;
+        self.refusal_logs.borrow_mut()[refusal.index()].write(|| match peer {
+            Some(peer) => format!(
+                "ringcast: shard {id}: refused a connection from {peer}: {}",
+                refusal.as_str()
+            ),
+            None => format!(
+                "ringcast: shard {id}: refused a connection: {}",
+                refusal.as_str()
+            ),
+        });
     }
 
     /// Refusals counted so far, by `Refusal::index`.

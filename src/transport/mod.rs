@@ -19,6 +19,7 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
 use crate::http::connection::{self, Ended};
+use crate::http::proxy_header::{self, Parsed, Proxied};
 use crate::http::response::Response;
 use crate::http::routes::Endpoints;
 use crate::protocol::Refusal;
@@ -69,12 +70,32 @@ async fn upgrade(
     stream: &mut TcpStream,
     endpoints: Endpoints,
 ) -> io::Result<Option<Vec<u8>>> {
+    let shard = &ctx.shard;
+    let socket_peer = stream.peer_addr().ok();
+    // Behind an L4 load balancer: its PROXY header first, naming the client.
+    let (peer, initial) = if endpoints.clients && shard.config.http_server.proxy_protocol {
+        match read_proxy_header(stream, shard).await {
+            Ok((proxied, rest)) => (
+                match proxied {
+                    Proxied::Client(address) => Some(address),
+                    Proxied::Local => socket_peer,
+                },
+                rest,
+            ),
+            Err(()) => {
+                shard.refuse_connection(Refusal::ProxyHeader, socket_peer);
+                return Ok(None);
+            }
+        }
+    } else {
+        (socket_peer, Vec::new())
+    };
     let Ended::Upgrade { head, leftover } =
-        connection::serve(&ctx.shard, stream, endpoints).await?
+        connection::serve(shard, stream, endpoints, initial).await?
     else {
         return Ok(None);
     };
-    if let Err(refusal) = ctx.shard.admit_upgrade(head.origin.as_deref()) {
+    if let Err(refusal) = shard.admit_upgrade(head.origin.as_deref(), peer) {
         let status = match refusal {
             Refusal::Origin => 403,
             _ => 503,
@@ -90,6 +111,40 @@ async fn upgrade(
         Err(response) => {
             response.write(stream, false).await?;
             Ok(None)
+        }
+    }
+}
+
+/// Reads the PROXY header a connection must start with (within `http_server.request_timeout`);
+/// what it says, and the bytes read past it. `Err`: none came, or a malformed one.
+async fn read_proxy_header(
+    stream: &mut TcpStream,
+    shard: &crate::shard::Shard,
+) -> Result<(Proxied, Vec<u8>), ()> {
+    use futures_lite::AsyncReadExt;
+    let timeout = shard
+        .config
+        .http_server
+        .request_timeout
+        .positive()
+        .unwrap_or(std::time::Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 512];
+    // Bounded by the header's longest (`PROXY_HEADER_V2_BYTES_MAX`) and the timeout.
+    loop {
+        match proxy_header::parse(&bytes) {
+            Parsed::Header { proxied, len } => return Ok((proxied, bytes.split_off(len))),
+            Parsed::Invalid(_) => return Err(()),
+            Parsed::Incomplete => {}
+        }
+        let left = timeout.saturating_sub(started.elapsed());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return Err(());
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Err(()),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
         }
     }
 }

@@ -358,16 +358,35 @@ pub enum Closed {
 
 impl Client {
     pub fn open(server: &Server) -> Client {
-        let stream = TcpStream::connect(server.address).expect("connect");
+        Client::open_at(server.address)
+    }
+
+    /// A client of the server (or the load balancer) at `address`.
+    pub fn open_at(address: SocketAddr) -> Client {
+        let stream = TcpStream::connect(address).expect("connect");
+        Client::over(stream)
+    }
+
+    /// A client over a connected `stream`.
+    pub fn over(stream: TcpStream) -> Client {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        let (ws, _) = tungstenite::client::client(server.ws_url(), stream).expect("handshake");
+        let url = format!("ws://{}/connection/websocket", stream.peer_addr().unwrap());
+        let (ws, _) = tungstenite::client::client(url, stream).expect("handshake");
         Client {
             ws,
             next_id: 1,
             pending: Default::default(),
         }
+    }
+
+    /// `open_at` and a connect as `user`.
+    pub fn connect_at(address: SocketAddr, user: &str) -> Client {
+        let mut client = Client::open_at(address);
+        let reply = client.command("connect", serde_json::json!({"token": token(user, 3600)}));
+        assert!(reply.get("connect").is_some(), "connect failed: {reply}");
+        client
     }
 
     /// Opens and connects with a token for `user`; returns the connect result.
