@@ -210,3 +210,37 @@ fn the_user_connection_limit_closes_connections_past_it_with_3504() {
     }
     assert_eq!((open, closed), (1, 7));
 }
+
+#[test]
+fn the_command_rate_limit_answers_111_past_it_and_lets_the_connection_go_on() {
+    let server = Server::start(&["client.command_rate_limit=5"]);
+    let (mut client, _) = Client::connect(&server, "busy");
+    // Thirty commands in one message: the bucket holds five (the connect came before it
+    // was made), so most are answered 111, temporary.
+    let commands: Vec<String> = (2..32)
+        .map(|id| format!(r#"{{"id":{id},"presence_stats":{{"channel":"x"}}}}"#))
+        .collect();
+    client.send_text(&commands.join("\n"));
+    let mut limited = 0;
+    for id in 2..32 {
+        let reply = client.reply(id);
+        if reply["error"]["code"] == 111 {
+            assert_eq!(reply["error"]["temporary"], true, "{reply}");
+            limited += 1;
+        }
+    }
+    assert!(limited >= 20, "{limited} of 30 limited");
+    assert_eq!(refusals(&server, "command_rate"), limited);
+    // The bucket refills: the connection is served again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = client.command("presence_stats", json!({"channel": "x"}));
+        if reply["error"]["code"] != 111 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never served again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (mut other, _) = Client::connect(&server, "calm");
+    other.subscribe("y");
+}

@@ -283,6 +283,9 @@ pub struct Client {
     /// New connections per second the node accepts at most (0: no limit); each shard its
     /// share.
     pub connection_rate_limit: usize,
+    /// ringcast: commands per second one connection may send (0: no limit; bursts up to as
+    /// many); past it a command is answered 111 (too many requests, temporary).
+    pub command_rate_limit: usize,
 }
 
 impl Default for Client {
@@ -307,6 +310,7 @@ impl Default for Client {
             connection_limit: 0,
             user_connection_limit: 0,
             connection_rate_limit: 0,
+            command_rate_limit: 0,
         }
     }
 }

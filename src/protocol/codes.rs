@@ -207,10 +207,12 @@ pub enum Refusal {
     /// A connection without a valid PROXY header where `http_server.proxy_protocol` asks for
     /// one (closed).
     ProxyHeader,
+    /// A command past `client.command_rate_limit` (111).
+    CommandRate,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 16] = [
+    pub const ALL: [Refusal; 17] = [
         Refusal::UnknownChannel,
         Refusal::BadChannel,
         Refusal::NotAvailable,
@@ -227,6 +229,7 @@ impl Refusal {
         Refusal::ConnectionRate,
         Refusal::UserConnectionLimit,
         Refusal::ProxyHeader,
+        Refusal::CommandRate,
     ];
 
     /// Its place in `ALL` (and in a counter array).
@@ -253,6 +256,7 @@ impl Refusal {
             Refusal::ConnectionRate => "connection_rate",
             Refusal::UserConnectionLimit => "user_connection_limit",
             Refusal::ProxyHeader => "proxy_header",
+            Refusal::CommandRate => "command_rate",
         }
     }
 }

@@ -24,7 +24,9 @@ use crate::auth::Verifier;
 use crate::fanout::Outbound;
 use crate::limits::REPLY_BUFFER_KEPT_BYTES_MAX;
 use crate::protocol::json::decode::{self, ParseError};
+use crate::protocol::json::encode;
 use crate::protocol::{ClientId, Command, Disconnect, Request};
+use crate::protocol::{ErrorCode, Refusal};
 use crate::router::msg::PresenceKind;
 use crate::shard::Shard;
 
@@ -202,6 +204,11 @@ impl Session {
 
     /// One command of a connected client.
     fn dispatch(&mut self, id: u32, request: Request<'_>) -> Result<(), Disconnect> {
+        if !matches!(request, Request::Pong) && !self.shard().take_command(self.out.id) {
+            self.shard().count_refusal(Refusal::CommandRate);
+            encode::error_reply(&mut self.reply(), id, ErrorCode::TooManyRequests);
+            return Ok(());
+        }
         match request {
             Request::Connect(_) => Err(Disconnect::BadRequest),
             Request::Subscribe(req) => self.subscribe(id, &req),

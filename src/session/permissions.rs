@@ -41,6 +41,7 @@ impl Denied {
             Refusal::NotAvailable => ErrorCode::NotAvailable,
             Refusal::TokenExpired => ErrorCode::TokenExpired,
             Refusal::TokenUnverifiable => ErrorCode::Internal,
+            Refusal::CommandRate => ErrorCode::TooManyRequests,
             Refusal::Expired => ErrorCode::Expired,
             Refusal::PrivateWithoutToken
             | Refusal::TokenInvalid

@@ -23,16 +23,27 @@ enum Origins {
     Matching(Vec<glob::Pattern>),
 }
 
-/// A token bucket: `capacity` tokens, refilled at `capacity` per second.
+/// A token bucket: `capacity` tokens, refilled at `capacity` per second (a connection rate
+/// here, a connection's command rate in its session).
 #[derive(Debug)]
-struct Rate {
+pub struct TokenBucket {
     capacity: f64,
     tokens: Cell<f64>,
     refilled: Cell<Millis>,
 }
 
-impl Rate {
-    fn take(&self, now: Millis) -> bool {
+impl TokenBucket {
+    /// A full bucket of `per_second` tokens.
+    pub fn new(per_second: usize) -> TokenBucket {
+        TokenBucket {
+            capacity: per_second as f64,
+            tokens: Cell::new(per_second as f64),
+            refilled: Cell::new(Millis::now()),
+        }
+    }
+
+    /// Takes a token if there is one.
+    pub fn take(&self, now: Millis) -> bool {
         let elapsed = now.since(self.refilled.get()).as_secs_f64();
         self.refilled.set(now);
         let tokens = (self.tokens.get() + elapsed * self.capacity).min(self.capacity);
@@ -51,7 +62,7 @@ pub struct Admission {
     origins: Origins,
     /// Connections this shard may hold, if limited.
     limit: Option<usize>,
-    rate: Option<Rate>,
+    rate: Option<TokenBucket>,
 }
 
 impl Admission {
@@ -72,11 +83,7 @@ impl Admission {
         Admission {
             origins,
             limit: share(client.connection_limit),
-            rate: share(client.connection_rate_limit).map(|per_second| Rate {
-                capacity: per_second as f64,
-                tokens: Cell::new(per_second as f64),
-                refilled: Cell::new(Millis::now()),
-            }),
+            rate: share(client.connection_rate_limit).map(TokenBucket::new),
         }
     }
 

@@ -56,6 +56,7 @@ use pending_logs::PendingLogs;
 use publish::Held;
 use ticker::Timeouts;
 
+pub use admission::TokenBucket;
 pub use channels::{ChannelsAsk, ChannelsPage};
 pub use drain::ApiInFlight;
 pub use history::{HistoryAsk, RemoveAsk};
@@ -125,6 +126,9 @@ pub struct Shard {
     drain_bell_rx: RefCell<Option<LocalReceiver<()>>>,
     /// API requests being answered (the drain waits for them).
     api_requests: Cell<usize>,
+    /// Each connection's command rate, with `client.command_rate_limit` (kept here, not in the
+    /// connection: nothing for any connection when there is no limit).
+    command_rates: RefCell<HashMap<u64, TokenBucket>>,
     /// Connections refused before a session (origin, limits, PROXY header): logged with the
     /// client's address, at most every `LOG_REPEAT_INTERVAL_MS` per reason (by
     /// `Refusal::index`).
@@ -221,6 +225,7 @@ impl Shard {
             drain_bell,
             drain_bell_rx: RefCell::new(Some(drain_bell_rx)),
             api_requests: Cell::new(0),
+            command_rates: RefCell::default(),
             refusal_logs: RefCell::new(
                 Refusal::ALL
                     .iter()
@@ -275,6 +280,20 @@ impl Shard {
         });
     }
 
+    /// Whether connection `conn` may run a command now (`client.command_rate_limit`: a bucket
+    /// of that many, refilled as many a second).
+    pub fn take_command(&self, conn: u64) -> bool {
+        let limit = self.config.client.command_rate_limit;
+        if limit == 0 {
+            return true;
+        }
+        self.command_rates
+            .borrow_mut()
+            .entry(conn)
+            .or_insert_with(|| TokenBucket::new(limit))
+            .take(Millis::now())
+    }
+
     /// Refusals counted so far, by `Refusal::index`.
     pub fn refusals(&self) -> [u64; Refusal::ALL.len()] {
         self.refusals.get()
@@ -290,6 +309,7 @@ impl Shard {
         self.registry.borrow_mut().unregister(id);
         // Actions that came while it closed.
         self.drop_directives(id);
+        self.command_rates.borrow_mut().remove(&id);
     }
 
     /// Connection `conn` (client `client`) connected as `user` (the session's name, shared
