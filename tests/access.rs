@@ -47,23 +47,13 @@ fn code(reply: &Value) -> u64 {
         .unwrap_or_else(|| panic!("an error reply: {reply}"))
 }
 
-fn refusals(server: &Server, reason: &str) -> u64 {
-    let (_, body) = server.http("GET", "/metrics", &[], b"");
-    let line = format!("ringcast_refusals_total{{reason=\"{reason}\"}} ");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&line))
-        .unwrap_or_else(|| panic!("no {line} in /metrics"))
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn subscription_tokens_open_channels_that_are_closed_by_default() {
     let server = Server::start(&[CLOSED]);
     let (mut ann, _) = Client::connect(&server, "ann");
     let reply = ann.command("subscribe", json!({"channel": "news"}));
     assert_eq!(code(&reply), 103, "closed by default: {reply}");
-    assert_eq!(refusals(&server, "not_allowed"), 1);
+    assert_eq!(server.refusals("not_allowed"), 1);
 
     // A token for this user and channel opens it; the reply carries its expiry and data.
     let token = hs256(json!({
@@ -89,8 +79,8 @@ fn subscription_tokens_open_channels_that_are_closed_by_default() {
     assert_eq!(code(&reply), 109);
     let reply = ann.command("subscribe", json!({"channel": "other", "token": "x.y.z"}));
     assert_eq!(code(&reply), 103);
-    assert_eq!(refusals(&server, "token_expired"), 1);
-    assert_eq!(refusals(&server, "token_invalid"), 1);
+    assert_eq!(server.refusals("token_expired"), 1);
+    assert_eq!(server.refusals("token_invalid"), 1);
 
     // Another user's token closes the connection with 3500, and no one else's.
     let (mut bob, _) = Client::connect(&server, "bob");
@@ -98,7 +88,7 @@ fn subscription_tokens_open_channels_that_are_closed_by_default() {
     assert_eq!(bob.expect_close(), Closed::Code(3500));
     server.api("publish", &json!({"channel": "news", "data": {"n": 2}}));
     assert_eq!(ann.publication().1, json!({"n": 2}));
-    assert_eq!(refusals(&server, "token_mismatch"), 1);
+    assert_eq!(server.refusals("token_mismatch"), 1);
 }
 
 #[test]
@@ -111,7 +101,7 @@ fn private_channels_always_need_a_token() {
         .is_some());
     let reply = ann.command("subscribe", json!({"channel": "$personal"}));
     assert_eq!(code(&reply), 103, "{reply}");
-    assert_eq!(refusals(&server, "private_without_token"), 1);
+    assert_eq!(server.refusals("private_without_token"), 1);
     let token = sub_token("ann", "$personal", 60);
     let reply = ann.command("subscribe", json!({"channel": "$personal", "token": token}));
     assert!(reply.get("subscribe").is_some(), "{reply}");
@@ -460,7 +450,7 @@ fn jwks_keys_are_fetched_by_kid_rotated_and_served_from_cache_when_the_endpoint_
         fetches <= allowed,
         "{fetches} fetches for 20 connects (at most {allowed})"
     );
-    assert!(refusals(&server, "token_unverifiable") >= 20);
+    assert!(server.refusals("token_unverifiable") >= 20);
     // A token signed with key-2's private key but naming key-1: a bad signature, 3500.
     let mismatched = rs256_with_kid("dan", "token-rsa2-private.pem", "key-1");
     let mut client = Client::open(&server);

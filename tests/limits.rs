@@ -41,23 +41,13 @@ fn upgrade(server: &Server, origin: Option<&str>) -> (u16, TcpStream) {
     (status, stream)
 }
 
-fn refusals(server: &Server, reason: &str) -> u64 {
-    let (_, body) = server.http("GET", "/metrics", &[], b"");
-    let line = format!("ringcast_refusals_total{{reason=\"{reason}\"}} ");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&line))
-        .unwrap_or_else(|| panic!("no {line} in /metrics"))
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn origins_are_checked_as_centrifugo_checks_them() {
     // Without allowed_origins: only requests without an Origin (not browsers).
     let server = Server::start(&[]);
     assert_eq!(upgrade(&server, None).0, 101);
     assert_eq!(upgrade(&server, Some("https://app.example.com")).0, 403);
-    assert_eq!(refusals(&server, "origin"), 1);
+    assert_eq!(server.refusals("origin"), 1);
     drop(server);
 
     let server = Server::start(&[
@@ -69,7 +59,7 @@ fn origins_are_checked_as_centrifugo_checks_them() {
     assert_eq!(upgrade(&server, None).0, 101, "no Origin: not a browser");
     assert_eq!(upgrade(&server, Some("https://example.org")).0, 403);
     assert_eq!(upgrade(&server, Some("http://localhost:3001")).0, 403);
-    assert_eq!(refusals(&server, "origin"), 2);
+    assert_eq!(server.refusals("origin"), 2);
     // A client connects and works meanwhile.
     let (mut client, _) = Client::connect(&server, "u");
     client.subscribe("x");
@@ -95,7 +85,7 @@ fn the_connection_limit_refuses_upgrades_past_it_and_admits_again_below() {
     let (b, _) = Client::connect(&server, "b");
     let (status, _) = upgrade(&server, None);
     assert_eq!(status, 503, "a third connection");
-    assert_eq!(refusals(&server, "connection_limit"), 1);
+    assert_eq!(server.refusals("connection_limit"), 1);
     // The two keep working; once one leaves, a new one is admitted.
     a.subscribe("x");
     drop(b);
@@ -131,7 +121,7 @@ fn the_connection_rate_limit_refuses_a_burst_past_it() {
     }
     assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
     assert_eq!(statuses[0], 101);
-    assert_eq!(refusals(&server, "connection_rate"), 1);
+    assert_eq!(server.refusals("connection_rate"), 1);
 }
 
 #[test]
@@ -164,7 +154,7 @@ fn the_user_connection_limit_closes_connections_past_it_with_3504() {
         common::token("limited", 3600)
     ));
     assert_eq!(third.expect_close(), common::Closed::Code(3504));
-    assert_eq!(refusals(&server, "user_connection_limit"), 1);
+    assert_eq!(server.refusals("user_connection_limit"), 1);
     let (mut other, _) = Client::connect(&server, "other");
     other.subscribe("x");
 
@@ -230,7 +220,7 @@ fn the_command_rate_limit_answers_111_past_it_and_lets_the_connection_go_on() {
         }
     }
     assert!(limited >= 20, "{limited} of 30 limited");
-    assert_eq!(refusals(&server, "command_rate"), limited);
+    assert_eq!(server.refusals("command_rate"), limited);
     // The bucket refills: the connection is served again.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {

@@ -296,6 +296,17 @@ impl Server {
 }
 
 impl Server {
+    /// `ringcast_refusals_total{reason="<reason>"}`.
+    pub fn refusals(&self, reason: &str) -> u64 {
+        let (_, body) = self.http("GET", "/metrics", &[], b"");
+        let line = format!("ringcast_refusals_total{{reason=\"{reason}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line} in /metrics"))
+            .parse()
+            .unwrap()
+    }
+
     /// A per-shard metric: `ringcast_shard_<name>{shard="i"}` for every shard, in order.
     pub fn shard_metric(&self, name: &str) -> Vec<u64> {
         let (status, text) = self.http("GET", "/metrics", &[], b"");
