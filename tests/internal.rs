@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::{Client, Server, API_KEY};
 
-/// One request to `address`; its status.
-fn status(address: SocketAddr, method: &str, path: &str, body: &str) -> u16 {
+/// One request to `address`; its status and response.
+fn request(address: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -24,11 +24,27 @@ fn status(address: SocketAddr, method: &str, path: &str, body: &str) -> u16 {
     stream.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    response
+    let status = response
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("a response: {response:?}"))
+        .unwrap_or_else(|| panic!("a response: {response:?}"));
+    (status, response)
+}
+
+fn status(address: SocketAddr, method: &str, path: &str, body: &str) -> u16 {
+    request(address, method, path, body).0
+}
+
+/// A metric's node line from the internal listener.
+fn metric(address: SocketAddr, name: &str) -> u64 {
+    let (_, text) = request(address, "GET", "/metrics", "");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -47,6 +63,8 @@ fn internal_endpoints_have_their_own_listener() {
     assert_eq!(status(public, "GET", "/health", ""), 404);
     let (mut client, _) = Client::connect(&server, "u");
     client.subscribe("x");
+    assert_eq!(metric(internal, "ringcast_connections_accepted_total"), 1);
+    assert_eq!(metric(internal, "ringcast_draining"), 0);
     // The drain: health fails on the internal port, which stays reachable (the API answers)
     // while the public one stops accepting.
     nix::sys::signal::kill(
@@ -59,15 +77,21 @@ fn internal_endpoints_have_their_own_listener() {
         assert!(Instant::now() < deadline, "health never failed");
         std::thread::sleep(Duration::from_millis(10));
     }
-    while TcpStream::connect(public).is_ok() {
-        assert!(Instant::now() < deadline, "the public port kept accepting");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Right away (the drain ends with the one client's close, in about two seconds).
     assert_eq!(
         status(internal, "POST", "/api/info", "{}"),
         200,
         "the API still answers"
     );
+    // Each shard notices the drain within a tick (a second at most).
+    while metric(internal, "ringcast_draining") == 0 {
+        assert!(Instant::now() < deadline, "no shard reported its drain");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    while TcpStream::connect(public).is_ok() {
+        assert!(Instant::now() < deadline, "the public port kept accepting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

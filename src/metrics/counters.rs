@@ -31,6 +31,10 @@ pub struct ShardStats {
     pub presence_entries: u64,
     /// Presence joins not recorded: the channel was full.
     pub presence_full: u64,
+    /// WebSocket connections accepted (upgraded) since the start.
+    pub connections_accepted: u64,
+    /// 1 while the shard drains (a SIGTERM or SIGINT came), else 0.
+    pub draining: u64,
     /// Connects and commands refused, by `Refusal::index`.
     pub refusals: [u64; Refusal::ALL.len()],
 }
@@ -52,6 +56,8 @@ impl std::ops::AddAssign for ShardStats {
         self.history_channels += o.history_channels;
         self.presence_entries += o.presence_entries;
         self.presence_full += o.presence_full;
+        self.connections_accepted += o.connections_accepted;
+        self.draining = self.draining.max(o.draining);
         for (mine, theirs) in self.refusals.iter_mut().zip(o.refusals) {
             *mine += theirs;
         }

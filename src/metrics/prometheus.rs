@@ -14,7 +14,19 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 type Field = fn(&ShardStats) -> u64;
 
 /// Name, type, help, field: one row per metric.
-const METRICS: [(&str, &str, &str, Field); 14] = [
+const METRICS: [(&str, &str, &str, Field); 16] = [
+    (
+        "connections_accepted_total",
+        "counter",
+        "WebSocket connections accepted (upgraded).",
+        |s| s.connections_accepted,
+    ),
+    (
+        "draining",
+        "gauge",
+        "Shards draining after SIGTERM/SIGINT (0 while the node serves).",
+        |s| s.draining,
+    ),
     (
         "presence_entries",
         "gauge",

@@ -126,6 +126,8 @@ pub struct Shard {
     drain_bell_rx: RefCell<Option<LocalReceiver<()>>>,
     /// API requests being answered (the drain waits for them).
     api_requests: Cell<usize>,
+    /// WebSocket connections registered since the start.
+    connections_accepted: Cell<u64>,
     /// Each connection's command rate, with `client.command_rate_limit` (kept here, not in the
     /// connection: nothing for any connection when there is no limit).
     command_rates: RefCell<HashMap<u64, TokenBucket>>,
@@ -225,6 +227,7 @@ impl Shard {
             drain_bell,
             drain_bell_rx: RefCell::new(Some(drain_bell_rx)),
             api_requests: Cell::new(0),
+            connections_accepted: Cell::new(0),
             command_rates: RefCell::default(),
             refusal_logs: RefCell::new(
                 Refusal::ALL
@@ -301,6 +304,8 @@ impl Shard {
 
     /// A new connection of this shard.
     pub fn register_connection(&self, conn: Rc<Outbound>) {
+        self.connections_accepted
+            .set(self.connections_accepted.get() + 1);
         self.watch_deadlines(&conn);
         self.registry.borrow_mut().register(conn);
     }

@@ -26,6 +26,8 @@ impl Shard {
             history_channels: usage.history_channels,
             presence_entries: usage.presence_entries,
             presence_full: self.presence_full.get(),
+            connections_accepted: self.connections_accepted.get(),
+            draining: u64::from(self.draining()),
             messages_in: self.messages_in.get(),
             messages_out: hub.deliveries(),
             publications: self.publications.get(),
