@@ -66,6 +66,78 @@ class ScenarioError(Exception):
     """A failed expectation: reported as {"step":"error"} and exit code 1."""
 
 
+class Watch:
+    """A scenario's state: a failure an event handler reports (`fail`) ends every wait
+    (`until`) at once. Make it inside the running loop."""
+
+    def __init__(self, step_s: float) -> None:
+        self.step_s = step_s
+        self.failed = asyncio.get_running_loop().create_future()
+
+    def fail(self, message: str) -> None:
+        if not self.failed.done():
+            self.failed.set_result(message)
+
+    async def until(self, future, what: str, bound: float = 0.0):
+        """Waits for `future` (at most `bound`, default the step time), or fails as soon as
+        a handler reported a failure."""
+        done, _ = await asyncio.wait(
+            {future, self.failed},
+            timeout=left(bound or self.step_s),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if self.failed in done:
+            raise ScenarioError(self.failed.result())
+        if future in done:
+            return future.result()
+        raise ScenarioError(f"timeout waiting for {what}")
+
+
+def frame_objects(direction: str, data, shown: int = 0) -> list:
+    """Logs a WebSocket frame (its first `shown` characters; 0: all); returns the JSON objects
+    in it (one a line; other lines are skipped)."""
+    text = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else data
+    if shown and len(text) > shown:
+        text_shown = text[:shown] + "..."
+    else:
+        text_shown = text
+    log(f"frame {direction}:", text_shown)
+    objects = []
+    for line in text.split("\n"):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            objects.append(obj)
+    return objects
+
+
+def tracing_client(wire):
+    """The SDK's client class with every WebSocket frame handed to `wire.sent(data)` and
+    `wire.received(data)`: the connection its transport opens gets `send` and `recv` wrapped
+    (the SDK calls `conn.send(...)`/`conn.recv()`)."""
+
+    class TracingClient(Client):
+        async def _open_transport(self):
+            conn = await super()._open_transport()
+            send, recv = conn.send, conn.recv
+
+            async def traced_send(message, *args, **kwargs):
+                wire.sent(message)
+                return await send(message, *args, **kwargs)
+
+            async def traced_recv(*args, **kwargs):
+                message = await recv(*args, **kwargs)
+                wire.received(message)
+                return message
+
+            conn.send, conn.recv = traced_send, traced_recv
+            return conn
+
+    return TracingClient
+
+
 def make_client(events, name: str, cls=Client, **options):
     """The SDK client (`cls`) for WS_URL with TOKEN, reporting to `events`."""
     return cls(

@@ -54,6 +54,7 @@ from harness import (
     left,
     log,
     main,
+    Watch,
     make_client,
     run_to_end,
 )
@@ -95,17 +96,15 @@ async def wait(awaitable, what: str, bound: float = STEP_S):
         raise ScenarioError(f"timeout waiting for {what}") from None
 
 
-class State:
+class State(Watch):
     """What the event handlers saw, for the scenario to wait on."""
 
     def __init__(self) -> None:
+        super().__init__(STEP_S)
         loop = asyncio.get_running_loop()
         self.connected = loop.create_future()
         self.subscribed = loop.create_future()
         self.unsubscribed = loop.create_future()
-        # A failure seen by an event handler (lost connection, lost subscription, a token
-        # that could not be had): every wait ends with it.
-        self.failed = loop.create_future()
         self.expect_end = False  # disconnect/unsubscribe from here on are expected
         self.expect_unsubscribe = False  # sub_denied: unsubscribed is the expected end
         self.subscribed_count = 0
@@ -113,21 +112,6 @@ class State:
         self.publication_arrived = asyncio.Event()
         self.get_token_calls = 0
         self.sub_errors = []
-
-    def fail(self, message: str) -> None:
-        if not self.failed.done():
-            self.failed.set_result(message)
-
-    async def until(self, future, what: str, bound: float = STEP_S):
-        """Waits for `future`, or fails as soon as a handler reported a failure."""
-        done, _ = await asyncio.wait(
-            {future, self.failed}, timeout=left(bound), return_when=asyncio.FIRST_COMPLETED
-        )
-        if self.failed in done:
-            raise ScenarioError(self.failed.result())
-        if future in done:
-            return future.result()
-        raise ScenarioError(f"timeout waiting for {what}")
 
     async def publication(self, n: int):
         """The publication whose data is {"n": n} (it may have arrived already)."""

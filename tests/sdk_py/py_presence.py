@@ -64,8 +64,11 @@ from harness import (
     left,
     log,
     main,
+    Watch,
+    frame_objects,
     make_client,
     run_to_end,
+    tracing_client,
 )
 
 from centrifuge import (
@@ -109,28 +112,13 @@ class Wire:
         self.connects_sent = 0
         self.disconnect_pushes = []
 
-    @staticmethod
-    def _objects(direction: str, data) -> list:
-        """Logs the frame; the JSON objects in it (one a line; other lines are skipped)."""
-        text = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else data
-        log(f"frame {direction}:", text[:400] + ("..." if len(text) > 400 else ""))
-        objects = []
-        for line in text.split("\n"):
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                objects.append(obj)
-        return objects
-
     def sent(self, data) -> None:
-        for command in self._objects("out", data):
+        for command in frame_objects("out", data, 400):
             if "connect" in command:
                 self.connects_sent += 1
 
     def received(self, data) -> None:
-        for frame in self._objects("in", data):
+        for frame in frame_objects("in", data, 400):
             push = frame.get("push")
             if isinstance(push, dict) and isinstance(push.get("disconnect"), dict):
                 self.disconnect_pushes.append(push["disconnect"])
@@ -139,25 +127,7 @@ class Wire:
 WIRE = Wire()
 
 
-class TracingClient(Client):
-    """The SDK's client with every WebSocket frame traced: the connection its transport
-    opens gets `send` and `recv` wrapped (the SDK calls `conn.send(...)`/`conn.recv()`)."""
-
-    async def _open_transport(self):
-        conn = await super()._open_transport()
-        send, recv = conn.send, conn.recv
-
-        async def traced_send(message, *args, **kwargs):
-            WIRE.sent(message)
-            return await send(message, *args, **kwargs)
-
-        async def traced_recv(*args, **kwargs):
-            message = await recv(*args, **kwargs)
-            WIRE.received(message)
-            return message
-
-        conn.send, conn.recv = traced_send, traced_recv
-        return conn
+TracingClient = tracing_client(WIRE)
 
 
 def client_info(info) -> dict:
@@ -174,39 +144,21 @@ def presence_clients(result) -> dict:
     return {client_id: client_info(info) for client_id, info in result.clients.items()}
 
 
-class State:
+class State(Watch):
     """What the event handlers saw, for the scenario to wait on."""
 
     def __init__(self) -> None:
+        super().__init__(STEP_S)
         loop = asyncio.get_running_loop()
         self.connected = loop.create_future()
         self.subscribed = loop.create_future()
         self.disconnected = loop.create_future()
         self.other_left = loop.create_future()
         self.ended = loop.create_future()
-        # A failure seen by an event handler (lost connection, lost subscription): every wait
-        # ends with it.
-        self.failed = loop.create_future()
         self.expect_end = False  # disconnect/unsubscribe from here on are expected
         self.expect_disconnect = False  # disconnect: the server's disconnect is the test
         self.me = None  # this connection's client id
         self.connecting_after = []  # connecting events once connected
-
-    def fail(self, message: str) -> None:
-        if not self.failed.done():
-            self.failed.set_result(message)
-
-    async def until(self, future, what: str, bound: float = STEP_S):
-        """Waits for `future`, or fails as soon as a handler reported a failure."""
-        done, _ = await asyncio.wait(
-            {future, self.failed}, timeout=left(bound), return_when=asyncio.FIRST_COMPLETED
-        )
-        if self.failed in done:
-            raise ScenarioError(self.failed.result())
-        if future in done:
-            return future.result()
-        raise ScenarioError(f"timeout waiting for {what}")
-
 
 class ClientEvents(ClientEventHandler):
     def __init__(self, state: State) -> None:

@@ -35,13 +35,23 @@ Diagnostics go to stderr: SDK events and every WebSocket frame.
 """
 
 import asyncio
-import json
 
 # The harness first: it reports a missing SDK as an error line.
-from harness import CHANNEL, ENV, TOKEN, WS_URL, emit, log, main, make_client, run_to_end
+from harness import (
+    CHANNEL,
+    ENV,
+    TOKEN,
+    WS_URL,
+    emit,
+    frame_objects,
+    log,
+    main,
+    make_client,
+    run_to_end,
+    tracing_client,
+)
 
 from centrifuge import (
-    Client,
     ClientEventHandler,
     ConnectedContext,
     ConnectingContext,
@@ -67,29 +77,14 @@ class Wire:
         self.last_connect_subs = None  # `subs` of the last connect command sent (None: none)
         self.last_reply_subs = None  # `subs` of the last connect reply received
 
-    @staticmethod
-    def _objects(direction: str, data) -> list:
-        """Logs the frame; the JSON objects in it (one a line; other lines are skipped)."""
-        text = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else data
-        log(f"frame {direction}:", text)
-        objects = []
-        for line in text.split("\n"):
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                objects.append(obj)
-        return objects
-
     def sent(self, data) -> None:
-        for command in self._objects("out", data):
+        for command in frame_objects("out", data):
             if "connect" in command:
                 self.connect_ids.add(command.get("id"))
                 self.last_connect_subs = command["connect"].get("subs")
 
     def received(self, data) -> None:
-        for frame in self._objects("in", data):
+        for frame in frame_objects("in", data):
             if frame.get("id") in self.connect_ids and isinstance(frame.get("connect"), dict):
                 self.last_reply_subs = frame["connect"].get("subs") or {}
 
@@ -97,25 +92,7 @@ class Wire:
 WIRE = Wire()
 
 
-class TracingClient(Client):
-    """The SDK's client with every WebSocket frame traced: the connection its transport
-    opens gets `send` and `recv` wrapped (the SDK calls `conn.send(...)`/`conn.recv()`)."""
-
-    async def _open_transport(self):
-        conn = await super()._open_transport()
-        send, recv = conn.send, conn.recv
-
-        async def traced_send(message, *args, **kwargs):
-            WIRE.sent(message)
-            return await send(message, *args, **kwargs)
-
-        async def traced_recv(*args, **kwargs):
-            message = await recv(*args, **kwargs)
-            WIRE.received(message)
-            return message
-
-        conn.send, conn.recv = traced_send, traced_recv
-        return conn
+TracingClient = tracing_client(WIRE)
 
 
 class State:
