@@ -5,7 +5,7 @@
 //! (`ready`), the frames a delivery takes per (codec, framing) pair (`frames`), and the
 //! registry of the shard's connections and users (`registry`).
 //!
-//! Imports leaves only (`protocol`, `framing`, `router::msg`, `clock`, `limits`): it is told
+//! Imports leaves only (`protocol`, `framing`, `router::msg`, `clock`, `limits`, `config`): it is told
 //! what to deliver and queues it; it never routes.
 
 pub mod frames;

@@ -47,6 +47,26 @@ pub enum StreamMode {
     Recoverable,
 }
 
+impl StreamMode {
+    /// The mode of a subscription that is `recoverable` (and so positioned) or `positioned`.
+    pub fn of(recoverable: bool, positioned: bool) -> StreamMode {
+        match (recoverable, positioned) {
+            (true, _) => StreamMode::Recoverable,
+            (false, true) => StreamMode::Positioned,
+            (false, false) => StreamMode::Plain,
+        }
+    }
+
+    /// A server-side subscription's: what its options force (with history only).
+    pub fn forced(options: &crate::config::ChannelOptions) -> StreamMode {
+        let history = options.history();
+        StreamMode::of(
+            history && options.force_recovery,
+            history && options.force_positioning,
+        )
+    }
+}
+
 /// Whether the subscription asked its owner for a recovery of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecoveryAsk {

@@ -229,15 +229,7 @@ impl Session {
                 .channel_options(&channel)
                 .unwrap_or_default();
             permissions::apply_overrides(&mut options, &grant.overrides);
-            let history = options.history();
-            let mode = match (
-                history && options.force_recovery,
-                history && options.force_positioning,
-            ) {
-                (true, _) => StreamMode::Recoverable,
-                (false, true) => StreamMode::Positioned,
-                (false, false) => StreamMode::Plain,
-            };
+            let mode = StreamMode::forced(&options);
             // A reconnecting client names where it was in each server-side subscription.
             let recover = positions
                 .get(channel.as_str())
@@ -409,11 +401,7 @@ impl Session {
             offset: req.offset,
             epoch: req.epoch.as_str().into(),
         });
-        let mode = match (recoverable, positioned) {
-            (true, _) => StreamMode::Recoverable,
-            (false, true) => StreamMode::Positioned,
-            (false, false) => StreamMode::Plain,
-        };
+        let mode = StreamMode::of(recoverable, positioned);
         let recovery = match recover {
             Some(_) => RecoveryAsk::Asked {
                 reject_unrecovered: req.flag & FLAG_REJECT_UNRECOVERED != 0,

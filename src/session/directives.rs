@@ -121,14 +121,7 @@ impl Session {
             return Ok(Applied::Done);
         };
         permissions::apply_overrides(&mut options, &req.overrides);
-        let history = options.history();
-        let mode = if history && options.force_recovery {
-            StreamMode::Recoverable
-        } else if history && options.force_positioning {
-            StreamMode::Positioned
-        } else {
-            StreamMode::Plain
-        };
+        let mode = StreamMode::forced(&options);
         let recover = req
             .recover_since
             .clone()
