@@ -3,10 +3,11 @@
 //! subscribed to its own channel, and reports the server's RSS growth per connection.
 //!
 //! `cargo bench --bench idle_connections` (`-- quick` for 2,000 connections; default 10,000;
-//! `-- N` for another count). Stays under this machine's 20,000-open-files limit per process.
+//! `-- N` for another count; `-- tls` for wss:// connections, the server's certificate from
+//! a test CA). Stays under this machine's 20,000-open-files limit per process.
 
-use std::io::Write;
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 #[path = "../tests/common/mod.rs"]
@@ -19,6 +20,10 @@ fn settle_rss(pid: u32) -> u64 {
     common::rss_kib(pid)
 }
 
+trait Stream: Read + Write {}
+
+impl<T: Read + Write> Stream for T {}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let count = if args.iter().any(|a| a == "quick") {
@@ -30,14 +35,27 @@ fn main() {
             .unwrap_or(10_000)
     };
     let token = common::token("idle", 24 * 3600);
-    let server = common::Server::start(&[]);
+    let tls = args.iter().any(|a| a == "tls");
+    let ca = common::tls::TestCa::new("ringcast bench CA");
+    let server = if tls {
+        ca.server(&[])
+    } else {
+        common::Server::start(&[])
+    };
     let (address, pid) = (server.address, server.pid());
+    let open = |address: SocketAddr| -> Box<dyn Stream> {
+        if tls {
+            let (mut stream, _) = ca.connect(address);
+            common::connect_over(&mut stream, &token);
+            Box::new(stream)
+        } else {
+            Box::new(common::raw_connect(address, &token))
+        }
+    };
 
-    let mut streams: Vec<TcpStream> = (0..WARM_UP)
-        .map(|_| common::raw_connect(address, &token))
-        .collect();
+    let mut streams: Vec<Box<dyn Stream>> = (0..WARM_UP).map(|_| open(address)).collect();
     let before = settle_rss(pid);
-    streams.extend((WARM_UP..count).map(|_| common::raw_connect(address, &token)));
+    streams.extend((WARM_UP..count).map(|_| open(address)));
     let connected = settle_rss(pid);
     for (i, stream) in streams.iter_mut().enumerate() {
         let subscribe = format!("{{\"id\":2,\"subscribe\":{{\"channel\":\"personal#{i}\"}}}}");
@@ -48,7 +66,8 @@ fn main() {
     }
     let subscribed = settle_rss(pid);
     let measured = (count - WARM_UP) as f64;
-    println!("server RSS, {count} idle WebSocket connections (2 shards), {WARM_UP} opened before the baseline\n");
+    let kind = if tls { "wss:// (TLS 1.3)" } else { "ws://" };
+    println!("server RSS, {count} idle {kind} WebSocket connections (2 shards), {WARM_UP} opened before the baseline\n");
     println!("| state | server RSS (KiB) | growth per connection (bytes) |");
     println!("|---|---|---|");
     println!("| {WARM_UP} connected (baseline) | {before} | - |");

@@ -86,6 +86,14 @@ pub const READINESS_COMPLETIONS: u32 = 16 << 10;
 /// Input the reactor reads from one connection before it serves the others (the connection
 /// is served again in the next round).
 pub const REACTOR_READ_ROUND_BYTES_MAX: usize = 4 * SHARD_READ_BUFFER_BYTES;
+/// Steps of the TLS state machine per call (records decrypted, messages encoded): a peer
+/// cannot make one call loop without end.
+pub const TLS_STEPS_MAX: usize = 4096;
+/// Ciphertext a TLS stream in the HTTP phase reads at once (one record is at most 16 KiB
+/// plus its overhead; smaller reads just take more calls).
+pub const TLS_READ_BYTES: usize = 4 << 10;
+/// Sealed output a TLS stream in the HTTP phase holds before it writes it out.
+pub const TLS_WRITE_BUFFER_BYTES_MAX: usize = 64 << 10;
 /// Connections the reactor serves between checks whether another task queue should run.
 pub const REACTOR_BATCH: usize = 64;
 /// Completions the reactor takes from its ring per round.
@@ -113,6 +121,12 @@ pub const RING_INBOX_MESSAGES: usize = 256;
 /// Messages queued behind a full ring to one shard before the node counts as congested and
 /// sources of new traffic (client commands, API calls) wait; cleared at half.
 pub const OUTBOX_BACKLOG_HIGH_MESSAGES: usize = 4096;
+/// The longest latency a method's histogram tells apart (60 s); longer calls count as it.
+pub const LATENCY_MAX_US: u64 = 60_000_000;
+/// Latency histograms keep two significant digits (1% error at any value).
+pub const LATENCY_SIGNIFICANT_DIGITS: u8 = 2;
+/// Latency quantiles cover the last one to two windows of this length.
+pub const LATENCY_WINDOW_MS: u64 = 60_000;
 /// Publications held for a sync (`history_fsync = always`) before the shard counts as
 /// congested; cleared at half.
 pub const HELD_BATCHES_HIGH: usize = 4096;

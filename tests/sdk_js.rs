@@ -14,8 +14,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
+use std::time::Duration;
 
 use common::sdk::{self, gentoken, publication, step, subtoken_cmd, Lines};
+use common::tls::TestCa;
 use common::{DataDir, Proxy, Server, API_KEY};
 use serde_json::json;
 
@@ -96,6 +98,41 @@ fn js_sdk_connects_subscribes_receives_and_publishes() {
         step(&steps, "connected")["client"].as_str().unwrap().len(),
         36
     );
+    let api_offset = step(&steps, "api_publication")["offset"].as_u64().unwrap();
+    let publish = step(&steps, "client_publish");
+    assert_eq!(publish["ok"], true);
+    assert_eq!(publish["offset"].as_u64().unwrap(), api_offset + 1);
+    step(&steps, "done");
+}
+
+/// The same scenario over wss:// and the API over https://, the server's certificate from a
+/// test CA that node trusts through `NODE_EXTRA_CA_CERTS` (as an operator's private CA).
+#[test]
+fn js_sdk_over_wss_with_a_test_ca() {
+    let ca = TestCa::new("ringcast SDK test CA");
+    let server = ca.server(&[
+        "channel.without_namespace.allow_publish_for_client=true",
+        "channel.without_namespace.history_size=10",
+        "channel.without_namespace.history_ttl=300s",
+    ]);
+    let mut command = node("js_client.mjs");
+    command
+        .env(
+            "RINGCAST_WS_URL",
+            format!("wss://{}/connection/websocket", server.address),
+        )
+        .env("RINGCAST_TOKEN", gentoken("js-user"))
+        .env(
+            "RINGCAST_API_URL",
+            format!("https://{}/api", server.address),
+        )
+        .env("RINGCAST_API_KEY", API_KEY)
+        .env("RINGCAST_CHANNEL", "secure-room")
+        .env("RINGCAST_EXPECT_PUBLISH_DENIED", "0")
+        .env("RINGCAST_REQUIRE_OFFSET", "1")
+        .env("NODE_EXTRA_CA_CERTS", ca.ca_file());
+    let steps = sdk::run_lines(&mut command, NODE_RUNS, "SDK scenario over wss://");
+    step(&steps, "connected");
     let api_offset = step(&steps, "api_publication")["offset"].as_u64().unwrap();
     let publish = step(&steps, "client_publish");
     assert_eq!(publish["ok"], true);
@@ -190,6 +227,107 @@ fn js_sdk_recovers_missed_publications_after_a_cut_and_a_server_restart() {
         expected,
         "every publication exactly once, in order"
     );
+}
+
+/// A rolling restart behind a real HAProxy (TCP mode, `send-proxy-v2`, health checks on the
+/// internal port's `/health`): two SDK clients subscribed with recovery through HAProxy; the
+/// node gets SIGTERM while the backend publishes through its internal API (answered through
+/// the drain). The clients see 3001 and reconnect through HAProxy while the node is away
+/// (HAProxy takes it out on the failing health check); the node exits 0, starts again over its
+/// history on the same ports, HAProxy lets the clients back in, and they recover: every
+/// acknowledged publication reaches each client exactly once, in order.
+#[test]
+fn js_sdk_clients_ride_a_drain_and_restart_behind_haproxy() {
+    use common::haproxy::{free_port, Haproxy};
+    let port = free_port();
+    let internal = free_port().to_string();
+    let internal_setting = format!("http_server.internal_port={internal}");
+    let flags = [
+        "channel.without_namespace.history_size=100",
+        "channel.without_namespace.history_ttl=300s",
+        "channel.without_namespace.force_recovery=true",
+        "http_server.proxy_protocol=true",
+        &internal_setting,
+        "shutdown.accept_delay=1s",
+        "shutdown.timeout=1s",
+    ];
+    let data = DataDir::new();
+    let mut server = Server::start_with(&data, Some(port), &flags);
+    let haproxy = Haproxy::start(
+        &[format!(
+            "a {} send-proxy-v2 check port {internal} inter 100 fall 1 rise 1",
+            server.address
+        )],
+        &["option httpchk GET /health", "http-check expect status 200"],
+    );
+    let channel = "rolling";
+    let clients: Vec<_> = (0..2)
+        .map(|i| {
+            let mut script = node("js_recovery.mjs");
+            script
+                .env("RINGCAST_WS_URL", haproxy.ws_url())
+                .env("RINGCAST_TOKEN", gentoken(&format!("js-user-{i}")))
+                .env("RINGCAST_CHANNEL", channel)
+                .env("RINGCAST_FINAL_N", "10");
+            let (child, lines) = Lines::spawn(&mut script, NODE_RUNS);
+            (child, lines, Vec::new())
+        })
+        .collect();
+    let mut clients = clients;
+    for (_, lines, seen) in &mut clients {
+        lines.wait("subscribed", seen);
+    }
+    for n in 1..=3 {
+        sdk::publish_n(&server, channel, n);
+    }
+    for (_, lines, seen) in &mut clients {
+        while lines.wait("publication", seen)["n"] != 3 {}
+    }
+
+    // SIGTERM: the API still answers while the node drains.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    for n in 4..=6 {
+        sdk::publish_n(&server, channel, n);
+    }
+    for (_, lines, seen) in &mut clients {
+        let connecting = lines.wait("connecting", seen);
+        assert_eq!(connecting["code"], 3001, "the shutdown code: {connecting}");
+    }
+    assert_eq!(
+        server.exit_code(Duration::from_secs(20)),
+        Some(0),
+        "the drained node exits 0"
+    );
+
+    // Back on the same ports over the same history; the clients come back through HAProxy.
+    let server = Server::start_with(&data, Some(port), &flags);
+    for n in 7..=9 {
+        sdk::publish_n(&server, channel, n);
+    }
+    for (_, lines, seen) in &mut clients {
+        let back = lines.wait("subscribed", seen);
+        assert_eq!(
+            (&back["wasRecovering"], &back["recovered"]),
+            (&true.into(), &true.into()),
+            "{back}"
+        );
+        while lines.wait("publication", seen)["n"] != 9 {}
+    }
+    sdk::publish_n(&server, channel, 10);
+    let expected: Vec<(u64, u64)> = (1..=10).map(|n| (n, n)).collect();
+    for (child, lines, seen) in &mut clients {
+        lines.wait("done", seen);
+        assert!(child.0.wait().unwrap().success());
+        assert_eq!(
+            sdk::received(seen),
+            expected,
+            "every acknowledged publication exactly once, in order"
+        );
+    }
 }
 
 /// Runs `js_sub_token.mjs` with `scenario` for the connection of `user` on `channel` (plus

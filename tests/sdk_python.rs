@@ -15,6 +15,7 @@ use std::process::Command;
 use std::sync::Once;
 
 use common::sdk::{self, gentoken, publication, step, subtoken_cmd};
+use common::tls::TestCa;
 use common::venv::Venv;
 use common::{Server, API_KEY};
 
@@ -86,6 +87,34 @@ fn python_sdk_connects_subscribes_and_receives_an_api_publication() {
     );
     assert_eq!(step(&steps, "subscribed")["channel"], "py-room");
     // No history: the SDK sees offset 0 (absent), as from Centrifugo.
+    assert_eq!(publication(&steps, 1)["offset"], 0);
+    step(&steps, "done");
+    assert!(
+        steps.iter().all(|s| s["step"] != "error"),
+        "no error step: {steps:?}"
+    );
+}
+
+/// The basic scenario over wss:// and the API over https://, the server's certificate from a
+/// test CA that Python's default context trusts through `SSL_CERT_FILE`.
+#[test]
+fn python_sdk_over_wss_with_a_test_ca() {
+    let ca = TestCa::new("ringcast SDK test CA");
+    let server = ca.server(&["channel.without_namespace.allow_subscribe_for_client=true"]);
+    let ws = format!("wss://{}/connection/websocket", server.address);
+    let api = format!("https://{}/api", server.address);
+    let ca_file = ca.ca_file().display().to_string();
+    let steps = run_scenario(
+        &server,
+        "basic",
+        "py-secure",
+        &[
+            ("RINGCAST_WS_URL", &ws),
+            ("RINGCAST_API_URL", &api),
+            ("SSL_CERT_FILE", &ca_file),
+        ],
+    );
+    assert_eq!(step(&steps, "subscribed")["channel"], "py-secure");
     assert_eq!(publication(&steps, 1)["offset"], 0);
     step(&steps, "done");
     assert!(

@@ -114,6 +114,28 @@ pub struct HttpServer {
     /// ringcast: connections to the client port start with a PROXY protocol header (v1 or
     /// v2) from an L4 load balancer naming the client's address; one without is refused.
     pub proxy_protocol: bool,
+    /// TLS on the client port (wss://, https://), and on the internal port unless
+    /// `tls_external` or `internal_tls` says otherwise.
+    pub tls: Tls,
+    /// TLS for the client port only: the internal port stays plain.
+    pub tls_external: bool,
+    /// The internal port's own TLS, when enabled.
+    pub internal_tls: Tls,
+}
+
+/// Centrifugo's TLS object. Each PEM value is the PEM text itself, a path to a file holding
+/// it, or the PEM text in base64 (as Centrifugo's `PEMData`). The certificate and key are
+/// read again on SIGHUP; connections open keep theirs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Tls {
+    pub enabled: bool,
+    /// The certificate chain, leaf first.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: String,
+    /// When set, clients must present a certificate this CA signed (mutual TLS).
+    pub client_ca_pem: String,
 }
 
 impl Default for HttpServer {
@@ -125,6 +147,9 @@ impl Default for HttpServer {
             internal_address: String::new(),
             internal_port: String::new(),
             proxy_protocol: false,
+            tls: Tls::default(),
+            tls_external: false,
+            internal_tls: Tls::default(),
         }
     }
 }
@@ -133,6 +158,11 @@ impl HttpServer {
     /// The address to bind: empty means every interface, `localhost` the loopback one.
     pub fn ip(&self) -> Result<IpAddr, String> {
         parse_ip(&self.address)
+    }
+
+    /// The TLS the client port serves, if any.
+    pub fn client_tls(&self) -> Option<&Tls> {
+        self.tls.enabled.then_some(&self.tls)
     }
 
     /// The internal endpoints' own listener (address, port; port 0: any free one), when

@@ -36,6 +36,14 @@ impl Config {
             return fail("http_server.address", why);
         }
         check_range("shards.count", self.shards.count, 0, SHARDS_MAX)?;
+        for (key, tls) in [
+            ("http_server.tls", &self.http_server.tls),
+            ("http_server.internal_tls", &self.http_server.internal_tls),
+        ] {
+            if tls.enabled && (tls.cert_pem.is_empty() || tls.key_pem.is_empty()) {
+                return fail(key, "enabled without both cert_pem and key_pem".into());
+            }
+        }
         let c = &self.client;
         check_range(
             "client.queue_max_size",

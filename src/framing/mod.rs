@@ -1,9 +1,11 @@
 //! Framing: how one protocol message becomes bytes on a transport. `websocket` is RFC 6455's
-//! server side (pure: no socket). `Framing` names the framing a connection uses, so the
+//! server side (pure: no socket); `tls` is TLS records over caller-owned buffers (rustls's
+//! unbuffered connection). `Framing` names the framing a connection uses, so the
 //! place where Server-Sent Events or HTTP-streaming framing would go is one match arm.
 //!
 //! A leaf: imports only `limits`.
 
+pub mod tls;
 pub mod websocket;
 
 use bytes::Bytes;

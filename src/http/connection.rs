@@ -7,17 +7,16 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 
 use super::request::{buffered, read_more, Buffered, Expect, Head};
 use super::response::Response;
 use super::routes::{self, Endpoints, Route};
+use super::stream::Stream;
 use crate::limits::{
     HTTP_BODY_BYTES_MAX, HTTP_BUFFER_KEPT_BYTES_MAX, HTTP_IDLE_MS, HTTP_PIPELINE_REQUESTS_MAX,
     HTTP_REFUSAL_LINGER_BYTES_MAX, HTTP_REFUSAL_LINGER_MS,
@@ -104,7 +103,7 @@ fn next(shard: &Shard, endpoints: Endpoints, buffer: &[u8], continued: bool) -> 
 /// `initial`: bytes read already (past a PROXY header).
 pub async fn serve(
     shard: &Rc<Shard>,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     endpoints: Endpoints,
     initial: Vec<u8>,
 ) -> io::Result<Ended> {
@@ -281,7 +280,7 @@ type Answer = (Option<Response>, bool);
 /// there, in order, in one write: pipelined requests get their responses in few sends.
 /// Returns false if one of them closes the connection (nothing after it is written).
 async fn write_ready(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     in_flight: &mut VecDeque<InFlight<'_>>,
     first: Option<Answer>,
 ) -> io::Result<bool> {
@@ -324,7 +323,7 @@ async fn write_ready(
 
 /// Waits for the oldest answer, then writes it with those ready after it.
 async fn write_front(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     in_flight: &mut VecDeque<InFlight<'_>>,
 ) -> io::Result<bool> {
     let Some(done) = in_flight.pop_front() else {
@@ -340,14 +339,14 @@ async fn write_front(
 /// `HTTP_REFUSAL_LINGER_BYTES_MAX`, for at most `HTTP_REFUSAL_LINGER_MS`), since closing a
 /// socket with unread input resets it and the client would never see the response.
 async fn refuse(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     in_flight: &mut VecDeque<InFlight<'_>>,
     response: Response,
 ) -> io::Result<()> {
     drain(stream, in_flight).await?;
     response.write(stream, false).await?;
     stream.flush().await?;
-    let _ = stream.shutdown(Shutdown::Write).await;
+    let _ = stream.shutdown_write().await;
     stream.set_read_timeout(Some(Duration::from_millis(HTTP_REFUSAL_LINGER_MS)))?;
     let started = Instant::now();
     let mut sink = [0u8; 4096];
@@ -364,7 +363,7 @@ async fn refuse(
     Ok(())
 }
 
-async fn drain(stream: &mut TcpStream, in_flight: &mut VecDeque<InFlight<'_>>) -> io::Result<()> {
+async fn drain(stream: &mut Stream, in_flight: &mut VecDeque<InFlight<'_>>) -> io::Result<()> {
     // Bounded by the queue, which nothing fills meanwhile.
     while !in_flight.is_empty() {
         if !write_front(stream, in_flight).await? {

@@ -26,12 +26,11 @@ use nix::sys::socket::{
 };
 
 use crate::clock::ThrottledLog;
-use crate::http::routes::Endpoints;
 use crate::limits::{
     ACCEPT_BACKOFF_MS, ACCEPT_BATCH, ACCEPT_EMFILE_BACKOFF_MS, LISTEN_BACKLOG,
     LOG_REPEAT_INTERVAL_MS,
 };
-use crate::transport::Transport;
+use crate::transport::{PortService, Transport};
 
 /// A non-blocking TCP socket for `address` with SO_REUSEADDR, SO_REUSEPORT and TCP_NODELAY,
 /// bound, not yet listening.
@@ -94,14 +93,14 @@ pub async fn accept_loop(
     shard_id: usize,
     listener: Listener,
     transport: Rc<Transport>,
-    endpoints: Endpoints,
+    port: Rc<PortService>,
 ) {
     let mut in_a_row = 0;
     let mut failures = ThrottledLog::new(Duration::from_millis(LOG_REPEAT_INTERVAL_MS));
     loop {
         match next_connection(&listener).await {
             Ok(stream) => {
-                let serve = crate::transport::serve(transport.clone(), stream, endpoints);
+                let serve = crate::transport::serve(transport.clone(), stream, port.clone());
                 glommio::spawn_local(serve).detach();
                 in_a_row += 1;
                 if in_a_row == ACCEPT_BATCH {

@@ -1,4 +1,6 @@
-//! The network edge: each shard's listening socket and its accept loop (`listener`). The
-//! PROXY protocol parser and TLS will live here. Imports `transport`, `session`, `limits`.
+//! The network edge: each shard's listening socket and its accept loop (`listener`), and
+//! each listener's TLS set-up with its certificate reload (`tls`). Imports `transport`,
+//! `session`, `config`, `limits`.
 
 pub mod listener;
+pub mod tls;

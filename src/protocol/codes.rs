@@ -209,10 +209,13 @@ pub enum Refusal {
     ProxyHeader,
     /// A command past `client.command_rate_limit` (111).
     CommandRate,
+    /// A TLS handshake that failed or did not finish within `http_server.request_timeout`
+    /// (closed).
+    TlsHandshake,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 17] = [
+    pub const ALL: [Refusal; 18] = [
         Refusal::UnknownChannel,
         Refusal::BadChannel,
         Refusal::NotAvailable,
@@ -230,6 +233,7 @@ impl Refusal {
         Refusal::UserConnectionLimit,
         Refusal::ProxyHeader,
         Refusal::CommandRate,
+        Refusal::TlsHandshake,
     ];
 
     /// Its place in `ALL` (and in a counter array).
@@ -257,6 +261,7 @@ impl Refusal {
             Refusal::UserConnectionLimit => "user_connection_limit",
             Refusal::ProxyHeader => "proxy_header",
             Refusal::CommandRate => "command_rate",
+            Refusal::TlsHandshake => "tls_handshake",
         }
     }
 }

@@ -6,7 +6,7 @@ pub mod startup;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
@@ -17,10 +17,11 @@ use crate::engine::ChannelOwner;
 use crate::http::routes::Endpoints;
 use crate::limits::{INTAKE_LATENCY_MS, RING_CAPACITY_MESSAGES, SHARD_START_TIMEOUT_MS};
 use crate::net::listener;
+use crate::net::tls::ServerTls;
 use crate::router::{Congestion, Lifecycle, Outbox, ShardMsg};
 use crate::session::{Context, TaskQueues};
 use crate::shard::Shard;
-use crate::transport::Transport;
+use crate::transport::{PortService, Transport};
 
 /// A started server.
 pub struct Server {
@@ -74,14 +75,36 @@ pub fn start(config: Config) -> Result<Server, String> {
         Some((ip, port)) => (None, Some(SocketAddr::new(ip, port))),
     };
     let data_lock = startup::lock_data_dir(&config.history_storage.data_dir)?;
+    let client_tls = config
+        .http_server
+        .client_tls()
+        .map(|tls| ServerTls::load("http_server.tls", tls))
+        .transpose()?;
+    let own_internal_tls = match internal {
+        Some(_) if config.http_server.internal_tls.enabled => Some(ServerTls::load(
+            "http_server.internal_tls",
+            &config.http_server.internal_tls,
+        )?),
+        _ => None,
+    };
+    let listener_tls = ListenerTls {
+        client: client_tls.as_ref().map(|t| t.config.clone()),
+        // The internal port's own TLS, else the client port's unless `tls_external`.
+        internal: match &own_internal_tls {
+            Some(own) => Some(own.config.clone()),
+            None if config.http_server.tls_external => None,
+            None => client_tls.as_ref().map(|t| t.config.clone()),
+        },
+    };
+    let reloadable: Vec<ServerTls> = client_tls.into_iter().chain(own_internal_tls).collect();
     let links = mesh::<ShardMsg>(shards, RING_CAPACITY_MESSAGES)
         .map_err(|e| format!("cannot create the shard mesh: {e}"))?;
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let congestion = Congestion::new(shards);
-    // SIGTERM and SIGINT go to the signal thread alone: blocked here, before the shards'
+    // SIGTERM, SIGINT and SIGHUP go to the signal thread alone: blocked here, before the shards'
     // threads start (they inherit the mask).
     let lifecycle = Lifecycle::new();
-    let signals = startup::block_stop_signals()?;
+    let signals = startup::block_signals()?;
     let mut executors = Vec::with_capacity(shards);
     for (id, links) in links.into_iter().enumerate() {
         // Pin one shard per allowed CPU; with more shards than CPUs let the OS place them.
@@ -94,6 +117,7 @@ pub fn start(config: Config) -> Result<Server, String> {
         let ready = ready_tx.clone();
         let congestion = congestion.clone();
         let lifecycle = lifecycle.clone();
+        let tls = listener_tls.clone();
         let executor = LocalExecutorBuilder::new(placement)
             .name(&format!("ringcast-{id}"))
             .ring_depth(crate::limits::IO_RING_DEPTH)
@@ -103,6 +127,7 @@ pub fn start(config: Config) -> Result<Server, String> {
                     lifecycle,
                     address,
                     internal,
+                    tls,
                 };
                 shard_main(id, shards, config, links, shared, ready)
             })
@@ -125,7 +150,7 @@ pub fn start(config: Config) -> Result<Server, String> {
     }
     drop(reservation);
     drop(internal_reservation);
-    startup::watch_stop_signals(signals, lifecycle)?;
+    startup::watch_signals(signals, lifecycle, reloadable)?;
     Ok(Server {
         address,
         internal_address: internal,
@@ -143,6 +168,14 @@ struct Shared {
     address: SocketAddr,
     /// The internal endpoints' own listener, if any.
     internal: Option<SocketAddr>,
+    tls: ListenerTls,
+}
+
+/// The TLS configuration of each listener (`None`: plain).
+#[derive(Clone)]
+struct ListenerTls {
+    client: Option<Arc<rustls::ServerConfig>>,
+    internal: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// One shard's life: its history opened, its tasks started, accepting until the drain
@@ -161,6 +194,7 @@ async fn shard_main(
         lifecycle,
         address,
         internal,
+        tls,
     } = shared;
     // History first: no connection is accepted before every owned log is verified.
     let opened = std::time::Instant::now();
@@ -234,16 +268,21 @@ async fn shard_main(
         }
     };
     let reactor = transport.websockets.clone().run();
-    let public = match internal_listener {
-        Some(_) => Endpoints::public(&shard.config),
-        None => Endpoints::ALL,
-    };
+    let public = Rc::new(PortService {
+        endpoints: match internal_listener {
+            Some(_) => Endpoints::public(&shard.config),
+            None => Endpoints::ALL,
+        },
+        tls: tls.client,
+    });
     // The internal listener (API, /metrics, /health) serves until the process ends, through
     // the drain too.
     if let Some(internal_listener) = internal_listener {
-        let endpoints = Endpoints::internal(&shard.config);
-        let internal_loop =
-            listener::accept_loop(id, internal_listener, transport.clone(), endpoints);
+        let port = Rc::new(PortService {
+            endpoints: Endpoints::internal(&shard.config),
+            tls: tls.internal,
+        });
+        let internal_loop = listener::accept_loop(id, internal_listener, transport.clone(), port);
         match glommio::spawn_local_into(internal_loop, queues.intake) {
             Ok(task) => task.detach(),
             Err(e) => {

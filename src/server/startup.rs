@@ -11,6 +11,7 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::limits::{IO_URING_MEMLOCK_BYTES_MIN, OPEN_FILES_RESERVED};
+use crate::net::tls::ServerTls;
 use crate::router::Lifecycle;
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the limit now in force.
@@ -133,32 +134,43 @@ pub fn io_uring_hint() -> String {
     }
 }
 
-/// Blocks SIGTERM and SIGINT in this thread, so that every thread started from it (the
-/// shards) leaves them to the thread `watch_stop_signals` starts.
-pub fn block_stop_signals() -> Result<SigSet, String> {
+/// Blocks SIGTERM, SIGINT and SIGHUP in this thread, so that every thread started from it (the
+/// shards) leaves them to the thread `watch_signals` starts.
+pub fn block_signals() -> Result<SigSet, String> {
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGTERM);
     signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGHUP);
     signals
         .thread_block()
-        .map_err(|e| format!("cannot block SIGTERM/SIGINT: {e}"))?;
+        .map_err(|e| format!("cannot block SIGTERM/SIGINT/SIGHUP: {e}"))?;
     Ok(signals)
 }
 
 /// The signal thread: the first SIGTERM or SIGINT starts the drain (every shard sees
-/// `lifecycle`); a second one ends the process at once (exit 1).
-pub fn watch_stop_signals(signals: SigSet, lifecycle: Lifecycle) -> Result<(), String> {
+/// `lifecycle`); a second one ends the process at once (exit 1). SIGHUP reads the TLS
+/// certificates and keys again (`tls`); a failed reload keeps the ones served.
+pub fn watch_signals(
+    signals: SigSet,
+    lifecycle: Lifecycle,
+    tls: Vec<ServerTls>,
+) -> Result<(), String> {
     std::thread::Builder::new()
         .name("ringcast-signals".into())
         .spawn(move || {
-            let mut seen = 0;
-            // Bounded: the second signal ends the process.
+            let mut stops = 0;
+            // Bounded: the second stop signal ends the process; SIGHUPs come as the
+            // operator sends them.
             loop {
                 let Ok(signal) = signals.wait() else {
                     continue;
                 };
-                seen += 1;
-                if seen == 1 {
+                if signal == Signal::SIGHUP {
+                    reload_certificates(&tls);
+                    continue;
+                }
+                stops += 1;
+                if stops == 1 {
                     eprintln!("ringcast: {signal:?}: draining (a second signal stops at once)");
                     lifecycle.drain();
                 } else {
@@ -169,6 +181,18 @@ pub fn watch_stop_signals(signals: SigSet, lifecycle: Lifecycle) -> Result<(), S
         })
         .map(drop)
         .map_err(|e| format!("cannot start the signal thread: {e}"))
+}
+
+fn reload_certificates(tls: &[ServerTls]) {
+    if tls.is_empty() {
+        eprintln!("ringcast: SIGHUP: no TLS certificate to reload");
+    }
+    for listener in tls {
+        match listener.reload() {
+            Ok(()) => eprintln!("ringcast: SIGHUP: {} reloaded", listener.key()),
+            Err(e) => eprintln!("ringcast: SIGHUP: {e}; the certificate served stays"),
+        }
+    }
 }
 
 #[cfg(test)]

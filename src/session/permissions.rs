@@ -53,7 +53,8 @@ impl Denied {
             | Refusal::ConnectionLimit
             | Refusal::ConnectionRate
             | Refusal::UserConnectionLimit
-            | Refusal::ProxyHeader => ErrorCode::Internal,
+            | Refusal::ProxyHeader
+            | Refusal::TlsHandshake => ErrorCode::Internal,
         };
         Denied::Error(code, refusal)
     }

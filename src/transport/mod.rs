@@ -13,15 +13,18 @@ pub mod websocket;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
+use crate::framing::tls::TlsRecords;
 use crate::http::connection::{self, Ended};
 use crate::http::proxy_header::{self, Parsed, Proxied};
 use crate::http::response::Response;
 use crate::http::routes::Endpoints;
+use crate::http::stream::{Stream, TlsStream};
 use crate::protocol::Refusal;
 use crate::session::Context;
 
@@ -38,18 +41,30 @@ impl Transport {
     }
 }
 
+/// What one listening port serves: which endpoints, and over TLS or not.
+pub struct PortService {
+    pub endpoints: Endpoints,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
 /// Serves one connection until it closes or its reactor takes it over.
-pub async fn serve(transport: Rc<Transport>, mut stream: TcpStream, endpoints: Endpoints) {
+pub async fn serve(transport: Rc<Transport>, tcp: TcpStream, port: Rc<PortService>) {
     // The HTTP phase runs in its own (boxed) future: this task ends at the upgrade, and an
     // upgraded connection carries none of the HTTP and API machinery (DESIGN invariant 6).
     // I/O errors just end the connection: peers vanish all the time.
-    let upgraded = Box::pin(upgrade(&transport.ctx, &mut stream, endpoints)).await;
-    if let Ok(Some(leftover)) = upgraded {
+    let upgraded = Box::pin(upgrade(&transport.ctx, tcp, &port)).await;
+    if let Ok(Some((stream, leftover))) = upgraded {
+        let (tcp, tls) = stream.into_parts();
         // A right-sized copy: the HTTP read buffer must not live as long as the connection.
-        let input = BytesMut::from(&leftover[..]);
+        // What TLS decrypted and HTTP did not read yet comes after it.
+        let plain = tls.as_ref().map_or(&[][..], |t| &t.plain[..]);
+        let mut input = BytesMut::with_capacity(leftover.len() + plain.len());
+        input.extend_from_slice(&leftover);
+        input.extend_from_slice(plain);
         drop(leftover);
-        match detach(&stream) {
-            Ok(fd) => transport.websockets.adopt(fd, input),
+        let tls = tls.map(|t| (t.records, t.cipher));
+        match detach(&tcp) {
+            Ok(fd) => transport.websockets.adopt(fd, input, tls),
             Err(e) => eprintln!("ringcast: cannot hand over a WebSocket connection: {e}"),
         }
     }
@@ -64,17 +79,18 @@ fn detach(stream: &TcpStream) -> io::Result<OwnedFd> {
 }
 
 /// Serves HTTP requests until the connection closes (`None`) or upgrades to WebSocket
-/// (`Some` with the bytes already read past the upgrade request).
+/// (`Some` with the stream and the bytes already read past the upgrade request).
 async fn upgrade(
     ctx: &Context,
-    stream: &mut TcpStream,
-    endpoints: Endpoints,
-) -> io::Result<Option<Vec<u8>>> {
+    mut tcp: TcpStream,
+    port: &PortService,
+) -> io::Result<Option<(Stream, Vec<u8>)>> {
     let shard = &ctx.shard;
-    let socket_peer = stream.peer_addr().ok();
-    // Behind an L4 load balancer: its PROXY header first, naming the client.
+    let endpoints = port.endpoints;
+    let socket_peer = tcp.peer_addr().ok();
+    // Behind an L4 load balancer: its PROXY header first, naming the client (before TLS).
     let (peer, initial) = if endpoints.clients && shard.config.http_server.proxy_protocol {
-        match read_proxy_header(stream, shard).await {
+        match read_proxy_header(&mut tcp, shard).await {
             Ok((proxied, rest)) => (
                 match proxied {
                     Proxied::Client(address) => Some(address),
@@ -90,9 +106,30 @@ async fn upgrade(
     } else {
         (socket_peer, Vec::new())
     };
-    let Ended::Upgrade { head, leftover } =
-        connection::serve(shard, stream, endpoints, initial).await?
-    else {
+    let (mut stream, initial) = match &port.tls {
+        None => (Stream::Plain(tcp), initial),
+        Some(config) => {
+            let records = match TlsRecords::new(config.clone()) {
+                Ok(records) => Box::new(records),
+                Err(e) => {
+                    eprintln!("ringcast: cannot start a TLS connection: {e}");
+                    return Ok(None);
+                }
+            };
+            let mut tls = TlsStream::accept(tcp, records, initial);
+            if tls.handshake(request_timeout(shard)).await.is_err() {
+                shard.refuse_connection(Refusal::TlsHandshake, peer);
+                return Ok(None);
+            }
+            (Stream::Tls(Box::new(tls)), Vec::new())
+        }
+    };
+    let ended = connection::serve(shard, &mut stream, endpoints, initial).await?;
+    let Ended::Upgrade { head, leftover } = ended else {
+        if matches!(stream, Stream::Tls(_)) {
+            // What is sealed still goes out, then close_notify.
+            let _ = stream.shutdown_write().await;
+        }
         return Ok(None);
     };
     if let Err(refusal) = shard.admit_upgrade(head.origin.as_deref(), peer) {
@@ -100,19 +137,34 @@ async fn upgrade(
             Refusal::Origin => 403,
             _ => 503,
         };
-        Response::empty(status).write(stream, false).await?;
+        Response::empty(status).write(&mut stream, false).await?;
+        let _ = stream.shutdown_write().await;
         return Ok(None);
     }
     match websocket::upgrade::response(&head) {
         Ok(response) => {
             stream.write_all(&response).await?;
-            Ok(Some(leftover))
+            // With TLS, the sealed response leaves before the reactor takes the socket.
+            stream.flush().await?;
+            Ok(Some((stream, leftover)))
         }
         Err(response) => {
-            response.write(stream, false).await?;
+            response.write(&mut stream, false).await?;
+            let _ = stream.shutdown_write().await;
             Ok(None)
         }
     }
+}
+
+/// `http_server.request_timeout`: a request head, a PROXY header and a TLS handshake must
+/// each arrive whole within it.
+fn request_timeout(shard: &crate::shard::Shard) -> std::time::Duration {
+    shard
+        .config
+        .http_server
+        .request_timeout
+        .positive()
+        .unwrap_or(std::time::Duration::from_secs(10))
 }
 
 /// Reads the PROXY header a connection must start with (within `http_server.request_timeout`);
@@ -122,12 +174,7 @@ async fn read_proxy_header(
     shard: &crate::shard::Shard,
 ) -> Result<(Proxied, Vec<u8>), ()> {
     use futures_lite::AsyncReadExt;
-    let timeout = shard
-        .config
-        .http_server
-        .request_timeout
-        .positive()
-        .unwrap_or(std::time::Duration::from_secs(10));
+    let timeout = request_timeout(shard);
     let started = std::time::Instant::now();
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 512];
@@ -198,7 +245,11 @@ pub(crate) mod tests {
                 let stream = glommio::net::TcpStream::connect(listener.local_addr().unwrap())
                     .await
                     .unwrap();
-                let http = super::serve(transport, stream, crate::http::routes::Endpoints::ALL);
+                let port = Rc::new(super::PortService {
+                    endpoints: crate::http::routes::Endpoints::ALL,
+                    tls: None,
+                });
+                let http = super::serve(transport, stream, port);
                 let size = std::mem::size_of_val(&http);
                 assert!(size <= 900, "HTTP connection task is {size} bytes");
             })

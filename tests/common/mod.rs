@@ -12,8 +12,15 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tungstenite::{Message, WebSocket};
 
+pub mod haproxy;
 pub mod sdk;
+pub mod tls;
 pub mod venv;
+
+/// What a test client talks over: a TCP socket, or TLS over one.
+pub trait ClientStream: Read + Write + Send {}
+
+impl<T: Read + Write + Send> ClientStream for T {}
 
 pub const API_KEY: &str = "test-api-key";
 pub const SECRET: &str = "test-secret";
@@ -231,7 +238,8 @@ impl Server {
         serde_json::from_str(&body).expect("api answers JSON")
     }
 
-    /// One HTTP/1.1 request on a fresh connection; returns status and body.
+    /// One HTTP/1.1 request on a fresh connection (to the internal listener when there is
+    /// one: the API and /metrics live there); returns status and body.
     pub fn http(
         &self,
         method: &str,
@@ -249,21 +257,14 @@ impl Server {
         request.push_str("\r\n");
         let mut bytes = request.into_bytes();
         bytes.extend_from_slice(body);
-        let response = self.raw(&bytes);
+        let response = raw_at(self.internal.unwrap_or(self.address), &bytes);
         parse_response(&response)
     }
 
     /// Sends raw bytes on a fresh connection and returns everything the server sends back
     /// until it closes (or 10 s pass).
     pub fn raw(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut stream = TcpStream::connect(self.address).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream.write_all(bytes).unwrap();
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        response
+        raw_at(self.address, bytes)
     }
 
     /// Waits until `metric` reads `value` (10 s at most; a state another shard changes
@@ -354,7 +355,7 @@ pub fn token(user: &str, ttl_seconds: i64) -> String {
 
 /// A WebSocket client speaking the Centrifugo JSON protocol.
 pub struct Client {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<Box<dyn ClientStream>>,
     next_id: u32,
     /// Pushes and replies received but not yet asked for.
     pending: std::collections::VecDeque<Value>,
@@ -384,6 +385,12 @@ impl Client {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         let url = format!("ws://{}/connection/websocket", stream.peer_addr().unwrap());
+        Client::over_stream(Box::new(stream), &url)
+    }
+
+    /// A client over any stream (TLS: `tls::TestCa::connect`), its upgrade request for
+    /// `url`; the stream's read timeout is the caller's.
+    pub fn over_stream(stream: Box<dyn ClientStream>, url: &str) -> Client {
         let (ws, _) = tungstenite::client::client(url, stream).expect("handshake");
         Client {
             ws,
@@ -633,7 +640,7 @@ impl Proxy {
 /// One keep-alive HTTP connection to the API, for loops that publish a lot (a connection per
 /// request would fill the port range with TIME_WAIT sockets).
 pub struct ApiConn {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Box<dyn ClientStream>>,
 }
 
 impl ApiConn {
@@ -642,9 +649,14 @@ impl ApiConn {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .ok()?;
-        Some(ApiConn {
+        Some(ApiConn::over(Box::new(stream)))
+    }
+
+    /// An API connection over any stream (TLS: `tls::TestCa::connect`).
+    pub fn over(stream: Box<dyn ClientStream>) -> ApiConn {
+        ApiConn {
             stream: BufReader::new(stream),
-        })
+        }
     }
 
     /// `POST /api/<method>`; `None` if the server is gone or did not answer 200 with JSON.
@@ -681,6 +693,19 @@ impl ApiConn {
     }
 }
 
+/// Sends raw bytes to `address` on a fresh connection and returns everything the server
+/// sends back until it closes (or 10 s pass).
+pub fn raw_at(address: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    response
+}
+
 /// The shard holding the connection whose client id is `id` (`ClientId::for_connection`:
 /// the 14 bits after the UUID's variant).
 pub fn shard_of(id: &str) -> usize {
@@ -700,7 +725,7 @@ pub fn rss_kib(pid: u32) -> u64 {
 }
 
 /// Reads from `stream` until `needle` has been seen `times` times; returns what it read.
-pub fn read_until(stream: &mut TcpStream, needle: &[u8], times: usize) -> Vec<u8> {
+pub fn read_until(stream: &mut impl Read, needle: &[u8], times: usize) -> Vec<u8> {
     let mut seen = Vec::new();
     let mut buf = [0u8; 16384];
     while seen.windows(needle.len()).filter(|w| *w == needle).count() < times {
@@ -718,6 +743,12 @@ pub fn raw_connect(address: SocketAddr, token: &str) -> TcpStream {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    connect_over(&mut stream, token);
+    stream
+}
+
+/// Sends the upgrade request and a connect with `token` over `stream`, and reads the reply.
+pub fn connect_over(stream: &mut (impl Read + Write), token: &str) {
     let mut request = b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_vec();
     request.extend(frame(
         0x1,
@@ -725,6 +756,44 @@ pub fn raw_connect(address: SocketAddr, token: &str) -> TcpStream {
         format!("{{\"id\":1,\"connect\":{{\"token\":\"{token}\"}}}}").as_bytes(),
     ));
     stream.write_all(&request).unwrap();
-    read_until(&mut stream, b"\"connect\":{", 1);
-    stream
+    read_until(stream, b"\"connect\":{", 1);
+}
+
+/// `binary` (a Debian package's tool: haproxy, promtool), installed with apt-get from
+/// `package` on first use where the test runs as root; else a panic that says how to get it.
+/// `probe` is an argument that makes the tool print its version and exit 0.
+pub fn debian_tool(binary: &'static str, probe: &str, package: &str) -> &'static str {
+    let runs = || {
+        Command::new(binary)
+            .arg(probe)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if runs() {
+        return binary;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if root {
+        // Bounded: an install, then an index update and the install again.
+        for args in [
+            &["install", "-y", "-q", "--no-install-recommends", package][..],
+            &["update", "-q"][..],
+            &["install", "-y", "-q", "--no-install-recommends", package][..],
+        ] {
+            let _ = Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status();
+            if runs() {
+                return binary;
+            }
+        }
+    }
+    panic!(
+        "this test needs {binary} (Debian: apt-get install {package}; .ci/run installs it); \
+         it could not be installed here"
+    );
 }

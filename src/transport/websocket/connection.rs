@@ -6,12 +6,16 @@
 //! reactor's next `POLLOUT`. Only the closing handshake, which waits on the peer, runs as a
 //! task (`finish`).
 //!
+//! Over TLS the connection also holds its `TlsRecords` (keys and sequence numbers, no
+//! buffer): input is decrypted as it is read, ciphertext short of a whole record waiting in
+//! `Partial` like a partial frame, and output is sealed on its way to the socket, so
+//! `unsent` holds ciphertext then.
+//!
 //! Owns the socket and the connection's partial input and output; reaches the shard through
 //! the session and `Outbound`.
 
 use std::borrow::Cow;
 use std::io;
-use std::net::Shutdown;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
@@ -24,7 +28,9 @@ use nix::sys::socket::{recv, send, MsgFlags};
 
 use crate::clock::Millis;
 use crate::fanout::{Chores, Outbound};
+use crate::framing::tls::{Status, TlsRecords};
 use crate::framing::websocket::{self, FrameReader, Incoming};
+use crate::http::stream::{Stream, TlsStream};
 use crate::limits::{
     REACTOR_READ_ROUND_BYTES_MAX, WEBSOCKET_CLOSE_LINGER_MS, WEBSOCKET_LINGER_READ_BYTES,
     WEBSOCKET_WRITE_BATCH_BYTES_MAX,
@@ -98,8 +104,20 @@ pub enum Served {
     WriteBlocked,
 }
 
+/// The reactor's buffers, lent to the connection it serves.
+pub struct Scratch {
+    /// What one `recv` reads into.
+    pub read: Box<[u8]>,
+    /// Small frames coalesced into one write.
+    pub batch: Vec<u8>,
+    /// A write sealed for TLS.
+    pub sealed: Vec<u8>,
+}
+
 pub struct Connection {
     fd: OwnedFd,
+    /// The connection's TLS state, when it came over TLS.
+    tls: Option<Box<TlsRecords>>,
     input_state: Input,
     pub output: Output,
     /// The reactor holds a deadline entry for this connection's waits (one at a time).
@@ -115,27 +133,44 @@ struct Partial {
     reader: FrameReader,
     /// Received bytes not yet a complete frame.
     input: BytesMut,
+    /// Over TLS: received ciphertext not yet a whole record.
+    cipher: BytesMut,
     /// The rest of a write the socket did not take, sent before anything queued after it.
     unsent: Bytes,
 }
 
 impl Partial {
     fn is_idle(&self) -> bool {
-        self.reader.is_idle() && self.input.is_empty() && self.unsent.is_empty()
+        self.reader.is_idle()
+            && self.input.is_empty()
+            && self.cipher.is_empty()
+            && self.unsent.is_empty()
     }
 }
 
 impl Connection {
-    /// A connection just upgraded, with the bytes read past its upgrade request.
-    pub fn new(fd: OwnedFd, session: Session, input: BytesMut) -> Self {
-        let partial = (!input.is_empty()).then(|| {
+    /// A connection just upgraded, with the bytes read past its upgrade request and, over
+    /// TLS, its records with the ciphertext read past them.
+    pub fn new(
+        fd: OwnedFd,
+        session: Session,
+        input: BytesMut,
+        tls: Option<(Box<TlsRecords>, BytesMut)>,
+    ) -> Self {
+        let (tls, cipher) = match tls {
+            Some((records, cipher)) => (Some(records), cipher),
+            None => (None, BytesMut::new()),
+        };
+        let partial = (!input.is_empty() || !cipher.is_empty()).then(|| {
             Box::new(Partial {
                 input,
+                cipher,
                 ..Partial::default()
             })
         });
         Connection {
             fd,
+            tls,
             input_state: Input::Pending,
             output: Output::Open,
             stall_watched: false,
@@ -168,8 +203,7 @@ impl Connection {
     pub fn serve(
         &mut self,
         shard: &Shard,
-        read_buffer: &mut [u8],
-        batch: &mut Vec<u8>,
+        scratch: &mut Scratch,
         now: Millis,
     ) -> Result<Served, End> {
         let mut served = Served::Done;
@@ -177,7 +211,7 @@ impl Connection {
         // applied precedes every command read after it.
         self.do_chores()?;
         if self.input_state == Input::Pending && !shard.hold_intake(self.session.out()) {
-            served = self.read(shard, read_buffer)?;
+            served = self.read(shard, &mut scratch.read)?;
             // And those the input itself brought (a connect telling its own shard to close a
             // connection past a limit): a wake while the connection is served lists nothing.
             self.do_chores()?;
@@ -185,7 +219,7 @@ impl Connection {
         if let Some(d) = self.session.out().pending_disconnect() {
             return Err(End::disconnect(d));
         }
-        if self.output == Output::Open && !self.write(batch)? {
+        if self.output == Output::Open && !self.write(&mut scratch.batch, &mut scratch.sealed)? {
             self.output = Output::Waiting { since: now };
             served = Served::WriteBlocked;
         }
@@ -214,6 +248,11 @@ impl Connection {
             // What came with the upgrade request, or frames a round's budget left.
             self.handle_input(max_message)?;
         }
+        if self.tls.is_some() && self.partial.as_ref().is_some_and(|p| !p.cipher.is_empty()) {
+            // Records that came with the upgrade request.
+            self.decrypt(&[])?;
+            self.handle_input(max_message)?;
+        }
         let mut taken = 0;
         // Bounded: each pass reads at least one byte, and the round's budget ends the loop.
         while taken < REACTOR_READ_ROUND_BYTES_MAX {
@@ -221,9 +260,18 @@ impl Connection {
                 Ok(0) => return Err(End::PeerClosed(None)),
                 Ok(n) => {
                     taken += n;
-                    let partial = self.partial.get_or_insert_with(Default::default);
-                    partial.input.extend_from_slice(&buffer[..n]);
+                    let peer_closed = match self.tls {
+                        Some(_) => self.decrypt(&buffer[..n])? == Status::PeerClosed,
+                        None => {
+                            let partial = self.partial.get_or_insert_with(Default::default);
+                            partial.input.extend_from_slice(&buffer[..n]);
+                            false
+                        }
+                    };
                     self.handle_input(max_message)?;
+                    if peer_closed {
+                        return Err(End::PeerClosed(None));
+                    }
                 }
                 Err(Errno::EAGAIN) => {
                     self.input_state = Input::Drained;
@@ -234,6 +282,28 @@ impl Connection {
             }
         }
         Ok(Served::MoreInput)
+    }
+
+    /// Over TLS: adds `bytes` to the ciphertext and decrypts every whole record into the
+    /// input. What TLS answers (a key update, an alert) goes out before any later output.
+    fn decrypt(&mut self, bytes: &[u8]) -> Result<Status, End> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(Status::Open);
+        };
+        let partial = self.partial.get_or_insert_with(Default::default);
+        partial.cipher.extend_from_slice(bytes);
+        let mut answer = Vec::new();
+        let status = tls.read(&mut partial.cipher, &mut partial.input, &mut answer);
+        if partial.cipher.is_empty() {
+            partial.cipher = BytesMut::new();
+        }
+        if !answer.is_empty() {
+            let mut unsent = BytesMut::from(&partial.unsent[..]);
+            unsent.extend_from_slice(&answer);
+            partial.unsent = unsent.freeze();
+        }
+        // A peer that breaks TLS gets no close frame: nothing can be sealed for it.
+        status.map_err(|_| End::Close(1002, Cow::Borrowed(""), Flush::Drop))
     }
 
     /// Everything complete in the input, in order.
@@ -271,9 +341,9 @@ impl Connection {
         Ok(())
     }
 
-    /// Writes `unsent`, then the queue, coalescing small frames through `batch`. Returns
-    /// false if the socket filled up first.
-    fn write(&mut self, batch: &mut Vec<u8>) -> Result<bool, End> {
+    /// Writes `unsent`, then the queue, coalescing small frames through `batch` (and over TLS
+    /// sealing them through `sealed`). Returns false if the socket filled up first.
+    fn write(&mut self, batch: &mut Vec<u8>, sealed: &mut Vec<u8>) -> Result<bool, End> {
         let fd = self.fd.as_raw_fd();
         let out = self.session.out();
         // Bounded: each pass sends or takes frames off the queue, which only this loop
@@ -293,18 +363,30 @@ impl Connection {
             let Some(first) = out.pop() else {
                 return Ok(true);
             };
-            let whole = if !out.has_output() || first.len() >= WEBSOCKET_WRITE_BATCH_BYTES_MAX {
-                // One frame: sent as it is, no copy.
-                send_some(fd, &first).map(|sent| (sent, &first[..]))
-            } else {
-                batch.clear();
-                batch.extend_from_slice(&first);
-                while batch.len() < WEBSOCKET_WRITE_BATCH_BYTES_MAX {
-                    let Some(frame) = out.pop() else { break };
-                    batch.extend_from_slice(&frame);
+            let plain: &[u8] =
+                if !out.has_output() || first.len() >= WEBSOCKET_WRITE_BATCH_BYTES_MAX {
+                    // One frame: sent as it is, no copy.
+                    &first
+                } else {
+                    batch.clear();
+                    batch.extend_from_slice(&first);
+                    while batch.len() < WEBSOCKET_WRITE_BATCH_BYTES_MAX {
+                        let Some(frame) = out.pop() else { break };
+                        batch.extend_from_slice(&frame);
+                    }
+                    batch
+                };
+            let wire: &[u8] = match self.tls.as_deref_mut() {
+                None => plain,
+                Some(tls) => {
+                    sealed.clear();
+                    if tls.seal(plain, sealed).is_err() {
+                        return Err(End::PeerClosed(None));
+                    }
+                    sealed
                 }
-                send_some(fd, batch).map(|sent| (sent, &batch[..]))
             };
+            let whole = send_some(fd, wire).map(|sent| (sent, wire));
             match whole {
                 Ok((Some(n), bytes)) if n == bytes.len() => {}
                 Ok((sent, bytes)) => {
@@ -325,6 +407,7 @@ impl Connection {
             fd: self.fd,
             out: self.session.out().clone(),
             unsent: self.partial.map(|p| p.unsent).unwrap_or_default(),
+            tls: self.tls,
         }
     }
 }
@@ -346,23 +429,40 @@ fn send_some(fd: RawFd, bytes: &[u8]) -> io::Result<Option<usize>> {
 pub struct Closing {
     fd: OwnedFd,
     pub out: Rc<Outbound>,
+    /// Ciphertext over TLS.
     unsent: Bytes,
+    tls: Option<Box<TlsRecords>>,
 }
 
 /// Sends what is left (unless the connection was too slow for it) and the close frame, and
 /// gives the peer a moment to hang up. Runs as a task: it waits on the peer.
 pub async fn finish(closing: Closing, end: End, write_timeout: Option<Duration>) {
-    let Closing { fd, out, unsent } = closing;
+    let Closing {
+        fd,
+        out,
+        unsent,
+        tls,
+    } = closing;
     // SAFETY: the descriptor is ours alone (the reactor gave it up); the stream closes it.
-    let mut stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
-    let _ = stream.set_write_timeout(write_timeout);
+    let mut tcp = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+    let _ = tcp.set_write_timeout(write_timeout);
+    let queued = matches!(end, End::Close(_, _, Flush::Queued) | End::PeerClosed(_));
+    // `unsent` is what the socket already owes the peer (ciphertext over TLS): it goes out
+    // as it is, before anything sealed after it.
+    if queued && tcp.write_all(&unsent).await.is_err() {
+        return;
+    }
+    let mut stream = match tls {
+        None => Stream::Plain(tcp),
+        Some(records) => Stream::Tls(Box::new(TlsStream::resume(tcp, records, BytesMut::new()))),
+    };
     match end {
         End::Close(code, reason, flush) => {
-            if flush == Flush::Queued && write_rest(&mut stream, &unsent, &out).await.is_err() {
+            if flush == Flush::Queued && write_rest(&mut stream, &out).await.is_err() {
                 return;
             }
             let linger = Duration::from_millis(WEBSOCKET_CLOSE_LINGER_MS);
-            let _ = stream.set_write_timeout(Some(linger));
+            let _ = stream.tcp().set_write_timeout(Some(linger));
             if stream
                 .write_all(&websocket::close_frame(code, &reason))
                 .await
@@ -379,16 +479,16 @@ pub async fn finish(closing: Closing, end: End, write_timeout: Option<Duration>)
                 Some(c) if matches!(c, 1000..=1003 | 1007..=1014 | 3000..=4999) => c,
                 Some(_) => websocket::CLOSE_PROTOCOL_ERROR,
             };
-            if write_rest(&mut stream, &unsent, &out).await.is_ok() {
+            if write_rest(&mut stream, &out).await.is_ok() {
                 let _ = stream.write_all(&websocket::close_frame(code, "")).await;
+                let _ = stream.shutdown_write().await;
             }
         }
     }
 }
 
-/// Writes `unsent` and then every queued frame.
-async fn write_rest(stream: &mut TcpStream, unsent: &[u8], out: &Outbound) -> io::Result<()> {
-    stream.write_all(unsent).await?;
+/// Writes every queued frame.
+async fn write_rest(stream: &mut Stream, out: &Outbound) -> io::Result<()> {
     // Bounded: the queue only shrinks here (the connection's session has ended, so nothing
     // but a ping can be added, and its byte limit bounds the queue).
     while let Some(frame) = out.pop() {
@@ -398,8 +498,8 @@ async fn write_rest(stream: &mut TcpStream, unsent: &[u8], out: &Outbound) -> io
 }
 
 /// After our close frame: stop sending and give the peer a moment to close its side.
-async fn linger_after_close(stream: &mut TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write).await;
+async fn linger_after_close(stream: &mut Stream) {
+    let _ = stream.shutdown_write().await;
     let _ = stream.set_read_timeout(Some(Duration::from_millis(WEBSOCKET_CLOSE_LINGER_MS)));
     let mut sink = [0u8; WEBSOCKET_LINGER_READ_BYTES];
     // Bounded by the read timeout and the peer's close.

@@ -22,9 +22,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::connection::{self, Connection, End, Output, Served};
+use super::connection::{self, Connection, End, Output, Scratch, Served};
 use crate::clock::Millis;
 use crate::fanout::{Outbound, ReadyList};
+use crate::framing::tls::TlsRecords;
 use crate::limits::{
     REACTOR_BATCH, REACTOR_EVENTS_MAX, SHARD_READ_BUFFER_BYTES, WEBSOCKET_WRITE_BATCH_BYTES_MAX,
 };
@@ -138,7 +139,8 @@ impl Reactor {
     }
 
     /// Takes an upgraded connection (its socket and the bytes read past the upgrade).
-    pub fn adopt(&self, fd: OwnedFd, input: BytesMut) {
+    /// Over TLS, `tls` holds its records and the ciphertext read past them.
+    pub fn adopt(&self, fd: OwnedFd, input: BytesMut, tls: Option<(Box<TlsRecords>, BytesMut)>) {
         let shard = &self.ctx.shard;
         let now = Millis::now();
         // The first ping comes at a random point in [interval/2, interval], so a shard's pings
@@ -162,7 +164,7 @@ impl Reactor {
             let out =
                 Outbound::new(id, limit, now, first_ping).listed_in(self.ready.clone(), token.slot);
             let session = Session::new(self.ctx.clone(), Rc::new(out));
-            Connection::new(fd, session, input)
+            Connection::new(fd, session, input, tls)
         });
         let Some((token, conn)) = table.take(token.slot, Some(token.generation)) else {
             unreachable!("the slot was just filled");
@@ -194,8 +196,11 @@ impl Reactor {
             Pin<Box<dyn Future<Output = glommio::Result<glommio::io::ReadResult, ()>> + 'a>>;
         let mut bell_read: Option<BellRead<'_>> = None;
         let mut stall_timer: Option<(Millis, glommio::timer::Timer)> = None;
-        let mut read_buffer = vec![0u8; SHARD_READ_BUFFER_BYTES].into_boxed_slice();
-        let mut batch = Vec::with_capacity(WEBSOCKET_WRITE_BATCH_BYTES_MAX);
+        let mut scratch = Scratch {
+            read: vec![0u8; SHARD_READ_BUFFER_BYTES].into_boxed_slice(),
+            batch: Vec::with_capacity(WEBSOCKET_WRITE_BATCH_BYTES_MAX),
+            sealed: Vec::new(),
+        };
         let mut events = Vec::new();
         let mut listed = Vec::new();
         loop {
@@ -240,7 +245,7 @@ impl Reactor {
                 .drain(&mut events, REACTOR_EVENTS_MAX);
             let mut served = 0;
             for event in events.drain(..) {
-                self.on_event(event, &mut read_buffer, &mut batch, now);
+                self.on_event(event, &mut scratch, now);
                 served += 1;
                 if served % REACTOR_BATCH == 0 {
                     self.submit();
@@ -249,7 +254,7 @@ impl Reactor {
             }
             self.ready.take(&mut listed);
             for slot in listed.drain(..) {
-                self.serve(slot, None, &mut read_buffer, &mut batch, now);
+                self.serve(slot, None, &mut scratch, now);
                 served += 1;
                 if served % REACTOR_BATCH == 0 {
                     self.submit();
@@ -261,7 +266,7 @@ impl Reactor {
         }
     }
 
-    fn on_event(&self, event: Event, read_buffer: &mut [u8], batch: &mut Vec<u8>, now: Millis) {
+    fn on_event(&self, event: Event, scratch: &mut Scratch, now: Millis) {
         let Event {
             token,
             interest,
@@ -291,24 +296,17 @@ impl Reactor {
             }
             table.put(token, conn);
         }
-        self.serve(token.slot, Some(token.generation), read_buffer, batch, now);
+        self.serve(token.slot, Some(token.generation), scratch, now);
     }
 
     /// Serves the connection at `slot` (of `generation`, if given) once.
-    fn serve(
-        &self,
-        slot: u32,
-        generation: Option<u32>,
-        read_buffer: &mut [u8],
-        batch: &mut Vec<u8>,
-        now: Millis,
-    ) {
+    fn serve(&self, slot: u32, generation: Option<u32>, scratch: &mut Scratch, now: Millis) {
         let Some((token, mut conn)) = self.state.borrow_mut().table.take(slot, generation) else {
             return;
         };
         // No borrow of the state is held here: serving runs the session, which may reach
         // any part of the shard (never this table).
-        let result = conn.serve(&self.ctx.shard, read_buffer, batch, now);
+        let result = conn.serve(&self.ctx.shard, scratch, now);
         conn.out().served();
         let mut state = self.state.borrow_mut();
         match result {
@@ -431,7 +429,7 @@ mod tests {
         .unwrap();
         let now = Millis::now();
         let out = Rc::new(Outbound::new(0, 1 << 20, now, now));
-        Connection::new(fd, Session::new(ctx.clone(), out), BytesMut::new())
+        Connection::new(fd, Session::new(ctx.clone(), out), BytesMut::new(), None)
     }
 
     /// The slot and generation rules the reactor relies on to ignore completions of
