@@ -282,7 +282,10 @@ fn the_leaves_stay_leaves() {
         ("clock", &[]),
         ("rand", &[]),
         ("router::partition", &["limits"]),
-        ("router::msg", &["protocol", "metrics::counters"]),
+        (
+            "router::msg",
+            &["protocol", "metrics::counters", "metrics::latency"],
+        ),
         ("protocol", &["protocol", "rand", "limits"]),
     ];
     let mut wrong = Vec::new();

@@ -8,7 +8,6 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{DataDir, Server};
@@ -109,60 +108,6 @@ fn v1_and_v2_headers_name_the_client_and_a_connection_without_one_is_refused() {
     );
 }
 
-/// `haproxy`, installed from Debian's package on first use where that is possible.
-fn haproxy() -> &'static str {
-    let runs = || {
-        Command::new("haproxy")
-            .arg("-v")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if runs() {
-        return "haproxy";
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"));
-    if root {
-        for args in [
-            &["install", "-y", "-q", "haproxy"][..],
-            &["update", "-q"][..],
-            &["install", "-y", "-q", "haproxy"][..],
-        ] {
-            let _ = Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status();
-            if runs() {
-                return "haproxy";
-            }
-        }
-    }
-    panic!(
-        "this test needs HAProxy (Debian: apt-get install haproxy; .ci/run installs it); \
-         it could not be installed here"
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running HAProxy, stopped on drop.
-struct Haproxy(Child);
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A TCP connection to `to` from the loopback address `from` (a client's own address).
 fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
     use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
@@ -189,35 +134,16 @@ fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
 
 #[test]
 fn haproxy_sends_the_clients_addresses_to_both_servers() {
-    let haproxy_bin = haproxy();
     let (a, _data_a, log_a) = server(&["http_server.internal_port=0"]);
     let (b, _data_b, log_b) = server(&["http_server.internal_port=0"]);
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("haproxy.cfg");
-    std::fs::write(
-        &config,
-        format!(
-            "global\n  maxconn 1000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
-             frontend clients\n  bind 127.0.0.1:{port}\n  default_backend ringcast\n\
-             backend ringcast\n  balance roundrobin\n  server a {} send-proxy-v2\n  server b {} send-proxy-v2\n",
-            a.address, b.address
-        ),
-    )
-    .unwrap();
-    let child = Command::new(haproxy_bin)
-        .args(["-db", "-f"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("haproxy starts");
-    let _haproxy = Haproxy(child);
-    let front: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(front).is_err() {
-        assert!(Instant::now() < deadline, "haproxy never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let haproxy = common::haproxy::Haproxy::start(
+        &[
+            format!("a {} send-proxy-v2", a.address),
+            format!("b {} send-proxy-v2", b.address),
+        ],
+        &[],
+    );
+    let front = haproxy.front;
 
     // Clients through HAProxy reach both servers (round robin) and are served.
     let mut clients: Vec<common::Client> = (0..4)

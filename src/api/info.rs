@@ -31,7 +31,10 @@ fn node_uid() -> Result<&'static str, ErrorCode> {
 }
 
 pub async fn info(shard: &Shard, ask: StatsAsk) -> Result<NodeInfo, ErrorCode> {
-    let per_shard = shard.stats_answers(ask).await.ok_or(ErrorCode::Internal)?;
+    let (per_shard, _) = shard
+        .stats_answers(ask, false)
+        .await
+        .ok_or(ErrorCode::Internal)?;
     let name = match shard.config.node.name.as_str() {
         "" => "ringcast".to_owned(),
         name => name.to_owned(),

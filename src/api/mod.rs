@@ -227,7 +227,7 @@ pub fn start(shard: &Shard, command: ApiCommand) -> Started {
             Ok(()) => Started::Presence(kind, shard.send_presence(&channel, kind)),
             Err(code) => Started::Ready(presence_reply(kind, Err(code))),
         },
-        ApiCommand::Info => Started::Info(shard.send_stats_requests()),
+        ApiCommand::Info => Started::Info(shard.send_stats_requests(false)),
         ApiCommand::User(action) => match check_user_action(shard, &action) {
             Ok(()) => Started::User(shard.send_user_action(action)),
             Err(code) => Started::Ready(ApiReply::User(Err(code))),

@@ -92,6 +92,11 @@ pub struct Usage {
     pub history_channels: u64,
     /// Presence entries over every owned channel.
     pub presence_entries: u64,
+    /// Publications the logs wrote since the start, and their payload bytes.
+    pub history_appends: u64,
+    pub history_appended_bytes: u64,
+    /// Segment files the logs hold.
+    pub history_segments: u64,
 }
 
 /// The calls a shard makes for the channels it owns. Errors are reply codes.

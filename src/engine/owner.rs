@@ -696,7 +696,15 @@ impl Engine for ChannelOwner {
                     records + log.indexed_records() as u64,
                 )
             });
+        let (history_appends, history_appended_bytes) =
+            self.logs.iter().fold((0, 0), |(n, bytes), log| {
+                let (appended, appended_bytes) = log.appended();
+                (n + appended, bytes + appended_bytes)
+            });
         Usage {
+            history_appends,
+            history_appended_bytes,
+            history_segments: self.logs.iter().map(|l| l.segments() as u64).sum(),
             history_bytes,
             history_records,
             active_channels: self.active_channels() as u64,

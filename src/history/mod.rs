@@ -186,6 +186,10 @@ pub struct HistoryLog {
     floor: u64,
     /// The floor's latest record: the value it holds and its segment's ordinal.
     floor_written: Option<(u64, u32)>,
+    /// Publications written since the log was opened, and their record bytes: counters for
+    /// the metrics.
+    appended: u64,
+    appended_bytes: u64,
 }
 
 impl HistoryLog {
@@ -333,7 +337,7 @@ impl HistoryLog {
             "history partition {}: channel {channel:?} appends offset {offset} after {top}",
             self.partition
         );
-        self.write_record(&Fields {
+        let fields = Fields {
             kind: KIND_PUBLICATION,
             channel,
             offset,
@@ -341,7 +345,17 @@ impl HistoryLog {
             data: entry.data,
             info: entry.info.unwrap_or_default(),
             tags: entry.tags.unwrap_or_default(),
-        })
+        };
+        let at = self.write_record(&fields)?;
+        self.appended += 1;
+        self.appended_bytes += (fields.data.len() + fields.info.len() + channel.len()) as u64;
+        Ok(at)
+    }
+
+    /// Publications written since the log was opened, and their payload bytes (data, info
+    /// and channel name; the framing not counted).
+    pub fn appended(&self) -> (u64, u64) {
+        (self.appended, self.appended_bytes)
     }
 
     /// Indexes a publication just written at `at` (entry) for the channel in `slot`.

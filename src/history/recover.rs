@@ -103,6 +103,8 @@ impl HistoryLog {
             dir_entries: DirEntries::Durable,
             floor: 0,
             floor_written: None,
+            appended: 0,
+            appended_bytes: 0,
         };
         let scan = log.scan(&mut report)?;
         let plan = log.plan(&scan, &mut report);

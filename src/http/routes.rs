@@ -3,11 +3,14 @@
 //! `prepare` (check and decode) then `dispatch` (sent to the shards, now, in request order)
 //! and `Dispatched::response` (the answers awaited).
 
+use std::time::Instant;
+
 use super::{Head, Response};
 use crate::api::codec::ErrorMode;
 use crate::api::{self, codec, ApiCommand};
 use crate::auth::api_key::{self, Credentials};
 use crate::config::Config;
+use crate::metrics::latency::Timed;
 use crate::metrics::prometheus;
 use crate::shard::{Shard, StatsAsk};
 
@@ -122,8 +125,12 @@ impl Prepared {
     pub fn dispatch(self, shard: &Shard) -> Dispatched {
         match self {
             Prepared::Ready(response) => Dispatched::Ready(response),
-            Prepared::Api(command, mode) => Dispatched::Api(api::start(shard, command), mode),
-            Prepared::Metrics => Dispatched::Metrics(shard.send_stats_requests()),
+            Prepared::Api(command, mode) => {
+                let method = command.method();
+                let started = Instant::now();
+                Dispatched::Api(api::start(shard, command), mode, method, started)
+            }
+            Prepared::Metrics => Dispatched::Metrics(shard.send_stats_requests(true)),
         }
     }
 }
@@ -131,7 +138,8 @@ impl Prepared {
 /// A request on its way: its response once the answers are in.
 pub enum Dispatched {
     Ready(Response),
-    Api(api::Started, ErrorMode),
+    /// With the method's name and when it was dispatched, for its latency.
+    Api(api::Started, ErrorMode, &'static str, Instant),
     Metrics(StatsAsk),
 }
 
@@ -139,8 +147,9 @@ impl Dispatched {
     pub async fn response(self, shard: &Shard) -> Response {
         match self {
             Dispatched::Ready(response) => response,
-            Dispatched::Api(started, mode) => {
+            Dispatched::Api(started, mode, method, at) => {
                 let reply = api::finish(shard, started).await;
+                shard.record_latency(Timed::ApiMethod, method, at.elapsed());
                 match (mode, codec::transport_error(&reply)) {
                     (ErrorMode::Transport, Some((status, body))) => {
                         Response::new(status, "application/json", body)
@@ -148,11 +157,11 @@ impl Dispatched {
                     _ => Response::json(codec::encode(&reply)),
                 }
             }
-            Dispatched::Metrics(ask) => match shard.stats_answers(ask).await {
-                Some(per_shard) => Response::new(
+            Dispatched::Metrics(ask) => match shard.stats_answers(ask, true).await {
+                Some((per_shard, latencies)) => Response::new(
                     200,
                     prometheus::CONTENT_TYPE,
-                    prometheus::render(&per_shard, crate::VERSION),
+                    prometheus::render(&per_shard, &latencies, crate::VERSION),
                 ),
                 None => Response::text(500, "a shard did not answer"),
             },

@@ -35,6 +35,19 @@ pub struct ShardStats {
     pub connections_accepted: u64,
     /// 1 while the shard drains (a SIGTERM or SIGINT came), else 0.
     pub draining: u64,
+    /// Messages in this shard's outgoing rings, not yet taken.
+    pub ring_occupancy: u64,
+    /// Messages waiting behind full rings.
+    pub ring_backlog: u64,
+    /// Sends that found their ring full (or a backlog before them) and waited.
+    pub ring_waits: u64,
+    /// Publications its logs wrote since the start, and their payload bytes.
+    pub history_appends: u64,
+    pub history_appended_bytes: u64,
+    /// Segment files its logs hold.
+    pub history_segments: u64,
+    /// Sync jobs run (fsync/msync rounds) since the start.
+    pub history_syncs: u64,
     /// Connects and commands refused, by `Refusal::index`.
     pub refusals: [u64; Refusal::ALL.len()],
 }
@@ -58,6 +71,13 @@ impl std::ops::AddAssign for ShardStats {
         self.presence_full += o.presence_full;
         self.connections_accepted += o.connections_accepted;
         self.draining = self.draining.max(o.draining);
+        self.ring_occupancy += o.ring_occupancy;
+        self.ring_backlog += o.ring_backlog;
+        self.ring_waits += o.ring_waits;
+        self.history_appends += o.history_appends;
+        self.history_appended_bytes += o.history_appended_bytes;
+        self.history_segments += o.history_segments;
+        self.history_syncs += o.history_syncs;
         for (mine, theirs) in self.refusals.iter_mut().zip(o.refusals) {
             *mine += theirs;
         }

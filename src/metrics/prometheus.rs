@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use super::counters::ShardStats;
+use super::latency::Latencies;
 use crate::protocol::Refusal;
 
 /// The exposition format's content type.
@@ -14,7 +15,49 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 type Field = fn(&ShardStats) -> u64;
 
 /// Name, type, help, field: one row per metric.
-const METRICS: [(&str, &str, &str, Field); 16] = [
+const METRICS: [(&str, &str, &str, Field); 23] = [
+    (
+        "ring_occupancy_messages",
+        "gauge",
+        "Messages in the shards' outgoing rings, not yet taken by the receiving shard.",
+        |s| s.ring_occupancy,
+    ),
+    (
+        "ring_backlog_messages",
+        "gauge",
+        "Messages waiting behind a full ring to another shard.",
+        |s| s.ring_backlog,
+    ),
+    (
+        "ring_waits_total",
+        "counter",
+        "Messages to another shard that found its ring full (or others waiting) and waited.",
+        |s| s.ring_waits,
+    ),
+    (
+        "history_appends_total",
+        "counter",
+        "Publications written to the history logs.",
+        |s| s.history_appends,
+    ),
+    (
+        "history_appended_bytes_total",
+        "counter",
+        "Payload bytes (data, info, channel) of the publications written to the history logs.",
+        |s| s.history_appended_bytes,
+    ),
+    (
+        "history_segments",
+        "gauge",
+        "History segment files, by owner shard.",
+        |s| s.history_segments,
+    ),
+    (
+        "history_syncs_total",
+        "counter",
+        "History sync rounds (msync/fsync of what was appended).",
+        |s| s.history_syncs,
+    ),
     (
         "connections_accepted_total",
         "counter",
@@ -129,8 +172,9 @@ const CENTRIFUGO_GAUGES: [(&str, &str, Field); 4] = [
     ),
 ];
 
-/// The exposition of `per_shard` (indexed by shard); `version` is the server's.
-pub fn render(per_shard: &[ShardStats], version: &str) -> String {
+/// The exposition of `per_shard` (indexed by shard) and the node's `latencies`; `version` is
+/// the server's.
+pub fn render(per_shard: &[ShardStats], latencies: &Latencies, version: &str) -> String {
     let mut text = String::new();
     for (name, help, field) in CENTRIFUGO_GAUGES {
         let total: u64 = per_shard.iter().map(field).sum();
@@ -154,6 +198,7 @@ centrifugo_node_num_nodes 1"
 # TYPE centrifugo_node_build gauge
 centrifugo_node_build{{version=\"{version}\"}} 1"
     );
+    latencies.render(&mut text);
     for (name, kind, help, field) in METRICS {
         let total: u64 = per_shard.iter().map(field).sum();
         let _ = writeln!(
@@ -202,7 +247,7 @@ mod tests {
             connections: 3,
             ..ShardStats::default()
         };
-        let text = render(&[a, b], "1.2.3");
+        let text = render(&[a, b], &Latencies::default(), "1.2.3");
         assert!(text.contains("\nringcast_connections 5\n"), "{text}");
         assert!(text.contains("\ncentrifugo_node_num_clients 5\n"), "{text}");
         assert!(

@@ -59,6 +59,26 @@ pub enum Request<'a> {
     Pong,
 }
 
+impl Request<'_> {
+    /// The command's name, as Centrifugo's metrics label it.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Request::Connect(_) => "connect",
+            Request::Subscribe(_) => "subscribe",
+            Request::Unsubscribe(_) => "unsubscribe",
+            Request::Publish(_) => "publish",
+            Request::Presence(_) => "presence",
+            Request::PresenceStats(_) => "presence_stats",
+            Request::History(_) => "history",
+            Request::Rpc => "rpc",
+            Request::Send => "send",
+            Request::Refresh(_) => "refresh",
+            Request::SubRefresh(_) => "sub_refresh",
+            Request::Pong => "pong",
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub struct ConnectRequest {
     #[serde(default)]

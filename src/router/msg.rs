@@ -18,8 +18,8 @@
 //! history-removed = HistoryRemoved { request, () | error }              ; owner → api
 //! conn-answer= ConnAnswer  { conn, command, history(page | error) | publish(() | error) }
 //!                                                  ; owner → the connection's shard
-//! stats-request = StatsRequest { request, from-shard }
-//! stats      = Stats       { request, shard, counters }
+//! stats-request = StatsRequest { request, from-shard, latencies? }
+//! stats      = Stats       { request, shard, counters, latencies? }
 //! presence-join  = PresenceJoin  { channel, client, user, infos?, join-leave }  ; → owner,
 //!                                  once the subscriber joined on its shard
 //! presence-leave = PresenceLeave { channel, client }      ; → owner, a joined subscriber left
@@ -46,6 +46,7 @@ use bytes::Bytes;
 
 use super::ChannelList;
 use crate::metrics::counters::ShardStats;
+use crate::metrics::latency::Latencies;
 use crate::protocol::{ClientId, ErrorCode, Publication, SubscriptionOverrides};
 
 /// Where an answer goes: a task of shard `shard` waiting on request `request`.
@@ -425,15 +426,17 @@ pub enum ShardMsg {
         request: u64,
         results: Vec<Published>,
     },
-    /// Asks for the receiver's counters.
+    /// Asks for the receiver's counters (and its latencies, for a scrape).
     StatsRequest {
         request: u64,
         from: usize,
+        latencies: bool,
     },
     Stats {
         request: u64,
         shard: usize,
         stats: Box<ShardStats>,
+        latencies: Option<Box<Latencies>>,
     },
     /// A subscriber's presence entry, for the channel's owner.
     PresenceJoin(Box<PresenceJoin>),

@@ -28,6 +28,8 @@ pub struct Outbox {
     held_pressure: bool,
     /// Work waiting for partition logs is past its limit.
     deferred_pressure: bool,
+    /// Sends that could not go straight into their ring (full, or a backlog before them).
+    waited: u64,
 }
 
 impl Outbox {
@@ -40,7 +42,27 @@ impl Outbox {
             congested: false,
             held_pressure: false,
             deferred_pressure: false,
+            waited: 0,
         }
+    }
+
+    /// Sends that had to wait in the backlog since the start.
+    pub fn waited(&self) -> u64 {
+        self.waited
+    }
+
+    /// Messages in this shard's outgoing rings now, not yet taken by their receivers.
+    pub fn in_rings(&mut self) -> usize {
+        let me = self.links.shard();
+        (0..self.links.shards())
+            .filter(|&to| to != me)
+            .map(|to| crate::limits::RING_CAPACITY_MESSAGES.saturating_sub(self.links.free_len(to)))
+            .sum()
+    }
+
+    /// Messages waiting behind full rings now.
+    pub fn backlogged(&self) -> usize {
+        self.backlog.iter().map(VecDeque::len).sum()
     }
 
     /// Publications held for durability count as backlog too.
@@ -88,10 +110,12 @@ impl Outbox {
         let backlog = &mut self.backlog[to];
         if backlog.is_empty() {
             if let Err(Full(msg)) = self.links.send(to, msg) {
+                self.waited += 1;
                 backlog.push_back(msg);
                 self.links.wake_self();
             }
         } else {
+            self.waited += 1;
             backlog.push_back(msg);
             if !self.congested && backlog.len() > OUTBOX_BACKLOG_HIGH_MESSAGES {
                 self.update_congestion();
@@ -138,7 +162,11 @@ mod tests {
         let (a, b) = (links.next().unwrap(), links.next().unwrap());
         let mut outbox = Outbox::new(a.bind(), Congestion::new(2));
         let mut peer = b.bind();
-        let stats = |request| ShardMsg::StatsRequest { request, from: 0 };
+        let stats = |request| ShardMsg::StatsRequest {
+            request,
+            from: 0,
+            latencies: false,
+        };
         for request in 0..5 {
             outbox.send(1, stats(request));
         }

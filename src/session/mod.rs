@@ -16,6 +16,7 @@ pub mod permissions;
 use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use glommio::TaskQueueHandle;
 use smallvec::SmallVec;
@@ -23,6 +24,7 @@ use smallvec::SmallVec;
 use crate::auth::Verifier;
 use crate::fanout::Outbound;
 use crate::limits::REPLY_BUFFER_KEPT_BYTES_MAX;
+use crate::metrics::latency::Timed;
 use crate::protocol::json::decode::{self, ParseError};
 use crate::protocol::json::encode;
 use crate::protocol::{ClientId, Command, Disconnect, Request};
@@ -190,7 +192,9 @@ impl Session {
         if id == 0 && !matches!(request, Request::Pong | Request::Send) {
             return Err(Disconnect::BadRequest);
         }
-        match (&self.state, request) {
+        // Timed on this shard: what the channel's owner does elsewhere is not included.
+        let timed = (!matches!(request, Request::Pong)).then(|| (request.method(), Instant::now()));
+        let result = match (&self.state, request) {
             (State::New, Request::Connect(connect)) => {
                 self.connect(id, &connect.token, &connect.subs)
             }
@@ -199,7 +203,12 @@ impl Session {
             }
             (State::Connected, request) => self.dispatch(id, request),
             (State::Refused, _) => Ok(()),
+        };
+        if let Some((method, started)) = timed {
+            self.shard()
+                .record_latency(Timed::ClientCommand, method, started.elapsed());
         }
+        result
     }
 
     /// One command of a connected client.

@@ -20,6 +20,7 @@ impl Shard {
     /// restart verifies the log and keeps what is really there (crash-only, as PostgreSQL
     /// does on fsync failure).
     pub(super) async fn run_sync(&self, job: SyncJob) {
+        self.history_syncs.set(self.history_syncs.get() + 1);
         let result = if self.hooks.fail_syncs {
             Err(std::io::Error::other("RINGCAST_TEST_FAIL_SYNC is set"))
         } else {

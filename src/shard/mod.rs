@@ -45,6 +45,7 @@ use crate::engine::Engine;
 use crate::fanout::{Hub, Outbound, Registry};
 use crate::limits::{HTTP_BODY_READ_BYTES, LOG_REPEAT_INTERVAL_MS, PARTITIONS};
 use crate::metrics::counters::ShardStats;
+use crate::metrics::latency::Latencies;
 use crate::protocol::json::encode;
 use crate::protocol::{ClientId, Codec, ErrorCode, Refusal};
 use crate::router::msg::{ConnAnswer, HistoryPage, PresenceAnswer, Published};
@@ -90,7 +91,9 @@ pub struct Shard {
     published: Asks<Vec<Published>>,
     histories: Asks<Result<HistoryPage, ErrorCode>>,
     removals: Asks<Result<(), ErrorCode>>,
-    stats: Asks<(usize, ShardStats)>,
+    stats: Asks<(usize, ShardStats, Option<Box<Latencies>>)>,
+    /// How long client commands and API methods took here.
+    latencies: RefCell<Latencies>,
     presences: Asks<Result<PresenceAnswer, ErrorCode>>,
     user_acts: Asks<()>,
     /// The users this shard owns that are online somewhere on the node.
@@ -102,6 +105,8 @@ pub struct Shard {
     acks: RefCell<users::Acks>,
     /// Presence joins not recorded: their channel was full (`PRESENCE_CHANNEL_ENTRIES_MAX`).
     presence_full: Cell<u64>,
+    /// History sync jobs run.
+    history_syncs: Cell<u64>,
     /// Publications waiting for a sync (`history_fsync = always`), oldest first.
     held: RefCell<VecDeque<Held>>,
     /// Results of API publications with an `idempotency_key`, for the channels this shard owns.
@@ -206,6 +211,7 @@ impl Shard {
             histories: Asks::default(),
             removals: Asks::default(),
             stats: Asks::default(),
+            latencies: RefCell::new(Latencies::default()),
             presences: Asks::default(),
             user_acts: Asks::default(),
             online: RefCell::default(),
@@ -213,6 +219,7 @@ impl Shard {
             directives: RefCell::default(),
             acks: RefCell::default(),
             presence_full: Cell::new(0),
+            history_syncs: Cell::new(0),
             held: RefCell::new(VecDeque::new()),
             idempotent: RefCell::default(),
             sync_bell,
@@ -388,8 +395,13 @@ impl Shard {
                 answer,
             } => self.answer_connection(conn, command, *answer),
             ShardMsg::Published { request, results } => self.published.answer(request, results),
-            ShardMsg::StatsRequest { request, from } => {
+            ShardMsg::StatsRequest {
+                request,
+                from,
+                latencies,
+            } => {
                 let stats = Box::new(self.local_stats());
+                let latencies = latencies.then(|| Box::new(self.latency_snapshot()));
                 let shard = self.id;
                 self.to_shard(
                     from,
@@ -397,6 +409,7 @@ impl Shard {
                         request,
                         shard,
                         stats,
+                        latencies,
                     },
                 );
             }
@@ -404,7 +417,8 @@ impl Shard {
                 request,
                 shard,
                 stats,
-            } => self.stats.answer(request, (shard, *stats)),
+                latencies,
+            } => self.stats.answer(request, (shard, *stats, latencies)),
             ShardMsg::PresenceJoin(join) => self.run_presence_join(*join),
             ShardMsg::PresenceLeave { channel, client } => {
                 self.run_presence_leave(channel, *client)

@@ -4,8 +4,13 @@ use super::ask::Ask;
 use super::Shard;
 
 /// Counters asked of every other shard.
-pub type StatsAsk = Ask<(usize, ShardStats)>;
+pub type StatsAsk = Ask<(usize, ShardStats, Option<Box<Latencies>>)>;
+
+use std::time::Duration;
+
+use crate::clock::Millis;
 use crate::metrics::counters::ShardStats;
+use crate::metrics::latency::{Latencies, Timed};
 use crate::router::ShardMsg;
 
 impl Shard {
@@ -14,7 +19,15 @@ impl Shard {
         let hub = self.hub.borrow();
         let registry = self.registry.borrow();
         let usage = self.engine.borrow().usage();
+        let mut outbox = self.outbox.borrow_mut();
         ShardStats {
+            ring_occupancy: outbox.in_rings() as u64,
+            ring_backlog: outbox.backlogged() as u64,
+            ring_waits: outbox.waited(),
+            history_appends: usage.history_appends,
+            history_appended_bytes: usage.history_appended_bytes,
+            history_segments: usage.history_segments,
+            history_syncs: self.history_syncs.get(),
             connections: registry.connection_count() as u64,
             users: registry.user_count() as u64,
             online_users: self.online.borrow().count() as u64,
@@ -36,14 +49,27 @@ impl Shard {
         }
     }
 
-    /// Every shard's counters, indexed by shard, or `None` if a shard did not answer in time.
-    pub async fn collect_stats(&self) -> Option<Vec<ShardStats>> {
-        let ask = self.send_stats_requests();
-        self.stats_answers(ask).await
+    /// Records that `method` took `elapsed` on this shard.
+    pub fn record_latency(&self, timed: Timed, method: &'static str, elapsed: Duration) {
+        self.latencies
+            .borrow_mut()
+            .record(timed, method, elapsed, Millis::now().as_ms());
     }
 
-    /// The first half of `collect_stats`: the requests sent to every other shard now.
-    pub fn send_stats_requests(&self) -> StatsAsk {
+    /// This shard's latencies as they stand.
+    pub fn latency_snapshot(&self) -> Latencies {
+        self.latencies.borrow_mut().snapshot(Millis::now().as_ms())
+    }
+
+    /// Every shard's counters, indexed by shard, or `None` if a shard did not answer in time.
+    pub async fn collect_stats(&self) -> Option<Vec<ShardStats>> {
+        let ask = self.send_stats_requests(false);
+        self.stats_answers(ask, false).await.map(|(stats, _)| stats)
+    }
+
+    /// The first half of `collect_stats`: the requests sent to every other shard now (with
+    /// `latencies`, for a scrape, their latencies too).
+    pub fn send_stats_requests(&self, latencies: bool) -> StatsAsk {
         let ask = self.stats.open(self.count - 1);
         for to in (0..self.count).filter(|&s| s != self.id) {
             self.to_shard(
@@ -51,21 +77,34 @@ impl Shard {
                 ShardMsg::StatsRequest {
                     request: ask.id,
                     from: self.id,
+                    latencies,
                 },
             );
         }
         ask
     }
 
-    /// The second half of `collect_stats`: this shard's counters and the others' answers.
-    pub async fn stats_answers(&self, ask: StatsAsk) -> Option<Vec<ShardStats>> {
+    /// The second half of `collect_stats`: this shard's counters and the others' answers,
+    /// with every shard's latencies merged when `latencies` (they were asked for).
+    pub async fn stats_answers(
+        &self,
+        ask: StatsAsk,
+        latencies: bool,
+    ) -> Option<(Vec<ShardStats>, Latencies)> {
         let mut all = vec![ShardStats::default(); self.count];
         all[self.id] = self.local_stats();
+        let mut merged = Latencies::default();
         for _ in 1..self.count {
-            let (shard, stats) = self.stats.next(&ask).await?;
+            let (shard, stats, latencies) = self.stats.next(&ask).await?;
             all[shard] = stats;
+            if let Some(latencies) = latencies {
+                merged.merge(&latencies);
+            }
         }
         self.stats.close(&ask);
-        Some(all)
+        if latencies {
+            merged.merge(&self.latency_snapshot());
+        }
+        Some((all, merged))
     }
 }
