@@ -8,8 +8,14 @@
 //!
 //! Owns the ring and the eventfd; knows nothing of connections beyond their `Token`.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -69,6 +75,80 @@ fn decode(data: u64) -> Option<(Token, Interest)> {
     Some((token, interest))
 }
 
+/// The reactor's wait for its ring's eventfd. glommio's file read keeps every waker it is
+/// polled with until it completes, and a glommio task's waker references are a 16-bit count:
+/// a reactor woken 32,767 times by its ready list while no socket completes would overflow
+/// it (and abort the process). So the read is polled with a waker of the bell's own, when it
+/// starts and again only once that waker fired; the bell then wakes the reactor.
+pub struct Bell {
+    file: Rc<glommio::io::BufferedFile>,
+    read: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    signal: Arc<BellSignal>,
+    /// The reactor's waker as last handed to `signal`.
+    reactor: Option<Waker>,
+}
+
+/// What the bell's read wakes: a flag, and the reactor.
+#[derive(Default)]
+struct BellSignal {
+    fired: AtomicBool,
+    /// Locked only when the read completes and when the reactor's waker changes (once).
+    reactor: Mutex<Option<Waker>>,
+}
+
+impl Wake for BellSignal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        let reactor = self.reactor.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(waker) = reactor.as_ref() {
+            waker.wake_by_ref();
+        }
+    }
+}
+
+impl Bell {
+    /// Ready once the eventfd was signalled since the last time it was (then a new read is
+    /// started by the next poll). Registers `cx`'s waker.
+    pub fn poll_rung(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self
+            .reactor
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            *self
+                .signal
+                .reactor
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+            self.reactor = Some(cx.waker().clone());
+        }
+        let fired = self.signal.fired.swap(false, Ordering::AcqRel);
+        if self.read.is_some() && !fired {
+            // Polled already with the bell's waker, which has not fired.
+            return Poll::Pending;
+        }
+        let file = self.file.clone();
+        let read = self.read.get_or_insert_with(|| {
+            Box::pin(async move {
+                // An error is a wake-up too: the reactor looks at its ring either way.
+                let _ = file.read_at(0, 8).await;
+            })
+        });
+        let waker = Waker::from(self.signal.clone());
+        match read.as_mut().poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(()) => {
+                self.read = None;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 pub struct Readiness {
     ring: IoUring,
     /// Signalled by the ring on each completion. Blocking on purpose: an io_uring read of a
@@ -90,16 +170,22 @@ impl Readiness {
         Ok(Readiness { ring, bell })
     }
 
-    /// The eventfd, as a glommio file to await: a read completes once some completion is
-    /// waiting (the counter keeps a signal that comes before the read).
-    pub fn bell(&self) -> io::Result<glommio::io::BufferedFile> {
+    /// The eventfd, to await (`Bell`): a read completes once some completion is waiting (the
+    /// counter keeps a signal that comes before the read).
+    pub fn bell(&self) -> io::Result<Bell> {
         let fd = self
             .bell
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| io::Error::new(e.kind(), format!("dup eventfd: {e}")))?;
         // SAFETY: a fresh descriptor (from dup) that nothing else owns; the file closes it.
-        Ok(unsafe { glommio::io::BufferedFile::from_raw_fd(fd.into_raw_fd()) })
+        let file = unsafe { glommio::io::BufferedFile::from_raw_fd(fd.into_raw_fd()) };
+        Ok(Bell {
+            file: Rc::new(file),
+            read: None,
+            signal: Arc::new(BellSignal::default()),
+            reactor: None,
+        })
     }
 
     /// Polls `fd` for reading for as long as it is watched (multishot).

@@ -182,7 +182,7 @@ impl Reactor {
 
     /// Serves the shard's WebSocket connections for the life of the shard.
     pub async fn run(self: Rc<Self>) {
-        let bell = match self.state.borrow().readiness.bell() {
+        let mut bell = match self.state.borrow().readiness.bell() {
             Ok(bell) => bell,
             Err(e) => {
                 // Without it no connection would ever be served: a crash the supervisor sees.
@@ -192,9 +192,6 @@ impl Reactor {
                 );
             }
         };
-        type BellRead<'a> =
-            Pin<Box<dyn Future<Output = glommio::Result<glommio::io::ReadResult, ()>> + 'a>>;
-        let mut bell_read: Option<BellRead<'_>> = None;
         let mut stall_timer: Option<(Millis, glommio::timer::Timer)> = None;
         let mut scratch = Scratch {
             read: vec![0u8; SHARD_READ_BUFFER_BYTES].into_boxed_slice(),
@@ -223,9 +220,7 @@ impl Reactor {
                     return Poll::Ready(());
                 }
                 self.ready.set_waker(cx.waker());
-                let read = bell_read.get_or_insert_with(|| Box::pin(bell.read_at(0, 8)));
-                if read.as_mut().poll(cx).is_ready() {
-                    bell_read = None;
+                if bell.poll_rung(cx).is_ready() {
                     return Poll::Ready(());
                 }
                 if let Some((_, timer)) = stall_timer.as_mut() {
@@ -461,6 +456,50 @@ mod tests {
                 assert!(table.get_mut(b).is_some());
                 let c = table.insert(|_| connection(&ctx));
                 assert_eq!((c.slot, c.generation), (1, 0));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    /// A reactor woken far more often than a glommio task's 32,767 waker references (a
+    /// shard delivering to subscribers that send nothing: no socket completes, every wake
+    /// comes from the ready list) keeps running, and still hears its ring afterwards.
+    #[test]
+    fn wakes_past_a_tasks_reference_limit_without_socket_events() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(|| async {
+                let ctx = crate::transport::tests::context();
+                let reactor = Rc::new(Reactor::new(ctx).unwrap());
+                let running = glommio::spawn_local(reactor.clone().run()).detach();
+                // Bounded: a fixed count of wakes, each let run once.
+                for _ in 0..40_000 {
+                    reactor.ready.push(u32::MAX);
+                    futures_lite::future::yield_now().await;
+                    futures_lite::future::yield_now().await;
+                }
+                // A socket completion still wakes it: a connection adopted now is served.
+                let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+                reactor.adopt(OwnedFd::from(ours), BytesMut::new(), None);
+                let mut theirs = theirs;
+                std::io::Write::write_all(&mut theirs, &[0x88, 0x80, 0, 0, 0, 0]).unwrap();
+                theirs
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                theirs.set_nonblocking(true).unwrap();
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                let mut answer = [0u8; 16];
+                // Bounded by the deadline: the reactor answers the close frame.
+                loop {
+                    match std::io::Read::read(&mut theirs, &mut answer) {
+                        Ok(n) if n > 0 => break,
+                        _ => {
+                            assert!(std::time::Instant::now() < deadline, "the reactor hears");
+                            glommio::timer::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+                drop(running);
             })
             .unwrap()
             .join()
