@@ -3,7 +3,7 @@
 //! `SECONDS` each round; rounds without and with a thread that GETs `/metrics` once a second,
 //! alternating, on one release server (2 shards), so the ratio holds while the machine drifts.
 //!
-//! `cargo bench --bench scrape` (`-- quick`: 2 s rounds, 2 pairs; default 5 s rounds, 3 pairs).
+//! `cargo bench --bench scrape` (`-- quick`: 2 s rounds, 2 pairs; default 3 s rounds, 6 pairs).
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,8 +17,8 @@ const PUBLISHERS: usize = 4;
 const SUBSCRIBERS: usize = 20;
 
 /// Publishes for `seconds` (scraping `/metrics` every second if `scrape`); publishes/s and
-/// the scrapes done.
-fn round(server: &common::Server, seconds: u64, scrape: bool) -> (f64, u64) {
+/// each scrape's time and size.
+fn round(server: &common::Server, seconds: u64, scrape: bool) -> (f64, Vec<(Duration, usize)>) {
     let address = server.address;
     let stop = Arc::new(AtomicBool::new(false));
     let published = Arc::new(AtomicU64::new(0));
@@ -39,15 +39,16 @@ fn round(server: &common::Server, seconds: u64, scrape: bool) -> (f64, u64) {
     let scraper = scrape.then(|| {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let mut scrapes = 0;
+            let mut scrapes = Vec::new();
             // Bounded by the round's end.
             while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
                 let answer = common::raw_at(
                     address,
                     b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                 );
                 assert!(answer.starts_with(b"HTTP/1.1 200"));
-                scrapes += 1;
+                scrapes.push((started.elapsed(), answer.len()));
                 std::thread::sleep(Duration::from_secs(1));
             }
             scrapes
@@ -60,13 +61,13 @@ fn round(server: &common::Server, seconds: u64, scrape: bool) -> (f64, u64) {
         publisher.join().expect("publisher");
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let scrapes = scraper.map_or(0, |s| s.join().expect("scraper"));
+    let scrapes = scraper.map_or_else(Vec::new, |s| s.join().expect("scraper"));
     (published.load(Ordering::Relaxed) as f64 / elapsed, scrapes)
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
-    let (seconds, pairs) = if quick { (2, 2) } else { (5, 3) };
+    let (seconds, pairs) = if quick { (2, 2) } else { (3, 6) };
     let server = common::Server::start(&[]);
     let token = common::token("scrape", 3600);
     let readers: Vec<_> = (0..SUBSCRIBERS)
@@ -85,10 +86,12 @@ fn main() {
         })
         .collect();
     let mut rows = Vec::new();
+    let mut all_scrapes = Vec::new();
     for _ in 0..pairs {
         let (without, _) = round(&server, seconds, false);
         let (with, scrapes) = round(&server, seconds, true);
-        rows.push((without, with, scrapes));
+        rows.push((without, with, scrapes.len()));
+        all_scrapes.extend(scrapes);
     }
     println!(
         "API publishes/s, 1 channel x {SUBSCRIBERS} subscribers, {PUBLISHERS} keep-alive publishers, {seconds} s rounds\n"
@@ -102,6 +105,15 @@ fn main() {
             with / without
         );
     }
+    let mut ratios: Vec<f64> = rows.iter().map(|(a, b, _)| b / a).collect();
+    ratios.sort_by(f64::total_cmp);
+    all_scrapes.sort();
+    let (median, size) = all_scrapes[all_scrapes.len() / 2];
+    println!(
+        "\nmedian ratio {:.3}; a scrape under load: median {:.2} ms for {size} bytes (fresh connection each)",
+        ratios[ratios.len() / 2],
+        median.as_secs_f64() * 1e3
+    );
     drop(server);
     for reader in readers {
         let _ = reader.join();
