@@ -65,6 +65,10 @@ fn metrics_pass_promtool_and_follow_what_the_server_did() {
     }
     let reply = client.command("history", json!({"channel": "news", "limit": 10}));
     assert!(reply.get("history").is_some(), "{reply}");
+    server.api(
+        "broadcast",
+        &json!({"channels": ["a", "b", "c"], "data": {"to": "three"}}),
+    );
 
     // History syncs run on their interval: wait for one after the appends.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -79,8 +83,9 @@ fn metrics_pass_promtool_and_follow_what_the_server_did() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(sample(&text, "ringcast_history_appends_total"), 5.0);
-    assert!(sample(&text, "ringcast_history_appended_bytes_total") >= 5.0 * 7.0);
+    // Five publishes and the broadcast's three channels, every one with history.
+    assert_eq!(sample(&text, "ringcast_history_appends_total"), 8.0);
+    assert!(sample(&text, "ringcast_history_appended_bytes_total") >= 8.0 * 7.0);
     assert!(sample(&text, "ringcast_history_segments") >= 1.0);
     let client_count = |method: &str| {
         sample(
@@ -103,6 +108,23 @@ fn metrics_pass_promtool_and_follow_what_the_server_did() {
         "centrifugo_api_command_duration_seconds{protocol=\"http\",method=\"publish\",quantile=\"0.99\"}",
     );
     assert!(p99 > 0.0 && p99 < 10.0, "a publish's p99 in seconds: {p99}");
+    // The broadcast of 3: in the bucket up to 10, and every one above.
+    assert_eq!(
+        sample(&text, "ringcast_broadcast_channels_bucket{le=\"1\"}"),
+        0.0
+    );
+    assert_eq!(
+        sample(&text, "ringcast_broadcast_channels_bucket{le=\"10\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "ringcast_broadcast_channels_bucket{le=\"+Inf\"}"),
+        1.0
+    );
+    assert_eq!(sample(&text, "ringcast_broadcast_channels_sum"), 3.0);
+    // The client's frames in, the replies and five publications out.
+    assert!(sample(&text, "ringcast_bytes_in_total") > 0.0);
+    assert!(sample(&text, "ringcast_bytes_out_total") >= 5.0 * 20.0);
     sample(&text, "ringcast_ring_occupancy_messages");
     sample(&text, "ringcast_ring_waits_total");
 

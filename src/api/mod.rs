@@ -211,10 +211,13 @@ pub fn start(shard: &Shard, command: ApiCommand) -> Started {
             channels,
             data,
             options,
-        } => match publish::start_broadcast(shard, channels, data, &options) {
-            Ok((entries, sent)) => Started::Broadcast(entries, sent),
-            Err(code) => Started::Ready(ApiReply::Broadcast(Err(code))),
-        },
+        } => {
+            shard.count_broadcast(channels.len());
+            match publish::start_broadcast(shard, channels, data, &options) {
+                Ok((entries, sent)) => Started::Broadcast(entries, sent),
+                Err(code) => Started::Ready(ApiReply::Broadcast(Err(code))),
+            }
+        }
         ApiCommand::History { channel, query } => match check_channel(shard, &channel) {
             Ok(()) => Started::History(shard.send_history(&channel, query)),
             Err(code) => Started::Ready(ApiReply::History(Err(code))),

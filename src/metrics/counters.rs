@@ -3,6 +3,10 @@
 
 use crate::protocol::Refusal;
 
+/// Upper bounds of the broadcast-size histogram's buckets (channels per `/api/broadcast`);
+/// one more bucket past the last counts the rest.
+pub const BROADCAST_BUCKETS: [u64; 6] = [1, 10, 100, 1_000, 10_000, 100_000];
+
 /// Counters of one shard.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ShardStats {
@@ -35,6 +39,13 @@ pub struct ShardStats {
     pub connections_accepted: u64,
     /// 1 while the shard drains (a SIGTERM or SIGINT came), else 0.
     pub draining: u64,
+    /// Bytes read from and written to WebSocket connections' sockets (TLS records whole).
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// `/api/broadcast` calls by channel count (`BROADCAST_BUCKETS`, then the rest), and the
+    /// channels they named.
+    pub broadcasts: [u64; BROADCAST_BUCKETS.len() + 1],
+    pub broadcast_channels: u64,
     /// Messages in this shard's outgoing rings, not yet taken.
     pub ring_occupancy: u64,
     /// Messages waiting behind full rings.
@@ -71,6 +82,12 @@ impl std::ops::AddAssign for ShardStats {
         self.presence_full += o.presence_full;
         self.connections_accepted += o.connections_accepted;
         self.draining = self.draining.max(o.draining);
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        for (mine, theirs) in self.broadcasts.iter_mut().zip(o.broadcasts) {
+            *mine += theirs;
+        }
+        self.broadcast_channels += o.broadcast_channels;
         self.ring_occupancy += o.ring_occupancy;
         self.ring_backlog += o.ring_backlog;
         self.ring_waits += o.ring_waits;

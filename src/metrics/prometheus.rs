@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::counters::ShardStats;
+use super::counters::{ShardStats, BROADCAST_BUCKETS};
 use super::latency::Latencies;
 use crate::protocol::Refusal;
 
@@ -15,7 +15,19 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 type Field = fn(&ShardStats) -> u64;
 
 /// Name, type, help, field: one row per metric.
-const METRICS: [(&str, &str, &str, Field); 23] = [
+const METRICS: [(&str, &str, &str, Field); 25] = [
+    (
+        "bytes_in_total",
+        "counter",
+        "Bytes read from WebSocket connections' sockets (TLS records as received).",
+        |s| s.bytes_in,
+    ),
+    (
+        "bytes_out_total",
+        "counter",
+        "Bytes written to WebSocket connections' sockets (TLS records as sent).",
+        |s| s.bytes_out,
+    ),
     (
         "ring_occupancy_messages",
         "gauge",
@@ -215,6 +227,33 @@ centrifugo_node_build{{version=\"{version}\"}} 1"
                 "ringcast_shard_{name}{{shard=\"{id}\"}} {}",
                 field(stats)
             );
+        }
+    }
+    let broadcasts = ShardStats::sum(per_shard);
+    let _ = writeln!(
+        text,
+        "# HELP ringcast_broadcast_channels Channels named per /api/broadcast call.\n\
+         # TYPE ringcast_broadcast_channels histogram"
+    );
+    let mut cumulative = 0;
+    for (i, count) in broadcasts.broadcasts.iter().enumerate() {
+        cumulative += count;
+        match BROADCAST_BUCKETS.get(i) {
+            Some(le) => {
+                let _ = writeln!(
+                    text,
+                    "ringcast_broadcast_channels_bucket{{le=\"{le}\"}} {cumulative}"
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    text,
+                    "ringcast_broadcast_channels_bucket{{le=\"+Inf\"}} {cumulative}\n\
+                     ringcast_broadcast_channels_sum {}\n\
+                     ringcast_broadcast_channels_count {cumulative}",
+                    broadcasts.broadcast_channels
+                );
+            }
         }
     }
     let _ = writeln!(

@@ -44,7 +44,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::fanout::{Hub, Outbound, Registry};
 use crate::limits::{HTTP_BODY_READ_BYTES, LOG_REPEAT_INTERVAL_MS, PARTITIONS};
-use crate::metrics::counters::ShardStats;
+use crate::metrics::counters::{ShardStats, BROADCAST_BUCKETS};
 use crate::metrics::latency::Latencies;
 use crate::protocol::json::encode;
 use crate::protocol::{ClientId, Codec, ErrorCode, Refusal};
@@ -143,6 +143,12 @@ pub struct Shard {
     hooks: TestHooks,
     next_connection: Cell<u64>,
     messages_in: Cell<u64>,
+    /// Bytes WebSocket connections read and wrote.
+    bytes_in: Cell<u64>,
+    bytes_out: Cell<u64>,
+    /// `/api/broadcast` calls by size (`BROADCAST_BUCKETS`), and their channels.
+    broadcasts: Cell<[u64; BROADCAST_BUCKETS.len() + 1]>,
+    broadcast_channels: Cell<u64>,
     /// Connects and commands refused, by `Refusal::index`.
     refusals: Cell<[u64; Refusal::ALL.len()]>,
     publications: Cell<u64>,
@@ -247,6 +253,10 @@ impl Shard {
             hooks: TestHooks::from_env(),
             next_connection: Cell::new(first_connection_id()),
             messages_in: Cell::new(0),
+            bytes_in: Cell::new(0),
+            bytes_out: Cell::new(0),
+            broadcasts: Cell::new([0; BROADCAST_BUCKETS.len() + 1]),
+            broadcast_channels: Cell::new(0),
             refusals: Cell::new([0; Refusal::ALL.len()]),
             publications: Cell::new(0),
             read_buffer: RefCell::new(vec![0; HTTP_BODY_READ_BYTES].into_boxed_slice()),
@@ -264,6 +274,26 @@ impl Shard {
 
     pub fn count_message_in(&self) {
         self.messages_in.set(self.messages_in.get() + 1);
+    }
+
+    /// Counts bytes a WebSocket connection's socket read (`read`) or wrote.
+    pub fn count_bytes(&self, read: usize, written: usize) {
+        self.bytes_in.set(self.bytes_in.get() + read as u64);
+        self.bytes_out.set(self.bytes_out.get() + written as u64);
+    }
+
+    /// Counts an `/api/broadcast` to `channels` channels.
+    pub fn count_broadcast(&self, channels: usize) {
+        let channels = channels as u64;
+        let bucket = BROADCAST_BUCKETS
+            .iter()
+            .position(|&le| channels <= le)
+            .unwrap_or(BROADCAST_BUCKETS.len());
+        let mut counts = self.broadcasts.get();
+        counts[bucket] += 1;
+        self.broadcasts.set(counts);
+        self.broadcast_channels
+            .set(self.broadcast_channels.get() + channels);
     }
 
     /// Counts a refused connect or command.

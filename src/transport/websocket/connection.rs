@@ -219,7 +219,9 @@ impl Connection {
         if let Some(d) = self.session.out().pending_disconnect() {
             return Err(End::disconnect(d));
         }
-        if self.output == Output::Open && !self.write(&mut scratch.batch, &mut scratch.sealed)? {
+        if self.output == Output::Open
+            && !self.write(shard, &mut scratch.batch, &mut scratch.sealed)?
+        {
             self.output = Output::Waiting { since: now };
             served = Served::WriteBlocked;
         }
@@ -260,6 +262,7 @@ impl Connection {
                 Ok(0) => return Err(End::PeerClosed(None)),
                 Ok(n) => {
                     taken += n;
+                    shard.count_bytes(n, 0);
                     let peer_closed = match self.tls {
                         Some(_) => self.decrypt(&buffer[..n])? == Status::PeerClosed,
                         None => {
@@ -343,7 +346,12 @@ impl Connection {
 
     /// Writes `unsent`, then the queue, coalescing small frames through `batch` (and over TLS
     /// sealing them through `sealed`). Returns false if the socket filled up first.
-    fn write(&mut self, batch: &mut Vec<u8>, sealed: &mut Vec<u8>) -> Result<bool, End> {
+    fn write(
+        &mut self,
+        shard: &Shard,
+        batch: &mut Vec<u8>,
+        sealed: &mut Vec<u8>,
+    ) -> Result<bool, End> {
         let fd = self.fd.as_raw_fd();
         let out = self.session.out();
         // Bounded: each pass sends or takes frames off the queue, which only this loop
@@ -351,7 +359,10 @@ impl Connection {
         loop {
             if let Some(partial) = self.partial.as_deref_mut().filter(|p| !p.unsent.is_empty()) {
                 match send_some(fd, &partial.unsent) {
-                    Ok(Some(n)) => partial.unsent.advance(n),
+                    Ok(Some(n)) => {
+                        shard.count_bytes(0, n);
+                        partial.unsent.advance(n);
+                    }
                     Ok(None) => return Ok(false),
                     Err(_) => return Err(End::PeerClosed(None)),
                 }
@@ -387,6 +398,9 @@ impl Connection {
                 }
             };
             let whole = send_some(fd, wire).map(|sent| (sent, wire));
+            if let Ok((Some(n), _)) = &whole {
+                shard.count_bytes(0, *n);
+            }
             match whole {
                 Ok((Some(n), bytes)) if n == bytes.len() => {}
                 Ok((sent, bytes)) => {
