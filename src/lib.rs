@@ -4,14 +4,14 @@
 //!
 //! | layer | modules | what they are |
 //! |---|---|---|
-//! | 0 leaves | `limits` `clock` `rand` `config` `protocol` `framing` `router` `metrics` | bounds, time, randomness, settings, pure codecs, the ring vocabulary and partition hash, counters |
+//! | 0 leaves | `limits` `clock` `rand` `config` `protocol` `framing` `router` `metrics` | bounds, time, randomness, settings, pure codecs (TLS records among them), the ring vocabulary and partition hash, counters |
 //! | 1 storage | `history` | the persistent log of each partition |
 //! | 2 engine | `engine` | the owner side of a channel: offsets, epochs, history, durability holds |
 //! | 3 fan-out | `fanout` | local subscribers, per-connection queues, frames per codec |
 //! | 4 shard | `shard` | one core: routing to owners, typed asks, ring loop, ticker, backpressure |
 //! | 5 handlers | `auth` `session` `api` | tokens and keys, the client protocol, the server API |
-//! | 6 edges | `http` `transport` | HTTP/1.1 and the WebSocket transport |
-//! | 7 network | `net` | listeners and accept loops |
+//! | 6 edges | `http` `transport` | HTTP/1.1 over TCP or TLS, and the WebSocket transport |
+//! | 7 network | `net` | listeners, accept loops, each listener's TLS set-up |
 //! | 8 process | `server` | start-up, one executor per shard |
 //!
 //! The flow: `net` accepts → `transport` (HTTP, upgrade, frames) → `session` (commands) →

@@ -7,7 +7,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{DataDir, Server};
@@ -62,18 +61,6 @@ fn v2_header(source: SocketAddr) -> Vec<u8> {
     out
 }
 
-fn wait_for_line(log: &Path, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "no {needle:?} in {text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn v1_and_v2_headers_name_the_client_and_a_connection_without_one_is_refused() {
     let (server, _data, log) = server(&[]);
@@ -84,7 +71,7 @@ fn v1_and_v2_headers_name_the_client_and_a_connection_without_one_is_refused() {
     );
     let answer = exchange(server.address, request.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer:?}");
-    wait_for_line(&log, "refused a connection from 203.0.113.7:4242: origin");
+    common::wait_for_line(&log, "refused a connection from 203.0.113.7:4242: origin");
     // v2, then a WebSocket upgrade that goes through.
     let mut request = v2_header("198.51.100.9:5151".parse().unwrap());
     request.extend_from_slice(format!("{UPGRADE}\r\n").as_bytes());
@@ -93,7 +80,7 @@ fn v1_and_v2_headers_name_the_client_and_a_connection_without_one_is_refused() {
     // No header: closed without an answer, counted, logged with the socket's address.
     let answer = exchange(server.address, format!("{UPGRADE}\r\n").as_bytes());
     assert_eq!(answer, "", "nothing answered");
-    wait_for_line(&log, "refused a connection from 127.0.0.1");
+    common::wait_for_line(&log, "refused a connection from 127.0.0.1");
     let (_, metrics) = {
         // The internal endpoints need a header too on the one listener: a LOCAL header (a
         // health check's) lets /metrics through.

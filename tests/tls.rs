@@ -38,18 +38,6 @@ fn wss_client(ca: &TestCa, server: &Server, user: &str) -> Client {
     client
 }
 
-fn wait_for_line(log: &std::path::Path, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "no {needle:?} in {text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// wss:// and https:// on the one TLS port: the API publishes over TLS to a subscriber on
 /// each shard, messages of many records each way (the client's publish and the pushes are
 /// larger than one 16 KiB record), and `/metrics` answers over https too.
@@ -234,7 +222,7 @@ fn the_proxy_header_comes_before_the_handshake() {
     let mut answer = String::new();
     let _ = tls.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer:?}");
-    wait_for_line(&log, "refused a connection from 203.0.113.7:4242: origin");
+    common::wait_for_line(&log, "refused a connection from 203.0.113.7:4242: origin");
     // Without the header, a TLS client is refused before its handshake.
     let tcp = TcpStream::connect(server.address).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

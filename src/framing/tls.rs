@@ -199,38 +199,35 @@ impl TlsRecords {
 /// Runs an encoder that writes into a slice, growing `out`'s tail until it fits.
 fn encode(
     out: &mut Vec<u8>,
-    mut f: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+    f: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
 ) -> Result<(), TlsError> {
-    let mut want = 512;
-    // Bounded: the second try has the size the encoder asked for.
-    for _ in 0..2 {
-        let start = out.len();
-        out.resize(start + want, 0);
-        match f(&mut out[start..]) {
-            Ok(n) => {
-                out.truncate(start + n);
-                return Ok(());
-            }
-            Err(EncodeError::InsufficientSize(e)) => {
-                out.truncate(start);
-                want = e.required_size;
-            }
-            Err(e) => {
-                out.truncate(start);
-                return Err(TlsError(e.to_string()));
-            }
-        }
-    }
-    Err(TlsError("a handshake message did not fit".into()))
+    grow_into(out, 512, f, |e| match e {
+        EncodeError::InsufficientSize(e) => Some(e.required_size),
+        _ => None,
+    })
 }
 
-/// Like `encode`, for sealing application data.
+/// Like `encode`, for sealing application data (`want`: the expected size).
 fn encrypt(
     out: &mut Vec<u8>,
-    mut want: usize,
-    mut f: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+    want: usize,
+    f: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
 ) -> Result<(), TlsError> {
-    // Bounded: the second try has the size the encrypter asked for.
+    grow_into(out, want, f, |e| match e {
+        EncryptError::InsufficientSize(e) => Some(e.required_size),
+        _ => None,
+    })
+}
+
+/// Runs `f` on `want` more bytes at `out`'s end, again with the size an error asks for
+/// (`required`); keeps what it wrote.
+fn grow_into<E: std::fmt::Display>(
+    out: &mut Vec<u8>,
+    mut want: usize,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    required: fn(&E) -> Option<usize>,
+) -> Result<(), TlsError> {
+    // Bounded: the second try has the size the first asked for.
     for _ in 0..2 {
         let start = out.len();
         out.resize(start + want, 0);
@@ -239,17 +236,16 @@ fn encrypt(
                 out.truncate(start + n);
                 return Ok(());
             }
-            Err(EncryptError::InsufficientSize(e)) => {
-                out.truncate(start);
-                want = e.required_size;
-            }
             Err(e) => {
                 out.truncate(start);
-                return Err(TlsError(e.to_string()));
+                match required(&e) {
+                    Some(size) => want = size,
+                    None => return Err(TlsError(e.to_string())),
+                }
             }
         }
     }
-    Err(TlsError("a record did not fit".into()))
+    Err(TlsError("a TLS message did not fit".into()))
 }
 
 #[cfg(test)]

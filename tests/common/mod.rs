@@ -797,3 +797,17 @@ pub fn debian_tool(binary: &'static str, probe: &str, package: &str) -> &'static
          it could not be installed here"
     );
 }
+
+/// Waits (10 s at most) until the file at `log` (a server's stderr) holds `needle`; returns
+/// its text.
+pub fn wait_for_line(log: &std::path::Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "no {needle:?} in {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
