@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | 0 leaves | `limits` `clock` `rand` `config` `protocol` `framing` `router` `metrics` | bounds, time, randomness, settings, pure codecs (TLS records among them), the ring vocabulary and partition hash, counters |
 //! | 1 storage | `history` | the persistent log of each partition |
-//! | 2 engine | `engine` | the owner side of a channel: offsets, epochs, history, durability holds |
+//! | 2 engine | `engine` `broker` | the owner side of a channel: offsets, epochs, history, durability holds; what nodes share through (Redis) |
 //! | 3 fan-out | `fanout` | local subscribers, per-connection queues, frames per codec |
 //! | 4 shard | `shard` | one core: routing to owners, typed asks, ring loop, ticker, backpressure |
 //! | 5 handlers | `auth` `session` `api` | tokens and keys, the client protocol, the server API |
@@ -26,6 +26,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod engine;

@@ -121,6 +121,13 @@ pub const RING_INBOX_MESSAGES: usize = 256;
 /// Messages queued behind a full ring to one shard before the node counts as congested and
 /// sources of new traffic (client commands, API calls) wait; cleared at half.
 pub const OUTBOX_BACKLOG_HIGH_MESSAGES: usize = 4096;
+/// Commands one Redis connection has in flight at most; a caller past it waits for room.
+pub const REDIS_IN_FLIGHT_MAX: usize = 4096;
+/// What a Redis connection reads at once.
+pub const REDIS_READ_BYTES: usize = 64 << 10;
+/// A lost Redis connection is tried again after this, doubling up to the maximum.
+pub const REDIS_RECONNECT_MIN_MS: u64 = 50;
+pub const REDIS_RECONNECT_MAX_MS: u64 = 2_000;
 /// The longest latency a method's histogram tells apart (60 s); longer calls count as it.
 pub const LATENCY_MAX_US: u64 = 60_000_000;
 /// Latency histograms keep two significant digits (1% error at any value).

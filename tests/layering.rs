@@ -12,7 +12,7 @@ const LAYERS: [&[&str]; 9] = [
         "limits", "clock", "rand", "config", "protocol", "framing", "router", "metrics",
     ],
     &["history"],
-    &["engine"],
+    &["engine", "broker"],
     &["fanout"],
     &["shard"],
     &["auth", "session", "api"],

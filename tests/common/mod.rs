@@ -13,6 +13,7 @@ use serde_json::Value;
 use tungstenite::{Message, WebSocket};
 
 pub mod haproxy;
+pub mod redis;
 pub mod sdk;
 pub mod tls;
 pub mod venv;
