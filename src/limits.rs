@@ -128,6 +128,8 @@ pub const REDIS_READ_BYTES: usize = 64 << 10;
 /// A lost Redis connection is tried again after this, doubling up to the maximum.
 pub const REDIS_RECONNECT_MIN_MS: u64 = 50;
 pub const REDIS_RECONNECT_MAX_MS: u64 = 2_000;
+/// Channels one SUBSCRIBE or UNSUBSCRIBE names at most (churn is sent in such batches).
+pub const REDIS_SUBSCRIBE_BATCH: usize = 512;
 /// The longest latency a method's histogram tells apart (60 s); longer calls count as it.
 pub const LATENCY_MAX_US: u64 = 60_000_000;
 /// Latency histograms keep two significant digits (1% error at any value).

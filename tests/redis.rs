@@ -1,15 +1,22 @@
-//! The Redis connection (issue 15's foundation, `broker::redis`) against a real redis-server:
-//! pipelined calls answered in order, error answers, a Redis that goes away (calls fail at
-//! once instead of hanging) and comes back (calls succeed again), and an answer later than
-//! the I/O timeout (the connection is dropped and made again).
+//! Issue 15's foundation (`broker::redis`) against a real redis-server: the connection
+//! (pipelined calls answered in order, error answers, a Redis that goes away and comes back,
+//! an answer later than the I/O timeout), a channel's stream (offsets and epoch from one
+//! script, history read back, trimmed and expiring, a new epoch after Redis lost its data,
+//! scripts loaded again), and the subscriber connection (delivery after the confirmation,
+//! unsubscribe, batched SUBSCRIBEs, everything subscribed again after a restart).
 
 mod common;
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
 use redis_protocol::resp2::types::BytesFrame;
-use ringcast::broker::redis::{Link, RedisConnection, RedisError, RedisSettings};
+use ringcast::broker::redis::{
+    Entry, Link, PubSub, PubSubEvent, RedisConnection, RedisError, RedisSettings, StreamPolicy,
+    Streams,
+};
 
 fn settings(server: &RedisServer, io_timeout: Duration) -> RedisSettings {
     RedisSettings {
@@ -144,5 +151,221 @@ fn an_answer_later_than_the_io_timeout_breaks_the_connection_which_recovers() {
             }
             glommio::timer::sleep(Duration::from_millis(20)).await;
         }
+    });
+}
+
+fn policy(size: u64) -> StreamPolicy {
+    StreamPolicy {
+        size,
+        ttl_secs: 60,
+        meta_ttl_secs: 0,
+    }
+}
+
+#[test]
+fn publish_assigns_offsets_in_one_step_and_history_reads_them_back() {
+    let server = RedisServer::start();
+    let settings = settings(&server, Duration::from_secs(5));
+    on_executor(move || async move {
+        let connection = RedisConnection::start(settings);
+        until(&connection, Link::Up).await;
+        let streams = Streams::new(connection, "rc");
+        let mut epochs = Vec::new();
+        for n in 1..=5u64 {
+            let position = streams
+                .publish("news", format!("{{\"n\":{n}}}").as_bytes(), policy(3), "e1")
+                .await
+                .unwrap();
+            assert_eq!(position.offset, n);
+            epochs.push(position.epoch);
+        }
+        assert!(
+            epochs.iter().all(|e| e == "e1"),
+            "the first candidate stays: {epochs:?}"
+        );
+        // Kept: the last three, oldest first.
+        let history = streams.history("news", 0, 0).await.unwrap();
+        let top = history.top.clone().unwrap();
+        assert_eq!((top.offset, top.epoch.as_str()), (5, "e1"));
+        let offsets: Vec<u64> = history.entries.iter().map(|e| e.offset).collect();
+        assert_eq!(offsets, [3, 4, 5]);
+        assert_eq!(&history.entries[2].payload[..], b"{\"n\":5}");
+        // After an offset, with a limit.
+        let after = streams.history("news", 3, 1).await.unwrap();
+        let offsets: Vec<u64> = after.entries.iter().map(|e| e.offset).collect();
+        assert_eq!(offsets, [4]);
+        // Without history: no offset, no keys.
+        let position = streams
+            .publish("live", b"{}", policy(0), "e1")
+            .await
+            .unwrap();
+        assert_eq!(position.offset, 0);
+        assert_eq!(streams.history("live", 0, 0).await.unwrap().top, None);
+    });
+    // Both keys expire, and share a hash tag.
+    let ttl = server.command(&["TTL", "rc.s.{news}"]).unwrap();
+    assert!(
+        ttl.starts_with(':') && ttl != ":-1\r\n" && ttl != ":-2\r\n",
+        "{ttl}"
+    );
+    assert_eq!(
+        server.command(&["EXISTS", "rc.m.{live}"]).unwrap(),
+        ":0\r\n"
+    );
+}
+
+#[test]
+fn a_redis_that_lost_its_data_gives_a_new_epoch_and_reloads_the_scripts() {
+    let server = std::sync::Arc::new(std::sync::Mutex::new(RedisServer::start()));
+    let settings = settings(&server.lock().unwrap(), Duration::from_secs(5));
+    let control = server.clone();
+    on_executor(move || async move {
+        let connection = RedisConnection::start(settings);
+        until(&connection, Link::Up).await;
+        let streams = Streams::new(connection.clone(), "rc");
+        for _ in 0..2 {
+            streams
+                .publish("news", b"{}", policy(10), "old")
+                .await
+                .unwrap();
+        }
+        // Restarted without persistence: data and loaded scripts are gone.
+        control.lock().unwrap().down();
+        until(&connection, Link::Down).await;
+        control.lock().unwrap().up();
+        until(&connection, Link::Up).await;
+        let position = streams
+            .publish("news", b"{}", policy(10), "new")
+            .await
+            .unwrap();
+        assert_eq!((position.offset, position.epoch.as_str()), (1, "new"));
+        let history = streams.history("news", 2, 0).await.unwrap();
+        let top = history.top.unwrap();
+        assert_eq!((top.offset, top.epoch.as_str()), (1, "new"));
+        assert!(
+            history.entries.is_empty(),
+            "nothing after the old offset in the new stream"
+        );
+    });
+}
+
+/// Collects what a `PubSub` hands its shard.
+#[derive(Default)]
+struct Received {
+    messages: Vec<(String, Entry)>,
+    resubscribed: u32,
+}
+
+fn collecting(received: &Rc<RefCell<Received>>) -> Box<dyn FnMut(PubSubEvent<'_>)> {
+    let received = received.clone();
+    Box::new(move |event| match event {
+        PubSubEvent::Message { channel, payload } => {
+            let entry = Entry::from_message(&payload).expect("a well-formed message");
+            received
+                .borrow_mut()
+                .messages
+                .push((String::from_utf8_lossy(channel).into_owned(), entry));
+        }
+        PubSubEvent::Resubscribed => received.borrow_mut().resubscribed += 1,
+    })
+}
+
+/// Waits (10 s at most) until `check` holds.
+async fn until_true(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}");
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[test]
+fn pubsub_delivers_after_the_confirmation_and_stops_after_unsubscribe() {
+    let server = RedisServer::start();
+    let settings = settings(&server, Duration::from_secs(5));
+    on_executor(move || async move {
+        let received = Rc::new(RefCell::new(Received::default()));
+        let pubsub = PubSub::start(settings.clone(), collecting(&received));
+        until_true("pub/sub up", || pubsub.link() == Link::Up).await;
+        let connection = RedisConnection::start(settings);
+        until(&connection, Link::Up).await;
+        let streams = Streams::new(connection, "rc");
+        pubsub.subscribe(b"rc.p.a").await.unwrap();
+        streams
+            .publish("a", b"{\"x\":1}", policy(10), "e")
+            .await
+            .unwrap();
+        until_true("the message", || received.borrow().messages.len() == 1).await;
+        let (channel, entry) = received.borrow().messages[0].clone();
+        assert_eq!(
+            (channel.as_str(), entry.offset, &entry.payload[..]),
+            ("rc.p.a", 1, &b"{\"x\":1}"[..])
+        );
+        // Unsubscribed from a, subscribed to b (sent after): a's next message, published
+        // before b's, never comes.
+        pubsub.unsubscribe(b"rc.p.a");
+        pubsub.subscribe(b"rc.p.b").await.unwrap();
+        streams.publish("a", b"{}", policy(10), "e").await.unwrap();
+        streams.publish("b", b"{}", policy(10), "e").await.unwrap();
+        until_true("b's message", || received.borrow().messages.len() == 2).await;
+        assert_eq!(received.borrow().messages[1].0, "rc.p.b");
+    });
+}
+
+#[test]
+fn pubsub_batches_subscriptions_and_resubscribes_after_a_restart() {
+    let server = std::sync::Arc::new(std::sync::Mutex::new(RedisServer::start()));
+    let settings = settings(&server.lock().unwrap(), Duration::from_secs(5));
+    let control = server.clone();
+    on_executor(move || async move {
+        let received = Rc::new(RefCell::new(Received::default()));
+        let pubsub = PubSub::start(settings.clone(), collecting(&received));
+        until_true("pub/sub up", || pubsub.link() == Link::Up).await;
+        // 2,000 channels wanted at once: a few SUBSCRIBE commands, every one confirmed.
+        let waits: Vec<_> = (0..2_000)
+            .map(|i| {
+                let pubsub = pubsub.clone();
+                glommio::spawn_local(async move {
+                    pubsub.subscribe(format!("rc.p.c{i}").as_bytes()).await
+                })
+            })
+            .collect();
+        for wait in waits {
+            wait.await.unwrap();
+        }
+        let stats = control
+            .lock()
+            .unwrap()
+            .command(&["INFO", "commandstats"])
+            .unwrap();
+        let calls: u64 = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_subscribe:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("subscribe calls in {stats}"));
+        assert!(calls <= 10, "2,000 channels in {calls} SUBSCRIBE commands");
+        // Redis restarts: the connection comes back, subscribes everything again, says so.
+        control.lock().unwrap().down();
+        until_true("pub/sub down", || pubsub.link() == Link::Down).await;
+        control.lock().unwrap().up();
+        until_true("resubscribed", || received.borrow().resubscribed == 1).await;
+        let connection = RedisConnection::start(settings);
+        until(&connection, Link::Up).await;
+        let streams = Streams::new(connection, "rc");
+        // Confirmed again (subscribe resolves once the new SUBSCRIBE's answer came).
+        pubsub.subscribe(b"rc.p.c1999").await.unwrap();
+        streams
+            .publish("c1999", b"{}", policy(10), "e")
+            .await
+            .unwrap();
+        until_true("a message after the restart", || {
+            received
+                .borrow()
+                .messages
+                .iter()
+                .any(|(c, _)| c == "rc.p.c1999")
+        })
+        .await;
     });
 }

@@ -178,7 +178,7 @@ impl RedisConnection {
 }
 
 /// Appends the command `args` (an array of bulk strings) to `out`.
-fn encode_command(out: &mut BytesMut, args: &[&[u8]]) -> Result<(), String> {
+pub(super) fn encode_command(out: &mut BytesMut, args: &[&[u8]]) -> Result<(), String> {
     let parts: Vec<BorrowedFrame<'_>> = args.iter().map(|a| BorrowedFrame::BulkString(a)).collect();
     extend_encode_borrowed(out, &BorrowedFrame::Array(&parts), false)
         .map(drop)
@@ -241,7 +241,7 @@ async fn run(
 }
 
 /// A connected, authenticated socket on the configured database.
-async fn connect(settings: &RedisSettings) -> io::Result<TcpStream> {
+pub(super) async fn connect(settings: &RedisSettings) -> io::Result<TcpStream> {
     let connect = TcpStream::connect_timeout(settings.address, settings.connect_timeout);
     let mut stream = connect.await.map_err(io::Error::from)?;
     stream.set_nodelay(true).map_err(io::Error::from)?;

@@ -1,6 +1,10 @@
-//! Redis: a pipelined connection per shard and Redis (`connection`). The engine's Redis side
-//! (the publish script, streams, pub/sub) builds on it.
+//! Redis: a pipelined connection per shard and Redis (`connection`), a channel's stream as
+//! one-step scripts (`stream`: publish, history), and the subscriber connection (`pubsub`).
 
 pub mod connection;
+pub mod pubsub;
+pub mod stream;
 
 pub use connection::{Link, RedisConnection, RedisError, RedisSettings};
+pub use pubsub::{PubSub, PubSubEvent};
+pub use stream::{Entry, History, Position, StreamPolicy, Streams};

@@ -1,0 +1,281 @@
+//! `PubSub`: one shard's subscriber connection to one Redis. The shard says which pub/sub
+//! channels it wants (`subscribe`, `unsubscribe`); the connection's task sends the changes
+//! batched (many channels per SUBSCRIBE or UNSUBSCRIBE, at most `REDIS_SUBSCRIBE_BATCH`),
+//! hands every message to the shard's handler in the order Redis sends them, and after a
+//! reconnect subscribes everything wanted again (and tells the handler, which must treat
+//! what it may have missed meanwhile as lost). `subscribe` resolves once Redis confirmed the
+//! subscription: what is published after that reaches the handler, which is what reading a
+//! stream's history after subscribing relies on.
+//!
+//! Owns the socket, the wanted channels and their confirmations. Imports `limits`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+use redis_protocol::resp2::decode::decode_bytes_mut;
+use redis_protocol::resp2::types::BytesFrame;
+
+use super::connection::{connect, encode_command, Link, RedisError, RedisSettings};
+use crate::limits::{
+    REDIS_READ_BYTES, REDIS_RECONNECT_MAX_MS, REDIS_RECONNECT_MIN_MS, REDIS_SUBSCRIBE_BATCH,
+};
+
+/// What the connection hands its shard.
+pub enum PubSubEvent<'a> {
+    /// A message published to `channel`.
+    Message { channel: &'a [u8], payload: Bytes },
+    /// The connection was lost and is back (every wanted channel is being subscribed again,
+    /// `subscribe` resolving once it is): messages published while it was away were missed.
+    Resubscribed,
+}
+
+/// The shard's handler of pub/sub events.
+pub type Handler = Box<dyn FnMut(PubSubEvent<'_>)>;
+
+#[derive(Default)]
+struct Shared {
+    /// Wanted channels, each with the callers waiting for its confirmation.
+    wanted: HashMap<Bytes, Vec<Waker>>,
+    /// SUBSCRIBE commands queued or sent per channel whose confirmation has not come: a
+    /// channel is confirmed once none is left, so an earlier generation's confirmation (a
+    /// subscribe, unsubscribe and subscribe again in flight) does not count for a later one.
+    outstanding: HashMap<Bytes, u32>,
+    /// Changes not yet sent, in order.
+    to_subscribe: Vec<Bytes>,
+    to_unsubscribe: Vec<Bytes>,
+    task: Option<Waker>,
+}
+
+/// A subscriber connection; cheap to clone (the same connection).
+#[derive(Clone)]
+pub struct PubSub {
+    shared: Rc<RefCell<Shared>>,
+    link: Rc<Cell<Link>>,
+}
+
+impl PubSub {
+    /// Starts the connection's task on the current glommio executor; it runs until every
+    /// clone is dropped.
+    pub fn start(settings: RedisSettings, handler: Handler) -> PubSub {
+        let pubsub = PubSub {
+            shared: Rc::default(),
+            link: Rc::new(Cell::new(Link::Down)),
+        };
+        let weak = Rc::downgrade(&pubsub.shared);
+        let link = pubsub.link.clone();
+        glommio::spawn_local(run(weak, link, settings, handler)).detach();
+        pubsub
+    }
+
+    pub fn link(&self) -> Link {
+        self.link.get()
+    }
+
+    /// Wants `channel`; resolves once Redis confirmed it (at once if it had), or fails with
+    /// `Unavailable` while the connection is down (it is subscribed once it is back).
+    pub async fn subscribe(&self, channel: &[u8]) -> Result<(), RedisError> {
+        let key = Bytes::copy_from_slice(channel);
+        {
+            let mut shared = self.shared.borrow_mut();
+            if !shared.wanted.contains_key(&key) {
+                shared.wanted.insert(key.clone(), Vec::new());
+                *shared.outstanding.entry(key.clone()).or_default() += 1;
+                shared.to_subscribe.push(key.clone());
+                if let Some(task) = shared.task.take() {
+                    task.wake();
+                }
+            }
+        }
+        // Bounded by the confirmation, or the connection going down.
+        poll_fn(|cx| {
+            if self.link.get() == Link::Down {
+                return Poll::Ready(Err(RedisError::Unavailable));
+            }
+            let mut shared = self.shared.borrow_mut();
+            let confirmed = !shared.outstanding.contains_key(&key);
+            match shared.wanted.get_mut(&key) {
+                None => Poll::Ready(Err(RedisError::Broken("unsubscribed meanwhile".into()))),
+                Some(_) if confirmed => Poll::Ready(Ok(())),
+                Some(waiters) => {
+                    waiters.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// No longer wants `channel`.
+    pub fn unsubscribe(&self, channel: &[u8]) {
+        let mut shared = self.shared.borrow_mut();
+        if let Some(waiters) = shared.wanted.remove(channel) {
+            for waker in waiters {
+                waker.wake();
+            }
+            shared.to_unsubscribe.push(Bytes::copy_from_slice(channel));
+            if let Some(task) = shared.task.take() {
+                task.wake();
+            }
+        }
+    }
+
+    /// Channels wanted now.
+    pub fn wanted(&self) -> usize {
+        self.shared.borrow().wanted.len()
+    }
+}
+
+/// Connects, subscribes everything wanted, serves; again after a failure with a growing
+/// backoff; until the last clone is dropped.
+async fn run(
+    shared: Weak<RefCell<Shared>>,
+    link: Rc<Cell<Link>>,
+    settings: RedisSettings,
+    mut handler: Handler,
+) {
+    let mut backoff = REDIS_RECONNECT_MIN_MS;
+    let mut connected_before = false;
+    // Bounded by the connection's life.
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        drop(strong);
+        if let Ok(stream) = connect(&settings).await {
+            backoff = REDIS_RECONNECT_MIN_MS;
+            if let Some(strong) = shared.upgrade() {
+                // Everything wanted is subscribed (again) on the new connection.
+                let mut s = strong.borrow_mut();
+                let all: Vec<Bytes> = s.wanted.keys().cloned().collect();
+                s.outstanding = all.iter().map(|c| (c.clone(), 1)).collect();
+                s.to_subscribe = all;
+                s.to_unsubscribe.clear();
+            }
+            link.set(Link::Up);
+            if connected_before {
+                handler(PubSubEvent::Resubscribed);
+            }
+            connected_before = true;
+            serve(&shared, stream, &mut handler).await;
+            link.set(Link::Down);
+            if let Some(strong) = shared.upgrade() {
+                // Waiters learn the connection went down.
+                for waiters in strong.borrow_mut().wanted.values_mut() {
+                    for waker in waiters.drain(..) {
+                        waker.wake();
+                    }
+                }
+            }
+        }
+        glommio::timer::sleep(Duration::from_millis(backoff)).await;
+        backoff = (backoff * 2).min(REDIS_RECONNECT_MAX_MS);
+    }
+}
+
+/// Encodes the queued changes, at most `REDIS_SUBSCRIBE_BATCH` channels a command.
+fn encode_changes(shared: &mut Shared, out: &mut BytesMut) -> Result<(), String> {
+    for (command, list) in [
+        (
+            &b"UNSUBSCRIBE"[..],
+            std::mem::take(&mut shared.to_unsubscribe),
+        ),
+        (&b"SUBSCRIBE"[..], std::mem::take(&mut shared.to_subscribe)),
+    ] {
+        for batch in list.chunks(REDIS_SUBSCRIBE_BATCH) {
+            let mut args: Vec<&[u8]> = vec![command];
+            args.extend(batch.iter().map(|c| &c[..]));
+            encode_command(out, &args)?;
+        }
+    }
+    Ok(())
+}
+
+/// Serves one connection until it breaks.
+async fn serve(shared: &Weak<RefCell<Shared>>, mut stream: TcpStream, handler: &mut Handler) {
+    let mut out = BytesMut::new();
+    let mut input = BytesMut::new();
+    let mut chunk = vec![0u8; REDIS_READ_BYTES];
+    poll_fn(|cx| {
+        let Some(strong) = shared.upgrade() else {
+            return Poll::Ready(());
+        };
+        if encode_changes(&mut strong.borrow_mut(), &mut out).is_err() {
+            return Poll::Ready(());
+        }
+        // Bounded: each pass writes some bytes or stops.
+        while !out.is_empty() {
+            match Pin::new(&mut stream).poll_write(cx, &out) {
+                Poll::Ready(Ok(n)) if n > 0 => out.advance(n),
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => break,
+            }
+        }
+        // Bounded: each pass reads some bytes or stops.
+        loop {
+            match Pin::new(&mut stream).poll_read(cx, &mut chunk) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    input.extend_from_slice(&chunk[..n]);
+                    // Bounded by the input: each frame decoded shortens it.
+                    loop {
+                        match decode_bytes_mut(&mut input) {
+                            Ok(Some((frame, _, _))) => on_frame(&strong, frame, handler),
+                            Ok(None) => break,
+                            Err(_) => return Poll::Ready(()),
+                        }
+                    }
+                }
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => break,
+            }
+        }
+        strong.borrow_mut().task = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await
+}
+
+/// One pushed frame: a message for the handler, or a confirmation.
+fn on_frame(shared: &Rc<RefCell<Shared>>, frame: BytesFrame, handler: &mut Handler) {
+    let BytesFrame::Array(parts) = frame else {
+        return;
+    };
+    match parts.as_slice() {
+        [BytesFrame::BulkString(kind), BytesFrame::BulkString(channel), BytesFrame::BulkString(payload)]
+            if &kind[..] == b"message" =>
+        {
+            handler(PubSubEvent::Message {
+                channel,
+                payload: payload.clone(),
+            });
+        }
+        [BytesFrame::BulkString(kind), BytesFrame::BulkString(channel), _]
+            if &kind[..] == b"subscribe" =>
+        {
+            let mut shared = shared.borrow_mut();
+            let left = match shared.outstanding.get_mut(&channel[..]) {
+                Some(n) => {
+                    *n -= 1;
+                    *n
+                }
+                None => return,
+            };
+            if left == 0 {
+                shared.outstanding.remove(&channel[..]);
+                if let Some(waiters) = shared.wanted.get_mut(&channel[..]) {
+                    for waker in waiters.drain(..) {
+                        waker.wake();
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
