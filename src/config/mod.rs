@@ -50,6 +50,126 @@ pub struct Config {
     pub user_status: UserStatus,
     /// The drain on SIGTERM/SIGINT.
     pub shutdown: Shutdown,
+    /// Where channels live: this node alone, or Redis shared with other nodes.
+    pub engine: Engine,
+}
+
+/// Centrifugo's engine: `memory` (in ringcast the node's own persistent history) or `redis`
+/// (offsets, history and delivery shared by every node using the same Redis).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Engine {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub redis: RedisEngine,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine {
+            kind: "memory".into(),
+            redis: RedisEngine::default(),
+        }
+    }
+}
+
+impl Engine {
+    pub fn is_redis(&self) -> bool {
+        self.kind == "redis"
+    }
+}
+
+/// Centrifugo's `engine.redis`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisEngine {
+    /// `host:port` or `redis://[user:password@]host:port[/db]`; several: channels are spread
+    /// over independent Redis instances by a stable hash of their names.
+    pub address: Vec<String>,
+    /// Prefix of every key and pub/sub channel.
+    pub prefix: String,
+    pub db: u32,
+    pub user: String,
+    pub password: String,
+    pub connect_timeout: GoDuration,
+    /// The longest a Redis answer may take.
+    pub io_timeout: GoDuration,
+}
+
+impl Default for RedisEngine {
+    fn default() -> Self {
+        RedisEngine {
+            address: vec!["127.0.0.1:6379".into()],
+            prefix: "centrifugo".into(),
+            db: 0,
+            user: String::new(),
+            password: String::new(),
+            connect_timeout: GoDuration::from_secs(1),
+            io_timeout: GoDuration::from_secs(4),
+        }
+    }
+}
+
+/// One Redis address, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisAddress {
+    /// `host:port`.
+    pub host_port: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub db: Option<u32>,
+}
+
+impl RedisAddress {
+    /// `host:port` or `redis://[user:password@]host:port[/db]`.
+    pub fn parse(text: &str) -> Result<RedisAddress, String> {
+        let Some(rest) = text.strip_prefix("redis://") else {
+            if text.contains("://") {
+                return Err(format!("{text:?}: only redis:// addresses (no TLS yet)"));
+            }
+            if !text.contains(':') {
+                return Err(format!("{text:?} is not host:port"));
+            }
+            return Ok(RedisAddress {
+                host_port: text.to_owned(),
+                user: None,
+                password: None,
+                db: None,
+            });
+        };
+        let (credentials, rest) = match rest.rsplit_once('@') {
+            Some((credentials, rest)) => (Some(credentials), rest),
+            None => (None, rest),
+        };
+        let (host_port, db) = match rest.split_once('/') {
+            Some((host_port, "")) => (host_port, None),
+            Some((host_port, db)) => (
+                host_port,
+                Some(db.parse().map_err(|_| format!("{text:?}: bad database number"))?),
+            ),
+            None => (rest, None),
+        };
+        let host_port = if host_port.contains(':') {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:6379")
+        };
+        let (user, password) = match credentials {
+            None => (None, None),
+            Some(c) => match c.split_once(':') {
+                Some((user, password)) => {
+                    ((!user.is_empty()).then(|| user.to_owned()), Some(password.to_owned()))
+                }
+                None => (None, Some(c.to_owned())),
+            },
+        };
+        Ok(RedisAddress {
+            host_port,
+            user,
+            password,
+            db,
+        })
+    }
 }
 
 /// The drain on SIGTERM or SIGINT: `/health` answers 503 at once; clients are still accepted
@@ -487,6 +607,7 @@ impl Default for Config {
             history_storage: HistoryStorage::default(),
             user_status: UserStatus::default(),
             shutdown: Shutdown::default(),
+            engine: Engine::default(),
         }
     }
 }
@@ -572,6 +693,13 @@ impl Config {
             &mut self.http_server.request_timeout,
             d.http_server.request_timeout,
         );
+        let r = &mut self.engine.redis;
+        fill_duration(&mut r.connect_timeout, d.engine.redis.connect_timeout);
+        fill_duration(&mut r.io_timeout, d.engine.redis.io_timeout);
+        fill_string(&mut r.prefix, &d.engine.redis.prefix);
+        if self.engine.kind.is_empty() {
+            self.engine.kind = d.engine.kind.clone();
+        }
         let c = &mut self.client;
         fill_duration(&mut c.ping_interval, d.client.ping_interval);
         fill_duration(&mut c.pong_timeout, d.client.pong_timeout);

@@ -534,6 +534,8 @@ mod tests {
                 "client.ping_interval",
                 "client.pong_timeout",
                 "client.stale_close_delay",
+                "engine.redis.connect_timeout",
+                "engine.redis.io_timeout",
                 "history_storage.fsync_interval",
                 "http_server.request_timeout",
                 "shutdown.accept_delay",

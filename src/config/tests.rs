@@ -70,13 +70,14 @@ fn a_chat_applications_json_config_loads_with_warnings_for_what_is_ignored() {
         "read, not ignored"
     );
     assert_eq!(loaded.config.history_storage, HistoryStorage::default());
+    assert_eq!(loaded.config.engine.kind, "memory");
+    assert_eq!(loaded.config.engine.redis.address, ["redis:6379"], "a string is a list of one");
     assert_eq!(
         ignored(&loaded.warnings),
         [
             "admin",
             "consumers",
             "database",
-            "engine",
             "log",
             "prometheus.instrument_http_handlers",
             "push_notifications",
@@ -403,4 +404,21 @@ fn personal_channels_and_token_patterns_are_checked() {
     )
     .unwrap_err();
     assert!(err.0.contains("client.token.audience_regex"), "{err}");
+}
+
+#[test]
+fn redis_addresses_parse_as_centrifugo_writes_them() {
+    use super::RedisAddress;
+    let plain = RedisAddress::parse("127.0.0.1:6379").unwrap();
+    assert_eq!(plain.host_port, "127.0.0.1:6379");
+    assert_eq!((plain.user, plain.password, plain.db), (None, None, None));
+    let url = RedisAddress::parse("redis://app:secret@redis.internal:6380/2").unwrap();
+    assert_eq!(url.host_port, "redis.internal:6380");
+    assert_eq!(url.user.as_deref(), Some("app"));
+    assert_eq!(url.password.as_deref(), Some("secret"));
+    assert_eq!(url.db, Some(2));
+    let bare = RedisAddress::parse("redis://:pw@localhost").unwrap();
+    assert_eq!((bare.host_port.as_str(), bare.user, bare.password.as_deref()), ("localhost:6379", None, Some("pw")));
+    assert!(RedisAddress::parse("rediss://x:1").is_err());
+    assert!(RedisAddress::parse("localhost").is_err());
 }

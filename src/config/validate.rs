@@ -36,6 +36,28 @@ impl Config {
             return fail("http_server.address", why);
         }
         check_range("shards.count", self.shards.count, 0, SHARDS_MAX)?;
+        match self.engine.kind.as_str() {
+            "memory" => {}
+            "redis" => {
+                if self.engine.redis.address.is_empty() {
+                    return fail("engine.redis.address", "no address".into());
+                }
+                for address in &self.engine.redis.address {
+                    if let Err(why) = super::RedisAddress::parse(address) {
+                        return fail("engine.redis.address", why);
+                    }
+                }
+                if self.engine.redis.io_timeout.as_millis() < 1 {
+                    return fail("engine.redis.io_timeout", "below 1ms".into());
+                }
+            }
+            other => {
+                return fail(
+                    "engine.type",
+                    format!("{other:?}: \"memory\" or \"redis\""),
+                )
+            }
+        }
         for (key, tls) in [
             ("http_server.tls", &self.http_server.tls),
             ("http_server.internal_tls", &self.http_server.internal_tls),
