@@ -128,6 +128,9 @@ pub const REDIS_READ_BYTES: usize = 64 << 10;
 /// A lost Redis connection is tried again after this, doubling up to the maximum.
 pub const REDIS_RECONNECT_MIN_MS: u64 = 50;
 pub const REDIS_RECONNECT_MAX_MS: u64 = 2_000;
+/// Publications kept for a channel's subscription steps while they wait for Redis; past it
+/// the waiting subscribers are told they were not recovered.
+pub const REDIS_SYNC_BUFFER_MAX: usize = 10_000;
 /// Channels one SUBSCRIBE or UNSUBSCRIBE names at most (churn is sent in such batches).
 pub const REDIS_SUBSCRIBE_BATCH: usize = 512;
 /// The longest latency a method's histogram tells apart (60 s); longer calls count as it.

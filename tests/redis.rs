@@ -184,14 +184,14 @@ fn publish_assigns_offsets_in_one_step_and_history_reads_them_back() {
             "the first candidate stays: {epochs:?}"
         );
         // Kept: the last three, oldest first.
-        let history = streams.history("news", 0, 0).await.unwrap();
-        let top = history.top.clone().unwrap();
+        let history = streams.history("news", 0, 0, "other", 0).await.unwrap();
+        let top = history.top.clone();
         assert_eq!((top.offset, top.epoch.as_str()), (5, "e1"));
         let offsets: Vec<u64> = history.entries.iter().map(|e| e.offset).collect();
         assert_eq!(offsets, [3, 4, 5]);
         assert_eq!(&history.entries[2].payload[..], b"{\"n\":5}");
         // After an offset, with a limit.
-        let after = streams.history("news", 3, 1).await.unwrap();
+        let after = streams.history("news", 3, 1, "other", 0).await.unwrap();
         let offsets: Vec<u64> = after.entries.iter().map(|e| e.offset).collect();
         assert_eq!(offsets, [4]);
         // Without history: no offset, no keys.
@@ -200,7 +200,14 @@ fn publish_assigns_offsets_in_one_step_and_history_reads_them_back() {
             .await
             .unwrap();
         assert_eq!(position.offset, 0);
-        assert_eq!(streams.history("live", 0, 0).await.unwrap().top, None);
+        // A read of a channel with no position gives it one, at 0, with the candidate epoch.
+        let fresh = streams.history("fresh", 0, 0, "e9", 60).await.unwrap();
+        assert_eq!((fresh.top.offset, fresh.top.epoch.as_str()), (0, "e9"));
+        let position = streams
+            .publish("fresh", b"{}", policy(10), "e10")
+            .await
+            .unwrap();
+        assert_eq!((position.offset, position.epoch.as_str()), (1, "e9"));
     });
     // Both keys expire, and share a hash tag.
     let ttl = server.command(&["TTL", "rc.s.{news}"]).unwrap();
@@ -239,8 +246,8 @@ fn a_redis_that_lost_its_data_gives_a_new_epoch_and_reloads_the_scripts() {
             .await
             .unwrap();
         assert_eq!((position.offset, position.epoch.as_str()), (1, "new"));
-        let history = streams.history("news", 2, 0).await.unwrap();
-        let top = history.top.unwrap();
+        let history = streams.history("news", 2, 0, "x", 0).await.unwrap();
+        let top = history.top;
         assert_eq!((top.offset, top.epoch.as_str()), (1, "new"));
         assert!(
             history.entries.is_empty(),

@@ -330,6 +330,117 @@ fn js_sdk_clients_ride_a_drain_and_restart_behind_haproxy() {
     }
 }
 
+/// Two nodes sharing channels through Redis behind a real HAProxy (TCP, `send-proxy-v2`,
+/// health checks on each internal port): four SDK clients subscribed with recovery spread over
+/// both nodes; node A gets SIGTERM while the backend publishes through node B's API. A's
+/// clients see 3001, reconnect through HAProxy (which took A out on its failing health
+/// check) to B, and recover there: every client receives every acknowledged publication
+/// exactly once, in order, with the same offsets. (Issue 14's drain test, which needs issue
+/// 15's shared channels.)
+#[test]
+fn js_sdk_clients_move_to_the_other_node_when_one_drains_behind_haproxy() {
+    use common::haproxy::{free_port, Haproxy};
+    use common::redis::RedisServer;
+    let redis = RedisServer::start();
+    let redis_address = format!("engine.redis.address={}", redis.address);
+    let start = |data: &DataDir| {
+        let port = free_port();
+        let internal = free_port();
+        let internal_setting = format!("http_server.internal_port={internal}");
+        let flags = [
+            "engine.type=redis",
+            redis_address.as_str(),
+            "channel.without_namespace.history_size=100",
+            "channel.without_namespace.history_ttl=300s",
+            "channel.without_namespace.force_recovery=true",
+            "http_server.proxy_protocol=true",
+            internal_setting.as_str(),
+            "shutdown.accept_delay=1s",
+            "shutdown.timeout=1s",
+        ];
+        (Server::start_with(data, Some(port), &flags), internal)
+    };
+    let (data_a, data_b) = (DataDir::new(), DataDir::new());
+    let ((a, internal_a), (b, internal_b)) = (start(&data_a), start(&data_b));
+    let haproxy = Haproxy::start(
+        &[
+            format!(
+                "a {} send-proxy-v2 check port {internal_a} inter 100 fall 1 rise 1",
+                a.address
+            ),
+            format!(
+                "b {} send-proxy-v2 check port {internal_b} inter 100 fall 1 rise 1",
+                b.address
+            ),
+        ],
+        &["option httpchk GET /health", "http-check expect status 200"],
+    );
+    let channel = "moving";
+    let mut clients: Vec<_> = (0..4)
+        .map(|i| {
+            let mut script = node("js_recovery.mjs");
+            script
+                .env("RINGCAST_WS_URL", haproxy.ws_url())
+                .env("RINGCAST_TOKEN", gentoken(&format!("js-user-{i}")))
+                .env("RINGCAST_CHANNEL", channel)
+                .env("RINGCAST_FINAL_N", "10");
+            let (child, lines) = Lines::spawn(&mut script, NODE_RUNS);
+            (child, lines, Vec::new())
+        })
+        .collect();
+    for (_, lines, seen) in &mut clients {
+        lines.wait("subscribed", seen);
+    }
+    for n in 1..=3 {
+        sdk::publish_n(&b, channel, n);
+    }
+    for (_, lines, seen) in &mut clients {
+        while lines.wait("publication", seen)["n"] != 3 {}
+    }
+    let mut a = a;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(a.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    for n in 4..=6 {
+        sdk::publish_n(&b, channel, n);
+    }
+    assert_eq!(
+        a.exit_code(Duration::from_secs(20)),
+        Some(0),
+        "A drained and exited 0"
+    );
+    for n in 7..=10 {
+        sdk::publish_n(&b, channel, n);
+    }
+    let expected: Vec<(u64, u64)> = (1..=10).map(|n| (n, n)).collect();
+    let mut moved = 0;
+    for (child, lines, seen) in &mut clients {
+        lines.wait("done", seen);
+        assert!(child.0.wait().unwrap().success());
+        assert_eq!(
+            sdk::received(seen),
+            expected,
+            "every acknowledged publication exactly once, in order"
+        );
+        let drained: Vec<&serde_json::Value> = seen
+            .iter()
+            .filter(|l| l["step"] == "connecting" && l["code"] == 3001)
+            .collect();
+        if !drained.is_empty() {
+            moved += 1;
+            let back = seen
+                .iter()
+                .filter(|l| l["step"] == "subscribed")
+                .nth(1)
+                .unwrap_or_else(|| panic!("subscribed again: {seen:?}"));
+            assert_eq!(back["recovered"], true, "{back}");
+        }
+    }
+    assert!(moved >= 1, "some clients were on the drained node");
+}
+
 /// Runs `js_sub_token.mjs` with `scenario` for the connection of `user` on `channel` (plus
 /// `env`); returns the JSON step lines it printed, after checking it succeeded.
 fn run_sub_token(

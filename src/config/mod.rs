@@ -145,7 +145,10 @@ impl RedisAddress {
             Some((host_port, "")) => (host_port, None),
             Some((host_port, db)) => (
                 host_port,
-                Some(db.parse().map_err(|_| format!("{text:?}: bad database number"))?),
+                Some(
+                    db.parse()
+                        .map_err(|_| format!("{text:?}: bad database number"))?,
+                ),
             ),
             None => (rest, None),
         };
@@ -157,9 +160,10 @@ impl RedisAddress {
         let (user, password) = match credentials {
             None => (None, None),
             Some(c) => match c.split_once(':') {
-                Some((user, password)) => {
-                    ((!user.is_empty()).then(|| user.to_owned()), Some(password.to_owned()))
-                }
+                Some((user, password)) => (
+                    (!user.is_empty()).then(|| user.to_owned()),
+                    Some(password.to_owned()),
+                ),
                 None => (None, Some(c.to_owned())),
             },
         };

@@ -71,7 +71,11 @@ fn a_chat_applications_json_config_loads_with_warnings_for_what_is_ignored() {
     );
     assert_eq!(loaded.config.history_storage, HistoryStorage::default());
     assert_eq!(loaded.config.engine.kind, "memory");
-    assert_eq!(loaded.config.engine.redis.address, ["redis:6379"], "a string is a list of one");
+    assert_eq!(
+        loaded.config.engine.redis.address,
+        ["redis:6379"],
+        "a string is a list of one"
+    );
     assert_eq!(
         ignored(&loaded.warnings),
         [
@@ -418,7 +422,10 @@ fn redis_addresses_parse_as_centrifugo_writes_them() {
     assert_eq!(url.password.as_deref(), Some("secret"));
     assert_eq!(url.db, Some(2));
     let bare = RedisAddress::parse("redis://:pw@localhost").unwrap();
-    assert_eq!((bare.host_port.as_str(), bare.user, bare.password.as_deref()), ("localhost:6379", None, Some("pw")));
+    assert_eq!(
+        (bare.host_port.as_str(), bare.user, bare.password.as_deref()),
+        ("localhost:6379", None, Some("pw"))
+    );
     assert!(RedisAddress::parse("rediss://x:1").is_err());
     assert!(RedisAddress::parse("localhost").is_err());
 }

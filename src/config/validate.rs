@@ -51,12 +51,7 @@ impl Config {
                     return fail("engine.redis.io_timeout", "below 1ms".into());
                 }
             }
-            other => {
-                return fail(
-                    "engine.type",
-                    format!("{other:?}: \"memory\" or \"redis\""),
-                )
-            }
+            other => return fail("engine.type", format!("{other:?}: \"memory\" or \"redis\"")),
         }
         for (key, tls) in [
             ("http_server.tls", &self.http_server.tls),

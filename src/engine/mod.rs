@@ -10,6 +10,7 @@
 pub mod owner;
 pub mod presence;
 mod recovery;
+pub mod redis;
 pub mod shard_set;
 
 use std::sync::Arc;

@@ -383,6 +383,21 @@ impl Hub {
         delivered
     }
 
+    /// Disconnects every local subscriber of `channel` with `reason`; how many.
+    pub fn disconnect_subscribers(
+        &self,
+        channel: &str,
+        reason: crate::protocol::Disconnect,
+    ) -> usize {
+        let Some(local) = self.channels.get(channel) else {
+            return 0;
+        };
+        for conn in &local.subscribers {
+            conn.disconnect(reason);
+        }
+        local.subscribers.len()
+    }
+
     /// Every channel with local subscribers, and how many.
     pub fn channels(&self) -> impl Iterator<Item = (&Arc<str>, usize)> {
         self.channels

@@ -93,6 +93,9 @@ pub enum Disconnect {
     ChannelLimit,
     /// 3001: the server is shutting down (clients reconnect, to another node).
     Shutdown,
+    /// 3010: the node lost track of a channel's stream (Redis restarted or pub/sub missed
+    /// publications): clients reconnect and recover from the stream, or learn they cannot.
+    InsufficientState,
 }
 
 /// A close with any code and reason: the server API's `disconnect` gives its own, and every
@@ -128,6 +131,7 @@ impl Disconnect {
             Disconnect::ConnectionLimit => 3504,
             Disconnect::ChannelLimit => 3505,
             Disconnect::Shutdown => 3001,
+            Disconnect::InsufficientState => 3010,
         }
     }
 
@@ -146,6 +150,7 @@ impl Disconnect {
             Disconnect::ConnectionLimit => "connection limit",
             Disconnect::ChannelLimit => "channel limit",
             Disconnect::Shutdown => "shutdown",
+            Disconnect::InsufficientState => "insufficient state",
         }
     }
 }

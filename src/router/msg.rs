@@ -426,6 +426,11 @@ pub enum ShardMsg {
         request: u64,
         results: Vec<Published>,
     },
+    /// Redis engine: the owner lost track of `channel`'s stream; the receiver disconnects its
+    /// subscribers (3010) so they recover from the stream.
+    Resync {
+        channel: Arc<str>,
+    },
     /// Asks for the receiver's counters (and its latencies, for a scrape).
     StatsRequest {
         request: u64,

@@ -47,6 +47,14 @@ impl Server {
 /// Starts every shard; returns once all of them listen, or the first start-up error.
 pub fn start(config: Config) -> Result<Server, String> {
     let open_files_limit = startup::raise_open_files_limit()?;
+    if config.engine.is_redis() {
+        eprintln!(
+            "ringcast: engine: redis at {} (offsets, history, recovery and delivery shared; \
+             still per node: presence, user actions, idempotency keys, exclude_client, \
+             channels and info; no Redis Cluster yet)",
+            config.engine.redis.address.join(", ")
+        );
+    }
     for warning in startup::limit_warnings(open_files_limit, config.client.connection_limit) {
         eprintln!("ringcast: warning: {warning}");
     }
@@ -241,6 +249,12 @@ async fn shard_main(
         Outbox::new(links.bind(), congestion),
         lifecycle,
     ));
+    if shard.config.engine.is_redis() {
+        if let Err(e) = shard.attach_redis() {
+            let _ = ready.send(Err(format!("shard {id}: {e}")));
+            return;
+        }
+    }
     glommio::spawn_local(shard.clone().run_syncer()).detach();
     glommio::spawn_local(shard.clone().run_retention()).detach();
     glommio::spawn_local(shard.clone().run_log_creator()).detach();

@@ -100,8 +100,20 @@ impl Shard {
 
     /// Owner work for a history query.
     pub(super) fn run_history(&self, job: HistoryJob) {
+        if self.redis().is_some() {
+            return self.run_history_redis(job);
+        }
         let result = self.engine.borrow_mut().history(&job.channel, &job.query);
-        match job.reply {
+        self.answer_history(job.reply, result);
+    }
+
+    /// Sends a history query's result to whoever asked.
+    pub(super) fn answer_history(
+        &self,
+        reply: HistoryReplyTo,
+        result: Result<HistoryPage, ErrorCode>,
+    ) {
+        match reply {
             HistoryReplyTo::Conn(conn) => self.to_shard(
                 conn.shard,
                 ShardMsg::ConnAnswer {

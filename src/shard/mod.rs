@@ -24,6 +24,7 @@ mod online;
 mod pending_logs;
 mod presence;
 mod publish;
+mod redis;
 mod ring_loop;
 mod route;
 mod stats;
@@ -76,6 +77,10 @@ enum Origin {
 }
 
 pub struct Shard {
+    /// This shard itself, for the tasks it starts (set in Redis mode).
+    me: std::cell::OnceCell<std::rc::Weak<Shard>>,
+    /// The Redis side, with `engine.type = "redis"`.
+    redis: std::cell::OnceCell<crate::engine::redis::RedisChannels>,
     pub id: usize,
     pub count: usize,
     pub config: Config,
@@ -204,6 +209,8 @@ impl Shard {
         let (log_requests, log_requests_rx) = local_channel::new_bounded(PARTITIONS as usize);
         let timeouts = Timeouts::of(&config);
         Shard {
+            me: std::cell::OnceCell::new(),
+            redis: std::cell::OnceCell::new(),
             id,
             count,
             started: Instant::now(),
@@ -391,10 +398,18 @@ impl Shard {
         match msg {
             ShardMsg::Subscribe(job) => self.run_subscribe(*job),
             ShardMsg::Subscribed(answer) => self.apply_subscribed(*answer),
-            ShardMsg::Unsubscribe { channel, from } => {
-                self.engine.borrow_mut().remove_shard(&channel, from)
-            }
+            ShardMsg::Unsubscribe { channel, from } => match self.redis() {
+                Some(redis) => redis.remove_subscriber(&channel, from),
+                None => self.engine.borrow_mut().remove_shard(&channel, from),
+            },
             ShardMsg::Publish(job) => self.run_publish(*job),
+            ShardMsg::Resync { channel } => {
+                let hub = self.hub.borrow();
+                hub.disconnect_subscribers(
+                    &channel,
+                    crate::protocol::Disconnect::InsufficientState,
+                );
+            }
             ShardMsg::Deliver(delivery) => {
                 let skip = delivery
                     .exclude

@@ -54,7 +54,10 @@ impl Shard {
 
     /// Sends a join or leave push to every shard with subscribers of the channel.
     fn push_join_leave(&self, channel: Arc<str>, frame: Bytes) {
-        let shards = self.engine.borrow().subscribers(&channel);
+        let shards = match self.redis() {
+            Some(redis) => redis.subscribers(&channel),
+            None => self.engine.borrow().subscribers(&channel),
+        };
         let event = Arc::new(JoinLeave { channel, frame });
         for shard in shards.iter() {
             self.to_shard(shard, ShardMsg::JoinLeave(event.clone()));

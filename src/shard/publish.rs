@@ -140,6 +140,9 @@ impl Shard {
 
     /// Owner work for a publish job.
     pub(super) fn run_publish(&self, job: PublishJob) {
+        if self.redis().is_some() {
+            return self.run_publish_redis(job);
+        }
         let mut answers = Vec::with_capacity(job.channels.len());
         let mut held = Vec::new();
         // Delivered once the job's records are in the files (`land`): a process killed then

@@ -53,6 +53,9 @@ impl Shard {
 
     /// Owner work: one subscription step, answered to the subscriber's shard.
     pub(super) fn run_subscribe(&self, job: SubscribeJob) {
+        if self.redis().is_some() {
+            return self.run_subscribe_redis(job);
+        }
         let (result, recovery) = self.engine.borrow_mut().subscribe(
             &job.channel,
             job.from,

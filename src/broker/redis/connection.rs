@@ -135,12 +135,15 @@ impl RedisConnection {
         if self.link.get() == Link::Down {
             return Err(RedisError::Unavailable);
         }
-        // Bounded by the answers: each one frees a place.
+        // Bounded by the answers: each one frees a place. A caller waits behind those
+        // already waiting, so commands keep the order of the calls.
+        let mut queued = false;
         poll_fn(|cx| {
             let mut shared = self.shared.borrow_mut();
-            if shared.waiting.len() < REDIS_IN_FLIGHT_MAX {
+            if shared.waiting.len() < REDIS_IN_FLIGHT_MAX && (queued || shared.room.is_empty()) {
                 return Poll::Ready(());
             }
+            queued = true;
             shared.room.push(cx.waker().clone());
             Poll::Pending
         })

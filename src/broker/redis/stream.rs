@@ -46,14 +46,20 @@ redis.call('publish', ARGV[4], offset .. ':' .. epoch .. ':' .. ARGV[1])
 return {offset, epoch}
 "#;
 
-/// The history read. KEYS: meta, stream. ARGV: from offset (exclusive), limit (0: none).
-/// Returns {top, epoch, id1, payload1, id2, payload2, ...}, oldest first.
+/// The history read. KEYS: meta, stream. ARGV: from offset (exclusive), limit (0: none),
+/// epoch candidate, meta ttl seconds (0: none). A channel without a position gets one (offset
+/// 0, the candidate epoch), so subscribers hold an epoch a lost Redis would change. Returns
+/// {top, epoch, id1, payload1, id2, payload2, ...}, oldest first.
 const HISTORY_SCRIPT: &str = r#"
-local top = redis.call('hget', KEYS[1], 's')
 local epoch = redis.call('hget', KEYS[1], 'e')
-if not top then
-  return {0, ''}
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('hset', KEYS[1], 'e', epoch, 's', 0)
+  if ARGV[4] ~= '0' then
+    redis.call('expire', KEYS[1], ARGV[4])
+  end
 end
+local top = redis.call('hget', KEYS[1], 's') or '0'
 local out = {tonumber(top), epoch}
 local entries
 if ARGV[2] == '0' then
@@ -104,8 +110,9 @@ impl Entry {
 /// What a history read found: the stream's position and the entries after `from`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct History {
-    /// `None`: the channel has no stream in Redis (never published to, expired, or lost).
-    pub top: Option<Position>,
+    /// Offset 0 for a channel never published to (or whose position Redis lost: then with a
+    /// new epoch).
+    pub top: Position,
     pub entries: Vec<Entry>,
 }
 
@@ -282,22 +289,34 @@ impl Streams {
         }
     }
 
-    /// The channel's position and its publications after offset `from` (at most `limit`; 0:
-    /// all kept), oldest first, read together.
+    /// The channel's position (made with `epoch_candidate` if it has none) and its
+    /// publications after offset `from` (at most `limit`; 0: all kept), oldest first, read
+    /// together.
     pub async fn history(
         &self,
         channel: &str,
         from: u64,
         limit: usize,
+        epoch_candidate: &str,
+        meta_ttl_secs: u64,
     ) -> Result<History, RedisError> {
         let keys = ChannelKeys::new(&self.prefix, channel);
-        let (from, limit) = (from.to_string(), limit.to_string());
+        let (from, limit, meta_ttl) = (
+            from.to_string(),
+            limit.to_string(),
+            meta_ttl_secs.to_string(),
+        );
         let answer = self
             .history
             .call(
                 &self.connection,
                 &[keys.meta.as_bytes(), keys.stream.as_bytes()],
-                &[from.as_bytes(), limit.as_bytes()],
+                &[
+                    from.as_bytes(),
+                    limit.as_bytes(),
+                    epoch_candidate.as_bytes(),
+                    meta_ttl.as_bytes(),
+                ],
             )
             .await?;
         let BytesFrame::Array(parts) = &answer else {
@@ -307,12 +326,6 @@ impl Streams {
             return Err(malformed("history", &answer));
         }
         let top = integer(&parts[0]).ok_or_else(|| malformed("history", &answer))?;
-        if top == 0 {
-            return Ok(History {
-                top: None,
-                entries: Vec::new(),
-            });
-        }
         let epoch = text(&parts[1]).ok_or_else(|| malformed("history", &answer))?;
         let mut entries = Vec::with_capacity(parts.len() / 2 - 1);
         for pair in parts[2..].chunks(2) {
@@ -331,7 +344,7 @@ impl Streams {
             });
         }
         Ok(History {
-            top: Some(Position { offset: top, epoch }),
+            top: Position { offset: top, epoch },
             entries,
         })
     }

@@ -1,0 +1,449 @@
+//! The Redis side of owning channels (`engine.type = "redis"`): what a shard does in Redis for
+//! the channels it owns on this node. Offsets, epochs and history live in Redis
+//! (`broker::redis::stream`), so every node sees the same stream; a publication reaches the
+//! subscribers of every node through Redis pub/sub, this node's included: the owner shard of
+//! a channel is the one subscribed to it, and fans out what arrives as the memory engine fans
+//! out what it assigned.
+//!
+//! Channels are spread over the configured Redis instances by a stable hash of their names
+//! (`partition`, the hash that places channels on shards), so every node picks the same
+//! instance for a channel.
+//!
+//! A subscription step that needs Redis (the pub/sub confirmation, then the stream's position
+//! and what the client missed) takes time during which publications keep arriving: they are
+//! delivered to the shards already subscribed and also kept (`Syncing`), and the new
+//! subscriber gets those past the position it read, in order, before anything later.
+//!
+//! Owns the connections, the instance choice and the channels being synced. Imports
+//! `broker`, `config`, `protocol`, `router`, `limits`, `rand`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::ToSocketAddrs;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+
+use super::shard_set::ShardSet;
+use crate::broker::redis::pubsub::Handler;
+use crate::broker::redis::stream::pubsub_channel;
+use crate::broker::redis::{
+    Entry, History, Link, PubSub, RedisConnection, RedisError, RedisSettings, StreamPolicy, Streams,
+};
+use crate::config::{ChannelOptions, Config, RedisAddress};
+use crate::limits::REDIS_SYNC_BUFFER_MAX;
+use crate::protocol::{ErrorCode, Publication};
+
+/// One Redis instance as a shard uses it.
+struct Instance {
+    streams: Streams,
+    pubsub: PubSub,
+}
+
+/// Publications that arrived for a channel while subscription steps waited for Redis.
+#[derive(Default)]
+struct Syncing {
+    /// Steps waiting.
+    steps: u32,
+    /// What arrived meanwhile, in order; `None` once past `REDIS_SYNC_BUFFER_MAX` (the
+    /// waiting subscribers are then told they were not recovered).
+    arrived: Option<Vec<(u64, Publication)>>,
+}
+
+/// A shard's Redis side.
+pub struct RedisChannels {
+    prefix: String,
+    instances: Vec<Instance>,
+    syncing: RefCell<HashMap<Arc<str>, Syncing>>,
+    /// This node's shards with subscribers, per channel this shard owns.
+    subscribers: RefCell<HashMap<Arc<str>, ShardSet>>,
+    /// The stream position this node delivered last, per channel with subscribers and
+    /// positions: what tells a publication that follows from one after a gap or an epoch
+    /// change.
+    delivered: RefCell<HashMap<Arc<str>, Delivered>>,
+}
+
+/// The epoch and offset of what this node delivered last on a channel.
+type Delivered = (Arc<str>, u64);
+
+/// What to do with a publication pub/sub brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// It follows what was delivered: deliver it.
+    Deliver,
+    /// Delivered already (it came in a subscriber's recovery too): drop it.
+    Duplicate,
+    /// Something before it was missed, or the stream began again: the subscribers must
+    /// recover from the stream.
+    Lost,
+}
+
+/// The settings of each configured address.
+pub fn settings(config: &Config) -> Result<Vec<RedisSettings>, String> {
+    let redis = &config.engine.redis;
+    redis
+        .address
+        .iter()
+        .map(|text| {
+            let address = RedisAddress::parse(text)?;
+            let resolved = address
+                .host_port
+                .to_socket_addrs()
+                .map_err(|e| format!("engine.redis.address {text:?}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("engine.redis.address {text:?}: no address"))?;
+            Ok(RedisSettings {
+                address: resolved,
+                db: address.db.unwrap_or(redis.db),
+                user: address.user.unwrap_or_else(|| redis.user.clone()),
+                password: address.password.unwrap_or_else(|| redis.password.clone()),
+                connect_timeout: Duration::from_millis(redis.connect_timeout.as_millis().max(1)),
+                io_timeout: Duration::from_millis(redis.io_timeout.as_millis().max(1)),
+            })
+        })
+        .collect()
+}
+
+/// A publication's fields as nodes pass them through Redis: data, info and tags, each a
+/// 32-bit big-endian length (0xFFFFFFFF: absent) and the bytes.
+pub fn encode_payload(data: &[u8], info: Option<&Bytes>, tags: Option<&Bytes>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + data.len());
+    out.put_u32(data.len() as u32);
+    out.put_slice(data);
+    for part in [info, tags] {
+        match part {
+            Some(bytes) => {
+                out.put_u32(bytes.len() as u32);
+                out.put_slice(bytes);
+            }
+            None => out.put_u32(u32::MAX),
+        }
+    }
+    out
+}
+
+/// The publication an entry carries; `None` if its payload is malformed.
+pub fn publication(entry: &Entry) -> Option<Publication> {
+    let mut rest = entry.payload.clone();
+    let mut part = |optional: bool| -> Option<Option<Bytes>> {
+        if rest.remaining() < 4 {
+            return None;
+        }
+        let len = rest.get_u32();
+        if optional && len == u32::MAX {
+            return Some(None);
+        }
+        let len = len as usize;
+        if rest.remaining() < len {
+            return None;
+        }
+        Some(Some(rest.split_to(len)))
+    };
+    let data = part(false)??;
+    let info = part(true)?;
+    let tags = part(true)?;
+    Some(Publication {
+        offset: NonZeroU64::new(entry.offset),
+        data,
+        info,
+        tags,
+    })
+}
+
+fn temporary(e: RedisError) -> ErrorCode {
+    match e {
+        RedisError::Reply(why) => {
+            eprintln!("ringcast: redis: {why}");
+            ErrorCode::Internal
+        }
+        // Down, or the call's fate unknown: the client may try again.
+        RedisError::Unavailable | RedisError::Broken(_) => ErrorCode::Internal,
+    }
+}
+
+impl RedisChannels {
+    /// Connects to every configured Redis (the connections come up by themselves); the
+    /// pub/sub handler of instance `i` is `handler(i)`.
+    pub fn start(
+        config: &Config,
+        mut handler: impl FnMut(usize) -> Handler,
+    ) -> Result<RedisChannels, String> {
+        let instances = settings(config)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, settings)| Instance {
+                streams: Streams::new(
+                    RedisConnection::start(settings.clone()),
+                    &config.engine.redis.prefix,
+                ),
+                pubsub: PubSub::start(settings, handler(i)),
+            })
+            .collect();
+        Ok(RedisChannels {
+            prefix: config.engine.redis.prefix.clone(),
+            instances,
+            syncing: RefCell::default(),
+            subscribers: RefCell::default(),
+            delivered: RefCell::default(),
+        })
+    }
+
+    fn instance(&self, channel: &str) -> &Instance {
+        let i = crate::router::partition::partition(channel) as usize % self.instances.len();
+        &self.instances[i]
+    }
+
+    /// Whether every connection is up.
+    pub fn up(&self) -> bool {
+        self.instances
+            .iter()
+            .all(|i| i.streams.connection().link() == Link::Up && i.pubsub.link() == Link::Up)
+    }
+
+    /// The channel a pub/sub message came on.
+    pub fn channel_of<'a>(&self, pubsub: &'a [u8]) -> Option<&'a str> {
+        let rest = pubsub.strip_prefix(self.prefix.as_bytes())?;
+        std::str::from_utf8(rest.strip_prefix(b".p.")?).ok()
+    }
+
+    /// Publishes in one step in the channel's Redis: offset, history, pub/sub.
+    pub async fn publish(
+        &self,
+        channel: &str,
+        payload: &[u8],
+        options: &ChannelOptions,
+        skip_history: bool,
+    ) -> Result<Option<(NonZeroU64, Arc<str>)>, ErrorCode> {
+        let policy = StreamPolicy {
+            size: if options.history() && !skip_history {
+                options.history_size as u64
+            } else {
+                0
+            },
+            ttl_secs: options.history_ttl.as_millis().div_ceil(1000),
+            meta_ttl_secs: options.history_meta_ttl.as_millis().div_ceil(1000),
+        };
+        let candidate = crate::rand::epoch().map_err(|_| ErrorCode::Internal)?;
+        let position = self
+            .instance(channel)
+            .streams
+            .publish(channel, payload, policy, &candidate)
+            .await
+            .map_err(temporary)?;
+        Ok(NonZeroU64::new(position.offset).map(|o| (o, Arc::from(position.epoch))))
+    }
+
+    /// Subscribes this node to `channel`'s pub/sub; resolves once Redis confirmed it.
+    pub async fn subscribe(&self, channel: &str) -> Result<(), ErrorCode> {
+        let name = pubsub_channel(&self.prefix, channel);
+        self.instance(channel)
+            .pubsub
+            .subscribe(name.as_bytes())
+            .await
+            .map_err(temporary)
+    }
+
+    /// This node no longer wants `channel`'s publications.
+    pub fn unsubscribe(&self, channel: &str) {
+        let name = pubsub_channel(&self.prefix, channel);
+        self.instance(channel).pubsub.unsubscribe(name.as_bytes());
+    }
+
+    /// The stream's position and what follows `from` (at most `limit`, 0: all kept).
+    pub async fn read(
+        &self,
+        channel: &str,
+        from: u64,
+        limit: usize,
+        options: &ChannelOptions,
+    ) -> Result<History, ErrorCode> {
+        let candidate = crate::rand::epoch().map_err(|_| ErrorCode::Internal)?;
+        let meta_ttl = options.history_meta_ttl.as_millis().div_ceil(1000);
+        self.instance(channel)
+            .streams
+            .history(channel, from, limit, &candidate, meta_ttl)
+            .await
+            .map_err(temporary)
+    }
+
+    /// Registers `shard` as having subscribers of `channel`.
+    pub fn add_subscriber(&self, channel: &Arc<str>, shard: usize) {
+        self.subscribers
+            .borrow_mut()
+            .entry(channel.clone())
+            .or_default()
+            .insert(shard);
+    }
+
+    /// `shard` has no subscriber of `channel` any more; with none left on the node (and no
+    /// step waiting) the node leaves the channel's pub/sub.
+    pub fn remove_subscriber(&self, channel: &str, shard: usize) {
+        let mut subscribers = self.subscribers.borrow_mut();
+        if let Some(set) = subscribers.get_mut(channel) {
+            set.remove(shard);
+            if set.is_empty() {
+                subscribers.remove(channel);
+            }
+        }
+        let wanted =
+            subscribers.contains_key(channel) || self.syncing.borrow().contains_key(channel);
+        drop(subscribers);
+        if !wanted {
+            self.delivered.borrow_mut().remove(channel);
+            self.unsubscribe(channel);
+        }
+    }
+
+    /// The shards with subscribers of `channel` on this node.
+    pub fn subscribers(&self, channel: &str) -> ShardSet {
+        self.subscribers
+            .borrow()
+            .get(channel)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Where a publication at (`epoch`, `offset`) stands against what this node delivered on
+    /// `channel`; a delivered or lost one becomes the new position.
+    pub fn arrival(&self, channel: &str, epoch: &str, offset: u64) -> Arrival {
+        if offset == 0 {
+            return Arrival::Deliver;
+        }
+        let mut delivered = self.delivered.borrow_mut();
+        let Some((known, last)) = delivered.get_mut(channel) else {
+            delivered.insert(Arc::from(channel), (Arc::from(epoch), offset));
+            return Arrival::Deliver;
+        };
+        if **known == *epoch && offset <= *last {
+            return Arrival::Duplicate;
+        }
+        let follows = **known == *epoch && offset == *last + 1;
+        *known = Arc::from(epoch);
+        *last = offset;
+        if follows {
+            Arrival::Deliver
+        } else {
+            Arrival::Lost
+        }
+    }
+
+    /// A subscription step read the stream at (`epoch`, `offset`): the position this node
+    /// delivers from, unless it tracks one of the same epoch already. True if it tracked
+    /// another epoch: the subscribers from before must recover.
+    pub fn note_position(&self, channel: &Arc<str>, epoch: &Arc<str>, offset: u64) -> bool {
+        let mut delivered = self.delivered.borrow_mut();
+        match delivered.get_mut(channel) {
+            None => {
+                delivered.insert(channel.clone(), (epoch.clone(), offset));
+                false
+            }
+            Some((known, _)) if *known == *epoch => false,
+            Some(position) => {
+                *position = (epoch.clone(), offset);
+                true
+            }
+        }
+    }
+
+    /// The channels whose positions this node tracks.
+    pub fn tracked(&self) -> Vec<(Arc<str>, Arc<str>, u64)> {
+        self.delivered
+            .borrow()
+            .iter()
+            .map(|(c, (e, o))| (c.clone(), e.clone(), *o))
+            .collect()
+    }
+
+    /// Channels with subscribers on this node, among those this shard owns.
+    pub fn channels(&self) -> usize {
+        self.subscribers.borrow().len()
+    }
+
+    /// A subscription step on `channel` begins waiting for Redis: publications arriving from
+    /// now on are kept for it.
+    pub fn begin_sync(&self, channel: &Arc<str>) {
+        let mut syncing = self.syncing.borrow_mut();
+        let state = syncing.entry(channel.clone()).or_default();
+        state.steps += 1;
+        if state.steps == 1 {
+            state.arrived = Some(Vec::new());
+        }
+    }
+
+    /// A publication arrived from pub/sub: kept if steps on its channel wait.
+    pub fn arrived(&self, channel: &str, offset: u64, publication: &Publication) {
+        let mut syncing = self.syncing.borrow_mut();
+        let Some(state) = syncing.get_mut(channel) else {
+            return;
+        };
+        if let Some(arrived) = state.arrived.as_mut() {
+            if arrived.len() >= REDIS_SYNC_BUFFER_MAX {
+                state.arrived = None;
+            } else {
+                arrived.push((offset, publication.clone()));
+            }
+        }
+    }
+
+    /// A step on `channel` ends: what arrived after `after`, in order; `None` if too much
+    /// arrived to keep.
+    pub fn end_sync(&self, channel: &str, after: u64) -> Option<Vec<Publication>> {
+        let mut syncing = self.syncing.borrow_mut();
+        let state = syncing.get_mut(channel)?;
+        let arrived = state.arrived.as_ref().map(|list| {
+            list.iter()
+                .filter(|(offset, _)| *offset > after)
+                .map(|(_, p)| p.clone())
+                .collect()
+        });
+        state.steps -= 1;
+        if state.steps == 0 {
+            syncing.remove(channel);
+        }
+        arrived
+    }
+
+    /// A step on `channel` failed (it registered nothing): the node leaves the channel's
+    /// pub/sub if nothing else wants it.
+    pub fn abandon_sync(&self, channel: &str) {
+        let _ = self.end_sync(channel, u64::MAX);
+        let wanted = self.subscribers.borrow().contains_key(channel)
+            || self.syncing.borrow().contains_key(channel);
+        if !wanted {
+            self.unsubscribe(channel);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_with_and_without_info_and_tags() {
+        for (info, tags) in [
+            (None, None),
+            (Some(Bytes::from_static(b"{\"user\":\"u\"}")), None),
+            (None, Some(Bytes::from_static(b"{\"k\":\"v\"}"))),
+            (Some(Bytes::new()), Some(Bytes::new())),
+        ] {
+            let payload = encode_payload(b"{\"n\":1}", info.as_ref(), tags.as_ref());
+            let entry = Entry {
+                offset: 7,
+                epoch: "e".into(),
+                payload: Bytes::from(payload),
+            };
+            let p = publication(&entry).unwrap();
+            assert_eq!(&p.data[..], b"{\"n\":1}");
+            assert_eq!((p.info, p.tags, p.offset), (info, tags, NonZeroU64::new(7)));
+        }
+        let cut = Entry {
+            offset: 1,
+            epoch: String::new(),
+            payload: Bytes::from_static(&[0, 0, 0, 9, b'x']),
+        };
+        assert!(publication(&cut).is_none());
+    }
+}

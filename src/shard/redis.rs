@@ -1,0 +1,371 @@
+//! The owner's work with the Redis engine (`engine.type = "redis"`): publishing (one script
+//! call per channel, pipelined on the shard's connection, answered with Redis's offset),
+//! delivering what Redis pub/sub brings (the owner fans each publication out to this node's
+//! shards with subscribers, encoded once, exactly as a memory-engine publication), the
+//! subscription step (the pub/sub confirmation, then the stream's position and what a
+//! recovering client missed, merged with what arrived meanwhile: DESIGN invariant 3 across
+//! nodes), leaving a channel, and history queries. Each waits on Redis in a task of its own;
+//! the shard's loop never waits.
+//!
+//! Not shared through Redis yet (issue 15 goes on): presence (each node keeps its own),
+//! `idempotency_key`, `exclude_client`, user actions across nodes, `channels` and `info`
+//! across nodes, Redis Cluster.
+
+use std::num::NonZeroU64;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+
+use super::Shard;
+use crate::broker::redis::{Entry, PubSubEvent};
+use crate::engine::redis::{encode_payload, publication, Arrival, RedisChannels};
+use crate::engine::{Outcome, Release};
+use crate::protocol::{ErrorCode, Publication};
+use crate::router::msg::{
+    HistoryJob, HistoryPage, Position, PublishJob, Published, Recovery, StreamTop, SubscribeAnswer,
+    SubscribeJob,
+};
+use crate::router::ShardMsg;
+
+impl Shard {
+    /// In Redis mode: starts this shard's Redis side. Call once, right after the shard is
+    /// made.
+    pub fn attach_redis(self: &Rc<Self>) -> Result<(), String> {
+        let weak = Rc::downgrade(self);
+        let _ = self.me.set(weak.clone());
+        let channels = RedisChannels::start(&self.config, |_| {
+            let weak = weak.clone();
+            Box::new(move |event| {
+                if let Some(shard) = weak.upgrade() {
+                    shard.on_pubsub(event);
+                }
+            })
+        })?;
+        self.redis
+            .set(channels)
+            .map_err(|_| "the Redis side is attached already".to_owned())
+    }
+
+    pub(super) fn redis(&self) -> Option<&RedisChannels> {
+        self.redis.get()
+    }
+
+    fn me(&self) -> Option<Rc<Shard>> {
+        self.me.get().and_then(Weak::upgrade)
+    }
+
+    /// What this node's pub/sub connection brings for the channels this shard owns.
+    fn on_pubsub(&self, event: PubSubEvent<'_>) {
+        let Some(redis) = self.redis() else {
+            return;
+        };
+        match event {
+            PubSubEvent::Message { channel, payload } => {
+                let Some(name) = redis.channel_of(channel) else {
+                    return;
+                };
+                let Some((entry, publication)) =
+                    Entry::from_message(&payload).and_then(|e| publication(&e).map(|p| (e, p)))
+                else {
+                    eprintln!(
+                        "ringcast: shard {}: a malformed message on {name:?}",
+                        self.id
+                    );
+                    return;
+                };
+                redis.arrived(name, entry.offset, &publication);
+                let shards = redis.subscribers(name);
+                if shards.is_empty() {
+                    return;
+                }
+                match redis.arrival(name, &entry.epoch, entry.offset) {
+                    Arrival::Deliver => {}
+                    Arrival::Duplicate => return,
+                    Arrival::Lost => {
+                        // Its subscribers recover it (and what came before) from the stream.
+                        self.resync(name);
+                        return;
+                    }
+                }
+                let outcome = Outcome {
+                    channel: Some(Arc::from(name)),
+                    publication,
+                    epoch: Arc::from(entry.epoch),
+                    shards,
+                    release: Release::Now,
+                };
+                self.fan_out(outcome, shards, None);
+            }
+            PubSubEvent::Resubscribed => {
+                eprintln!(
+                    "ringcast: shard {}: Redis pub/sub is back; channels whose streams moved \
+                     meanwhile have their subscribers recover",
+                    self.id
+                );
+                if let Some(me) = self.me() {
+                    glommio::spawn_local(async move { me.check_streams().await }).detach();
+                }
+            }
+        }
+    }
+
+    /// Has `channel`'s subscribers on this node recover from the stream (3010).
+    fn resync(&self, channel: &str) {
+        let Some(redis) = self.redis() else {
+            return;
+        };
+        let channel: Arc<str> = Arc::from(channel);
+        for shard in redis.subscribers(&channel).iter() {
+            self.to_shard(
+                shard,
+                ShardMsg::Resync {
+                    channel: channel.clone(),
+                },
+            );
+        }
+    }
+
+    /// After pub/sub came back: every tracked channel whose stream moved past what this node
+    /// delivered (or began again) has its subscribers recover.
+    async fn check_streams(&self) {
+        let Some(redis) = self.redis() else {
+            return;
+        };
+        for (channel, epoch, offset) in redis.tracked() {
+            let Some(options) = self.config.channel_options(&channel) else {
+                continue;
+            };
+            let Ok(history) = redis.read(&channel, u64::MAX, 1, &options).await else {
+                continue;
+            };
+            if *history.top.epoch != *epoch || history.top.offset > offset {
+                let _ = redis.arrival(&channel, &history.top.epoch, history.top.offset);
+                self.resync(&channel);
+            }
+        }
+    }
+
+    /// Owner work for a publish job: each channel published in Redis (pipelined), the job
+    /// answered once all answered. Delivery comes back through pub/sub.
+    pub(super) fn run_publish_redis(&self, job: PublishJob) {
+        let Some(me) = self.me() else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            let payload: Rc<[u8]> =
+                encode_payload(&job.data, job.info.as_ref(), job.options.tags.as_ref()).into();
+            let skip_history = job.options.skip_history;
+            // Every channel's call is made before any answer is awaited: one pipeline.
+            let calls: Vec<_> = job
+                .channels
+                .iter()
+                .map(|(index, channel)| {
+                    let (me, payload) = (me.clone(), payload.clone());
+                    let channel = channel.to_owned();
+                    let call = glommio::spawn_local(async move {
+                        let Some(options) = me.config.channel_options(&channel) else {
+                            return Err(ErrorCode::UnknownChannel);
+                        };
+                        let Some(redis) = me.redis() else {
+                            return Err(ErrorCode::Internal);
+                        };
+                        redis
+                            .publish(&channel, &payload, &options, skip_history)
+                            .await
+                    });
+                    (index, call)
+                })
+                .collect();
+            let mut answers = Vec::with_capacity(calls.len());
+            for (index, call) in calls {
+                let result = call.await.map(|position| {
+                    me.publications.set(me.publications.get() + 1);
+                    position.map(|(offset, epoch)| Position { offset, epoch })
+                });
+                answers.push(Published { index, result });
+            }
+            me.send_published(job.reply, answers);
+        })
+        .detach();
+    }
+
+    /// Owner work for a subscription step: this node subscribed to the channel's pub/sub,
+    /// then its position (and what a recovering client missed) read; the shard registered
+    /// when the answer leaves, so nothing is both in the answer and delivered.
+    pub(super) fn run_subscribe_redis(&self, job: SubscribeJob) {
+        let Some(me) = self.me() else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            let (result, recovery) = me.subscribe_step(&job).await;
+            if result.is_ok() && job.register {
+                if let Some(redis) = me.redis() {
+                    redis.add_subscriber(&job.channel, job.from);
+                }
+            }
+            let answer = SubscribeAnswer {
+                channel: job.channel,
+                registration: job.register,
+                ticket: job.ticket,
+                result,
+                recovery,
+            };
+            me.to_shard(job.from, ShardMsg::Subscribed(Box::new(answer)));
+        })
+        .detach();
+    }
+
+    async fn subscribe_step(
+        &self,
+        job: &SubscribeJob,
+    ) -> (Result<StreamTop, ErrorCode>, Option<Recovery>) {
+        let Some(redis) = self.redis() else {
+            return (Err(ErrorCode::Internal), None);
+        };
+        let Some(options) = self.config.channel_options(&job.channel) else {
+            return (Err(ErrorCode::UnknownChannel), None);
+        };
+        redis.begin_sync(&job.channel);
+        if let Err(code) = redis.subscribe(&job.channel).await {
+            redis.abandon_sync(&job.channel);
+            return (Err(code), None);
+        }
+        if !options.history() {
+            // No positions: what arrived while subscribing came before this subscriber.
+            let _ = redis.end_sync(&job.channel, u64::MAX);
+            let top = StreamTop {
+                epoch: Arc::from(""),
+                offset: 0,
+            };
+            let recovery = job.recover.as_ref().map(|_| Recovery {
+                recovered: false,
+                offset: 0,
+                publications: Vec::new(),
+            });
+            return (Ok(top), recovery);
+        }
+        let limit = self.config.client.recovery_max_publication_limit;
+        // Only a recovering client needs the publications; one more than the limit tells a
+        // gap too long to recover.
+        let (from, read_limit) = match &job.recover {
+            Some(from) => (from.offset, limit.saturating_add(1)),
+            None => (u64::MAX, 1),
+        };
+        let history = match redis.read(&job.channel, from, read_limit, &options).await {
+            Ok(history) => history,
+            Err(code) => {
+                redis.abandon_sync(&job.channel);
+                return (Err(code), None);
+            }
+        };
+        let top = history.top.offset;
+        let epoch: Arc<str> = Arc::from(history.top.epoch.as_str());
+        let arrived = redis.end_sync(&job.channel, top);
+        let newest = arrived
+            .as_ref()
+            .and_then(|a| a.last())
+            .and_then(|p| p.offset)
+            .map_or(top, NonZeroU64::get);
+        if redis.note_position(&job.channel, &epoch, newest) {
+            // The stream began again since this node's subscribers joined.
+            self.resync(&job.channel);
+        }
+        let position = StreamTop {
+            epoch: epoch.clone(),
+            offset: newest,
+        };
+        let recovery = job.recover.as_ref().map(|from| {
+            let not_recovered = Recovery {
+                recovered: false,
+                offset: newest,
+                publications: Vec::new(),
+            };
+            // Too much arrived meanwhile to keep, another epoch, or a position past the top.
+            let Some(arrived) = arrived else {
+                return not_recovered;
+            };
+            if (!from.epoch.is_empty() && *from.epoch != *epoch) || from.offset > top {
+                return not_recovered;
+            }
+            let missed: Vec<Publication> = history
+                .entries
+                .iter()
+                .filter(|e| e.offset > from.offset && e.offset <= top)
+                .filter_map(publication)
+                .collect();
+            // Stream IDs are unique and ascending: the count tells the gap is whole.
+            let complete = missed.len() as u64 == top - from.offset && missed.len() <= limit;
+            if !complete {
+                return not_recovered;
+            }
+            let mut publications = missed;
+            publications.extend(arrived);
+            Recovery {
+                recovered: true,
+                offset: from.offset,
+                publications,
+            }
+        });
+        (Ok(position), recovery)
+    }
+
+    /// Owner work for a history query, read from Redis.
+    pub(super) fn run_history_redis(&self, job: HistoryJob) {
+        let Some(me) = self.me() else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            let result = me.history_from_redis(&job).await;
+            me.answer_history(job.reply, result);
+        })
+        .detach();
+    }
+
+    async fn history_from_redis(&self, job: &HistoryJob) -> Result<HistoryPage, ErrorCode> {
+        let redis = self.redis().ok_or(ErrorCode::Internal)?;
+        let options = self
+            .config
+            .channel_options(&job.channel)
+            .ok_or(ErrorCode::UnknownChannel)?;
+        if !options.history() {
+            return Err(ErrorCode::NotAvailable);
+        }
+        let query = &job.query;
+        if query.reverse && query.since.as_ref().is_some_and(|(offset, _)| *offset == 0) {
+            return Err(ErrorCode::BadRequest);
+        }
+        let max = self.config.client.history_max_publication_limit;
+        let limit = match query.limit {
+            0 => 0,
+            l if l < 0 => max,
+            l => (l as usize).min(max),
+        };
+        let since = query.since.as_ref().map_or(0, |(offset, _)| *offset);
+        // Forward reads start after `since`; reverse ones read what is kept and take the
+        // newest below `since` (the stream holds at most `history_size`).
+        let (from, read_limit) = match (query.reverse, limit) {
+            (_, 0) => (u64::MAX, 1),
+            (false, l) => (since, l),
+            (true, _) => (0, 0),
+        };
+        let history = redis.read(&job.channel, from, read_limit, &options).await?;
+        if let Some((_, epoch)) = &query.since {
+            if !epoch.is_empty() && **epoch != *history.top.epoch {
+                return Err(ErrorCode::UnrecoverablePosition);
+            }
+        }
+        let mut publications: Vec<Publication> = Vec::new();
+        if limit > 0 {
+            publications = history.entries.iter().filter_map(publication).collect();
+            if query.reverse {
+                publications.retain(|p| since == 0 || p.offset.is_some_and(|o| o.get() < since));
+                publications.reverse();
+                publications.truncate(limit);
+            }
+        }
+        Ok(HistoryPage {
+            publications,
+            epoch: Arc::from(history.top.epoch.as_str()),
+            offset: history.top.offset,
+        })
+    }
+}

@@ -1,0 +1,194 @@
+//! The Redis engine (issue 15) with a real redis-server and two ringcast nodes: a client on
+//! node A receives what the API publishes through node B, with offsets contiguous and equal
+//! on both nodes; a client that left node A recovers on node B what it missed; history reads
+//! the same through either node; a Redis restart makes publishes fail with an error (no
+//! hang), and once it is back with its data lost, the subscribers holding positions in the
+//! old stream are closed with 3010 to recover, are told they cannot, and receive what
+//! follows.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::RedisServer;
+use common::{Client, Closed, Server};
+use serde_json::{json, Value};
+
+/// A node on the Redis at `redis`, history on for channels without a namespace.
+fn node(redis: &RedisServer) -> Server {
+    let address = format!("engine.redis.address={}", redis.address);
+    Server::start(&[
+        "engine.type=redis",
+        &address,
+        "engine.redis.prefix=rt",
+        "channel.without_namespace.history_size=100",
+        "channel.without_namespace.history_ttl=300s",
+        "channel.without_namespace.force_recovery=true",
+        "channel.without_namespace.allow_history_for_client=true",
+    ])
+}
+
+fn publish(server: &Server, channel: &str, n: u64) -> Value {
+    server.api("publish", &json!({"channel": channel, "data": {"n": n}}))
+}
+
+/// The `n` and offset of the next publication `client` receives.
+fn next(client: &mut Client) -> (u64, u64) {
+    let (_, data, offset) = client.publication();
+    (data["n"].as_u64().unwrap(), offset)
+}
+
+#[test]
+fn two_nodes_share_offsets_delivery_history_and_recovery() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut on_a, _) = Client::connect(&a, "alice");
+    let (mut on_b, _) = Client::connect(&b, "bob");
+    let reply = on_a.command("subscribe", json!({"channel": "news"}));
+    let epoch = reply["subscribe"]["epoch"].as_str().unwrap().to_owned();
+    assert!(!epoch.is_empty(), "a position with an epoch: {reply}");
+    on_b.subscribe("news");
+
+    // Published through B: both nodes' clients get the same offsets, in order.
+    for n in 1..=5 {
+        let reply = publish(&b, "news", n);
+        assert_eq!(reply["result"]["offset"], n, "{reply}");
+        assert_eq!(reply["result"]["epoch"], epoch.as_str());
+    }
+    for client in [&mut on_a, &mut on_b] {
+        let got: Vec<(u64, u64)> = (0..5).map(|_| next(client)).collect();
+        assert_eq!(got, [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]);
+    }
+    // Published through A too: one stream.
+    assert_eq!(publish(&a, "news", 6)["result"]["offset"], 6);
+    assert_eq!(next(&mut on_b), (6, 6));
+    assert_eq!(next(&mut on_a), (6, 6));
+
+    // The client leaves A, 7..9 are published, it comes back on B and recovers them.
+    drop(on_a);
+    for n in 7..=9 {
+        publish(&b, "news", n);
+    }
+    let (mut back, _) = Client::connect(&b, "alice");
+    let reply = back.command(
+        "subscribe",
+        json!({"channel": "news", "recover": true, "offset": 6, "epoch": epoch}),
+    );
+    let result = &reply["subscribe"];
+    assert_eq!(result["recovered"], true, "{reply}");
+    let recovered: Vec<u64> = result["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(recovered, [7, 8, 9]);
+    publish(&a, "news", 10);
+    assert_eq!(
+        next(&mut back),
+        (10, 10),
+        "live after the recovered, no gap"
+    );
+
+    // History is the same through either node.
+    let through_a = a.api("history", &json!({"channel": "news", "limit": -1}));
+    let through_b = b.api("history", &json!({"channel": "news", "limit": -1}));
+    assert_eq!(through_a, through_b);
+    assert_eq!(through_a["result"]["offset"], 10, "{through_a}");
+    assert_eq!(
+        through_a["result"]["publications"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+    let newest = a.api(
+        "history",
+        &json!({"channel": "news", "limit": 2, "reverse": true}),
+    );
+    let offsets: Vec<u64> = newest["result"]["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, [10, 9]);
+}
+
+#[test]
+fn a_redis_restart_fails_publishes_then_delivery_resumes_with_a_new_epoch() {
+    let mut redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut on_a, _) = Client::connect(&a, "alice");
+    let reply = on_a.command("subscribe", json!({"channel": "feed"}));
+    let epoch = reply["subscribe"]["epoch"].as_str().unwrap().to_owned();
+    publish(&b, "feed", 1);
+    assert_eq!(next(&mut on_a), (1, 1));
+
+    redis.down();
+    // Publishing answers an error at once while Redis is away; the client stays connected.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let started = Instant::now();
+        let (status, body) = b.http(
+            "POST",
+            "/api/publish",
+            &[("X-API-Key", common::API_KEY)],
+            json!({"channel": "feed", "data": {"n": 2}})
+                .to_string()
+                .as_bytes(),
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "no hang: {body}"
+        );
+        if status == 200 && body.contains("\"error\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "publish never failed: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    redis.up();
+    // Back: publishes go through again and reach the client on the other node (its node
+    // subscribed the channel again). Redis lost the stream: a new epoch, offset 1 again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let position = loop {
+        let (status, body) = b.http(
+            "POST",
+            "/api/publish",
+            &[("X-API-Key", common::API_KEY)],
+            json!({"channel": "feed", "data": {"n": 3}})
+                .to_string()
+                .as_bytes(),
+        );
+        let reply: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if status == 200 && reply.get("result").is_some() {
+            break reply["result"].clone();
+        }
+        assert!(Instant::now() < deadline, "publish never recovered: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(position["offset"], 1);
+    assert_ne!(
+        position["epoch"],
+        epoch.as_str(),
+        "Redis lost the stream: a new epoch"
+    );
+    // The subscriber on A held a position in the lost stream: its node tells it to recover
+    // (3010, reconnect advised) instead of delivering across the gap.
+    assert_eq!(on_a.expect_close(), Closed::Code(3010));
+    // It comes back with its old position: not recovered, and live from the new stream.
+    let (mut again, _) = Client::connect(&a, "alice");
+    let reply = again.command(
+        "subscribe",
+        json!({"channel": "feed", "recover": true, "offset": 1, "epoch": epoch}),
+    );
+    assert_eq!(reply["subscribe"]["recovered"], false, "{reply}");
+    assert_eq!(reply["subscribe"]["epoch"], position["epoch"], "{reply}");
+    assert_eq!(publish(&b, "feed", 4)["result"]["offset"], 2);
+    assert_eq!(next(&mut again), (4, 2));
+}
