@@ -173,7 +173,13 @@ fn publish_assigns_offsets_in_one_step_and_history_reads_them_back() {
         let mut epochs = Vec::new();
         for n in 1..=5u64 {
             let position = streams
-                .publish("news", format!("{{\"n\":{n}}}").as_bytes(), policy(3), "e1")
+                .publish(
+                    "news",
+                    format!("{{\"n\":{n}}}").as_bytes(),
+                    policy(3),
+                    "e1",
+                    None,
+                )
                 .await
                 .unwrap();
             assert_eq!(position.offset, n);
@@ -196,7 +202,7 @@ fn publish_assigns_offsets_in_one_step_and_history_reads_them_back() {
         assert_eq!(offsets, [4]);
         // Without history: no offset, no keys.
         let position = streams
-            .publish("live", b"{}", policy(0), "e1")
+            .publish("live", b"{}", policy(0), "e1", None)
             .await
             .unwrap();
         assert_eq!(position.offset, 0);
@@ -204,7 +210,7 @@ fn publish_assigns_offsets_in_one_step_and_history_reads_them_back() {
         let fresh = streams.history("fresh", 0, 0, "e9", 60).await.unwrap();
         assert_eq!((fresh.top.offset, fresh.top.epoch.as_str()), (0, "e9"));
         let position = streams
-            .publish("fresh", b"{}", policy(10), "e10")
+            .publish("fresh", b"{}", policy(10), "e10", None)
             .await
             .unwrap();
         assert_eq!((position.offset, position.epoch.as_str()), (1, "e9"));
@@ -232,7 +238,7 @@ fn a_redis_that_lost_its_data_gives_a_new_epoch_and_reloads_the_scripts() {
         let streams = Streams::new(connection.clone(), "rc");
         for _ in 0..2 {
             streams
-                .publish("news", b"{}", policy(10), "old")
+                .publish("news", b"{}", policy(10), "old", None)
                 .await
                 .unwrap();
         }
@@ -242,7 +248,7 @@ fn a_redis_that_lost_its_data_gives_a_new_epoch_and_reloads_the_scripts() {
         control.lock().unwrap().up();
         until(&connection, Link::Up).await;
         let position = streams
-            .publish("news", b"{}", policy(10), "new")
+            .publish("news", b"{}", policy(10), "new", None)
             .await
             .unwrap();
         assert_eq!((position.offset, position.epoch.as_str()), (1, "new"));
@@ -299,7 +305,7 @@ fn pubsub_delivers_after_the_confirmation_and_stops_after_unsubscribe() {
         let streams = Streams::new(connection, "rc");
         pubsub.subscribe(b"rc.p.a").await.unwrap();
         streams
-            .publish("a", b"{\"x\":1}", policy(10), "e")
+            .publish("a", b"{\"x\":1}", policy(10), "e", None)
             .await
             .unwrap();
         until_true("the message", || received.borrow().messages.len() == 1).await;
@@ -312,8 +318,14 @@ fn pubsub_delivers_after_the_confirmation_and_stops_after_unsubscribe() {
         // before b's, never comes.
         pubsub.unsubscribe(b"rc.p.a");
         pubsub.subscribe(b"rc.p.b").await.unwrap();
-        streams.publish("a", b"{}", policy(10), "e").await.unwrap();
-        streams.publish("b", b"{}", policy(10), "e").await.unwrap();
+        streams
+            .publish("a", b"{}", policy(10), "e", None)
+            .await
+            .unwrap();
+        streams
+            .publish("b", b"{}", policy(10), "e", None)
+            .await
+            .unwrap();
         until_true("b's message", || received.borrow().messages.len() == 2).await;
         assert_eq!(received.borrow().messages[1].0, "rc.p.b");
     });
@@ -363,7 +375,7 @@ fn pubsub_batches_subscriptions_and_resubscribes_after_a_restart() {
         // Confirmed again (subscribe resolves once the new SUBSCRIBE's answer came).
         pubsub.subscribe(b"rc.p.c1999").await.unwrap();
         streams
-            .publish("c1999", b"{}", policy(10), "e")
+            .publish("c1999", b"{}", policy(10), "e", None)
             .await
             .unwrap();
         until_true("a message after the restart", || {

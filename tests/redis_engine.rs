@@ -90,17 +90,32 @@ fn two_nodes_share_offsets_delivery_history_and_recovery() {
         "live after the recovered, no gap"
     );
 
+    // An idempotency key holds across nodes: the repeat through A gets the first result.
+    let first = b.api(
+        "publish",
+        &json!({"channel": "news", "data": {"n": 11}, "idempotency_key": "k-11"}),
+    );
+    let again = a.api(
+        "publish",
+        &json!({"channel": "news", "data": {"n": 11}, "idempotency_key": "k-11"}),
+    );
+    assert_eq!(first["result"], again["result"], "{first} {again}");
+    assert_eq!(first["result"]["offset"], 11);
+    publish(&a, "news", 12);
+    assert_eq!(next(&mut back), (11, 11));
+    assert_eq!(next(&mut back), (12, 12), "the repeat published nothing");
+
     // History is the same through either node.
     let through_a = a.api("history", &json!({"channel": "news", "limit": -1}));
     let through_b = b.api("history", &json!({"channel": "news", "limit": -1}));
     assert_eq!(through_a, through_b);
-    assert_eq!(through_a["result"]["offset"], 10, "{through_a}");
+    assert_eq!(through_a["result"]["offset"], 12, "{through_a}");
     assert_eq!(
         through_a["result"]["publications"]
             .as_array()
             .unwrap()
             .len(),
-        10
+        12
     );
     let newest = a.api(
         "history",
@@ -112,7 +127,7 @@ fn two_nodes_share_offsets_delivery_history_and_recovery() {
         .iter()
         .map(|p| p["offset"].as_u64().unwrap())
         .collect();
-    assert_eq!(offsets, [10, 9]);
+    assert_eq!(offsets, [12, 11]);
 }
 
 #[test]
@@ -152,6 +167,9 @@ fn a_redis_restart_fails_publishes_then_delivery_resumes_with_a_new_epoch() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // Counted: the failed calls, and the connections down.
+    assert!(b.metric("redis_errors_total") > 0);
+    assert!(b.metric("redis_links_down") > 0);
     redis.up();
     // Back: publishes go through again and reach the client on the other node (its node
     // subscribed the channel again). Redis lost the stream: a new epoch, offset 1 again.
@@ -181,6 +199,11 @@ fn a_redis_restart_fails_publishes_then_delivery_resumes_with_a_new_epoch() {
     // The subscriber on A held a position in the lost stream: its node tells it to recover
     // (3010, reconnect advised) instead of delivering across the gap.
     assert_eq!(on_a.expect_close(), Closed::Code(3010));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.metric("redis_links_down") != 0 {
+        assert!(Instant::now() < deadline, "the connections came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // It comes back with its old position: not recovered, and live from the new stream.
     let (mut again, _) = Client::connect(&a, "alice");
     let reply = again.command(

@@ -33,7 +33,7 @@ use crate::broker::redis::{
     Entry, History, Link, PubSub, RedisConnection, RedisError, RedisSettings, StreamPolicy, Streams,
 };
 use crate::config::{ChannelOptions, Config, RedisAddress};
-use crate::limits::REDIS_SYNC_BUFFER_MAX;
+use crate::limits::{IDEMPOTENCY_WINDOW_MS, REDIS_SYNC_BUFFER_MAX};
 use crate::protocol::{ErrorCode, Publication};
 
 /// One Redis instance as a shard uses it.
@@ -59,6 +59,8 @@ pub struct RedisChannels {
     syncing: RefCell<HashMap<Arc<str>, Syncing>>,
     /// This node's shards with subscribers, per channel this shard owns.
     subscribers: RefCell<HashMap<Arc<str>, ShardSet>>,
+    /// Calls that got no answer or an error answer, since the start.
+    errors: std::cell::Cell<u64>,
     /// The stream position this node delivered last, per channel with subscribers and
     /// positions: what tells a publication that follows from one after a gap or an epoch
     /// change.
@@ -152,17 +154,6 @@ pub fn publication(entry: &Entry) -> Option<Publication> {
     })
 }
 
-fn temporary(e: RedisError) -> ErrorCode {
-    match e {
-        RedisError::Reply(why) => {
-            eprintln!("ringcast: redis: {why}");
-            ErrorCode::Internal
-        }
-        // Down, or the call's fate unknown: the client may try again.
-        RedisError::Unavailable | RedisError::Broken(_) => ErrorCode::Internal,
-    }
-}
-
 impl RedisChannels {
     /// Connects to every configured Redis (the connections come up by themselves); the
     /// pub/sub handler of instance `i` is `handler(i)`.
@@ -186,20 +177,40 @@ impl RedisChannels {
             instances,
             syncing: RefCell::default(),
             subscribers: RefCell::default(),
+            errors: std::cell::Cell::new(0),
             delivered: RefCell::default(),
         })
+    }
+
+    /// Counts a failed call; its answer to the client: 100, which SDKs treat as temporary
+    /// (Redis down, or the call's fate unknown: the client may try again).
+    fn failed(&self, e: RedisError) -> ErrorCode {
+        self.errors.set(self.errors.get() + 1);
+        if let RedisError::Reply(why) = e {
+            eprintln!("ringcast: redis: {why}");
+        }
+        ErrorCode::Internal
+    }
+
+    /// Failed Redis calls since the start.
+    pub fn errors(&self) -> u64 {
+        self.errors.get()
+    }
+
+    /// Redis connections down now (command and pub/sub connections of every instance).
+    pub fn links_down(&self) -> u64 {
+        self.instances
+            .iter()
+            .map(|i| {
+                u64::from(i.streams.connection().link() == Link::Down)
+                    + u64::from(i.pubsub.link() == Link::Down)
+            })
+            .sum()
     }
 
     fn instance(&self, channel: &str) -> &Instance {
         let i = crate::router::partition::partition(channel) as usize % self.instances.len();
         &self.instances[i]
-    }
-
-    /// Whether every connection is up.
-    pub fn up(&self) -> bool {
-        self.instances
-            .iter()
-            .all(|i| i.streams.connection().link() == Link::Up && i.pubsub.link() == Link::Up)
     }
 
     /// The channel a pub/sub message came on.
@@ -215,6 +226,7 @@ impl RedisChannels {
         payload: &[u8],
         options: &ChannelOptions,
         skip_history: bool,
+        idempotency_key: Option<&str>,
     ) -> Result<Option<(NonZeroU64, Arc<str>)>, ErrorCode> {
         let policy = StreamPolicy {
             size: if options.history() && !skip_history {
@@ -229,9 +241,15 @@ impl RedisChannels {
         let position = self
             .instance(channel)
             .streams
-            .publish(channel, payload, policy, &candidate)
+            .publish(
+                channel,
+                payload,
+                policy,
+                &candidate,
+                idempotency_key.map(|k| (k, IDEMPOTENCY_WINDOW_MS / 1000)),
+            )
             .await
-            .map_err(temporary)?;
+            .map_err(|e| self.failed(e))?;
         Ok(NonZeroU64::new(position.offset).map(|o| (o, Arc::from(position.epoch))))
     }
 
@@ -242,7 +260,7 @@ impl RedisChannels {
             .pubsub
             .subscribe(name.as_bytes())
             .await
-            .map_err(temporary)
+            .map_err(|e| self.failed(e))
     }
 
     /// This node no longer wants `channel`'s publications.
@@ -265,7 +283,7 @@ impl RedisChannels {
             .streams
             .history(channel, from, limit, &candidate, meta_ttl)
             .await
-            .map_err(temporary)
+            .map_err(|e| self.failed(e))
     }
 
     /// Registers `shard` as having subscribers of `channel`.

@@ -46,6 +46,9 @@ pub struct ShardStats {
     /// channels they named.
     pub broadcasts: [u64; BROADCAST_BUCKETS.len() + 1],
     pub broadcast_channels: u64,
+    /// Redis engine: failed calls since the start, and connections down now.
+    pub redis_errors: u64,
+    pub redis_links_down: u64,
     /// Messages in this shard's outgoing rings, not yet taken.
     pub ring_occupancy: u64,
     /// Messages waiting behind full rings.
@@ -88,6 +91,8 @@ impl std::ops::AddAssign for ShardStats {
             *mine += theirs;
         }
         self.broadcast_channels += o.broadcast_channels;
+        self.redis_errors += o.redis_errors;
+        self.redis_links_down += o.redis_links_down;
         self.ring_occupancy += o.ring_occupancy;
         self.ring_backlog += o.ring_backlog;
         self.ring_waits += o.ring_waits;

@@ -15,7 +15,19 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 type Field = fn(&ShardStats) -> u64;
 
 /// Name, type, help, field: one row per metric.
-const METRICS: [(&str, &str, &str, Field); 25] = [
+const METRICS: [(&str, &str, &str, Field); 27] = [
+    (
+        "redis_errors_total",
+        "counter",
+        "Redis engine calls that failed (Redis down, a broken connection, an error answer).",
+        |s| s.redis_errors,
+    ),
+    (
+        "redis_links_down",
+        "gauge",
+        "Redis engine connections (commands and pub/sub, per shard and instance) down now.",
+        |s| s.redis_links_down,
+    ),
     (
         "bytes_in_total",
         "counter",

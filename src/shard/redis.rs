@@ -154,12 +154,13 @@ impl Shard {
             let payload: Rc<[u8]> =
                 encode_payload(&job.data, job.info.as_ref(), job.options.tags.as_ref()).into();
             let skip_history = job.options.skip_history;
+            let idempotency: Option<Rc<str>> = job.options.idempotency_key.as_deref().map(Rc::from);
             // Every channel's call is made before any answer is awaited: one pipeline.
             let calls: Vec<_> = job
                 .channels
                 .iter()
                 .map(|(index, channel)| {
-                    let (me, payload) = (me.clone(), payload.clone());
+                    let (me, payload, key) = (me.clone(), payload.clone(), idempotency.clone());
                     let channel = channel.to_owned();
                     let call = glommio::spawn_local(async move {
                         let Some(options) = me.config.channel_options(&channel) else {
@@ -169,7 +170,7 @@ impl Shard {
                             return Err(ErrorCode::Internal);
                         };
                         redis
-                            .publish(&channel, &payload, &options, skip_history)
+                            .publish(&channel, &payload, &options, skip_history, key.as_deref())
                             .await
                     });
                     (index, call)

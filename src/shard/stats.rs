@@ -21,6 +21,8 @@ impl Shard {
         let usage = self.engine.borrow().usage();
         let mut outbox = self.outbox.borrow_mut();
         ShardStats {
+            redis_errors: self.redis().map_or(0, |r| r.errors()),
+            redis_links_down: self.redis().map_or(0, |r| r.links_down()),
             ring_occupancy: outbox.in_rings() as u64,
             ring_backlog: outbox.backlogged() as u64,
             ring_waits: outbox.waited(),

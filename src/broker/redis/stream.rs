@@ -10,6 +10,8 @@
 //! stream = p ".s.{" c "}"    stream: ID "<offset>-0", field "d" = payload (MAXLEN size,
 //!                            expires: ttl)
 //! pubsub = p ".p." c         PUBLISH message = offset ":" epoch ":" payload
+//! idem   = p ".i.{" c "}." k hash: "o" offset, "e" epoch of the first publish with
+//!                            idempotency key k (expires: the idempotency window)
 //! ```
 //!
 //! A channel without history gets no offset (0) and touches no key: its publication is only
@@ -24,26 +26,41 @@ use redis_protocol::resp2::types::BytesFrame;
 
 use super::connection::{RedisConnection, RedisError};
 
-/// The publish step. KEYS: meta, stream. ARGV: payload, size (0: no history), ttl seconds,
-/// pubsub channel, meta ttl seconds (0: none), epoch candidate. Returns {offset, epoch}.
+/// The publish step. KEYS: meta, stream, idempotency key (the meta key again when there is
+/// none). ARGV: payload, size (0: no history), ttl seconds, pubsub channel, meta ttl seconds
+/// (0: none), epoch candidate, idempotency window seconds (0: no key). A key seen within its
+/// window returns the first result and publishes nothing. Returns {offset, epoch}.
 const PUBLISH_SCRIPT: &str = r#"
+if ARGV[7] ~= '0' then
+  local first = redis.call('hmget', KEYS[3], 'o', 'e')
+  if first[1] then
+    return {tonumber(first[1]), first[2]}
+  end
+end
+local result
 if ARGV[2] == '0' then
   redis.call('publish', ARGV[4], '0::' .. ARGV[1])
-  return {0, ''}
+  result = {0, ''}
+else
+  local epoch = redis.call('hget', KEYS[1], 'e')
+  if not epoch then
+    epoch = ARGV[6]
+    redis.call('hset', KEYS[1], 'e', epoch)
+  end
+  local offset = redis.call('hincrby', KEYS[1], 's', 1)
+  if ARGV[5] ~= '0' then
+    redis.call('expire', KEYS[1], ARGV[5])
+  end
+  redis.call('xadd', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1])
+  redis.call('expire', KEYS[2], ARGV[3])
+  redis.call('publish', ARGV[4], offset .. ':' .. epoch .. ':' .. ARGV[1])
+  result = {offset, epoch}
 end
-local epoch = redis.call('hget', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[6]
-  redis.call('hset', KEYS[1], 'e', epoch)
+if ARGV[7] ~= '0' then
+  redis.call('hset', KEYS[3], 'o', result[1], 'e', result[2])
+  redis.call('expire', KEYS[3], ARGV[7])
 end
-local offset = redis.call('hincrby', KEYS[1], 's', 1)
-if ARGV[5] ~= '0' then
-  redis.call('expire', KEYS[1], ARGV[5])
-end
-redis.call('xadd', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1])
-redis.call('expire', KEYS[2], ARGV[3])
-redis.call('publish', ARGV[4], offset .. ':' .. epoch .. ':' .. ARGV[1])
-return {offset, epoch}
+return result
 "#;
 
 /// The history read. KEYS: meta, stream. ARGV: from offset (exclusive), limit (0: none),
@@ -251,13 +268,15 @@ impl Streams {
     }
 
     /// Publishes `payload` to `channel` in one step: next offset, stream, PUBLISH. Returns
-    /// the publication's position (offset 0 without history).
+    /// the publication's position (offset 0 without history). With `idempotency` (key,
+    /// window in seconds), a key seen within its window returns the first result instead.
     pub async fn publish(
         &self,
         channel: &str,
         payload: &[u8],
         policy: StreamPolicy,
         epoch_candidate: &str,
+        idempotency: Option<(&str, u64)>,
     ) -> Result<Position, RedisError> {
         let keys = ChannelKeys::new(&self.prefix, channel);
         let (size, ttl, meta_ttl) = (
@@ -265,11 +284,22 @@ impl Streams {
             policy.ttl_secs.max(1).to_string(),
             policy.meta_ttl_secs.to_string(),
         );
+        let (idem_key, window) = match idempotency {
+            Some((key, window)) => (
+                format!("{}.i.{{{channel}}}.{key}", self.prefix),
+                window.max(1).to_string(),
+            ),
+            None => (keys.meta.clone(), "0".to_owned()),
+        };
         let answer = self
             .publish
             .call(
                 &self.connection,
-                &[keys.meta.as_bytes(), keys.stream.as_bytes()],
+                &[
+                    keys.meta.as_bytes(),
+                    keys.stream.as_bytes(),
+                    idem_key.as_bytes(),
+                ],
                 &[
                     payload,
                     size.as_bytes(),
@@ -277,6 +307,7 @@ impl Streams {
                     keys.pubsub.as_bytes(),
                     meta_ttl.as_bytes(),
                     epoch_candidate.as_bytes(),
+                    window.as_bytes(),
                 ],
             )
             .await?;
