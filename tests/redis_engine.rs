@@ -215,3 +215,25 @@ fn a_redis_restart_fails_publishes_then_delivery_resumes_with_a_new_epoch() {
     assert_eq!(publish(&b, "feed", 4)["result"]["offset"], 2);
     assert_eq!(next(&mut again), (4, 2));
 }
+
+/// The server API's user actions reach the user's connections on every node: a disconnect
+/// through node A closes the user's connection on node B with the code given, and a
+/// subscribe through B subscribes the user's connection on A.
+#[test]
+fn user_actions_reach_the_other_node() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut on_a, _) = Client::connect(&a, "erin");
+    let (mut on_b, _) = Client::connect(&b, "dave");
+    // A node serves once it listens on the control channel: a subscribe through B for erin
+    // (on A) reaches A.
+    b.api("subscribe", &json!({"user": "erin", "channel": "from-b"}));
+    let push = on_a.next_value().expect("open");
+    assert_eq!(push["push"]["channel"], "from-b", "{push}");
+    assert!(push["push"]["subscribe"].is_object(), "{push}");
+    a.api(
+        "disconnect",
+        &json!({"user": "dave", "disconnect": {"code": 4321, "reason": "bye"}}),
+    );
+    assert_eq!(on_b.expect_close(), Closed::Code(4321));
+}

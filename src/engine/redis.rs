@@ -213,6 +213,34 @@ impl RedisChannels {
         &self.instances[i]
     }
 
+    /// The node-wide control channel (user actions every node applies).
+    pub fn control_channel(&self) -> String {
+        format!("{}.control", self.prefix)
+    }
+
+    /// Publishes `message` on the control channel (of the first instance: every node
+    /// listens there).
+    pub async fn publish_control(&self, message: &[u8]) -> Result<(), ErrorCode> {
+        let channel = self.control_channel();
+        self.instances[0]
+            .streams
+            .connection()
+            .call(&[b"PUBLISH", channel.as_bytes(), message])
+            .await
+            .map(drop)
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Listens on the control channel (one shard of the node does).
+    pub async fn listen_control(&self) -> Result<(), ErrorCode> {
+        let channel = self.control_channel();
+        self.instances[0]
+            .pubsub
+            .subscribe(channel.as_bytes())
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
     /// The channel a pub/sub message came on.
     pub fn channel_of<'a>(&self, pubsub: &'a [u8]) -> Option<&'a str> {
         let rest = pubsub.strip_prefix(self.prefix.as_bytes())?;
@@ -464,4 +492,14 @@ mod tests {
         };
         assert!(publication(&cut).is_none());
     }
+}
+
+/// This process's id among the nodes: control messages it published come back to it and are
+/// skipped.
+pub fn node_id() -> &'static str {
+    static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NODE.get_or_init(|| {
+        let bytes = crate::rand::uuid_v4().unwrap_or_default();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    })
 }

@@ -146,7 +146,7 @@ pub struct SubRefreshRequest {
 
 /// Subscription options a token or the server API's `subscribe` overrides (`override`:
 /// `{"presence": {"value": bool}, ...}`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubscriptionOverrides {
     pub presence: Option<bool>,
     pub join_leave: Option<bool>,
@@ -232,7 +232,9 @@ pub struct RefreshRequest {
 
 /// A client id: a random version-4 UUID, the shape Centrifugo gives them, kept as its 16
 /// bytes (every connection holds one; the text form is built when a reply needs it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct ClientId([u8; 16]);
 
 impl ClientId {

@@ -142,7 +142,7 @@ pub struct SubscribeJob {
     pub recover: Option<RecoverFrom>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RecoverFrom {
     pub offset: u64,
     pub epoch: Box<str>,
@@ -293,7 +293,7 @@ pub struct JoinLeave {
 }
 
 /// The API's `client` filter of a user action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ClientFilter {
     /// Every connection of the user.
     Any,
@@ -316,7 +316,7 @@ impl ClientFilter {
 /// A server API action on a user's connections (`disconnect`, `subscribe`, `unsubscribe`,
 /// `refresh`): every shard hands it to each connection of the user, which applies it when
 /// its filters match.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct UserAction {
     pub user: Box<str>,
     /// Which of the user's connections (API `client`).
@@ -327,7 +327,7 @@ pub struct UserAction {
     pub kind: UserActionKind,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum UserActionKind {
     /// Close with `code` and `reason`, except the clients in `whitelist` (ids that are no
     /// client id of this server's are left out: they name no connection).
@@ -351,7 +351,7 @@ pub enum UserActionKind {
 }
 
 /// A server-side subscription the API makes.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ServerSubscribe {
     pub channel: Box<str>,
     /// Channel info of the subscription (raw JSON).

@@ -250,9 +250,22 @@ async fn shard_main(
         lifecycle,
     ));
     if shard.config.engine.is_redis() {
-        if let Err(e) = shard.attach_redis() {
-            let _ = ready.send(Err(format!("shard {id}: {e}")));
-            return;
+        match shard.attach_redis() {
+            Ok(Some(listening)) => {
+                // Serving starts once the node hears the others' user actions, unless Redis
+                // is away (then they are heard once it is back).
+                let wait = shard.config.engine.redis.connect_timeout.positive();
+                let wait = wait.unwrap_or_default() + Duration::from_millis(500);
+                let heard = glommio::timer::timeout(wait, async { Ok(listening.await) }).await;
+                if heard.is_err() {
+                    eprintln!("ringcast: Redis is not reachable yet; serving, and trying on");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = ready.send(Err(format!("shard {id}: {e}")));
+                return;
+            }
         }
     }
     glommio::spawn_local(shard.clone().run_syncer()).detach();

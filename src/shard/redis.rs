@@ -17,19 +17,28 @@ use std::sync::Arc;
 
 use super::Shard;
 use crate::broker::redis::{Entry, PubSubEvent};
-use crate::engine::redis::{encode_payload, publication, Arrival, RedisChannels};
+use crate::engine::redis::{encode_payload, node_id, publication, Arrival, RedisChannels};
 use crate::engine::{Outcome, Release};
 use crate::protocol::{ErrorCode, Publication};
 use crate::router::msg::{
     HistoryJob, HistoryPage, Position, PublishJob, Published, Recovery, StreamTop, SubscribeAnswer,
-    SubscribeJob,
+    SubscribeJob, UserAction,
 };
+
+/// What nodes tell each other on the control channel (as JSON).
+#[derive(serde::Deserialize)]
+struct ControlMessage {
+    /// The sender (`node_id`), which skips its own.
+    node: String,
+    action: Option<UserAction>,
+}
 use crate::router::ShardMsg;
 
 impl Shard {
     /// In Redis mode: starts this shard's Redis side. Call once, right after the shard is
-    /// made.
-    pub fn attach_redis(self: &Rc<Self>) -> Result<(), String> {
+    /// made. On shard 0 the returned task ends once the node hears the other nodes' user
+    /// actions (the control channel subscribed); it goes on trying while Redis is away.
+    pub fn attach_redis(self: &Rc<Self>) -> Result<Option<glommio::task::JoinHandle<()>>, String> {
         let weak = Rc::downgrade(self);
         let _ = self.me.set(weak.clone());
         let channels = RedisChannels::start(&self.config, |_| {
@@ -42,7 +51,46 @@ impl Shard {
         })?;
         self.redis
             .set(channels)
-            .map_err(|_| "the Redis side is attached already".to_owned())
+            .map_err(|_| "the Redis side is attached already".to_owned())?;
+        if self.id == 0 {
+            // One shard per node hears the other nodes' user actions.
+            let me = self.clone();
+            let listening = glommio::spawn_local(async move {
+                // Bounded: until it is listening; pub/sub subscribes it again after a
+                // reconnect by itself.
+                loop {
+                    let Some(redis) = me.redis() else { return };
+                    if redis.listen_control().await.is_ok() {
+                        return;
+                    }
+                    glommio::timer::sleep(std::time::Duration::from_millis(
+                        crate::limits::REDIS_RECONNECT_MIN_MS,
+                    ))
+                    .await;
+                }
+            })
+            .detach();
+            return Ok(Some(listening));
+        }
+        Ok(None)
+    }
+
+    /// In Redis mode: the other nodes apply `action` too (fire and forget: the API answers
+    /// once this node's connections applied it, as Centrifugo does).
+    pub fn forward_user_action(&self, action: &UserAction) {
+        let (Some(me), Some(_)) = (self.me(), self.redis()) else {
+            return;
+        };
+        let message = serde_json::json!({"node": node_id(), "action": action});
+        let Ok(bytes) = serde_json::to_vec(&message) else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            if let Some(redis) = me.redis() {
+                let _ = redis.publish_control(&bytes).await;
+            }
+        })
+        .detach();
     }
 
     pub(super) fn redis(&self) -> Option<&RedisChannels> {
@@ -60,6 +108,9 @@ impl Shard {
         };
         match event {
             PubSubEvent::Message { channel, payload } => {
+                if channel == redis.control_channel().as_bytes() {
+                    return self.on_control(&payload);
+                }
                 let Some(name) = redis.channel_of(channel) else {
                     return;
                 };
@@ -105,6 +156,20 @@ impl Shard {
                     glommio::spawn_local(async move { me.check_streams().await }).detach();
                 }
             }
+        }
+    }
+
+    /// Another node's control message: its user action applied to this node's connections.
+    fn on_control(&self, payload: &[u8]) {
+        let Ok(message) = serde_json::from_slice::<ControlMessage>(payload) else {
+            eprintln!("ringcast: shard {}: a malformed control message", self.id);
+            return;
+        };
+        if message.node == node_id() {
+            return;
+        }
+        if let Some(action) = message.action {
+            self.tell_user_action(action);
         }
     }
 

@@ -45,6 +45,7 @@ pub(super) struct Acks {
 impl Shard {
     /// Sends `action` to every shard now.
     pub fn send_user_action(&self, action: UserAction) -> UserAsk {
+        self.forward_user_action(&action);
         let ask = self.user_acts.open(self.count);
         let reply = ReplyTo {
             shard: self.id,
