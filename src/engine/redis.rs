@@ -463,6 +463,16 @@ impl RedisChannels {
     }
 }
 
+/// This process's id among the nodes: control messages it published come back to it and are
+/// skipped.
+pub fn node_id() -> &'static str {
+    static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NODE.get_or_init(|| {
+        let bytes = crate::rand::uuid_v4().unwrap_or_default();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,14 +502,4 @@ mod tests {
         };
         assert!(publication(&cut).is_none());
     }
-}
-
-/// This process's id among the nodes: control messages it published come back to it and are
-/// skipped.
-pub fn node_id() -> &'static str {
-    static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NODE.get_or_init(|| {
-        let bytes = crate::rand::uuid_v4().unwrap_or_default();
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    })
 }
