@@ -237,3 +237,68 @@ fn user_actions_reach_the_other_node() {
     );
     assert_eq!(on_b.expect_close(), Closed::Code(4321));
 }
+
+/// Presence is every node's: the API through either node lists the subscribers of both, and
+/// a killed node's entries are gone once their ttl passed (it no longer renews them).
+#[test]
+fn presence_lists_both_nodes_and_a_killed_nodes_entries_expire() {
+    let redis = RedisServer::start();
+    let address = format!("engine.redis.address={}", redis.address);
+    let node = || {
+        Server::start(&[
+            "engine.type=redis",
+            &address,
+            "engine.redis.prefix=pt",
+            "engine.redis.presence_ttl=2s",
+            "channel.without_namespace.presence=true",
+        ])
+    };
+    let (a, b) = (node(), node());
+    let (mut on_a, reply_a) = Client::connect(&a, "alice");
+    let (mut on_b, reply_b) = Client::connect(&b, "bob");
+    on_a.subscribe("room");
+    on_b.subscribe("room");
+    let id = |reply: &Value| reply["connect"]["client"].as_str().unwrap().to_owned();
+    let (id_a, id_b) = (id(&reply_a), id(&reply_b));
+    let clients = |server: &Server| -> Vec<String> {
+        let reply = server.api("presence", &json!({"channel": "room"}));
+        let mut ids: Vec<String> = reply["result"]["presence"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![id_a.clone(), id_b.clone()];
+    both.sort();
+    // The entries are written as the subscribers join: wait until both show.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while clients(&a) != both {
+        assert!(Instant::now() < deadline, "both entries: {:?}", clients(&a));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(clients(&b), both, "the same through either node");
+    let stats = a.api("presence_stats", &json!({"channel": "room"}));
+    assert_eq!(
+        (
+            &stats["result"]["num_clients"],
+            &stats["result"]["num_users"]
+        ),
+        (&json!(2), &json!(2)),
+        "{stats}"
+    );
+    // B dies without a word: its entry outlives it by at most its ttl, A's stays (renewed).
+    b.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while clients(&a) != [id_a.clone()] {
+        assert!(
+            Instant::now() < deadline,
+            "B's entry expires: {:?}",
+            clients(&a)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(clients(&a), [id_a], "A's entry is renewed past its ttl");
+    drop(on_a);
+}

@@ -94,6 +94,9 @@ pub struct RedisEngine {
     pub connect_timeout: GoDuration,
     /// The longest a Redis answer may take.
     pub io_timeout: GoDuration,
+    /// A node's presence entries expire this long after it last wrote them (it writes them
+    /// again every third of it): a node that died leaves no entry behind for longer.
+    pub presence_ttl: GoDuration,
 }
 
 impl Default for RedisEngine {
@@ -106,6 +109,7 @@ impl Default for RedisEngine {
             password: String::new(),
             connect_timeout: GoDuration::from_secs(1),
             io_timeout: GoDuration::from_secs(4),
+            presence_ttl: GoDuration::from_secs(60),
         }
     }
 }
@@ -700,6 +704,7 @@ impl Config {
         let r = &mut self.engine.redis;
         fill_duration(&mut r.connect_timeout, d.engine.redis.connect_timeout);
         fill_duration(&mut r.io_timeout, d.engine.redis.io_timeout);
+        fill_duration(&mut r.presence_ttl, d.engine.redis.presence_ttl);
         fill_string(&mut r.prefix, &d.engine.redis.prefix);
         if self.engine.kind.is_empty() {
             self.engine.kind = d.engine.kind.clone();

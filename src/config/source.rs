@@ -536,6 +536,7 @@ mod tests {
                 "client.stale_close_delay",
                 "engine.redis.connect_timeout",
                 "engine.redis.io_timeout",
+                "engine.redis.presence_ttl",
                 "history_storage.fsync_interval",
                 "http_server.request_timeout",
                 "shutdown.accept_delay",

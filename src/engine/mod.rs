@@ -144,6 +144,9 @@ pub trait Engine {
     /// `channel`'s presence counts (kept, not computed).
     fn presence_stats(&self, channel: &str) -> PresenceStats;
 
+    /// The channels with presence entries.
+    fn presence_channels(&self) -> Vec<Arc<str>>;
+
     /// A `history` query (reference §6).
     fn history(&mut self, channel: &str, query: &HistoryQuery) -> Result<HistoryPage, ErrorCode>;
 

@@ -605,6 +605,10 @@ impl Engine for ChannelOwner {
         self.presence.stats(channel)
     }
 
+    fn presence_channels(&self) -> Vec<Arc<str>> {
+        self.presence.channels()
+    }
+
     fn history(&mut self, channel: &str, query: &HistoryQuery) -> Result<HistoryPage, ErrorCode> {
         self.query_history(channel, query)
     }

@@ -160,6 +160,11 @@ impl PresenceTable {
     pub fn entries(&self) -> usize {
         self.entries
     }
+
+    /// The channels with entries.
+    pub fn channels(&self) -> Vec<Arc<str>> {
+        self.channels.keys().cloned().collect()
+    }
 }
 
 #[cfg(test)]

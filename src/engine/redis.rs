@@ -32,13 +32,17 @@ use crate::broker::redis::stream::pubsub_channel;
 use crate::broker::redis::{
     Entry, History, Link, PubSub, RedisConnection, RedisError, RedisSettings, StreamPolicy, Streams,
 };
+use crate::broker::redis::{Presences, Present};
 use crate::config::{ChannelOptions, Config, RedisAddress};
 use crate::limits::{IDEMPOTENCY_WINDOW_MS, REDIS_SYNC_BUFFER_MAX};
+use crate::protocol::ClientId;
 use crate::protocol::{ErrorCode, Publication};
+use crate::router::msg::{ClientInfos, PresenceItem, PresenceStats};
 
 /// One Redis instance as a shard uses it.
 struct Instance {
     streams: Streams,
+    presences: Presences,
     pubsub: PubSub,
 }
 
@@ -164,12 +168,14 @@ impl RedisChannels {
         let instances = settings(config)?
             .into_iter()
             .enumerate()
-            .map(|(i, settings)| Instance {
-                streams: Streams::new(
-                    RedisConnection::start(settings.clone()),
-                    &config.engine.redis.prefix,
-                ),
-                pubsub: PubSub::start(settings, handler(i)),
+            .map(|(i, settings)| {
+                let connection = RedisConnection::start(settings.clone());
+                let prefix = &config.engine.redis.prefix;
+                Instance {
+                    streams: Streams::new(connection.clone(), prefix),
+                    presences: Presences::new(connection, prefix),
+                    pubsub: PubSub::start(settings, handler(i)),
+                }
             })
             .collect();
         Ok(RedisChannels {
@@ -211,6 +217,54 @@ impl RedisChannels {
     fn instance(&self, channel: &str) -> &Instance {
         let i = crate::router::partition::partition(channel) as usize % self.instances.len();
         &self.instances[i]
+    }
+
+    /// Writes (or renews) this node's presence `items` in `channel`.
+    pub async fn presence_add(
+        &self,
+        channel: &str,
+        items: &[PresenceItem],
+        ttl_secs: u64,
+    ) -> Result<(), ErrorCode> {
+        let entries: Vec<Present> = items.iter().map(present).collect();
+        self.instance(channel)
+            .presences
+            .add(channel, &entries, ttl_secs, crate::clock::unix_secs())
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
+    pub async fn presence_remove(&self, channel: &str, client: ClientId) -> Result<(), ErrorCode> {
+        self.instance(channel)
+            .presences
+            .remove(channel, &client.to_string())
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Every node's live entries in `channel`.
+    pub async fn presence(&self, channel: &str) -> Result<Vec<PresenceItem>, ErrorCode> {
+        let entries = self
+            .instance(channel)
+            .presences
+            .list(channel, crate::clock::unix_secs())
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(entries.into_iter().filter_map(item).collect())
+    }
+
+    /// Every node's counts in `channel`.
+    pub async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, ErrorCode> {
+        let (num_clients, num_users) = self
+            .instance(channel)
+            .presences
+            .stats(channel, crate::clock::unix_secs())
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(PresenceStats {
+            num_clients,
+            num_users,
+        })
     }
 
     /// The node-wide control channel (user actions every node applies).
@@ -461,6 +515,36 @@ impl RedisChannels {
             self.unsubscribe(channel);
         }
     }
+}
+
+/// A presence entry as Redis keeps it.
+fn present(item: &PresenceItem) -> Present {
+    let infos = item.infos.as_deref();
+    Present {
+        client: item.client.to_string(),
+        user: item.user.to_string(),
+        conn_info: infos
+            .and_then(|i| i.conn_info.as_deref())
+            .map(str::to_owned),
+        chan_info: infos
+            .and_then(|i| i.chan_info.as_deref())
+            .map(str::to_owned),
+    }
+}
+
+/// A presence entry Redis kept; `None` if its client id is not one.
+fn item(present: Present) -> Option<PresenceItem> {
+    let infos = (present.conn_info.is_some() || present.chan_info.is_some()).then(|| {
+        Arc::new(ClientInfos {
+            conn_info: present.conn_info.map(Into::into),
+            chan_info: present.chan_info.map(Into::into),
+        })
+    });
+    Some(PresenceItem {
+        client: ClientId::parse(&present.client)?,
+        user: Arc::from(present.user),
+        infos,
+    })
 }
 
 /// This process's id among the nodes: control messages it published come back to it and are

@@ -30,6 +30,13 @@ impl Shard {
         let frame = join
             .join_leave
             .then(|| join_leave_frame(&join.channel, "join", &join.item));
+        if self.redis().is_some() {
+            self.share_presence(
+                join.channel.clone(),
+                Some(join.item.clone()),
+                join.item.client,
+            );
+        }
         let joined =
             self.engine
                 .borrow_mut()
@@ -45,6 +52,9 @@ impl Shard {
 
     /// Owner work: removes an entry, announcing the leave when its join was announced.
     pub(super) fn run_presence_leave(&self, channel: Arc<str>, client: ClientId) {
+        if self.redis().is_some() {
+            self.share_presence(channel.clone(), None, client);
+        }
         let left = self.engine.borrow_mut().presence_remove(&channel, client);
         if let Some((item, true)) = left {
             let frame = join_leave_frame(&channel, "leave", &item);
@@ -120,6 +130,9 @@ impl Shard {
     /// Owner work: answers a presence query. A list longer than `PRESENCE_REPLY_ENTRIES_MAX`
     /// is refused with 106 (the counts are always answered).
     pub(super) fn run_presence(&self, job: PresenceJob) {
+        if self.redis().is_some() {
+            return self.run_presence_redis(job);
+        }
         let result = {
             let engine = self.engine.borrow();
             let stats = engine.presence_stats(&job.channel);
@@ -131,7 +144,16 @@ impl Shard {
                 PresenceKind::List => Ok(PresenceAnswer::List(engine.presence(&job.channel))),
             }
         };
-        match job.reply {
+        self.answer_presence(job.reply, result);
+    }
+
+    /// Sends a presence query's result to whoever asked.
+    pub(super) fn answer_presence(
+        &self,
+        reply: PresenceReplyTo,
+        result: Result<PresenceAnswer, ErrorCode>,
+    ) {
+        match reply {
             PresenceReplyTo::Conn(to) => self.to_shard(
                 to.shard,
                 ShardMsg::ConnAnswer {

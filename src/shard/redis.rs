@@ -19,10 +19,11 @@ use super::Shard;
 use crate::broker::redis::{Entry, PubSubEvent};
 use crate::engine::redis::{encode_payload, node_id, publication, Arrival, RedisChannels};
 use crate::engine::{Outcome, Release};
-use crate::protocol::{ErrorCode, Publication};
+use crate::limits::PRESENCE_REPLY_ENTRIES_MAX;
+use crate::protocol::{ClientId, ErrorCode, Publication};
 use crate::router::msg::{
-    HistoryJob, HistoryPage, Position, PublishJob, Published, Recovery, StreamTop, SubscribeAnswer,
-    SubscribeJob, UserAction,
+    HistoryJob, HistoryPage, Position, PresenceAnswer, PresenceItem, PresenceJob, PresenceKind,
+    PublishJob, Published, Recovery, StreamTop, SubscribeAnswer, SubscribeJob, UserAction,
 };
 
 /// What nodes tell each other on the control channel (as JSON).
@@ -52,6 +53,7 @@ impl Shard {
         self.redis
             .set(channels)
             .map_err(|_| "the Redis side is attached already".to_owned())?;
+        glommio::spawn_local(self.clone().renew_presence()).detach();
         if self.id == 0 {
             // One shard per node hears the other nodes' user actions.
             let me = self.clone();
@@ -171,6 +173,85 @@ impl Shard {
         if let Some(action) = message.action {
             self.tell_user_action(action);
         }
+    }
+
+    /// Mirrors a presence change of this node's in Redis: `item` joined, or (`None`) the
+    /// client left.
+    pub(super) fn share_presence(
+        &self,
+        channel: Arc<str>,
+        item: Option<PresenceItem>,
+        client: ClientId,
+    ) {
+        let Some(me) = self.me() else {
+            return;
+        };
+        let ttl = self.presence_ttl_secs();
+        glommio::spawn_local(async move {
+            let Some(redis) = me.redis() else {
+                return;
+            };
+            // A failure is counted; the next renewal writes the entry again.
+            let _ = match item {
+                Some(item) => redis.presence_add(&channel, &[item], ttl).await,
+                None => redis.presence_remove(&channel, client).await,
+            };
+        })
+        .detach();
+    }
+
+    fn presence_ttl_secs(&self) -> u64 {
+        self.config
+            .engine
+            .redis
+            .presence_ttl
+            .as_millis()
+            .div_ceil(1000)
+            .max(1)
+    }
+
+    /// Renews this node's presence entries in Redis every third of their ttl, for as long as
+    /// the shard runs.
+    async fn renew_presence(self: Rc<Self>) {
+        let ttl = self.presence_ttl_secs();
+        let every = std::time::Duration::from_millis((ttl * 1000 / 3).max(100));
+        // Bounded by the shard's life: one round per period.
+        loop {
+            glommio::timer::sleep(every).await;
+            let Some(redis) = self.redis() else { return };
+            let channels = self.engine.borrow().presence_channels();
+            for channel in channels {
+                let items = self.engine.borrow().presence(&channel);
+                let _ = redis.presence_add(&channel, &items, ttl).await;
+            }
+        }
+    }
+
+    /// Owner work for a presence query: every node's entries, from Redis.
+    pub(super) fn run_presence_redis(&self, job: PresenceJob) {
+        let Some(me) = self.me() else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            let result = match me.redis() {
+                None => Err(ErrorCode::Internal),
+                Some(redis) => match job.kind {
+                    PresenceKind::Stats => redis
+                        .presence_stats(&job.channel)
+                        .await
+                        .map(PresenceAnswer::Stats),
+                    PresenceKind::List => match redis.presence(&job.channel).await {
+                        Ok(items) if items.len() > PRESENCE_REPLY_ENTRIES_MAX => {
+                            Err(ErrorCode::LimitExceeded)
+                        }
+                        Ok(items) => Ok(PresenceAnswer::List(items)),
+                        Err(code) => Err(code),
+                    },
+                },
+            };
+            me.answer_presence(job.reply, result);
+        })
+        .detach();
     }
 
     /// Has `channel`'s subscribers on this node recover from the stream (3010).

@@ -1,10 +1,13 @@
 //! Redis: a pipelined connection per shard and Redis (`connection`), a channel's stream as
-//! one-step scripts (`stream`: publish, history), and the subscriber connection (`pubsub`).
+//! one-step scripts (`stream`: publish, history), its presence (`presence`), and the
+//! subscriber connection (`pubsub`).
 
 pub mod connection;
+pub mod presence;
 pub mod pubsub;
 pub mod stream;
 
 pub use connection::{Link, RedisConnection, RedisError, RedisSettings};
+pub use presence::{Presences, Present};
 pub use pubsub::{PubSub, PubSubEvent};
 pub use stream::{Entry, History, Position, StreamPolicy, Streams};

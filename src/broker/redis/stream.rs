@@ -166,13 +166,13 @@ pub fn pubsub_channel(prefix: &str, channel: &str) -> String {
 }
 
 /// A loaded script: its SHA1, and its text to load again after NOSCRIPT.
-struct Script {
+pub(super) struct Script {
     text: &'static str,
     sha: std::cell::RefCell<Option<Bytes>>,
 }
 
 impl Script {
-    const fn new(text: &'static str) -> Script {
+    pub(super) const fn new(text: &'static str) -> Script {
         Script {
             text,
             sha: std::cell::RefCell::new(None),
@@ -181,7 +181,7 @@ impl Script {
 
     /// EVALSHA, loading the script first when this connection (or a restarted Redis) does
     /// not know it.
-    async fn call(
+    pub(super) async fn call(
         &self,
         connection: &RedisConnection,
         keys: &[&[u8]],
