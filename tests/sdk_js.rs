@@ -229,6 +229,30 @@ fn js_sdk_recovers_missed_publications_after_a_cut_and_a_server_restart() {
     );
 }
 
+/// `count` SDK clients (`js_recovery.mjs`, users js-user-0...) on `url` subscribed to
+/// `channel` with recovery, each until it received n = 10: the process, its lines, and the
+/// lines seen so far (past its first `subscribed`).
+fn recovering_clients(
+    count: usize,
+    url: &str,
+    channel: &str,
+) -> Vec<(sdk::KillOnDrop, Lines, Vec<serde_json::Value>)> {
+    (0..count)
+        .map(|i| {
+            let mut script = node("js_recovery.mjs");
+            script
+                .env("RINGCAST_WS_URL", url)
+                .env("RINGCAST_TOKEN", gentoken(&format!("js-user-{i}")))
+                .env("RINGCAST_CHANNEL", channel)
+                .env("RINGCAST_FINAL_N", "10");
+            let (child, lines) = Lines::spawn(&mut script, NODE_RUNS);
+            let mut seen = Vec::new();
+            lines.wait("subscribed", &mut seen);
+            (child, lines, seen)
+        })
+        .collect()
+}
+
 /// A rolling restart behind a real HAProxy (TCP mode, `send-proxy-v2`, health checks on the
 /// internal port's `/health`): two SDK clients subscribed with recovery through HAProxy; the
 /// node gets SIGTERM while the backend publishes through its internal API (answered through
@@ -261,22 +285,7 @@ fn js_sdk_clients_ride_a_drain_and_restart_behind_haproxy() {
         &["option httpchk GET /health", "http-check expect status 200"],
     );
     let channel = "rolling";
-    let clients: Vec<_> = (0..2)
-        .map(|i| {
-            let mut script = node("js_recovery.mjs");
-            script
-                .env("RINGCAST_WS_URL", haproxy.ws_url())
-                .env("RINGCAST_TOKEN", gentoken(&format!("js-user-{i}")))
-                .env("RINGCAST_CHANNEL", channel)
-                .env("RINGCAST_FINAL_N", "10");
-            let (child, lines) = Lines::spawn(&mut script, NODE_RUNS);
-            (child, lines, Vec::new())
-        })
-        .collect();
-    let mut clients = clients;
-    for (_, lines, seen) in &mut clients {
-        lines.wait("subscribed", seen);
-    }
+    let mut clients = recovering_clients(2, &haproxy.ws_url(), channel);
     for n in 1..=3 {
         sdk::publish_n(&server, channel, n);
     }
@@ -376,21 +385,7 @@ fn js_sdk_clients_move_to_the_other_node_when_one_drains_behind_haproxy() {
         &["option httpchk GET /health", "http-check expect status 200"],
     );
     let channel = "moving";
-    let mut clients: Vec<_> = (0..4)
-        .map(|i| {
-            let mut script = node("js_recovery.mjs");
-            script
-                .env("RINGCAST_WS_URL", haproxy.ws_url())
-                .env("RINGCAST_TOKEN", gentoken(&format!("js-user-{i}")))
-                .env("RINGCAST_CHANNEL", channel)
-                .env("RINGCAST_FINAL_N", "10");
-            let (child, lines) = Lines::spawn(&mut script, NODE_RUNS);
-            (child, lines, Vec::new())
-        })
-        .collect();
-    for (_, lines, seen) in &mut clients {
-        lines.wait("subscribed", seen);
-    }
+    let mut clients = recovering_clients(4, &haproxy.ws_url(), channel);
     for n in 1..=3 {
         sdk::publish_n(&b, channel, n);
     }

@@ -111,12 +111,7 @@ impl ChannelOwner {
                 return Err(ErrorCode::BadRequest);
             }
         }
-        let max = self.config.client.history_max_publication_limit;
-        let limit = match query.limit {
-            0 => 0,
-            l if l < 0 => max,
-            l => (l as usize).min(max),
-        };
+        let limit = query.limit_up_to(self.config.client.history_max_publication_limit);
         let mut publications = Vec::new();
         if limit > 0 {
             let log = self.log_of(channel)?;

@@ -178,6 +178,18 @@ pub struct HistoryQuery {
     pub reverse: bool,
 }
 
+impl HistoryQuery {
+    /// Publications to return: 0 (position only), `max` for a negative limit, else the limit
+    /// up to `max` (`client.history_max_publication_limit`).
+    pub fn limit_up_to(&self, max: usize) -> usize {
+        match self.limit {
+            0 => 0,
+            l if l < 0 => max,
+            l => (l as usize).min(max),
+        }
+    }
+}
+
 /// Where a history answer goes.
 #[derive(Debug, Clone, Copy)]
 pub enum HistoryReplyTo {

@@ -480,12 +480,7 @@ impl Shard {
         if query.reverse && query.since.as_ref().is_some_and(|(offset, _)| *offset == 0) {
             return Err(ErrorCode::BadRequest);
         }
-        let max = self.config.client.history_max_publication_limit;
-        let limit = match query.limit {
-            0 => 0,
-            l if l < 0 => max,
-            l => (l as usize).min(max),
-        };
+        let limit = query.limit_up_to(self.config.client.history_max_publication_limit);
         let since = query.since.as_ref().map_or(0, |(offset, _)| *offset);
         // Forward reads start after `since`; reverse ones read what is kept and take the
         // newest below `since` (the stream holds at most `history_size`).

@@ -172,16 +172,7 @@ impl Presences {
 
     /// Every live entry of `channel`, from every node.
     pub async fn list(&self, channel: &str, now_secs: u64) -> Result<Vec<Present>, RedisError> {
-        let (hash, zset) = keys(&self.prefix, channel);
-        let now = now_secs.to_string();
-        let answer = self
-            .read
-            .call(
-                &self.connection,
-                &[hash.as_bytes(), zset.as_bytes()],
-                &[now.as_bytes(), b"list"],
-            )
-            .await?;
+        let answer = self.read(channel, now_secs, b"list").await?;
         let BytesFrame::Array(parts) = &answer else {
             return Err(malformed(&answer));
         };
@@ -198,16 +189,7 @@ impl Presences {
 
     /// (clients, distinct users) in `channel`, from every node.
     pub async fn stats(&self, channel: &str, now_secs: u64) -> Result<(u32, u32), RedisError> {
-        let (hash, zset) = keys(&self.prefix, channel);
-        let now = now_secs.to_string();
-        let answer = self
-            .read
-            .call(
-                &self.connection,
-                &[hash.as_bytes(), zset.as_bytes()],
-                &[now.as_bytes(), b"stats"],
-            )
-            .await?;
+        let answer = self.read(channel, now_secs, b"stats").await?;
         match &answer {
             BytesFrame::Array(parts) => match parts.as_slice() {
                 [BytesFrame::Integer(clients), BytesFrame::Integer(users)] => {
@@ -217,6 +199,25 @@ impl Presences {
             },
             _ => Err(malformed(&answer)),
         }
+    }
+
+    /// The read script, after dropping what expired by `now_secs`: `what` is "list" or
+    /// "stats".
+    async fn read(
+        &self,
+        channel: &str,
+        now_secs: u64,
+        what: &[u8],
+    ) -> Result<BytesFrame, RedisError> {
+        let (hash, zset) = keys(&self.prefix, channel);
+        let now = now_secs.to_string();
+        self.read
+            .call(
+                &self.connection,
+                &[hash.as_bytes(), zset.as_bytes()],
+                &[now.as_bytes(), what],
+            )
+            .await
     }
 }
 
