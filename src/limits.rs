@@ -131,6 +131,8 @@ pub const REDIS_RECONNECT_MAX_MS: u64 = 2_000;
 /// Publications kept for a channel's subscription steps while they wait for Redis; past it
 /// the waiting subscribers are told they were not recovered.
 pub const REDIS_SYNC_BUFFER_MAX: usize = 10_000;
+/// A broadcast's channels one Redis script call publishes at most.
+pub const REDIS_PUBLISH_BATCH: usize = 256;
 /// Channels one SUBSCRIBE or UNSUBSCRIBE names at most (churn is sent in such batches).
 pub const REDIS_SUBSCRIBE_BATCH: usize = 512;
 /// The longest latency a method's histogram tells apart (60 s); longer calls count as it.

@@ -302,3 +302,29 @@ fn presence_lists_both_nodes_and_a_killed_nodes_entries_expire() {
     assert_eq!(clients(&a), [id_a], "A's entry is renewed past its ttl");
     drop(on_a);
 }
+
+/// A broadcast's channels go to Redis in batches (more than one here): every channel gets
+/// its own next offset, the answer lists them in the request's order, and a subscriber on
+/// the other node receives its channel's publication.
+#[test]
+fn a_broadcast_publishes_every_channel_in_batches() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut on_a, _) = Client::connect(&a, "alice");
+    on_a.subscribe("personal-599");
+    publish(&b, "personal-0", 0);
+    let channels: Vec<String> = (0..600).map(|i| format!("personal-{i}")).collect();
+    let reply = b.api(
+        "broadcast",
+        &json!({"channels": channels, "data": {"n": 1}}),
+    );
+    let responses = reply["result"]["responses"].as_array().unwrap();
+    assert_eq!(responses.len(), 600, "{reply}");
+    let offsets: Vec<u64> = responses
+        .iter()
+        .map(|r| r["result"]["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets[0], 2, "personal-0 had one publication before");
+    assert!(offsets[1..].iter().all(|&o| o == 1), "{offsets:?}");
+    assert_eq!(next(&mut on_a), (1, 1));
+}

@@ -215,8 +215,7 @@ impl RedisChannels {
     }
 
     fn instance(&self, channel: &str) -> &Instance {
-        let i = crate::router::partition::partition(channel) as usize % self.instances.len();
-        &self.instances[i]
+        &self.instances[self.instance_of(channel)]
     }
 
     /// Writes (or renews) this node's presence `items` in `channel`.
@@ -301,6 +300,48 @@ impl RedisChannels {
         std::str::from_utf8(rest.strip_prefix(b".p.")?).ok()
     }
 
+    /// How `channel`'s publications are kept (`None`: not a channel of any namespace).
+    pub fn policy(&self, options: &ChannelOptions, skip_history: bool) -> StreamPolicy {
+        StreamPolicy {
+            size: if options.history() && !skip_history {
+                options.history_size as u64
+            } else {
+                0
+            },
+            ttl_secs: options.history_ttl.as_millis().div_ceil(1000),
+            meta_ttl_secs: options.history_meta_ttl.as_millis().div_ceil(1000),
+        }
+    }
+
+    /// Which configured Redis keeps `channel`.
+    pub fn instance_of(&self, channel: &str) -> usize {
+        crate::router::partition::partition(channel) as usize % self.instances.len()
+    }
+
+    /// Publishes one payload to `channels` (all on instance `instance`, all with history and
+    /// `policy`) in one script call; their positions in order.
+    pub async fn publish_batch(
+        &self,
+        instance: usize,
+        channels: &[&str],
+        payload: &[u8],
+        policy: StreamPolicy,
+    ) -> Result<Vec<(NonZeroU64, Arc<str>)>, ErrorCode> {
+        let candidate = crate::rand::epoch().map_err(|_| ErrorCode::Internal)?;
+        let positions = self.instances[instance]
+            .streams
+            .publish_many(channels, payload, policy, &candidate)
+            .await
+            .map_err(|e| self.failed(e))?;
+        positions
+            .into_iter()
+            .map(|p| {
+                let offset = NonZeroU64::new(p.offset).ok_or(ErrorCode::Internal)?;
+                Ok((offset, Arc::from(p.epoch)))
+            })
+            .collect()
+    }
+
     /// Publishes in one step in the channel's Redis: offset, history, pub/sub.
     pub async fn publish(
         &self,
@@ -310,15 +351,7 @@ impl RedisChannels {
         skip_history: bool,
         idempotency_key: Option<&str>,
     ) -> Result<Option<(NonZeroU64, Arc<str>)>, ErrorCode> {
-        let policy = StreamPolicy {
-            size: if options.history() && !skip_history {
-                options.history_size as u64
-            } else {
-                0
-            },
-            ttl_secs: options.history_ttl.as_millis().div_ceil(1000),
-            meta_ttl_secs: options.history_meta_ttl.as_millis().div_ceil(1000),
-        };
+        let policy = self.policy(options, skip_history);
         let candidate = crate::rand::epoch().map_err(|_| ErrorCode::Internal)?;
         let position = self
             .instance(channel)

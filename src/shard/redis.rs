@@ -11,15 +11,16 @@
 //! `idempotency_key`, `exclude_client`, user actions across nodes, `channels` and `info`
 //! across nodes, Redis Cluster.
 
+use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
 use super::Shard;
-use crate::broker::redis::{Entry, PubSubEvent};
+use crate::broker::redis::{Entry, PubSubEvent, StreamPolicy};
 use crate::engine::redis::{encode_payload, node_id, publication, Arrival, RedisChannels};
 use crate::engine::{Outcome, Release};
-use crate::limits::PRESENCE_REPLY_ENTRIES_MAX;
+use crate::limits::{PRESENCE_REPLY_ENTRIES_MAX, REDIS_PUBLISH_BATCH};
 use crate::protocol::{ClientId, ErrorCode, Publication};
 use crate::router::msg::{
     HistoryJob, HistoryPage, Position, PresenceAnswer, PresenceItem, PresenceJob, PresenceKind,
@@ -290,49 +291,109 @@ impl Shard {
         }
     }
 
-    /// Owner work for a publish job: each channel published in Redis (pipelined), the job
-    /// answered once all answered. Delivery comes back through pub/sub.
+    /// Owner work for a publish job: the channels published in Redis, answered once all
+    /// were. A broadcast's channels with history go in batches of `REDIS_PUBLISH_BATCH` per
+    /// Redis instance and policy, one script call each; others one call each. Every call is
+    /// made before any answer is awaited (one pipeline). Delivery comes back through pub/sub.
     pub(super) fn run_publish_redis(&self, job: PublishJob) {
         let Some(me) = self.me() else {
             return;
         };
         glommio::spawn_local(async move {
-            let payload: Rc<[u8]> =
-                encode_payload(&job.data, job.info.as_ref(), job.options.tags.as_ref()).into();
-            let skip_history = job.options.skip_history;
-            let idempotency: Option<Rc<str>> = job.options.idempotency_key.as_deref().map(Rc::from);
-            // Every channel's call is made before any answer is awaited: one pipeline.
-            let calls: Vec<_> = job
-                .channels
-                .iter()
-                .map(|(index, channel)| {
-                    let (me, payload, key) = (me.clone(), payload.clone(), idempotency.clone());
-                    let channel = channel.to_owned();
-                    let call = glommio::spawn_local(async move {
-                        let Some(options) = me.config.channel_options(&channel) else {
-                            return Err(ErrorCode::UnknownChannel);
-                        };
-                        let Some(redis) = me.redis() else {
-                            return Err(ErrorCode::Internal);
-                        };
-                        redis
-                            .publish(&channel, &payload, &options, skip_history, key.as_deref())
-                            .await
-                    });
-                    (index, call)
-                })
-                .collect();
-            let mut answers = Vec::with_capacity(calls.len());
-            for (index, call) in calls {
-                let result = call.await.map(|position| {
-                    me.publications.set(me.publications.get() + 1);
-                    position.map(|(offset, epoch)| Position { offset, epoch })
-                });
-                answers.push(Published { index, result });
-            }
+            let answers = me.publish_in_redis(&job).await;
             me.send_published(job.reply, answers);
         })
         .detach();
+    }
+
+    async fn publish_in_redis(self: &Rc<Self>, job: &PublishJob) -> Vec<Published> {
+        let Some(redis) = self.redis() else {
+            return Vec::new();
+        };
+        let payload: Rc<[u8]> =
+            encode_payload(&job.data, job.info.as_ref(), job.options.tags.as_ref()).into();
+        let skip_history = job.options.skip_history;
+        let key: Option<Rc<str>> = job.options.idempotency_key.as_deref().map(Rc::from);
+        let mut answers = Vec::with_capacity(job.channels.len());
+        let mut singles = Vec::new();
+        let mut batches: HashMap<(usize, StreamPolicy), Vec<(u32, String)>> = HashMap::new();
+        for (index, channel) in job.channels.iter() {
+            let Some(options) = self.config.channel_options(channel) else {
+                answers.push(Published {
+                    index,
+                    result: Err(ErrorCode::UnknownChannel),
+                });
+                continue;
+            };
+            let policy = redis.policy(&options, skip_history);
+            if job.channels.len() > 1 && key.is_none() && policy.size > 0 {
+                let at = (redis.instance_of(channel), policy);
+                batches
+                    .entry(at)
+                    .or_default()
+                    .push((index, channel.to_owned()));
+            } else {
+                singles.push((index, channel.to_owned(), options));
+            }
+        }
+        type Call = glommio::task::JoinHandle<Vec<(u32, Result<Option<Position>, ErrorCode>)>>;
+        let mut calls: Vec<Call> = Vec::new();
+        for (index, channel, options) in singles {
+            let (me, payload, key) = (self.clone(), payload.clone(), key.clone());
+            calls.push(
+                glommio::spawn_local(async move {
+                    let Some(redis) = me.redis() else {
+                        return vec![(index, Err(ErrorCode::Internal))];
+                    };
+                    let published = redis
+                        .publish(&channel, &payload, &options, skip_history, key.as_deref())
+                        .await
+                        .map(|p| p.map(|(offset, epoch)| Position { offset, epoch }));
+                    vec![(index, published)]
+                })
+                .detach(),
+            );
+        }
+        for ((instance, policy), channels) in batches {
+            for batch in channels.chunks(REDIS_PUBLISH_BATCH) {
+                let (me, payload, batch) = (self.clone(), payload.clone(), batch.to_vec());
+                calls.push(
+                    glommio::spawn_local(async move {
+                        let Some(redis) = me.redis() else {
+                            return Vec::new();
+                        };
+                        let names: Vec<&str> = batch.iter().map(|(_, c)| c.as_str()).collect();
+                        match redis
+                            .publish_batch(instance, &names, &payload, policy)
+                            .await
+                        {
+                            Ok(positions) => batch
+                                .iter()
+                                .zip(positions)
+                                .map(|((index, _), (offset, epoch))| {
+                                    (*index, Ok(Some(Position { offset, epoch })))
+                                })
+                                .collect(),
+                            Err(code) => {
+                                batch.iter().map(|(index, _)| (*index, Err(code))).collect()
+                            }
+                        }
+                    })
+                    .detach(),
+                );
+            }
+        }
+        for call in calls {
+            for (index, result) in call.await.unwrap_or_default() {
+                if result.is_ok() {
+                    self.publications.set(self.publications.get() + 1);
+                }
+                answers.push(Published { index, result });
+            }
+        }
+        // In the order of the request, as the memory engine answers.
+        answers.sort_by_key(|p| p.index);
+        answers
     }
 
     /// Owner work for a subscription step: this node subscribed to the channel's pub/sub,

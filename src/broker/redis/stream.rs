@@ -63,6 +63,32 @@ end
 return result
 "#;
 
+/// The publish step for many channels with one payload and policy (a broadcast): KEYS: meta
+/// and stream of each channel, in pairs. ARGV: payload, size (> 0), ttl seconds, meta ttl
+/// seconds (0: none), epoch candidate, then each channel's pubsub channel. Returns {offset1,
+/// epoch1, offset2, epoch2, ...}.
+const PUBLISH_MANY_SCRIPT: &str = r#"
+local out = {}
+for i = 1, #KEYS, 2 do
+  local meta, stream = KEYS[i], KEYS[i + 1]
+  local epoch = redis.call('hget', meta, 'e')
+  if not epoch then
+    epoch = ARGV[5]
+    redis.call('hset', meta, 'e', epoch)
+  end
+  local offset = redis.call('hincrby', meta, 's', 1)
+  if ARGV[4] ~= '0' then
+    redis.call('expire', meta, ARGV[4])
+  end
+  redis.call('xadd', stream, 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1])
+  redis.call('expire', stream, ARGV[3])
+  redis.call('publish', ARGV[5 + (i + 1) / 2], offset .. ':' .. epoch .. ':' .. ARGV[1])
+  out[#out + 1] = offset
+  out[#out + 1] = epoch
+end
+return out
+"#;
+
 /// The history read. KEYS: meta, stream. ARGV: from offset (exclusive), limit (0: none),
 /// epoch candidate, meta ttl seconds (0: none). A channel without a position gets one (offset
 /// 0, the candidate epoch), so subscribers hold an epoch a lost Redis would change. Returns
@@ -134,7 +160,7 @@ pub struct History {
 }
 
 /// How a channel's stream is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StreamPolicy {
     /// Publications kept (0: no history, no offsets).
     pub size: u64,
@@ -227,6 +253,7 @@ pub struct Streams {
     connection: RedisConnection,
     prefix: String,
     publish: Script,
+    publish_many: Script,
     history: Script,
 }
 
@@ -259,6 +286,7 @@ impl Streams {
             connection,
             prefix: prefix.to_owned(),
             publish: Script::new(PUBLISH_SCRIPT),
+            publish_many: Script::new(PUBLISH_MANY_SCRIPT),
             history: Script::new(HISTORY_SCRIPT),
         }
     }
@@ -318,6 +346,61 @@ impl Streams {
             }),
             _ => Err(malformed("publish", &answer)),
         }
+    }
+
+    /// Publishes `payload` to every one of `channels` (all with history, `policy.size` > 0) in
+    /// one script call; their positions, in order.
+    pub async fn publish_many(
+        &self,
+        channels: &[&str],
+        payload: &[u8],
+        policy: StreamPolicy,
+        epoch_candidate: &str,
+    ) -> Result<Vec<Position>, RedisError> {
+        debug_assert!(
+            policy.size > 0,
+            "channels without history take the one-channel path"
+        );
+        let keys: Vec<ChannelKeys> = channels
+            .iter()
+            .map(|c| ChannelKeys::new(&self.prefix, c))
+            .collect();
+        let key_args: Vec<&[u8]> = keys
+            .iter()
+            .flat_map(|k| [k.meta.as_bytes(), k.stream.as_bytes()])
+            .collect();
+        let (size, ttl, meta_ttl) = (
+            policy.size.to_string(),
+            policy.ttl_secs.max(1).to_string(),
+            policy.meta_ttl_secs.to_string(),
+        );
+        let mut args: Vec<&[u8]> = vec![
+            payload,
+            size.as_bytes(),
+            ttl.as_bytes(),
+            meta_ttl.as_bytes(),
+            epoch_candidate.as_bytes(),
+        ];
+        args.extend(keys.iter().map(|k| k.pubsub.as_bytes()));
+        let answer = self
+            .publish_many
+            .call(&self.connection, &key_args, &args)
+            .await?;
+        let BytesFrame::Array(parts) = &answer else {
+            return Err(malformed("publish", &answer));
+        };
+        if parts.len() != channels.len() * 2 {
+            return Err(malformed("publish", &answer));
+        }
+        parts
+            .chunks(2)
+            .map(|pair| {
+                Ok(Position {
+                    offset: integer(&pair[0]).ok_or_else(|| malformed("publish", &answer))?,
+                    epoch: text(&pair[1]).ok_or_else(|| malformed("publish", &answer))?,
+                })
+            })
+            .collect()
     }
 
     /// The channel's position (made with `epoch_candidate` if it has none) and its
