@@ -7,9 +7,10 @@
 //! nodes), leaving a channel, and history queries. Each waits on Redis in a task of its own;
 //! the shard's loop never waits.
 //!
-//! Not shared through Redis yet (issue 15 goes on): presence (each node keeps its own),
-//! `idempotency_key`, `exclude_client`, user actions across nodes, `channels` and `info`
-//! across nodes, Redis Cluster.
+//! Presence entries are mirrored in Redis (renewed periodically) and read from there; the
+//! API's user actions go to the other nodes over a control channel. Not shared yet (issue 15
+//! goes on): join/leave pushes (each node's own), `channels` and `info`; `exclude_client` is
+//! not applied; no Redis Cluster.
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
