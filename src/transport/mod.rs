@@ -1,4 +1,5 @@
-//! One accepted TCP connection, from the first byte to the close: HTTP/1.1 requests with
+//! One accepted TCP connection, from the first byte to the close: a PROXY header when the port
+//! asks for one, a TLS handshake when it serves TLS (`PortService`), then HTTP/1.1 requests with
 //! keep-alive and pipelining (`http::connection`) in a task of its own until the connection
 //! closes or upgrades to a transport. `websocket` is the only transport today (its shard's
 //! `Reactor` serves the upgraded connection from then on, without a task); SSE and
