@@ -25,7 +25,7 @@ use crate::limits::{PRESENCE_REPLY_ENTRIES_MAX, REDIS_PUBLISH_BATCH};
 use crate::protocol::{ClientId, ErrorCode, Publication};
 use crate::router::msg::{
     HistoryJob, HistoryPage, Position, PresenceAnswer, PresenceItem, PresenceJob, PresenceKind,
-    PublishJob, Published, Recovery, StreamTop, SubscribeAnswer, SubscribeJob, UserAction,
+    PublishJob, Published, Recovery, StreamTop, SubscribeJob, UserAction,
 };
 
 /// What nodes tell each other on the control channel (as JSON).
@@ -411,14 +411,7 @@ impl Shard {
                     redis.add_subscriber(&job.channel, job.from);
                 }
             }
-            let answer = SubscribeAnswer {
-                channel: job.channel,
-                registration: job.register,
-                ticket: job.ticket,
-                result,
-                recovery,
-            };
-            me.to_shard(job.from, ShardMsg::Subscribed(Box::new(answer)));
+            me.answer_subscribe(job, result, recovery);
         })
         .detach();
     }

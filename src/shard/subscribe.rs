@@ -8,7 +8,8 @@ use super::Shard;
 use crate::fanout::hub::Settled;
 use crate::fanout::{PendingSubscription, SubscribeStep};
 use crate::protocol::ClientId;
-use crate::router::msg::{RecoverFrom, SubscribeAnswer, SubscribeJob};
+use crate::protocol::ErrorCode;
+use crate::router::msg::{RecoverFrom, Recovery, StreamTop, SubscribeAnswer, SubscribeJob};
 use crate::router::ShardMsg;
 
 impl Shard {
@@ -62,6 +63,16 @@ impl Shard {
             job.register,
             job.recover.as_ref(),
         );
+        self.answer_subscribe(job, result, recovery);
+    }
+
+    /// Sends a subscription step's answer to the subscriber's shard.
+    pub(super) fn answer_subscribe(
+        &self,
+        job: SubscribeJob,
+        result: Result<StreamTop, ErrorCode>,
+        recovery: Option<Recovery>,
+    ) {
         let answer = SubscribeAnswer {
             channel: job.channel,
             registration: job.register,
