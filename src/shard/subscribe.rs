@@ -7,8 +7,7 @@ use std::sync::Arc;
 use super::Shard;
 use crate::fanout::hub::Settled;
 use crate::fanout::{PendingSubscription, SubscribeStep};
-use crate::protocol::ClientId;
-use crate::protocol::ErrorCode;
+use crate::protocol::{ClientId, ErrorCode};
 use crate::router::msg::{RecoverFrom, Recovery, StreamTop, SubscribeAnswer, SubscribeJob};
 use crate::router::ShardMsg;
 
