@@ -131,6 +131,10 @@ pub const REDIS_RECONNECT_MAX_MS: u64 = 2_000;
 /// Publications kept for a channel's subscription steps while they wait for Redis; past it
 /// the waiting subscribers are told they were not recovered.
 pub const REDIS_SYNC_BUFFER_MAX: usize = 10_000;
+/// Redis engine: each node tells the others its counts this often, and a node not heard
+/// from for the ttl is no longer listed by `info`.
+pub const NODE_INFO_INTERVAL_MS: u64 = 2_000;
+pub const NODE_INFO_TTL_MS: u64 = 3 * NODE_INFO_INTERVAL_MS;
 /// A broadcast's channels one Redis script call publishes at most.
 pub const REDIS_PUBLISH_BATCH: usize = 256;
 /// Channels one SUBSCRIBE or UNSUBSCRIBE names at most (churn is sent in such batches).

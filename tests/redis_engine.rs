@@ -328,3 +328,45 @@ fn a_broadcast_publishes_every_channel_in_batches() {
     assert!(offsets[1..].iter().all(|&o| o == 1), "{offsets:?}");
     assert_eq!(next(&mut on_a), (1, 1));
 }
+
+/// `info` lists every node heard from lately (each tells the others its counts every two
+/// seconds), `centrifugo_node_num_nodes` counts them, and a node that is gone drops out.
+#[test]
+fn info_lists_the_nodes_and_a_gone_one_drops_out() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (_on_b, _) = Client::connect(&b, "bob");
+    let nodes = |server: &Server| -> Vec<Value> {
+        server.api("info", &json!({}))["result"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while nodes(&a).len() != 2 {
+        assert!(Instant::now() < deadline, "B never showed: {:?}", nodes(&a));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let listed = nodes(&a);
+    assert_ne!(listed[0]["uid"], listed[1]["uid"]);
+    let clients: u64 = listed
+        .iter()
+        .map(|n| n["num_clients"].as_u64().unwrap())
+        .sum();
+    assert_eq!(clients, 1, "B's client, counted by B: {listed:?}");
+    let (_, metrics) = a.http("GET", "/metrics", &[], b"");
+    assert!(
+        metrics.contains("\ncentrifugo_node_num_nodes 2\n"),
+        "{metrics}"
+    );
+    b.kill();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while nodes(&a).len() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "B never dropped out: {:?}",
+            nodes(&a)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -655,7 +655,21 @@ fn put_info(out: &mut Vec<u8>, info: &NodeInfo) {
             s.connections, s.users, s.channels, s.subscriptions,
         );
     }
-    out.extend_from_slice(b"]}]}");
+    out.extend_from_slice(b"]}");
+    for peer in &info.peers {
+        out.extend_from_slice(b",{\"uid\":");
+        encode::put_str(out, &peer.uid);
+        out.extend_from_slice(b",\"name\":");
+        encode::put_str(out, &peer.name);
+        out.extend_from_slice(b",\"version\":");
+        encode::put_str(out, &peer.version);
+        let _ = write!(
+            ByteSink(out),
+            ",\"num_clients\":{},\"num_users\":{},\"num_channels\":{},\"uptime\":{},\"num_subs\":{}}}",
+            peer.num_clients, peer.num_users, peer.num_channels, peer.uptime, peer.num_subs,
+        );
+    }
+    out.extend_from_slice(b"]}");
 }
 
 #[cfg(test)]

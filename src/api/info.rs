@@ -1,9 +1,9 @@
-//! `info`: this node's counters, summed over its shards, and each shard's.
+//! `info`: this node's counters, summed over its shards, and each shard's; with the Redis
+//! engine also the other nodes heard from lately.
 
-use std::sync::OnceLock;
-
+use crate::engine::redis::PeerNode;
 use crate::metrics::counters::ShardStats;
-use crate::protocol::{ClientId, ErrorCode};
+use crate::protocol::ErrorCode;
 use crate::shard::{Shard, StatsAsk};
 
 /// What `info` reports about the node.
@@ -16,18 +16,13 @@ pub struct NodeInfo {
     /// Each shard's own counters, by shard (beyond Centrifugo, which has no shards).
     pub shards: Vec<ShardStats>,
     pub uptime_seconds: u64,
+    /// The other nodes (Redis engine), as they last said.
+    pub peers: Vec<PeerNode>,
 }
 
-/// This node's id, fixed for the life of the process.
+/// This node's id, fixed for the life of the process (the one other nodes know it by).
 fn node_uid() -> Result<&'static str, ErrorCode> {
-    static UID: OnceLock<String> = OnceLock::new();
-    if let Some(uid) = UID.get() {
-        return Ok(uid);
-    }
-    let uid = ClientId::random()
-        .map_err(|_| ErrorCode::Internal)?
-        .to_string();
-    Ok(UID.get_or_init(|| uid))
+    Ok(crate::engine::redis::node_id())
 }
 
 pub async fn info(shard: &Shard, ask: StatsAsk) -> Result<NodeInfo, ErrorCode> {
@@ -46,5 +41,6 @@ pub async fn info(shard: &Shard, ask: StatsAsk) -> Result<NodeInfo, ErrorCode> {
         stats: ShardStats::sum(&per_shard),
         shards: per_shard,
         uptime_seconds: shard.started.elapsed().as_secs(),
+        peers: crate::engine::redis::peers(),
     })
 }

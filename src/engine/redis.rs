@@ -580,14 +580,50 @@ fn item(present: Present) -> Option<PresenceItem> {
     })
 }
 
-/// This process's id among the nodes: control messages it published come back to it and are
-/// skipped.
+/// This process's id among the nodes (a UUID, as Centrifugo's node uids): control messages
+/// it published come back to it and are skipped; `info` reports it.
 pub fn node_id() -> &'static str {
     static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NODE.get_or_init(|| {
-        let bytes = crate::rand::uuid_v4().unwrap_or_default();
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    })
+    NODE.get_or_init(|| ClientId::random().unwrap_or_default().to_string())
+}
+
+/// What a node tells the others about itself on the control channel, every
+/// `NODE_INFO_INTERVAL_MS` (Centrifugo's `info` fields).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerNode {
+    pub uid: String,
+    pub name: String,
+    pub version: String,
+    pub num_clients: u64,
+    pub num_users: u64,
+    pub num_channels: u64,
+    pub num_subs: u64,
+    pub uptime: u64,
+}
+
+/// The other nodes heard from lately: process-wide (shard 0 hears them, any shard answers
+/// `info` and `/metrics`), read only by those rare calls, never on the message path.
+fn peers_table() -> &'static std::sync::Mutex<HashMap<String, (PeerNode, std::time::Instant)>> {
+    static PEERS: std::sync::OnceLock<
+        std::sync::Mutex<HashMap<String, (PeerNode, std::time::Instant)>>,
+    > = std::sync::OnceLock::new();
+    PEERS.get_or_init(Default::default)
+}
+
+/// Another node said how it is.
+pub fn note_peer(peer: PeerNode) {
+    let mut peers = peers_table().lock().unwrap_or_else(|e| e.into_inner());
+    peers.insert(peer.uid.clone(), (peer, std::time::Instant::now()));
+}
+
+/// The other nodes heard from within `NODE_INFO_TTL_MS`, by uid.
+pub fn peers() -> Vec<PeerNode> {
+    let ttl = Duration::from_millis(crate::limits::NODE_INFO_TTL_MS);
+    let mut peers = peers_table().lock().unwrap_or_else(|e| e.into_inner());
+    peers.retain(|_, (_, seen)| seen.elapsed() < ttl);
+    let mut list: Vec<PeerNode> = peers.values().map(|(p, _)| p.clone()).collect();
+    list.sort_by(|a, b| a.uid.cmp(&b.uid));
+    list
 }
 
 #[cfg(test)]

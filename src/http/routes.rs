@@ -161,7 +161,12 @@ impl Dispatched {
                 Some((per_shard, latencies)) => Response::new(
                     200,
                     prometheus::CONTENT_TYPE,
-                    prometheus::render(&per_shard, &latencies, crate::VERSION),
+                    prometheus::render(
+                        &per_shard,
+                        &latencies,
+                        1 + crate::engine::redis::peers().len(),
+                        crate::VERSION,
+                    ),
                 ),
                 None => Response::text(500, "a shard did not answer"),
             },

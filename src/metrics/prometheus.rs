@@ -196,9 +196,14 @@ const CENTRIFUGO_GAUGES: [(&str, &str, Field); 4] = [
     ),
 ];
 
-/// The exposition of `per_shard` (indexed by shard) and the node's `latencies`; `version` is
-/// the server's.
-pub fn render(per_shard: &[ShardStats], latencies: &Latencies, version: &str) -> String {
+/// The exposition of `per_shard` (indexed by shard) and the node's `latencies`; `nodes`
+/// counts the nodes this one knows of (itself included); `version` is the server's.
+pub fn render(
+    per_shard: &[ShardStats],
+    latencies: &Latencies,
+    nodes: usize,
+    version: &str,
+) -> String {
     let mut text = String::new();
     for (name, help, field) in CENTRIFUGO_GAUGES {
         let total: u64 = per_shard.iter().map(field).sum();
@@ -209,12 +214,12 @@ pub fn render(per_shard: &[ShardStats], latencies: &Latencies, version: &str) ->
 centrifugo_node_{name} {total}"
         );
     }
-    // One node: the process (shards are not nodes).
+    // Nodes are processes (shards are not nodes); with the Redis engine, those heard from.
     let _ = writeln!(
         text,
         "# HELP centrifugo_node_num_nodes Number of nodes in the cluster.
 # TYPE centrifugo_node_num_nodes gauge
-centrifugo_node_num_nodes 1"
+centrifugo_node_num_nodes {nodes}"
     );
     let _ = writeln!(
         text,
@@ -298,7 +303,7 @@ mod tests {
             connections: 3,
             ..ShardStats::default()
         };
-        let text = render(&[a, b], &Latencies::default(), "1.2.3");
+        let text = render(&[a, b], &Latencies::default(), 1, "1.2.3");
         assert!(text.contains("\nringcast_connections 5\n"), "{text}");
         assert!(text.contains("\ncentrifugo_node_num_clients 5\n"), "{text}");
         assert!(

@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use super::Shard;
 use crate::broker::redis::{Entry, PubSubEvent, StreamPolicy};
-use crate::engine::redis::{encode_payload, node_id, publication, Arrival, RedisChannels};
+use crate::engine::redis::{
+    encode_payload, node_id, note_peer, publication, Arrival, PeerNode, RedisChannels,
+};
 use crate::engine::{Outcome, Release};
 use crate::limits::{PRESENCE_REPLY_ENTRIES_MAX, REDIS_PUBLISH_BATCH};
 use crate::protocol::{ClientId, ErrorCode, Publication};
@@ -33,7 +35,10 @@ use crate::router::msg::{
 struct ControlMessage {
     /// The sender (`node_id`), which skips its own.
     node: String,
+    #[serde(default)]
     action: Option<UserAction>,
+    #[serde(default)]
+    info: Option<PeerNode>,
 }
 use crate::router::ShardMsg;
 
@@ -59,6 +64,7 @@ impl Shard {
         if self.id == 0 {
             // One shard per node hears the other nodes' user actions.
             let me = self.clone();
+            glommio::spawn_local(self.clone().tell_nodes()).detach();
             let listening = glommio::spawn_local(async move {
                 // Bounded: until it is listening; pub/sub subscribes it again after a
                 // reconnect by itself.
@@ -77,6 +83,39 @@ impl Shard {
             return Ok(Some(listening));
         }
         Ok(None)
+    }
+
+    /// Tells the other nodes how this node is, every `NODE_INFO_INTERVAL_MS`, for as long as
+    /// the shard runs (their `info` lists it, and `centrifugo_node_num_nodes` counts it).
+    async fn tell_nodes(self: Rc<Self>) {
+        let every = std::time::Duration::from_millis(crate::limits::NODE_INFO_INTERVAL_MS);
+        // Bounded by the shard's life: one message per period.
+        loop {
+            glommio::timer::sleep(every).await;
+            let Some(stats) = self.collect_stats().await else {
+                continue;
+            };
+            let total = crate::metrics::counters::ShardStats::sum(&stats);
+            let name = match self.config.node.name.as_str() {
+                "" => "ringcast",
+                name => name,
+            };
+            let info = PeerNode {
+                uid: node_id().to_owned(),
+                name: name.to_owned(),
+                version: crate::VERSION.to_owned(),
+                num_clients: total.connections,
+                num_users: total.online_users,
+                num_channels: total.channels,
+                num_subs: total.subscriptions,
+                uptime: self.started.elapsed().as_secs(),
+            };
+            let message = serde_json::json!({"node": node_id(), "info": info});
+            let (Ok(bytes), Some(redis)) = (serde_json::to_vec(&message), self.redis()) else {
+                continue;
+            };
+            let _ = redis.publish_control(&bytes).await;
+        }
     }
 
     /// In Redis mode: the other nodes apply `action` too (fire and forget: the API answers
@@ -174,6 +213,9 @@ impl Shard {
         }
         if let Some(action) = message.action {
             self.tell_user_action(action);
+        }
+        if let Some(info) = message.info {
+            note_peer(info);
         }
     }
 
