@@ -370,3 +370,24 @@ fn info_lists_the_nodes_and_a_gone_one_drops_out() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `exclude_client` holds across nodes: published through B, the named client on A is left
+/// out of live delivery, the other is not.
+#[test]
+fn exclude_client_holds_across_nodes() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut first, reply) = Client::connect(&a, "alice");
+    let (mut second, _) = Client::connect(&a, "bob");
+    first.subscribe("talk");
+    second.subscribe("talk");
+    let excluded = reply["connect"]["client"].as_str().unwrap().to_owned();
+    b.api(
+        "publish",
+        &json!({"channel": "talk", "data": {"n": 1}, "exclude_client": excluded}),
+    );
+    publish(&b, "talk", 2);
+    assert_eq!(next(&mut second), (1, 1));
+    assert_eq!(next(&mut second), (2, 2));
+    assert_eq!(next(&mut first), (2, 2), "the excluded client never got 1");
+}

@@ -37,7 +37,7 @@ use crate::config::{ChannelOptions, Config, RedisAddress};
 use crate::limits::{IDEMPOTENCY_WINDOW_MS, REDIS_SYNC_BUFFER_MAX};
 use crate::protocol::ClientId;
 use crate::protocol::{ErrorCode, Publication};
-use crate::router::msg::{ClientInfos, PresenceItem, PresenceStats};
+use crate::router::msg::{ClientInfos, Excluded, PresenceItem, PresenceStats};
 
 /// One Redis instance as a shard uses it.
 struct Instance {
@@ -113,9 +113,15 @@ pub fn settings(config: &Config) -> Result<Vec<RedisSettings>, String> {
 }
 
 /// A publication's fields as nodes pass them through Redis: data, info and tags, each a
-/// 32-bit big-endian length (0xFFFFFFFF: absent) and the bytes.
-pub fn encode_payload(data: &[u8], info: Option<&Bytes>, tags: Option<&Bytes>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(12 + data.len());
+/// 32-bit big-endian length (0xFFFFFFFF: absent) and the bytes; then the connection
+/// `exclude_client` names, if any (shard as 16 bits, connection as 64).
+pub fn encode_payload(
+    data: &[u8],
+    info: Option<&Bytes>,
+    tags: Option<&Bytes>,
+    exclude: Option<Excluded>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(22 + data.len());
     out.put_u32(data.len() as u32);
     out.put_slice(data);
     for part in [info, tags] {
@@ -127,7 +133,30 @@ pub fn encode_payload(data: &[u8], info: Option<&Bytes>, tags: Option<&Bytes>) -
             None => out.put_u32(u32::MAX),
         }
     }
+    if let Some(e) = exclude {
+        out.put_u16(e.shard as u16);
+        out.put_u64(e.conn);
+    }
     out
+}
+
+/// The connection a publication's `exclude_client` names, if its payload carries one.
+pub fn excluded(entry: &Entry) -> Option<Excluded> {
+    let mut rest = entry.payload.clone();
+    // Bounded: three length-prefixed parts.
+    for optional in [false, true, true] {
+        if rest.remaining() < 4 {
+            return None;
+        }
+        let len = rest.get_u32();
+        if !(optional && len == u32::MAX) {
+            rest.advance((len as usize).min(rest.remaining()));
+        }
+    }
+    (rest.remaining() == 10).then(|| Excluded {
+        shard: usize::from(rest.get_u16()),
+        conn: rest.get_u64(),
+    })
 }
 
 /// The publication an entry carries; `None` if its payload is malformed.
@@ -638,15 +667,27 @@ mod tests {
             (None, Some(Bytes::from_static(b"{\"k\":\"v\"}"))),
             (Some(Bytes::new()), Some(Bytes::new())),
         ] {
-            let payload = encode_payload(b"{\"n\":1}", info.as_ref(), tags.as_ref());
-            let entry = Entry {
-                offset: 7,
-                epoch: "e".into(),
-                payload: Bytes::from(payload),
-            };
-            let p = publication(&entry).unwrap();
-            assert_eq!(&p.data[..], b"{\"n\":1}");
-            assert_eq!((p.info, p.tags, p.offset), (info, tags, NonZeroU64::new(7)));
+            for exclude in [
+                None,
+                Some(Excluded {
+                    shard: 3,
+                    conn: 1 << 40,
+                }),
+            ] {
+                let payload = encode_payload(b"{\"n\":1}", info.as_ref(), tags.as_ref(), exclude);
+                let entry = Entry {
+                    offset: 7,
+                    epoch: "e".into(),
+                    payload: Bytes::from(payload),
+                };
+                let p = publication(&entry).unwrap();
+                assert_eq!(&p.data[..], b"{\"n\":1}");
+                assert_eq!(
+                    (&p.info, &p.tags, p.offset),
+                    (&info, &tags, NonZeroU64::new(7))
+                );
+                assert_eq!(excluded(&entry), exclude);
+            }
         }
         let cut = Entry {
             offset: 1,

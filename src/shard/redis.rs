@@ -8,9 +8,9 @@
 //! the shard's loop never waits.
 //!
 //! Presence entries are mirrored in Redis (renewed periodically) and read from there; the
-//! API's user actions go to the other nodes over a control channel. Not shared yet (issue 15
-//! goes on): join/leave pushes (each node's own), `channels` and `info`; `exclude_client` is
-//! not applied; no Redis Cluster.
+//! API's user actions and each node's counts (for `info`) go to the other nodes over a
+//! control channel. Not shared yet (issue 15 goes on): join/leave pushes (each node's own)
+//! and `channels`; no Redis Cluster.
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use super::Shard;
 use crate::broker::redis::{Entry, PubSubEvent, StreamPolicy};
 use crate::engine::redis::{
-    encode_payload, node_id, note_peer, publication, Arrival, PeerNode, RedisChannels,
+    encode_payload, excluded, node_id, note_peer, publication, Arrival, PeerNode, RedisChannels,
 };
 use crate::engine::{Outcome, Release};
 use crate::limits::{PRESENCE_REPLY_ENTRIES_MAX, REDIS_PUBLISH_BATCH};
@@ -180,6 +180,7 @@ impl Shard {
                         return;
                     }
                 }
+                let exclude = excluded(&entry);
                 let outcome = Outcome {
                     channel: Some(Arc::from(name)),
                     publication,
@@ -187,7 +188,7 @@ impl Shard {
                     shards,
                     release: Release::Now,
                 };
-                self.fan_out(outcome, shards, None);
+                self.fan_out(outcome, shards, exclude);
             }
             PubSubEvent::Resubscribed => {
                 eprintln!(
@@ -353,8 +354,13 @@ impl Shard {
         let Some(redis) = self.redis() else {
             return Vec::new();
         };
-        let payload: Rc<[u8]> =
-            encode_payload(&job.data, job.info.as_ref(), job.options.tags.as_ref()).into();
+        let payload: Rc<[u8]> = encode_payload(
+            &job.data,
+            job.info.as_ref(),
+            job.options.tags.as_ref(),
+            job.options.exclude,
+        )
+        .into();
         let skip_history = job.options.skip_history;
         let key: Option<Rc<str>> = job.options.idempotency_key.as_deref().map(Rc::from);
         let mut answers = Vec::with_capacity(job.channels.len());
