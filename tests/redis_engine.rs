@@ -391,3 +391,39 @@ fn exclude_client_holds_across_nodes() {
     assert_eq!(next(&mut second), (2, 2));
     assert_eq!(next(&mut first), (2, 2), "the excluded client never got 1");
 }
+
+/// `channels` across nodes: the node asked surveys the others over the control channel and
+/// merges their answers with its own (counts of a channel on both nodes added up).
+#[test]
+fn channels_lists_every_nodes_channels() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut on_a, _) = Client::connect(&a, "alice");
+    let (mut on_b, _) = Client::connect(&b, "bob");
+    on_a.subscribe("only-a");
+    on_b.subscribe("only-b");
+    on_a.subscribe("shared");
+    on_b.subscribe("shared");
+    // Each node hears of the other within its first announcement (every 2 s).
+    let until = |server: &Server, query: Value, expected: Value| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let reply = server.api("channels", &query);
+            if reply["result"]["channels"] == expected {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never {expected}: {reply}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    until(
+        &a,
+        json!({}),
+        json!({"only-a": {"num_clients": 1}, "only-b": {"num_clients": 1}, "shared": {"num_clients": 2}}),
+    );
+    until(
+        &b,
+        json!({"pattern": "only-*"}),
+        json!({"only-a": {"num_clients": 1}, "only-b": {"num_clients": 1}}),
+    );
+}

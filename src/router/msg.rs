@@ -378,7 +378,7 @@ pub struct ServerSubscribe {
 }
 
 /// The API's `channels`: every shard lists its channels with local subscribers.
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ChannelsQuery {
     /// A glob the names must match (none: all).
     pub pattern: Option<Box<str>>,

@@ -29,6 +29,14 @@ impl<T> Default for Asks<T> {
 pub struct Ask<T> {
     pub id: u64,
     receiver: LocalReceiver<T>,
+    /// Answers expected.
+    expected: usize,
+}
+
+impl<T> Ask<T> {
+    pub fn expected(&self) -> usize {
+        self.expected
+    }
 }
 
 impl<T> Asks<T> {
@@ -41,7 +49,11 @@ impl<T> Asks<T> {
         if answers > 0 {
             self.waiting.borrow_mut().insert(id, sender);
         }
-        Ask { id, receiver }
+        Ask {
+            id,
+            receiver,
+            expected: answers,
+        }
     }
 
     /// Hands an answer to its waiter. A missing waiter gave up (deadline): dropping the

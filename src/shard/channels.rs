@@ -25,14 +25,29 @@ pub struct ChannelsPage {
 }
 
 impl Shard {
-    /// Sends `query` to every shard now.
+    /// Sends `query` to every shard now, and with the Redis engine to the other nodes heard
+    /// from lately (their answers come back to this shard as more lists).
     pub fn send_channels(&self, query: ChannelsQuery) -> ChannelsAsk {
-        let ask = self.channel_lists.open(self.count);
+        let peers = if self.redis().is_some() {
+            crate::engine::redis::peers().len()
+        } else {
+            0
+        };
+        let ask = self.channel_lists.open(self.count + peers);
+        if peers > 0 {
+            self.survey_channels(&query, ask.id);
+        }
+        self.ask_local_channels(query, ask.id);
+        ask
+    }
+
+    /// Sends `query` to this node's shards, answered to `request` here.
+    pub(super) fn ask_local_channels(&self, query: ChannelsQuery, request: u64) {
         let query = Arc::new(query);
         for shard in 0..self.count {
             let reply = ReplyTo {
                 shard: self.id,
-                request: ask.id,
+                request,
             };
             let msg = ShardMsg::Channels {
                 query: query.clone(),
@@ -40,10 +55,21 @@ impl Shard {
             };
             self.to_shard(shard, msg);
         }
-        ask
     }
 
-    /// Merges every shard's list into the page (100 if a shard did not answer in time).
+    /// This node's channels for `query`, merged over its shards (a survey from another node).
+    pub(super) async fn local_channels(
+        &self,
+        query: ChannelsQuery,
+    ) -> Result<ChannelsPage, ErrorCode> {
+        let limit = query.limit;
+        let ask = self.channel_lists.open(self.count);
+        self.ask_local_channels(query, ask.id);
+        self.channels_answer(ask, limit).await
+    }
+
+    /// Merges every shard's list (and other nodes', when asked) into the page: 100 if one of
+    /// this node's shards did not answer in time; a node that does not answer is left out.
     pub async fn channels_answer(
         &self,
         ask: ChannelsAsk,
@@ -51,10 +77,16 @@ impl Shard {
     ) -> Result<ChannelsPage, ErrorCode> {
         let mut merged: BTreeMap<Arc<str>, u32> = BTreeMap::new();
         let mut full = false;
-        for _ in 0..self.count {
+        let mut answers = 0;
+        // Bounded by the answers expected, each waited for at most the answer timeout.
+        while answers < ask.expected() {
             let Some(list) = self.channel_lists.next(&ask).await else {
+                if answers >= self.count {
+                    break;
+                }
                 return Err(ErrorCode::Internal);
             };
+            answers += 1;
             full |= list.len() >= limit;
             for (name, count) in list {
                 *merged.entry(name).or_default() += count;

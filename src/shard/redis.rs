@@ -8,9 +8,9 @@
 //! the shard's loop never waits.
 //!
 //! Presence entries are mirrored in Redis (renewed periodically) and read from there; the
-//! API's user actions and each node's counts (for `info`) go to the other nodes over a
-//! control channel. Not shared yet (issue 15 goes on): join/leave pushes (each node's own)
-//! and `channels`; no Redis Cluster.
+//! API's user actions, each node's counts (for `info`) and `channels` surveys go to the other
+//! nodes over a control channel. Not shared yet (issue 15 goes on): join/leave pushes (each
+//! node's own); no Redis Cluster.
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -26,8 +26,8 @@ use crate::engine::{Outcome, Release};
 use crate::limits::{PRESENCE_REPLY_ENTRIES_MAX, REDIS_PUBLISH_BATCH};
 use crate::protocol::{ClientId, ErrorCode, Publication};
 use crate::router::msg::{
-    HistoryJob, HistoryPage, Position, PresenceAnswer, PresenceItem, PresenceJob, PresenceKind,
-    PublishJob, Published, Recovery, StreamTop, SubscribeJob, UserAction,
+    ChannelsQuery, HistoryJob, HistoryPage, Position, PresenceAnswer, PresenceItem, PresenceJob,
+    PresenceKind, PublishJob, Published, Recovery, StreamTop, SubscribeJob, UserAction,
 };
 
 /// What nodes tell each other on the control channel (as JSON).
@@ -39,6 +39,27 @@ struct ControlMessage {
     action: Option<UserAction>,
     #[serde(default)]
     info: Option<PeerNode>,
+    #[serde(default)]
+    survey: Option<ChannelsSurvey>,
+    #[serde(default)]
+    answer: Option<ChannelsAnswered>,
+}
+
+/// Another node asks for this node's channels (the API's `channels`).
+#[derive(serde::Deserialize)]
+struct ChannelsSurvey {
+    request: u64,
+    shard: usize,
+    query: ChannelsQuery,
+}
+
+/// A node's channels, for the node and shard that asked.
+#[derive(serde::Deserialize)]
+struct ChannelsAnswered {
+    to: String,
+    request: u64,
+    shard: usize,
+    channels: Vec<(String, u32)>,
 }
 use crate::router::ShardMsg;
 
@@ -116,6 +137,55 @@ impl Shard {
             };
             let _ = redis.publish_control(&bytes).await;
         }
+    }
+
+    /// Asks the other nodes for their channels matching `query`; their answers reach this
+    /// shard's `request` (through the node's control listener, then the ring).
+    pub(super) fn survey_channels(&self, query: &ChannelsQuery, request: u64) {
+        let Some(me) = self.me() else {
+            return;
+        };
+        let message = serde_json::json!({
+            "node": node_id(),
+            "survey": {"request": request, "shard": self.id, "query": query},
+        });
+        let Ok(bytes) = serde_json::to_vec(&message) else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            if let Some(redis) = me.redis() {
+                let _ = redis.publish_control(&bytes).await;
+            }
+        })
+        .detach();
+    }
+
+    /// Another node's survey: this node's channels, sent back to it.
+    fn answer_survey(&self, to: String, survey: ChannelsSurvey) {
+        let Some(me) = self.me() else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            let Ok(page) = me.local_channels(survey.query).await else {
+                return;
+            };
+            let channels: Vec<(&str, u32)> =
+                page.channels.iter().map(|(n, c)| (&**n, *c)).collect();
+            let message = serde_json::json!({
+                "node": node_id(),
+                "answer": {
+                    "to": to,
+                    "request": survey.request,
+                    "shard": survey.shard,
+                    "channels": channels,
+                },
+            });
+            let (Ok(bytes), Some(redis)) = (serde_json::to_vec(&message), me.redis()) else {
+                return;
+            };
+            let _ = redis.publish_control(&bytes).await;
+        })
+        .detach();
     }
 
     /// In Redis mode: the other nodes apply `action` too (fire and forget: the API answers
@@ -217,6 +287,23 @@ impl Shard {
         }
         if let Some(info) = message.info {
             note_peer(info);
+        }
+        if let Some(survey) = message.survey {
+            self.answer_survey(message.node, survey);
+        }
+        if let Some(answer) = message.answer.filter(|a| a.to == node_id()) {
+            let channels = answer
+                .channels
+                .into_iter()
+                .map(|(name, count)| (Arc::from(name), count))
+                .collect();
+            self.to_shard(
+                answer.shard,
+                ShardMsg::ChannelsAnswer {
+                    request: answer.request,
+                    channels,
+                },
+            );
         }
     }
 
