@@ -427,3 +427,48 @@ fn channels_lists_every_nodes_channels() {
         json!({"only-a": {"num_clients": 1}, "only-b": {"num_clients": 1}}),
     );
 }
+
+/// Joins and leaves reach the subscribers of every node: a listener on A hears B's
+/// subscriber join and leave.
+#[test]
+fn joins_and_leaves_reach_every_node() {
+    let redis = RedisServer::start();
+    let address = format!("engine.redis.address={}", redis.address);
+    let node = || {
+        Server::start(&[
+            "engine.type=redis",
+            &address,
+            "engine.redis.prefix=jl",
+            "channel.without_namespace.presence=true",
+            "channel.without_namespace.join_leave=true",
+            "channel.without_namespace.force_push_join_leave=true",
+        ])
+    };
+    let (a, b) = (node(), node());
+    let (mut listener, _) = Client::connect(&a, "watcher");
+    listener.subscribe("lobby");
+    let (mut visitor, reply) = Client::connect(&b, "visitor");
+    let visitor_id = reply["connect"]["client"].as_str().unwrap().to_owned();
+    visitor.subscribe("lobby");
+    // The next join or leave push the listener gets: (kind, client id).
+    let mut next_event = || loop {
+        let value = listener.next_value().expect("open");
+        let push = &value["push"];
+        for kind in ["join", "leave"] {
+            if push[kind].is_object() {
+                return (
+                    kind,
+                    push[kind]["info"]["client"].as_str().unwrap().to_owned(),
+                );
+            }
+        }
+    };
+    // Its own join may come first (the listener joined the channel too).
+    let mut event = next_event();
+    if event.1 != visitor_id {
+        event = next_event();
+    }
+    assert_eq!(event, ("join", visitor_id.clone()));
+    visitor.command("unsubscribe", json!({"channel": "lobby"}));
+    assert_eq!(next_event(), ("leave", visitor_id));
+}

@@ -295,6 +295,30 @@ impl RedisChannels {
         })
     }
 
+    /// Publishes a join or leave (`kind`, the client's ClientInfo JSON) on `channel`'s
+    /// pub/sub: every node with subscribers pushes it to them, this one included.
+    pub async fn publish_join_leave(
+        &self,
+        channel: &str,
+        kind: JoinLeaveKind,
+        client_info: &[u8],
+    ) -> Result<(), ErrorCode> {
+        let name = pubsub_channel(&self.prefix, channel);
+        let mut message = Vec::with_capacity(3 + client_info.len());
+        message.extend_from_slice(match kind {
+            JoinLeaveKind::Join => b"!j:",
+            JoinLeaveKind::Leave => b"!l:",
+        });
+        message.extend_from_slice(client_info);
+        self.instance(channel)
+            .streams
+            .connection()
+            .call(&[b"PUBLISH", name.as_bytes(), &message])
+            .await
+            .map(drop)
+            .map_err(|e| self.failed(e))
+    }
+
     /// The node-wide control channel (user actions every node applies).
     pub fn control_channel(&self) -> String {
         format!("{}.control", self.prefix)
@@ -576,6 +600,33 @@ impl RedisChannels {
         if !wanted {
             self.unsubscribe(channel);
         }
+    }
+}
+
+/// A join or a leave, as pub/sub carries it: `"!j:"` or `"!l:"` and the ClientInfo JSON (a
+/// publication's message starts with a digit, so the two never mix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinLeaveKind {
+    Join,
+    Leave,
+}
+
+impl JoinLeaveKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinLeaveKind::Join => "join",
+            JoinLeaveKind::Leave => "leave",
+        }
+    }
+
+    /// A pub/sub message that is a join or a leave: which, and the ClientInfo JSON.
+    pub fn from_message(message: &[u8]) -> Option<(JoinLeaveKind, &[u8])> {
+        if let Some(info) = message.strip_prefix(b"!j:") {
+            return Some((JoinLeaveKind::Join, info));
+        }
+        message
+            .strip_prefix(b"!l:")
+            .map(|info| (JoinLeaveKind::Leave, info))
     }
 }
 

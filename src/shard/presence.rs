@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::ask::Ask;
 use super::Shard;
+use crate::engine::redis::JoinLeaveKind;
 use crate::engine::Joined;
 use crate::framing::Framing;
 use crate::limits::PRESENCE_REPLY_ENTRIES_MAX;
@@ -30,18 +31,25 @@ impl Shard {
         let frame = join
             .join_leave
             .then(|| join_leave_frame(&join.channel, "join", &join.item));
-        if self.redis().is_some() {
+        // With the Redis engine the entry goes to Redis too, and the join (its ClientInfo) to
+        // every node's subscribers through pub/sub.
+        let shared_info = self.redis().is_some().then(|| {
             self.share_presence(
                 join.channel.clone(),
                 Some(join.item.clone()),
                 join.item.client,
             );
-        }
+            client_info(&join.item)
+        });
         let joined =
             self.engine
                 .borrow_mut()
                 .presence_add(&join.channel, join.item, join.join_leave);
         match (joined, frame) {
+            (Joined::Added { join_leave: true }, Some(_)) if shared_info.is_some() => {
+                let info = shared_info.unwrap_or_default();
+                self.share_join_leave(join.channel, JoinLeaveKind::Join, info);
+            }
             (Joined::Added { join_leave: true }, Some(frame)) => {
                 self.push_join_leave(join.channel, frame)
             }
@@ -56,6 +64,10 @@ impl Shard {
             self.share_presence(channel.clone(), None, client);
         }
         let left = self.engine.borrow_mut().presence_remove(&channel, client);
+        if let (Some((item, true)), true) = (&left, self.redis().is_some()) {
+            self.share_join_leave(channel, JoinLeaveKind::Leave, client_info(item));
+            return;
+        }
         if let Some((item, true)) = left {
             let frame = join_leave_frame(&channel, "leave", &item);
             self.push_join_leave(channel, frame);
@@ -63,7 +75,7 @@ impl Shard {
     }
 
     /// Sends a join or leave push to every shard with subscribers of the channel.
-    fn push_join_leave(&self, channel: Arc<str>, frame: Bytes) {
+    pub(super) fn push_join_leave(&self, channel: Arc<str>, frame: Bytes) {
         let shards = match self.redis() {
             Some(redis) => redis.subscribers(&channel),
             None => self.engine.borrow().subscribers(&channel),
@@ -186,7 +198,12 @@ pub fn client_info(item: &PresenceItem) -> Vec<u8> {
 
 /// A join or leave push in the common (JSON, WebSocket) form.
 fn join_leave_frame(channel: &str, kind: &str, item: &PresenceItem) -> Bytes {
+    join_leave_frame_of(channel, kind, &client_info(item))
+}
+
+/// A join or leave push of the ClientInfo `info` (raw JSON).
+pub(super) fn join_leave_frame_of(channel: &str, kind: &str, info: &[u8]) -> Bytes {
     let mut json = Vec::new();
-    encode::join_leave_push(&mut json, channel, kind, &client_info(item));
+    encode::join_leave_push(&mut json, channel, kind, info);
     Framing::WebSocket.message(&json)
 }

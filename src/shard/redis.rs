@@ -9,8 +9,8 @@
 //!
 //! Presence entries are mirrored in Redis (renewed periodically) and read from there; the
 //! API's user actions, each node's counts (for `info`) and `channels` surveys go to the other
-//! nodes over a control channel. Not shared yet (issue 15 goes on): join/leave pushes (each
-//! node's own); no Redis Cluster.
+//! nodes over a control channel; joins and leaves go through the channel's pub/sub. Not yet
+//! (issue 15 goes on): Redis Cluster.
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -20,7 +20,8 @@ use std::sync::Arc;
 use super::Shard;
 use crate::broker::redis::{Entry, PubSubEvent, StreamPolicy};
 use crate::engine::redis::{
-    encode_payload, excluded, node_id, note_peer, publication, Arrival, PeerNode, RedisChannels,
+    encode_payload, excluded, node_id, note_peer, publication, Arrival, JoinLeaveKind, PeerNode,
+    RedisChannels,
 };
 use crate::engine::{Outcome, Release};
 use crate::limits::{PRESENCE_REPLY_ENTRIES_MAX, REDIS_PUBLISH_BATCH};
@@ -227,6 +228,10 @@ impl Shard {
                 let Some(name) = redis.channel_of(channel) else {
                     return;
                 };
+                if let Some((kind, info)) = JoinLeaveKind::from_message(&payload) {
+                    let frame = super::presence::join_leave_frame_of(name, kind.as_str(), info);
+                    return self.push_join_leave(Arc::from(name), frame);
+                }
                 let Some((entry, publication)) =
                     Entry::from_message(&payload).and_then(|e| publication(&e).map(|p| (e, p)))
                 else {
@@ -305,6 +310,19 @@ impl Shard {
                 },
             );
         }
+    }
+
+    /// Publishes a join or leave through the channel's pub/sub, for every node's subscribers.
+    pub(super) fn share_join_leave(&self, channel: Arc<str>, kind: JoinLeaveKind, info: Vec<u8>) {
+        let Some(me) = self.me() else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            if let Some(redis) = me.redis() {
+                let _ = redis.publish_join_leave(&channel, kind, &info).await;
+            }
+        })
+        .detach();
     }
 
     /// Mirrors a presence change of this node's in Redis: `item` joined, or (`None`) the
