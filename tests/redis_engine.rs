@@ -16,16 +16,27 @@ use serde_json::{json, Value};
 
 /// A node on the Redis at `redis`, history on for channels without a namespace.
 fn node(redis: &RedisServer) -> Server {
+    node_with(
+        redis,
+        &[
+            "channel.without_namespace.history_size=100",
+            "channel.without_namespace.history_ttl=300s",
+            "channel.without_namespace.force_recovery=true",
+            "channel.without_namespace.allow_history_for_client=true",
+        ],
+    )
+}
+
+/// A node on the Redis at `redis` (key prefix `rt`) with `settings`.
+fn node_with(redis: &RedisServer, settings: &[&str]) -> Server {
     let address = format!("engine.redis.address={}", redis.address);
-    Server::start(&[
+    let mut all = vec![
         "engine.type=redis",
-        &address,
+        address.as_str(),
         "engine.redis.prefix=rt",
-        "channel.without_namespace.history_size=100",
-        "channel.without_namespace.history_ttl=300s",
-        "channel.without_namespace.force_recovery=true",
-        "channel.without_namespace.allow_history_for_client=true",
-    ])
+    ];
+    all.extend_from_slice(settings);
+    Server::start(&all)
 }
 
 fn publish(server: &Server, channel: &str, n: u64) -> Value {
@@ -243,15 +254,14 @@ fn user_actions_reach_the_other_node() {
 #[test]
 fn presence_lists_both_nodes_and_a_killed_nodes_entries_expire() {
     let redis = RedisServer::start();
-    let address = format!("engine.redis.address={}", redis.address);
     let node = || {
-        Server::start(&[
-            "engine.type=redis",
-            &address,
-            "engine.redis.prefix=pt",
-            "engine.redis.presence_ttl=2s",
-            "channel.without_namespace.presence=true",
-        ])
+        node_with(
+            &redis,
+            &[
+                "engine.redis.presence_ttl=2s",
+                "channel.without_namespace.presence=true",
+            ],
+        )
     };
     let (a, b) = (node(), node());
     let (mut on_a, reply_a) = Client::connect(&a, "alice");
@@ -433,16 +443,15 @@ fn channels_lists_every_nodes_channels() {
 #[test]
 fn joins_and_leaves_reach_every_node() {
     let redis = RedisServer::start();
-    let address = format!("engine.redis.address={}", redis.address);
     let node = || {
-        Server::start(&[
-            "engine.type=redis",
-            &address,
-            "engine.redis.prefix=jl",
-            "channel.without_namespace.presence=true",
-            "channel.without_namespace.join_leave=true",
-            "channel.without_namespace.force_push_join_leave=true",
-        ])
+        node_with(
+            &redis,
+            &[
+                "channel.without_namespace.presence=true",
+                "channel.without_namespace.join_leave=true",
+                "channel.without_namespace.force_push_join_leave=true",
+            ],
+        )
     };
     let (a, b) = (node(), node());
     let (mut listener, _) = Client::connect(&a, "watcher");
