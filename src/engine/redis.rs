@@ -59,6 +59,8 @@ struct Syncing {
 /// A shard's Redis side.
 pub struct RedisChannels {
     prefix: String,
+    /// `<prefix>.control`: user actions, node counts and surveys between nodes.
+    control: String,
     instances: Vec<Instance>,
     syncing: RefCell<HashMap<Arc<str>, Syncing>>,
     /// This node's shards with subscribers, per channel this shard owns.
@@ -209,6 +211,7 @@ impl RedisChannels {
             .collect();
         Ok(RedisChannels {
             prefix: config.engine.redis.prefix.clone(),
+            control: format!("{}.control", config.engine.redis.prefix),
             instances,
             syncing: RefCell::default(),
             subscribers: RefCell::default(),
@@ -319,19 +322,18 @@ impl RedisChannels {
             .map_err(|e| self.failed(e))
     }
 
-    /// The node-wide control channel (user actions every node applies).
-    pub fn control_channel(&self) -> String {
-        format!("{}.control", self.prefix)
+    /// The node-wide control channel.
+    pub fn control_channel(&self) -> &str {
+        &self.control
     }
 
     /// Publishes `message` on the control channel (of the first instance: every node
     /// listens there).
     pub async fn publish_control(&self, message: &[u8]) -> Result<(), ErrorCode> {
-        let channel = self.control_channel();
         self.instances[0]
             .streams
             .connection()
-            .call(&[b"PUBLISH", channel.as_bytes(), message])
+            .call(&[b"PUBLISH", self.control.as_bytes(), message])
             .await
             .map(drop)
             .map_err(|e| self.failed(e))
@@ -339,10 +341,9 @@ impl RedisChannels {
 
     /// Listens on the control channel (one shard of the node does).
     pub async fn listen_control(&self) -> Result<(), ErrorCode> {
-        let channel = self.control_channel();
         self.instances[0]
             .pubsub
-            .subscribe(channel.as_bytes())
+            .subscribe(self.control.as_bytes())
             .await
             .map_err(|e| self.failed(e))
     }
@@ -380,7 +381,7 @@ impl RedisChannels {
         payload: &[u8],
         policy: StreamPolicy,
     ) -> Result<Vec<(NonZeroU64, Arc<str>)>, ErrorCode> {
-        let candidate = crate::rand::epoch().map_err(|_| ErrorCode::Internal)?;
+        let candidate = crate::rand::fast_epoch().map_err(|_| ErrorCode::Internal)?;
         let positions = self.instances[instance]
             .streams
             .publish_many(channels, payload, policy, &candidate)
@@ -405,7 +406,7 @@ impl RedisChannels {
         idempotency_key: Option<&str>,
     ) -> Result<Option<(NonZeroU64, Arc<str>)>, ErrorCode> {
         let policy = self.policy(options, skip_history);
-        let candidate = crate::rand::epoch().map_err(|_| ErrorCode::Internal)?;
+        let candidate = crate::rand::fast_epoch().map_err(|_| ErrorCode::Internal)?;
         let position = self
             .instance(channel)
             .streams
@@ -445,7 +446,7 @@ impl RedisChannels {
         limit: usize,
         options: &ChannelOptions,
     ) -> Result<History, ErrorCode> {
-        let candidate = crate::rand::epoch().map_err(|_| ErrorCode::Internal)?;
+        let candidate = crate::rand::fast_epoch().map_err(|_| ErrorCode::Internal)?;
         let meta_ttl = options.history_meta_ttl.as_millis().div_ceil(1000);
         self.instance(channel)
             .streams
@@ -489,6 +490,15 @@ impl RedisChannels {
             .get(channel)
             .copied()
             .unwrap_or_default()
+    }
+
+    /// The channel's name as this node keeps it (shared, not copied per publication) and
+    /// its shards with subscribers; `None` if it has none here.
+    pub fn subscribed(&self, channel: &str) -> Option<(Arc<str>, ShardSet)> {
+        self.subscribers
+            .borrow()
+            .get_key_value(channel)
+            .map(|(name, shards)| (name.clone(), *shards))
     }
 
     /// Where a publication at (`epoch`, `offset`) stands against what this node delivered on

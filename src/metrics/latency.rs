@@ -89,14 +89,17 @@ impl MethodTimings {
         }
     }
 
-    /// The recent quantile `q`, in seconds (0 when nothing was recorded lately).
-    fn quantile(&self, q: f64) -> f64 {
+    /// The recent quantiles `QUANTILES`, in seconds (0 when nothing was recorded lately).
+    fn quantiles(&self) -> [f64; QUANTILES.len()] {
         let mut recent = self.windows[0].clone();
         let _ = recent.add(&self.windows[1]);
-        if recent.is_empty() {
-            return 0.0;
-        }
-        recent.value_at_quantile(q) as f64 / 1e6
+        QUANTILES.map(|q| {
+            if recent.is_empty() {
+                0.0
+            } else {
+                recent.value_at_quantile(q) as f64 / 1e6
+            }
+        })
     }
 }
 
@@ -182,11 +185,10 @@ impl Latencies {
             let mut methods: Vec<&(&'static str, MethodTimings)> = list.iter().collect();
             methods.sort_by_key(|(m, _)| *m);
             for (method, timings) in methods {
-                for q in QUANTILES {
+                for (q, value) in QUANTILES.iter().zip(timings.quantiles()) {
                     let _ = writeln!(
                         text,
-                        "{name}{{{labels}method=\"{method}\",quantile=\"{q}\"}} {}",
-                        timings.quantile(q)
+                        "{name}{{{labels}method=\"{method}\",quantile=\"{q}\"}} {value}"
                     );
                 }
                 let _ = writeln!(

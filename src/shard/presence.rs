@@ -28,30 +28,23 @@ pub type PresenceAsk = Ask<Result<PresenceAnswer, ErrorCode>>;
 impl Shard {
     /// Owner work: records an entry, and announces it when the channel announces joins.
     pub(super) fn run_presence_join(&self, join: PresenceJoin) {
-        let frame = join
-            .join_leave
-            .then(|| join_leave_frame(&join.channel, "join", &join.item));
-        // With the Redis engine the entry goes to Redis too, and the join (its ClientInfo) to
-        // every node's subscribers through pub/sub.
-        let shared_info = self.redis().is_some().then(|| {
+        // The ClientInfo a join push would carry, made before the entry moves into the table.
+        let info = join.join_leave.then(|| client_info(&join.item));
+        if self.redis().is_some() {
+            // With the Redis engine the entry goes to Redis too.
             self.share_presence(
                 join.channel.clone(),
                 Some(join.item.clone()),
                 join.item.client,
             );
-            client_info(&join.item)
-        });
+        }
         let joined =
             self.engine
                 .borrow_mut()
                 .presence_add(&join.channel, join.item, join.join_leave);
-        match (joined, frame) {
-            (Joined::Added { join_leave: true }, Some(_)) if shared_info.is_some() => {
-                let info = shared_info.unwrap_or_default();
-                self.share_join_leave(join.channel, JoinLeaveKind::Join, info);
-            }
-            (Joined::Added { join_leave: true }, Some(frame)) => {
-                self.push_join_leave(join.channel, frame)
+        match (joined, info) {
+            (Joined::Added { join_leave: true }, Some(info)) => {
+                self.announce(join.channel, JoinLeaveKind::Join, info)
             }
             (Joined::Full, _) => self.presence_full.set(self.presence_full.get() + 1),
             _ => {}
@@ -64,12 +57,19 @@ impl Shard {
             self.share_presence(channel.clone(), None, client);
         }
         let left = self.engine.borrow_mut().presence_remove(&channel, client);
-        if let (Some((item, true)), true) = (&left, self.redis().is_some()) {
-            self.share_join_leave(channel, JoinLeaveKind::Leave, client_info(item));
-            return;
-        }
         if let Some((item, true)) = left {
-            let frame = join_leave_frame(&channel, "leave", &item);
+            self.announce(channel, JoinLeaveKind::Leave, client_info(&item));
+        }
+    }
+
+    /// A join or leave of ClientInfo `info`: pushed to this node's shards with subscribers,
+    /// or with the Redis engine published on the channel's pub/sub, from which every node's
+    /// owner (this one too) pushes it.
+    fn announce(&self, channel: Arc<str>, kind: JoinLeaveKind, info: Vec<u8>) {
+        if self.redis().is_some() {
+            self.share_join_leave(channel, kind, info);
+        } else {
+            let frame = join_leave_frame(&channel, kind.as_str(), &info);
             self.push_join_leave(channel, frame);
         }
     }
@@ -196,13 +196,9 @@ pub fn client_info(item: &PresenceItem) -> Vec<u8> {
     )
 }
 
-/// A join or leave push in the common (JSON, WebSocket) form.
-fn join_leave_frame(channel: &str, kind: &str, item: &PresenceItem) -> Bytes {
-    join_leave_frame_of(channel, kind, &client_info(item))
-}
-
-/// A join or leave push of the ClientInfo `info` (raw JSON).
-pub(super) fn join_leave_frame_of(channel: &str, kind: &str, info: &[u8]) -> Bytes {
+/// A join or leave push of the ClientInfo `info` (raw JSON), in the common (JSON, WebSocket)
+/// form.
+pub(super) fn join_leave_frame(channel: &str, kind: &str, info: &[u8]) -> Bytes {
     let mut json = Vec::new();
     encode::join_leave_push(&mut json, channel, kind, info);
     Framing::WebSocket.message(&json)

@@ -132,33 +132,37 @@ impl Shard {
                 num_subs: total.subscriptions,
                 uptime: self.started.elapsed().as_secs(),
             };
-            let message = serde_json::json!({"node": node_id(), "info": info});
-            let (Ok(bytes), Some(redis)) = (serde_json::to_vec(&message), self.redis()) else {
-                continue;
-            };
-            let _ = redis.publish_control(&bytes).await;
+            if let Ok(info) = serde_json::to_value(info) {
+                self.tell_other_nodes("info", info).await;
+            }
         }
+    }
+
+    /// Publishes `{"node": <this node>, <kind>: body}` on the control channel (a failure is
+    /// counted; control messages are not retried).
+    async fn tell_other_nodes(&self, kind: &str, body: serde_json::Value) {
+        let mut message = serde_json::Map::new();
+        message.insert("node".into(), node_id().into());
+        message.insert(kind.into(), body);
+        let (Ok(bytes), Some(redis)) = (serde_json::to_vec(&message), self.redis()) else {
+            return;
+        };
+        let _ = redis.publish_control(&bytes).await;
+    }
+
+    /// `tell_other_nodes` from a task of its own, for callers that do not wait.
+    fn tell_other_nodes_soon(&self, kind: &'static str, body: serde_json::Value) {
+        let Some(me) = self.me() else {
+            return;
+        };
+        glommio::spawn_local(async move { me.tell_other_nodes(kind, body).await }).detach();
     }
 
     /// Asks the other nodes for their channels matching `query`; their answers reach this
     /// shard's `request` (through the node's control listener, then the ring).
     pub(super) fn survey_channels(&self, query: &ChannelsQuery, request: u64) {
-        let Some(me) = self.me() else {
-            return;
-        };
-        let message = serde_json::json!({
-            "node": node_id(),
-            "survey": {"request": request, "shard": self.id, "query": query},
-        });
-        let Ok(bytes) = serde_json::to_vec(&message) else {
-            return;
-        };
-        glommio::spawn_local(async move {
-            if let Some(redis) = me.redis() {
-                let _ = redis.publish_control(&bytes).await;
-            }
-        })
-        .detach();
+        let survey = serde_json::json!({"request": request, "shard": self.id, "query": query});
+        self.tell_other_nodes_soon("survey", survey);
     }
 
     /// Another node's survey: this node's channels, sent back to it.
@@ -172,19 +176,13 @@ impl Shard {
             };
             let channels: Vec<(&str, u32)> =
                 page.channels.iter().map(|(n, c)| (&**n, *c)).collect();
-            let message = serde_json::json!({
-                "node": node_id(),
-                "answer": {
-                    "to": to,
-                    "request": survey.request,
-                    "shard": survey.shard,
-                    "channels": channels,
-                },
+            let answer = serde_json::json!({
+                "to": to,
+                "request": survey.request,
+                "shard": survey.shard,
+                "channels": channels,
             });
-            let (Ok(bytes), Some(redis)) = (serde_json::to_vec(&message), me.redis()) else {
-                return;
-            };
-            let _ = redis.publish_control(&bytes).await;
+            me.tell_other_nodes("answer", answer).await;
         })
         .detach();
     }
@@ -192,19 +190,12 @@ impl Shard {
     /// In Redis mode: the other nodes apply `action` too (fire and forget: the API answers
     /// once this node's connections applied it, as Centrifugo does).
     pub fn forward_user_action(&self, action: &UserAction) {
-        let (Some(me), Some(_)) = (self.me(), self.redis()) else {
+        if self.redis().is_none() {
             return;
-        };
-        let message = serde_json::json!({"node": node_id(), "action": action});
-        let Ok(bytes) = serde_json::to_vec(&message) else {
-            return;
-        };
-        glommio::spawn_local(async move {
-            if let Some(redis) = me.redis() {
-                let _ = redis.publish_control(&bytes).await;
-            }
-        })
-        .detach();
+        }
+        if let Ok(action) = serde_json::to_value(action) {
+            self.tell_other_nodes_soon("action", action);
+        }
     }
 
     pub(super) fn redis(&self) -> Option<&RedisChannels> {
@@ -229,7 +220,7 @@ impl Shard {
                     return;
                 };
                 if let Some((kind, info)) = JoinLeaveKind::from_message(&payload) {
-                    let frame = super::presence::join_leave_frame_of(name, kind.as_str(), info);
+                    let frame = super::presence::join_leave_frame(name, kind.as_str(), info);
                     return self.push_join_leave(Arc::from(name), frame);
                 }
                 let Some((entry, publication)) =
@@ -242,10 +233,9 @@ impl Shard {
                     return;
                 };
                 redis.arrived(name, entry.offset, &publication);
-                let shards = redis.subscribers(name);
-                if shards.is_empty() {
+                let Some((channel, shards)) = redis.subscribed(name) else {
                     return;
-                }
+                };
                 match redis.arrival(name, &entry.epoch, entry.offset) {
                     Arrival::Deliver => {}
                     Arrival::Duplicate => return,
@@ -257,7 +247,7 @@ impl Shard {
                 }
                 let exclude = excluded(&entry);
                 let outcome = Outcome {
-                    channel: Some(Arc::from(name)),
+                    channel: Some(channel),
                     publication,
                     epoch: Arc::from(entry.epoch),
                     shards,
