@@ -31,4 +31,17 @@ before=$(redis_ticks)
 RINGCAST_ENGINE_TYPE=redis RINGCAST_ENGINE_REDIS_ADDRESS="${addresses[*]}" \
   "$(dirname "$0")/broadcast.sh" target/release/ringcast 2 "$members" "$online" "$messages"
 after=$(redis_ticks)
+# Where Redis spent its time, per command (script calls and the commands they ran), summed
+# over the instances: calls and microseconds per call.
+for a in "${addresses[@]}"; do redis-cli -p "${a##*:}" info commandstats; done | python3 -c '
+import sys, collections
+calls, usec = collections.Counter(), collections.Counter()
+for line in sys.stdin:
+    if line.startswith("cmdstat_"):
+        name, fields = line.strip()[8:].split(":", 1)
+        f = dict(kv.split("=") for kv in fields.split(","))
+        calls[name] += int(f["calls"]); usec[name] += int(f["usec"])
+for name, n in calls.most_common():
+    print(f"redis {name}: {n} calls, {usec[name] / max(n, 1):.2f} us per call, {usec[name] / 1000:.1f} ms")
+'
 python3 -c "print(f'redis CPU {($after - $before) * 10} ms over {$instances} instance(s) for $messages x $members publications: {($after - $before) * 10000 / ($messages * $members):.2f} us per publication')"

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use common::redis::RedisServer;
 use redis_protocol::resp2::types::BytesFrame;
 use ringcast::broker::redis::{
-    Entry, Link, PubSub, PubSubEvent, RedisConnection, RedisError, RedisSettings, StreamPolicy,
-    Streams,
+    Entry, Link, PubSub, PubSubEvent, PubSubMode, RedisConnection, RedisError, RedisSettings,
+    StreamPolicy, Streams,
 };
 
 fn settings(server: &RedisServer, io_timeout: Duration) -> RedisSettings {
@@ -169,7 +169,7 @@ fn publish_assigns_offsets_in_one_step_and_history_reads_them_back() {
     on_executor(move || async move {
         let connection = RedisConnection::start(settings);
         until(&connection, Link::Up).await;
-        let streams = Streams::new(connection, "rc");
+        let streams = Streams::new(connection, "rc", PubSubMode::Classic);
         let mut epochs = Vec::new();
         for n in 1..=5u64 {
             let position = streams
@@ -235,7 +235,7 @@ fn a_redis_that_lost_its_data_gives_a_new_epoch_and_reloads_the_scripts() {
     on_executor(move || async move {
         let connection = RedisConnection::start(settings);
         until(&connection, Link::Up).await;
-        let streams = Streams::new(connection.clone(), "rc");
+        let streams = Streams::new(connection.clone(), "rc", PubSubMode::Classic);
         for _ in 0..2 {
             streams
                 .publish("news", b"{}", policy(10), "old", None)
@@ -298,12 +298,12 @@ fn pubsub_delivers_after_the_confirmation_and_stops_after_unsubscribe() {
     let settings = settings(&server, Duration::from_secs(5));
     on_executor(move || async move {
         let received = Rc::new(RefCell::new(Received::default()));
-        let pubsub = PubSub::start(settings.clone(), collecting(&received));
+        let pubsub = PubSub::start(settings.clone(), PubSubMode::Classic, collecting(&received));
         until_true("pub/sub up", || pubsub.link() == Link::Up).await;
         let connection = RedisConnection::start(settings);
         until(&connection, Link::Up).await;
-        let streams = Streams::new(connection, "rc");
-        pubsub.subscribe(b"rc.p.a").await.unwrap();
+        let streams = Streams::new(connection, "rc", PubSubMode::Classic);
+        pubsub.subscribe(b"rc.p.{a}").await.unwrap();
         streams
             .publish("a", b"{\"x\":1}", policy(10), "e", None)
             .await
@@ -312,12 +312,12 @@ fn pubsub_delivers_after_the_confirmation_and_stops_after_unsubscribe() {
         let (channel, entry) = received.borrow().messages[0].clone();
         assert_eq!(
             (channel.as_str(), entry.offset, &entry.payload[..]),
-            ("rc.p.a", 1, &b"{\"x\":1}"[..])
+            ("rc.p.{a}", 1, &b"{\"x\":1}"[..])
         );
         // Unsubscribed from a, subscribed to b (sent after): a's next message, published
         // before b's, never comes.
-        pubsub.unsubscribe(b"rc.p.a");
-        pubsub.subscribe(b"rc.p.b").await.unwrap();
+        pubsub.unsubscribe(b"rc.p.{a}");
+        pubsub.subscribe(b"rc.p.{b}").await.unwrap();
         streams
             .publish("a", b"{}", policy(10), "e", None)
             .await
@@ -327,7 +327,7 @@ fn pubsub_delivers_after_the_confirmation_and_stops_after_unsubscribe() {
             .await
             .unwrap();
         until_true("b's message", || received.borrow().messages.len() == 2).await;
-        assert_eq!(received.borrow().messages[1].0, "rc.p.b");
+        assert_eq!(received.borrow().messages[1].0, "rc.p.{b}");
     });
 }
 
@@ -338,14 +338,14 @@ fn pubsub_batches_subscriptions_and_resubscribes_after_a_restart() {
     let control = server.clone();
     on_executor(move || async move {
         let received = Rc::new(RefCell::new(Received::default()));
-        let pubsub = PubSub::start(settings.clone(), collecting(&received));
+        let pubsub = PubSub::start(settings.clone(), PubSubMode::Classic, collecting(&received));
         until_true("pub/sub up", || pubsub.link() == Link::Up).await;
         // 2,000 channels wanted at once: a few SUBSCRIBE commands, every one confirmed.
         let waits: Vec<_> = (0..2_000)
             .map(|i| {
                 let pubsub = pubsub.clone();
                 glommio::spawn_local(async move {
-                    pubsub.subscribe(format!("rc.p.c{i}").as_bytes()).await
+                    pubsub.subscribe(format!("rc.p.{{c{i}}}").as_bytes()).await
                 })
             })
             .collect();
@@ -371,9 +371,9 @@ fn pubsub_batches_subscriptions_and_resubscribes_after_a_restart() {
         until_true("resubscribed", || received.borrow().resubscribed == 1).await;
         let connection = RedisConnection::start(settings);
         until(&connection, Link::Up).await;
-        let streams = Streams::new(connection, "rc");
+        let streams = Streams::new(connection, "rc", PubSubMode::Classic);
         // Confirmed again (subscribe resolves once the new SUBSCRIBE's answer came).
-        pubsub.subscribe(b"rc.p.c1999").await.unwrap();
+        pubsub.subscribe(b"rc.p.{c1999}").await.unwrap();
         streams
             .publish("c1999", b"{}", policy(10), "e", None)
             .await
@@ -383,7 +383,7 @@ fn pubsub_batches_subscriptions_and_resubscribes_after_a_restart() {
                 .borrow()
                 .messages
                 .iter()
-                .any(|(c, _)| c == "rc.p.c1999")
+                .any(|(c, _)| c == "rc.p.{c1999}")
         })
         .await;
     });

@@ -10,12 +10,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::redis::RedisServer;
+use common::redis::SharedRedis;
 use common::{Client, Closed, Server};
 use serde_json::{json, Value};
 
 /// A node on the Redis at `redis`, history on for channels without a namespace.
-fn node(redis: &RedisServer) -> Server {
+fn node(redis: &SharedRedis) -> Server {
     node_with(
         redis,
         &[
@@ -28,8 +28,8 @@ fn node(redis: &RedisServer) -> Server {
 }
 
 /// A node on the Redis at `redis` (key prefix `rt`) with `settings`.
-fn node_with(redis: &RedisServer, settings: &[&str]) -> Server {
-    let address = format!("engine.redis.address={}", redis.address);
+fn node_with(redis: &SharedRedis, settings: &[&str]) -> Server {
+    let address = redis.setting();
     let mut all = vec![
         "engine.type=redis",
         address.as_str(),
@@ -43,15 +43,45 @@ fn publish(server: &Server, channel: &str, n: u64) -> Value {
     server.api("publish", &json!({"channel": channel, "data": {"n": n}}))
 }
 
+/// Each test below runs on one redis-server and on a three-master Redis Cluster:
+/// `<test>::one_redis` and `<test>::cluster`.
+macro_rules! on_each_redis {
+    ($($test:ident),* $(,)?) => {
+        $(
+            mod $test {
+                #[test]
+                fn one_redis() {
+                    super::$test(super::SharedRedis::one());
+                }
+
+                #[test]
+                fn cluster() {
+                    super::$test(super::SharedRedis::cluster());
+                }
+            }
+        )*
+    };
+}
+
+on_each_redis!(
+    two_nodes_share_offsets_delivery_history_and_recovery,
+    a_redis_restart_fails_publishes_then_delivery_resumes_with_a_new_epoch,
+    user_actions_reach_the_other_node,
+    presence_lists_both_nodes_and_a_killed_nodes_entries_expire,
+    a_broadcast_publishes_every_channel_in_batches,
+    info_lists_the_nodes_and_a_gone_one_drops_out,
+    exclude_client_holds_across_nodes,
+    channels_lists_every_nodes_channels,
+    joins_and_leaves_reach_every_node,
+);
+
 /// The `n` and offset of the next publication `client` receives.
 fn next(client: &mut Client) -> (u64, u64) {
     let (_, data, offset) = client.publication();
     (data["n"].as_u64().unwrap(), offset)
 }
 
-#[test]
-fn two_nodes_share_offsets_delivery_history_and_recovery() {
-    let redis = RedisServer::start();
+fn two_nodes_share_offsets_delivery_history_and_recovery(redis: SharedRedis) {
     let (a, b) = (node(&redis), node(&redis));
     let (mut on_a, _) = Client::connect(&a, "alice");
     let (mut on_b, _) = Client::connect(&b, "bob");
@@ -141,9 +171,7 @@ fn two_nodes_share_offsets_delivery_history_and_recovery() {
     assert_eq!(offsets, [12, 11]);
 }
 
-#[test]
-fn a_redis_restart_fails_publishes_then_delivery_resumes_with_a_new_epoch() {
-    let mut redis = RedisServer::start();
+fn a_redis_restart_fails_publishes_then_delivery_resumes_with_a_new_epoch(mut redis: SharedRedis) {
     let (a, b) = (node(&redis), node(&redis));
     let (mut on_a, _) = Client::connect(&a, "alice");
     let reply = on_a.command("subscribe", json!({"channel": "feed"}));
@@ -151,7 +179,9 @@ fn a_redis_restart_fails_publishes_then_delivery_resumes_with_a_new_epoch() {
     publish(&b, "feed", 1);
     assert_eq!(next(&mut on_a), (1, 1));
 
-    redis.down();
+    // The redis-server keeping the channel (in a cluster, the master of its slot).
+    let serving = redis.serving("rt.m.{feed}");
+    serving.down();
     // Publishing answers an error at once while Redis is away; the client stays connected.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -181,7 +211,7 @@ fn a_redis_restart_fails_publishes_then_delivery_resumes_with_a_new_epoch() {
     // Counted: the failed calls, and the connections down.
     assert!(b.metric("redis_errors_total") > 0);
     assert!(b.metric("redis_links_down") > 0);
-    redis.up();
+    serving.up();
     // Back: publishes go through again and reach the client on the other node (its node
     // subscribed the channel again). Redis lost the stream: a new epoch, offset 1 again.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -230,9 +260,7 @@ fn a_redis_restart_fails_publishes_then_delivery_resumes_with_a_new_epoch() {
 /// The server API's user actions reach the user's connections on every node: a disconnect
 /// through node A closes the user's connection on node B with the code given, and a
 /// subscribe through B subscribes the user's connection on A.
-#[test]
-fn user_actions_reach_the_other_node() {
-    let redis = RedisServer::start();
+fn user_actions_reach_the_other_node(redis: SharedRedis) {
     let (a, b) = (node(&redis), node(&redis));
     let (mut on_a, _) = Client::connect(&a, "erin");
     let (mut on_b, _) = Client::connect(&b, "dave");
@@ -251,9 +279,7 @@ fn user_actions_reach_the_other_node() {
 
 /// Presence is every node's: the API through either node lists the subscribers of both, and
 /// a killed node's entries are gone once their ttl passed (it no longer renews them).
-#[test]
-fn presence_lists_both_nodes_and_a_killed_nodes_entries_expire() {
-    let redis = RedisServer::start();
+fn presence_lists_both_nodes_and_a_killed_nodes_entries_expire(redis: SharedRedis) {
     let node = || {
         node_with(
             &redis,
@@ -316,9 +342,7 @@ fn presence_lists_both_nodes_and_a_killed_nodes_entries_expire() {
 /// A broadcast's channels go to Redis in batches (more than one here): every channel gets
 /// its own next offset, the answer lists them in the request's order, and a subscriber on
 /// the other node receives its channel's publication.
-#[test]
-fn a_broadcast_publishes_every_channel_in_batches() {
-    let redis = RedisServer::start();
+fn a_broadcast_publishes_every_channel_in_batches(redis: SharedRedis) {
     let (a, b) = (node(&redis), node(&redis));
     let (mut on_a, _) = Client::connect(&a, "alice");
     on_a.subscribe("personal-599");
@@ -341,9 +365,7 @@ fn a_broadcast_publishes_every_channel_in_batches() {
 
 /// `info` lists every node heard from lately (each tells the others its counts every two
 /// seconds), `centrifugo_node_num_nodes` counts them, and a node that is gone drops out.
-#[test]
-fn info_lists_the_nodes_and_a_gone_one_drops_out() {
-    let redis = RedisServer::start();
+fn info_lists_the_nodes_and_a_gone_one_drops_out(redis: SharedRedis) {
     let (a, b) = (node(&redis), node(&redis));
     let (_on_b, _) = Client::connect(&b, "bob");
     let nodes = |server: &Server| -> Vec<Value> {
@@ -383,9 +405,7 @@ fn info_lists_the_nodes_and_a_gone_one_drops_out() {
 
 /// `exclude_client` holds across nodes: published through B, the named client on A is left
 /// out of live delivery, the other is not.
-#[test]
-fn exclude_client_holds_across_nodes() {
-    let redis = RedisServer::start();
+fn exclude_client_holds_across_nodes(redis: SharedRedis) {
     let (a, b) = (node(&redis), node(&redis));
     let (mut first, reply) = Client::connect(&a, "alice");
     let (mut second, _) = Client::connect(&a, "bob");
@@ -404,9 +424,7 @@ fn exclude_client_holds_across_nodes() {
 
 /// `channels` across nodes: the node asked surveys the others over the control channel and
 /// merges their answers with its own (counts of a channel on both nodes added up).
-#[test]
-fn channels_lists_every_nodes_channels() {
-    let redis = RedisServer::start();
+fn channels_lists_every_nodes_channels(redis: SharedRedis) {
     let (a, b) = (node(&redis), node(&redis));
     let (mut on_a, _) = Client::connect(&a, "alice");
     let (mut on_b, _) = Client::connect(&b, "bob");
@@ -440,9 +458,7 @@ fn channels_lists_every_nodes_channels() {
 
 /// Joins and leaves reach the subscribers of every node: a listener on A hears B's
 /// subscriber join and leave.
-#[test]
-fn joins_and_leaves_reach_every_node() {
-    let redis = RedisServer::start();
+fn joins_and_leaves_reach_every_node(redis: SharedRedis) {
     let node = || {
         node_with(
             &redis,

@@ -86,6 +86,9 @@ pub struct RedisEngine {
     /// `host:port` or `redis://[user:password@]host:port[/db]`; several: channels are spread
     /// over independent Redis instances by a stable hash of their names.
     pub address: Vec<String>,
+    /// Seed addresses of a Redis Cluster (same forms as `address`); when set, the cluster is
+    /// used instead of `address`: each channel lives on the master of its hash slot.
+    pub cluster_address: Vec<String>,
     /// Prefix of every key and pub/sub channel.
     pub prefix: String,
     pub db: u32,
@@ -103,6 +106,7 @@ impl Default for RedisEngine {
     fn default() -> Self {
         RedisEngine {
             address: vec!["127.0.0.1:6379".into()],
+            cluster_address: Vec::new(),
             prefix: "centrifugo".into(),
             db: 0,
             user: String::new(),

@@ -429,3 +429,26 @@ fn redis_addresses_parse_as_centrifugo_writes_them() {
     assert!(RedisAddress::parse("rediss://x:1").is_err());
     assert!(RedisAddress::parse("localhost").is_err());
 }
+
+#[test]
+fn a_redis_cluster_is_named_by_its_seeds_and_keeps_keys_in_one_slot() {
+    let loaded = Config::parse(
+        r#"{"engine": {"type": "redis", "redis": {"cluster_address": ["10.0.0.1:7000", "redis://:pw@10.0.0.2:7001"]}}}"#,
+        "json",
+    )
+    .unwrap();
+    assert_eq!(loaded.config.engine.redis.cluster_address.len(), 2);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let err = Config::parse(
+        r#"{"engine": {"type": "redis", "redis": {"cluster_address": ["a:1"], "prefix": "x{y}"}}}"#,
+        "json",
+    )
+    .unwrap_err();
+    assert!(err.0.contains("engine.redis.prefix"), "{err}");
+    let err = Config::parse(
+        r#"{"engine": {"type": "redis", "redis": {"cluster_address": ["a:1"], "db": 1}}}"#,
+        "json",
+    )
+    .unwrap_err();
+    assert!(err.0.contains("engine.redis.db"), "{err}");
+}

@@ -39,12 +39,31 @@ impl Config {
         match self.engine.kind.as_str() {
             "memory" => {}
             "redis" => {
-                if self.engine.redis.address.is_empty() {
+                let redis = &self.engine.redis;
+                if redis.address.is_empty() && redis.cluster_address.is_empty() {
                     return fail("engine.redis.address", "no address".into());
                 }
-                for address in &self.engine.redis.address {
-                    if let Err(why) = super::RedisAddress::parse(address) {
-                        return fail("engine.redis.address", why);
+                for (key, list) in [
+                    ("engine.redis.address", &redis.address),
+                    ("engine.redis.cluster_address", &redis.cluster_address),
+                ] {
+                    for address in list {
+                        if let Err(why) = super::RedisAddress::parse(address) {
+                            return fail(key, why);
+                        }
+                    }
+                }
+                if !redis.cluster_address.is_empty() {
+                    // A brace in the prefix would move the hash tag off the channel's name,
+                    // scattering a channel's keys over slots.
+                    if redis.prefix.contains(['{', '}']) {
+                        return fail(
+                            "engine.redis.prefix",
+                            "no braces with a cluster: keys are hash-tagged {channel}".into(),
+                        );
+                    }
+                    if redis.db != 0 {
+                        return fail("engine.redis.db", "a Redis Cluster has only db 0".into());
                     }
                 }
                 if self.engine.redis.io_timeout.as_millis() < 1 {

@@ -7,7 +7,8 @@
 //!
 //! Channels are spread over the configured Redis instances by a stable hash of their names
 //! (`partition`, the hash that places channels on shards), so every node picks the same
-//! instance for a channel.
+//! instance for a channel; in a Redis Cluster each master is one instance, and a channel's is
+//! the master of its keys' hash slot (`Placement`).
 //!
 //! A subscription step that needs Redis (the pub/sub confirmation, then the stream's position
 //! and what the client missed) takes time during which publications keep arriving: they are
@@ -27,10 +28,12 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes};
 
 use super::shard_set::ShardSet;
+use crate::broker::redis::cluster::{self, SlotMap};
 use crate::broker::redis::pubsub::Handler;
-use crate::broker::redis::stream::pubsub_channel;
+use crate::broker::redis::stream::{channel_of_pubsub, pubsub_channel};
 use crate::broker::redis::{
-    Entry, History, Link, PubSub, RedisConnection, RedisError, RedisSettings, StreamPolicy, Streams,
+    Entry, History, Link, PubSub, PubSubMode, RedisConnection, RedisError, RedisSettings,
+    StreamPolicy, Streams,
 };
 use crate::broker::redis::{Presences, Present};
 use crate::config::{ChannelOptions, Config, RedisAddress};
@@ -56,12 +59,92 @@ struct Syncing {
     arrived: Option<Vec<(u64, Publication)>>,
 }
 
+/// How channels are placed on the instances.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    /// Independent instances (`engine.redis.address`): by a stable hash of the name.
+    ByHash,
+    /// A cluster's masters (`engine.redis.cluster_address`): by the hash slot of the keys.
+    BySlot(Arc<SlotMap>),
+}
+
+/// The Redis instances every shard of the node uses, and how channels are placed on them;
+/// made once at start (a cluster's map is read then).
+#[derive(Debug, Clone)]
+pub struct RedisTopology {
+    pub instances: Vec<RedisSettings>,
+    pub placement: Placement,
+}
+
+impl RedisTopology {
+    /// The configured instances, or the masters of the configured cluster (blocking: asks a
+    /// seed for the slot map).
+    pub fn discover(config: &Config) -> Result<RedisTopology, String> {
+        let redis = &config.engine.redis;
+        if redis.cluster_address.is_empty() {
+            return Ok(RedisTopology {
+                instances: settings(config, &redis.address, "engine.redis.address")?,
+                placement: Placement::ByHash,
+            });
+        }
+        let seeds = settings(
+            config,
+            &redis.cluster_address,
+            "engine.redis.cluster_address",
+        )?;
+        let map = cluster::discover(
+            &seeds.iter().map(|s| s.address).collect::<Vec<_>>(),
+            &seeds[0],
+        )?;
+        let instances = map
+            .masters
+            .iter()
+            .map(|&address| RedisSettings {
+                address,
+                ..seeds[0].clone()
+            })
+            .collect();
+        Ok(RedisTopology {
+            instances,
+            placement: Placement::BySlot(Arc::new(map)),
+        })
+    }
+
+    /// How pub/sub runs: sharded in a cluster.
+    pub fn mode(&self) -> PubSubMode {
+        match self.placement {
+            Placement::ByHash => PubSubMode::Classic,
+            Placement::BySlot(_) => PubSubMode::Sharded,
+        }
+    }
+
+    /// What the server logs at start.
+    pub fn describe(&self) -> String {
+        let list = |all: &[RedisSettings]| {
+            all.iter()
+                .map(|s| s.address.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self.placement {
+            Placement::ByHash => format!("redis at {}", list(&self.instances)),
+            Placement::BySlot(_) => format!(
+                "Redis Cluster of {} masters ({}; sharded pub/sub)",
+                self.instances.len(),
+                list(&self.instances)
+            ),
+        }
+    }
+}
+
 /// A shard's Redis side.
 pub struct RedisChannels {
     prefix: String,
     /// `<prefix>.control`: user actions, node counts and surveys between nodes.
     control: String,
     instances: Vec<Instance>,
+    placement: Placement,
+    mode: PubSubMode,
     syncing: RefCell<HashMap<Arc<str>, Syncing>>,
     /// This node's shards with subscribers, per channel this shard owns.
     subscribers: RefCell<HashMap<Arc<str>, ShardSet>>,
@@ -88,20 +171,23 @@ pub enum Arrival {
     Lost,
 }
 
-/// The settings of each configured address.
-pub fn settings(config: &Config) -> Result<Vec<RedisSettings>, String> {
+/// The settings of each address in `addresses` (the configuration's `key`).
+fn settings(
+    config: &Config,
+    addresses: &[String],
+    key: &str,
+) -> Result<Vec<RedisSettings>, String> {
     let redis = &config.engine.redis;
-    redis
-        .address
+    addresses
         .iter()
         .map(|text| {
             let address = RedisAddress::parse(text)?;
             let resolved = address
                 .host_port
                 .to_socket_addrs()
-                .map_err(|e| format!("engine.redis.address {text:?}: {e}"))?
+                .map_err(|e| format!("{key} {text:?}: {e}"))?
                 .next()
-                .ok_or_else(|| format!("engine.redis.address {text:?}: no address"))?;
+                .ok_or_else(|| format!("{key} {text:?}: no address"))?;
             Ok(RedisSettings {
                 address: resolved,
                 db: address.db.unwrap_or(redis.db),
@@ -190,34 +276,39 @@ pub fn publication(entry: &Entry) -> Option<Publication> {
 }
 
 impl RedisChannels {
-    /// Connects to every configured Redis (the connections come up by themselves); the
-    /// pub/sub handler of instance `i` is `handler(i)`.
+    /// Connects to every instance of `topology` (the connections come up by themselves);
+    /// the pub/sub handler of instance `i` is `handler(i)`.
     pub fn start(
         config: &Config,
+        topology: &RedisTopology,
         mut handler: impl FnMut(usize) -> Handler,
-    ) -> Result<RedisChannels, String> {
-        let instances = settings(config)?
-            .into_iter()
+    ) -> RedisChannels {
+        let mode = topology.mode();
+        let instances = topology
+            .instances
+            .iter()
             .enumerate()
             .map(|(i, settings)| {
                 let connection = RedisConnection::start(settings.clone());
                 let prefix = &config.engine.redis.prefix;
                 Instance {
-                    streams: Streams::new(connection.clone(), prefix),
+                    streams: Streams::new(connection.clone(), prefix, mode),
                     presences: Presences::new(connection, prefix),
-                    pubsub: PubSub::start(settings, handler(i)),
+                    pubsub: PubSub::start(settings.clone(), mode, handler(i)),
                 }
             })
             .collect();
-        Ok(RedisChannels {
+        RedisChannels {
             prefix: config.engine.redis.prefix.clone(),
             control: format!("{}.control", config.engine.redis.prefix),
             instances,
+            placement: topology.placement.clone(),
+            mode,
             syncing: RefCell::default(),
             subscribers: RefCell::default(),
             errors: std::cell::Cell::new(0),
             delivered: RefCell::default(),
-        })
+        }
     }
 
     /// Counts a failed call; its answer to the client: 100, which SDKs treat as temporary
@@ -316,7 +407,7 @@ impl RedisChannels {
         self.instance(channel)
             .streams
             .connection()
-            .call(&[b"PUBLISH", name.as_bytes(), &message])
+            .call(&[self.mode.publish().as_bytes(), name.as_bytes(), &message])
             .await
             .map(drop)
             .map_err(|e| self.failed(e))
@@ -327,13 +418,21 @@ impl RedisChannels {
         &self.control
     }
 
-    /// Publishes `message` on the control channel (of the first instance: every node
-    /// listens there).
+    /// The instance of the control channel (every node publishes and listens there).
+    fn control_instance(&self) -> &Instance {
+        &self.instances[self.place(self.control.as_bytes(), &self.control)]
+    }
+
+    /// Publishes `message` on the control channel.
     pub async fn publish_control(&self, message: &[u8]) -> Result<(), ErrorCode> {
-        self.instances[0]
+        self.control_instance()
             .streams
             .connection()
-            .call(&[b"PUBLISH", self.control.as_bytes(), message])
+            .call(&[
+                self.mode.publish().as_bytes(),
+                self.control.as_bytes(),
+                message,
+            ])
             .await
             .map(drop)
             .map_err(|e| self.failed(e))
@@ -341,7 +440,7 @@ impl RedisChannels {
 
     /// Listens on the control channel (one shard of the node does).
     pub async fn listen_control(&self) -> Result<(), ErrorCode> {
-        self.instances[0]
+        self.control_instance()
             .pubsub
             .subscribe(self.control.as_bytes())
             .await
@@ -350,8 +449,7 @@ impl RedisChannels {
 
     /// The channel a pub/sub message came on.
     pub fn channel_of<'a>(&self, pubsub: &'a [u8]) -> Option<&'a str> {
-        let rest = pubsub.strip_prefix(self.prefix.as_bytes())?;
-        std::str::from_utf8(rest.strip_prefix(b".p.")?).ok()
+        channel_of_pubsub(&self.prefix, pubsub)
     }
 
     /// How `channel`'s publications are kept (`None`: not a channel of any namespace).
@@ -367,9 +465,25 @@ impl RedisChannels {
         }
     }
 
-    /// Which configured Redis keeps `channel`.
+    /// Which instance keeps `channel`.
     pub fn instance_of(&self, channel: &str) -> usize {
-        crate::router::partition::partition(channel) as usize % self.instances.len()
+        match &self.placement {
+            Placement::ByHash => self.place(channel.as_bytes(), channel),
+            Placement::BySlot(_) => {
+                let key = pubsub_channel(&self.prefix, channel);
+                self.place(key.as_bytes(), channel)
+            }
+        }
+    }
+
+    /// The instance of a key (in a cluster) or of a name (otherwise).
+    fn place(&self, key: &[u8], name: &str) -> usize {
+        match &self.placement {
+            Placement::ByHash => {
+                crate::router::partition::partition(name) as usize % self.instances.len()
+            }
+            Placement::BySlot(map) => map.master_of(key),
+        }
     }
 
     /// Publishes one payload to `channels` (all on instance `instance`, all with history and

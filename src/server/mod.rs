@@ -13,6 +13,7 @@ use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use ringcast_ring::mesh::{mesh, ShardLinks};
 
 use crate::config::Config;
+use crate::engine::redis::RedisTopology;
 use crate::engine::ChannelOwner;
 use crate::http::routes::Endpoints;
 use crate::limits::{INTAKE_LATENCY_MS, RING_CAPACITY_MESSAGES, SHARD_START_TIMEOUT_MS};
@@ -47,14 +48,18 @@ impl Server {
 /// Starts every shard; returns once all of them listen, or the first start-up error.
 pub fn start(config: Config) -> Result<Server, String> {
     let open_files_limit = startup::raise_open_files_limit()?;
-    if config.engine.is_redis() {
+    let redis = if config.engine.is_redis() {
+        let topology = RedisTopology::discover(&config)?;
         eprintln!(
-            "ringcast: engine: redis at {} (offsets, history, recovery and delivery shared; \
-             still per node: presence, user actions, idempotency keys, exclude_client, \
-             channels and info; no Redis Cluster yet)",
-            config.engine.redis.address.join(", ")
+            "ringcast: engine: {} (shared by every node: offsets, history, recovery, \
+             delivery, presence, joins and leaves, user actions, idempotency keys, \
+             exclude_client, channels and info)",
+            topology.describe()
         );
-    }
+        Some(Arc::new(topology))
+    } else {
+        None
+    };
     for warning in startup::limit_warnings(open_files_limit, config.client.connection_limit) {
         eprintln!("ringcast: warning: {warning}");
     }
@@ -126,6 +131,7 @@ pub fn start(config: Config) -> Result<Server, String> {
         let congestion = congestion.clone();
         let lifecycle = lifecycle.clone();
         let tls = listener_tls.clone();
+        let redis = redis.clone();
         let executor = LocalExecutorBuilder::new(placement)
             .name(&format!("ringcast-{id}"))
             .ring_depth(crate::limits::IO_RING_DEPTH)
@@ -136,6 +142,7 @@ pub fn start(config: Config) -> Result<Server, String> {
                     address,
                     internal,
                     tls,
+                    redis,
                 };
                 shard_main(id, shards, config, links, shared, ready)
             })
@@ -177,6 +184,8 @@ struct Shared {
     /// The internal endpoints' own listener, if any.
     internal: Option<SocketAddr>,
     tls: ListenerTls,
+    /// The Redis instances (with `engine.type = "redis"`).
+    redis: Option<Arc<RedisTopology>>,
 }
 
 /// The TLS configuration of each listener (`None`: plain).
@@ -203,6 +212,7 @@ async fn shard_main(
         address,
         internal,
         tls,
+        redis,
     } = shared;
     // History first: no connection is accepted before every owned log is verified.
     let opened = std::time::Instant::now();
@@ -249,8 +259,8 @@ async fn shard_main(
         Outbox::new(links.bind(), congestion),
         lifecycle,
     ));
-    if shard.config.engine.is_redis() {
-        match shard.attach_redis() {
+    if let Some(topology) = &redis {
+        match shard.attach_redis(topology) {
             Ok(Some(listening)) => {
                 // Serving starts once the node hears the others' user actions, unless Redis
                 // is away (then they are heard once it is back).

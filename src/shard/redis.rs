@@ -9,8 +9,7 @@
 //!
 //! Presence entries are mirrored in Redis (renewed periodically) and read from there; the
 //! API's user actions, each node's counts (for `info`) and `channels` surveys go to the other
-//! nodes over a control channel; joins and leaves go through the channel's pub/sub. Not yet
-//! (issue 15 goes on): Redis Cluster.
+//! nodes over a control channel; joins and leaves go through the channel's pub/sub.
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -21,7 +20,7 @@ use super::Shard;
 use crate::broker::redis::{Entry, PubSubEvent, StreamPolicy};
 use crate::engine::redis::{
     encode_payload, excluded, node_id, note_peer, publication, Arrival, JoinLeaveKind, PeerNode,
-    RedisChannels,
+    RedisChannels, RedisTopology,
 };
 use crate::engine::{Outcome, Release};
 use crate::limits::{PRESENCE_REPLY_ENTRIES_MAX, REDIS_PUBLISH_BATCH};
@@ -68,17 +67,20 @@ impl Shard {
     /// In Redis mode: starts this shard's Redis side. Call once, right after the shard is
     /// made. On shard 0 the returned task ends once the node hears the other nodes' user
     /// actions (the control channel subscribed); it goes on trying while Redis is away.
-    pub fn attach_redis(self: &Rc<Self>) -> Result<Option<glommio::task::JoinHandle<()>>, String> {
+    pub fn attach_redis(
+        self: &Rc<Self>,
+        topology: &RedisTopology,
+    ) -> Result<Option<glommio::task::JoinHandle<()>>, String> {
         let weak = Rc::downgrade(self);
         let _ = self.me.set(weak.clone());
-        let channels = RedisChannels::start(&self.config, |_| {
+        let channels = RedisChannels::start(&self.config, topology, |_| {
             let weak = weak.clone();
             Box::new(move |event| {
                 if let Some(shard) = weak.upgrade() {
                     shard.on_pubsub(event);
                 }
             })
-        })?;
+        });
         self.redis
             .set(channels)
             .map_err(|_| "the Redis side is attached already".to_owned())?;

@@ -1,6 +1,7 @@
 //! A real `redis-server` (Debian's package, installed on first use) on a free loopback port,
 //! with no persistence, stopped by pid on drop; it can be stopped and started again on the
-//! same port.
+//! same port. `RedisCluster`: three of them made a Redis Cluster by `redis-cli --cluster
+//! create`; `SharedRedis`: either, as the Redis engine's tests run on both.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,16 +12,24 @@ pub struct RedisServer {
     child: Option<Child>,
     pub address: SocketAddr,
     dir: tempfile::TempDir,
+    /// Arguments beyond the defaults (a cluster node's).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts a redis-server on a free port.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// Starts a redis-server on a free port with `extra` arguments.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         let port = super::haproxy::free_port();
         let mut server = RedisServer {
             child: None,
             address: format!("127.0.0.1:{port}").parse().unwrap(),
             dir: tempfile::tempdir().unwrap(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         server.up();
         server
@@ -43,6 +52,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server starts");
@@ -81,5 +91,98 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.down();
+    }
+}
+
+/// A Redis Cluster of `masters` redis-servers (no replicas), made by `redis-cli --cluster
+/// create` (Debian's redis-tools, which redis-server brings); ready once every node says
+/// `cluster_state:ok`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+            })
+            .collect();
+        let cli = super::debian_tool("redis-cli", "--version", "redis-tools");
+        let status = Command::new(cli)
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|n| n.address.to_string()))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let cluster = RedisCluster { nodes };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Bounded by the deadline.
+        while !cluster.nodes.iter().all(|n| {
+            n.command(&["CLUSTER", "INFO"])
+                .is_some_and(|info| info.contains("cluster_state:ok"))
+        }) {
+            assert!(Instant::now() < deadline, "the cluster never became ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// The node serving `key`'s slot (the others answer MOVED).
+    pub fn serving(&mut self, key: &str) -> &mut RedisServer {
+        self.nodes
+            .iter_mut()
+            .find(|n| {
+                n.command(&["EXISTS", key])
+                    .is_some_and(|answer| answer.starts_with(':'))
+            })
+            .expect("one node serves every slot")
+    }
+}
+
+/// The Redis the nodes of a test share.
+pub enum SharedRedis {
+    One(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl SharedRedis {
+    pub fn one() -> SharedRedis {
+        SharedRedis::One(RedisServer::start())
+    }
+
+    /// Three masters.
+    pub fn cluster() -> SharedRedis {
+        SharedRedis::Cluster(RedisCluster::start(3))
+    }
+
+    /// The engine setting that names it.
+    pub fn setting(&self) -> String {
+        match self {
+            SharedRedis::One(server) => format!("engine.redis.address={}", server.address),
+            SharedRedis::Cluster(cluster) => {
+                let seeds: Vec<String> = cluster
+                    .nodes
+                    .iter()
+                    .map(|n| n.address.to_string())
+                    .collect();
+                format!("engine.redis.cluster_address={}", seeds.join(" "))
+            }
+        }
+    }
+
+    /// The redis-server keeping `key`.
+    pub fn serving(&mut self, key: &str) -> &mut RedisServer {
+        match self {
+            SharedRedis::One(server) => server,
+            SharedRedis::Cluster(cluster) => cluster.serving(key),
+        }
     }
 }

@@ -37,6 +37,56 @@ pub enum PubSubEvent<'a> {
     Resubscribed,
 }
 
+/// Which pub/sub Redis runs for a channel: the classic kind on a standalone Redis, or Redis
+/// 7's sharded kind in a cluster (a message stays on the master of its channel's slot; a
+/// command names channels of one slot only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PubSubMode {
+    #[default]
+    Classic,
+    Sharded,
+}
+
+impl PubSubMode {
+    /// The publishing command, as scripts call it.
+    pub fn publish(self) -> &'static str {
+        match self {
+            PubSubMode::Classic => "publish",
+            PubSubMode::Sharded => "spublish",
+        }
+    }
+
+    fn subscribe(self) -> &'static [u8] {
+        match self {
+            PubSubMode::Classic => b"SUBSCRIBE",
+            PubSubMode::Sharded => b"SSUBSCRIBE",
+        }
+    }
+
+    fn unsubscribe(self) -> &'static [u8] {
+        match self {
+            PubSubMode::Classic => b"UNSUBSCRIBE",
+            PubSubMode::Sharded => b"SUNSUBSCRIBE",
+        }
+    }
+
+    /// Channels one command may name: a sharded one names a single slot, so one channel.
+    fn batch(self) -> usize {
+        match self {
+            PubSubMode::Classic => REDIS_SUBSCRIBE_BATCH,
+            PubSubMode::Sharded => 1,
+        }
+    }
+
+    /// The kinds of a pushed message and of a subscription's confirmation.
+    fn pushes(self) -> (&'static [u8], &'static [u8]) {
+        match self {
+            PubSubMode::Classic => (b"message", b"subscribe"),
+            PubSubMode::Sharded => (b"smessage", b"ssubscribe"),
+        }
+    }
+}
+
 /// The shard's handler of pub/sub events.
 pub type Handler = Box<dyn FnMut(PubSubEvent<'_>)>;
 
@@ -52,6 +102,7 @@ struct Shared {
     to_subscribe: Vec<Bytes>,
     to_unsubscribe: Vec<Bytes>,
     task: Option<Waker>,
+    mode: PubSubMode,
 }
 
 /// A subscriber connection; cheap to clone (the same connection).
@@ -64,9 +115,12 @@ pub struct PubSub {
 impl PubSub {
     /// Starts the connection's task on the current glommio executor; it runs until every
     /// clone is dropped.
-    pub fn start(settings: RedisSettings, handler: Handler) -> PubSub {
+    pub fn start(settings: RedisSettings, mode: PubSubMode, handler: Handler) -> PubSub {
         let pubsub = PubSub {
-            shared: Rc::default(),
+            shared: Rc::new(RefCell::new(Shared {
+                mode,
+                ..Shared::default()
+            })),
             link: Rc::new(Cell::new(Link::Down)),
         };
         let weak = Rc::downgrade(&pubsub.shared);
@@ -180,16 +234,17 @@ async fn run(
     }
 }
 
-/// Encodes the queued changes, at most `REDIS_SUBSCRIBE_BATCH` channels a command.
+/// Encodes the queued changes, at most the mode's batch of channels a command.
 fn encode_changes(shared: &mut Shared, out: &mut BytesMut) -> Result<(), String> {
+    let mode = shared.mode;
     for (command, list) in [
         (
-            &b"UNSUBSCRIBE"[..],
+            mode.unsubscribe(),
             std::mem::take(&mut shared.to_unsubscribe),
         ),
-        (&b"SUBSCRIBE"[..], std::mem::take(&mut shared.to_subscribe)),
+        (mode.subscribe(), std::mem::take(&mut shared.to_subscribe)),
     ] {
-        for batch in list.chunks(REDIS_SUBSCRIBE_BATCH) {
+        for batch in list.chunks(mode.batch()) {
             let mut args: Vec<&[u8]> = vec![command];
             args.extend(batch.iter().map(|c| &c[..]));
             encode_command(out, &args)?;
@@ -247,9 +302,10 @@ fn on_frame(shared: &Rc<RefCell<Shared>>, frame: BytesFrame, handler: &mut Handl
     let BytesFrame::Array(parts) = frame else {
         return;
     };
+    let (message, confirmation) = shared.borrow().mode.pushes();
     match parts.as_slice() {
         [BytesFrame::BulkString(kind), BytesFrame::BulkString(channel), BytesFrame::BulkString(payload)]
-            if &kind[..] == b"message" =>
+            if &kind[..] == message =>
         {
             handler(PubSubEvent::Message {
                 channel,
@@ -257,7 +313,7 @@ fn on_frame(shared: &Rc<RefCell<Shared>>, frame: BytesFrame, handler: &mut Handl
             });
         }
         [BytesFrame::BulkString(kind), BytesFrame::BulkString(channel), _]
-            if &kind[..] == b"subscribe" =>
+            if &kind[..] == confirmation =>
         {
             let mut shared = shared.borrow_mut();
             let left = match shared.outstanding.get_mut(&channel[..]) {

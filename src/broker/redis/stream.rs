@@ -9,7 +9,8 @@
 //! meta   = p ".m.{" c "}"    hash: "s" top offset, "e" epoch       (expires: meta_ttl)
 //! stream = p ".s.{" c "}"    stream: ID "<offset>-0", field "d" = payload (MAXLEN size,
 //!                            expires: ttl)
-//! pubsub = p ".p." c         PUBLISH message = offset ":" epoch ":" payload
+//! pubsub = p ".p.{" c "}"    PUBLISH (SPUBLISH in a cluster) message =
+//!                            offset ":" epoch ":" payload
 //! idem   = p ".i.{" c "}." k hash: "o" offset, "e" epoch of the first publish with
 //!                            idempotency key k (expires: the idempotency window)
 //! ```
@@ -25,11 +26,13 @@ use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
 use super::connection::{RedisConnection, RedisError};
+use super::pubsub::PubSubMode;
 
 /// The publish step. KEYS: meta, stream, idempotency key (the meta key again when there is
 /// none). ARGV: payload, size (0: no history), ttl seconds, pubsub channel, meta ttl seconds
-/// (0: none), epoch candidate, idempotency window seconds (0: no key). A key seen within its
-/// window returns the first result and publishes nothing. Returns {offset, epoch}.
+/// (0: none), epoch candidate, idempotency window seconds (0: no key), the publishing command
+/// (`publish` or `spublish`). A key seen within its window returns the first result and
+/// publishes nothing. Returns {offset, epoch}.
 const PUBLISH_SCRIPT: &str = r#"
 if ARGV[7] ~= '0' then
   local first = redis.call('hmget', KEYS[3], 'o', 'e')
@@ -39,7 +42,7 @@ if ARGV[7] ~= '0' then
 end
 local result
 if ARGV[2] == '0' then
-  redis.call('publish', ARGV[4], '0::' .. ARGV[1])
+  redis.call(ARGV[8], ARGV[4], '0::' .. ARGV[1])
   result = {0, ''}
 else
   local epoch = redis.call('hget', KEYS[1], 'e')
@@ -53,7 +56,7 @@ else
   end
   redis.call('xadd', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1])
   redis.call('expire', KEYS[2], ARGV[3])
-  redis.call('publish', ARGV[4], offset .. ':' .. epoch .. ':' .. ARGV[1])
+  redis.call(ARGV[8], ARGV[4], offset .. ':' .. epoch .. ':' .. ARGV[1])
   result = {offset, epoch}
 end
 if ARGV[7] ~= '0' then
@@ -63,14 +66,17 @@ end
 return result
 "#;
 
-/// The publish step for many channels with one payload and policy (a broadcast): KEYS: meta
-/// and stream of each channel, in pairs. ARGV: payload, size (> 0), ttl seconds, meta ttl
-/// seconds (0: none), epoch candidate, then each channel's pubsub channel. Returns {offset1,
-/// epoch1, offset2, epoch2, ...}.
-const PUBLISH_MANY_SCRIPT: &str = r#"
+/// The publish step for many channels with one payload and policy (a broadcast). KEYS: the
+/// first channel's meta key alone (a cluster routes a call by its declared keys, which must
+/// share a slot). ARGV: payload, size (> 0), ttl seconds, meta ttl seconds (0: none), epoch
+/// candidate, the publishing command, then meta key, stream key and pubsub channel of each
+/// channel. Returns {offset1, epoch1, offset2, epoch2, ...}.
+macro_rules! publish_many_script {
+    () => {
+        r#"
 local out = {}
-for i = 1, #KEYS, 2 do
-  local meta, stream = KEYS[i], KEYS[i + 1]
+for i = 7, #ARGV, 3 do
+  local meta, stream = ARGV[i], ARGV[i + 1]
   local epoch = redis.call('hget', meta, 'e')
   if not epoch then
     epoch = ARGV[5]
@@ -82,12 +88,21 @@ for i = 1, #KEYS, 2 do
   end
   redis.call('xadd', stream, 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1])
   redis.call('expire', stream, ARGV[3])
-  redis.call('publish', ARGV[5 + (i + 1) / 2], offset .. ':' .. epoch .. ':' .. ARGV[1])
+  redis.call(ARGV[6], ARGV[i + 2], offset .. ':' .. epoch .. ':' .. ARGV[1])
   out[#out + 1] = offset
   out[#out + 1] = epoch
 end
 return out
-"#;
+"#
+    };
+}
+const PUBLISH_MANY_SCRIPT: &str = publish_many_script!();
+/// The same for a cluster master: a batch's channels are in many slots (all of them this
+/// master's), which a script may touch only when it says so (Redis 7's shebang flags).
+const PUBLISH_MANY_CLUSTER_SCRIPT: &str = concat!(
+    "#!lua flags=allow-cross-slot-keys\n",
+    publish_many_script!()
+);
 
 /// The history read. KEYS: meta, stream. ARGV: from offset (exclusive), limit (0: none),
 /// epoch candidate, meta ttl seconds (0: none). A channel without a position gets one (offset
@@ -186,9 +201,16 @@ impl ChannelKeys {
     }
 }
 
-/// The pub/sub channel of `channel`.
+/// The pub/sub channel of `channel` (with the keys' hash tag: in a cluster, the same slot).
 pub fn pubsub_channel(prefix: &str, channel: &str) -> String {
-    format!("{prefix}.p.{channel}")
+    format!("{prefix}.p.{{{channel}}}")
+}
+
+/// The channel whose pub/sub channel is `pubsub`, if it is one.
+pub fn channel_of_pubsub<'a>(prefix: &str, pubsub: &'a [u8]) -> Option<&'a str> {
+    let rest = pubsub.strip_prefix(prefix.as_bytes())?;
+    let tagged = rest.strip_prefix(b".p.{")?.strip_suffix(b"}")?;
+    std::str::from_utf8(tagged).ok()
 }
 
 /// A loaded script: its SHA1, and its text to load again after NOSCRIPT.
@@ -252,6 +274,7 @@ impl Script {
 pub struct Streams {
     connection: RedisConnection,
     prefix: String,
+    mode: PubSubMode,
     publish: Script,
     publish_many: Script,
     history: Script,
@@ -281,12 +304,16 @@ fn malformed(what: &str, frame: &BytesFrame) -> RedisError {
 }
 
 impl Streams {
-    pub fn new(connection: RedisConnection, prefix: &str) -> Streams {
+    pub fn new(connection: RedisConnection, prefix: &str, mode: PubSubMode) -> Streams {
         Streams {
             connection,
             prefix: prefix.to_owned(),
+            mode,
             publish: Script::new(PUBLISH_SCRIPT),
-            publish_many: Script::new(PUBLISH_MANY_SCRIPT),
+            publish_many: Script::new(match mode {
+                PubSubMode::Classic => PUBLISH_MANY_SCRIPT,
+                PubSubMode::Sharded => PUBLISH_MANY_CLUSTER_SCRIPT,
+            }),
             history: Script::new(HISTORY_SCRIPT),
         }
     }
@@ -336,6 +363,7 @@ impl Streams {
                     meta_ttl.as_bytes(),
                     epoch_candidate.as_bytes(),
                     window.as_bytes(),
+                    self.mode.publish().as_bytes(),
                 ],
             )
             .await?;
@@ -365,10 +393,9 @@ impl Streams {
             .iter()
             .map(|c| ChannelKeys::new(&self.prefix, c))
             .collect();
-        let key_args: Vec<&[u8]> = keys
-            .iter()
-            .flat_map(|k| [k.meta.as_bytes(), k.stream.as_bytes()])
-            .collect();
+        let Some(first) = keys.first() else {
+            return Ok(Vec::new());
+        };
         let (size, ttl, meta_ttl) = (
             policy.size.to_string(),
             policy.ttl_secs.max(1).to_string(),
@@ -380,11 +407,15 @@ impl Streams {
             ttl.as_bytes(),
             meta_ttl.as_bytes(),
             epoch_candidate.as_bytes(),
+            self.mode.publish().as_bytes(),
         ];
-        args.extend(keys.iter().map(|k| k.pubsub.as_bytes()));
+        args.extend(
+            keys.iter()
+                .flat_map(|k| [k.meta.as_bytes(), k.stream.as_bytes(), k.pubsub.as_bytes()]),
+        );
         let answer = self
             .publish_many
-            .call(&self.connection, &key_args, &args)
+            .call(&self.connection, &[first.meta.as_bytes()], &args)
             .await?;
         let BytesFrame::Array(parts) = &answer else {
             return Err(malformed("publish", &answer));
@@ -485,6 +516,18 @@ mod tests {
         let keys = ChannelKeys::new("centrifugo", "chat:index");
         assert_eq!(keys.meta, "centrifugo.m.{chat:index}");
         assert_eq!(keys.stream, "centrifugo.s.{chat:index}");
-        assert_eq!(keys.pubsub, "centrifugo.p.chat:index");
+        assert_eq!(keys.pubsub, "centrifugo.p.{chat:index}");
+        assert_eq!(
+            channel_of_pubsub("centrifugo", keys.pubsub.as_bytes()),
+            Some("chat:index")
+        );
+        assert_eq!(channel_of_pubsub("centrifugo", b"centrifugo.control"), None);
+        // Every key of a channel is in one slot, even with braces in the channel's name.
+        for channel in ["chat:index", "a{b}c", "x}y"] {
+            let keys = ChannelKeys::new("centrifugo", channel);
+            let slot = super::super::cluster::slot(keys.meta.as_bytes());
+            assert_eq!(super::super::cluster::slot(keys.stream.as_bytes()), slot);
+            assert_eq!(super::super::cluster::slot(keys.pubsub.as_bytes()), slot);
+        }
     }
 }

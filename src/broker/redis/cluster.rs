@@ -1,0 +1,223 @@
+//! A Redis Cluster's slot map (`engine.redis.cluster_address`): which master serves each of
+//! the 16,384 hash slots, read once with `CLUSTER SLOTS` from the first seed that answers,
+//! before the shards start. A channel's keys and its pub/sub channel share one hash tag
+//! (`{channel}`), so one master serves all of them: each master is then used as one more
+//! independent Redis (`engine::redis` places a channel by its slot instead of by its name's
+//! hash), and pub/sub is Redis 7's sharded kind (SPUBLISH/SSUBSCRIBE), which keeps a message
+//! on the master of its channel's slot instead of sending it over the cluster bus to every
+//! node.
+//!
+//! The map is read at start only: after a resharding the nodes must be restarted (a command
+//! sent to a master that gave the slot away is answered MOVED, counted as an error).
+//!
+//! Owns the map and its parsing. Blocking I/O (std sockets): it runs before any executor.
+//! Imports nothing of the crate beyond this module's siblings.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use bytes::BytesMut;
+use redis_protocol::resp2::decode::decode_bytes_mut;
+use redis_protocol::resp2::types::BytesFrame;
+
+use super::connection::{encode_command, RedisSettings};
+
+/// Hash slots in a Redis Cluster.
+pub const SLOTS: usize = 16_384;
+
+/// The largest `CLUSTER SLOTS` answer read (a cluster of hundreds of masters fits).
+const SLOTS_ANSWER_MAX_BYTES: usize = 4 << 20;
+
+/// Which master serves each slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotMap {
+    /// The masters, in the order first seen.
+    pub masters: Vec<SocketAddr>,
+    /// Index into `masters` of each slot's master.
+    owner: Vec<u16>,
+}
+
+impl SlotMap {
+    /// The master (index into `masters`) serving `key`'s slot.
+    pub fn master_of(&self, key: &[u8]) -> usize {
+        usize::from(self.owner[usize::from(slot(key))])
+    }
+}
+
+/// `key`'s hash slot, by Redis's rule (the hash tag's text if it has a non-empty one).
+pub fn slot(key: &[u8]) -> u16 {
+    redis_protocol::redis_keyslot(key)
+}
+
+/// Reads the slot map from the first of `seeds` that answers (each with `settings`' user,
+/// password and timeouts).
+pub fn discover(seeds: &[SocketAddr], settings: &RedisSettings) -> Result<SlotMap, String> {
+    let mut failures = Vec::new();
+    for seed in seeds {
+        match ask(*seed, settings).and_then(|answer| parse_slots(&answer, *seed)) {
+            Ok(map) => return Ok(map),
+            Err(e) => failures.push(format!("{seed}: {e}")),
+        }
+    }
+    Err(format!(
+        "no Redis Cluster seed gave its slots ({})",
+        failures.join("; ")
+    ))
+}
+
+/// `CLUSTER SLOTS` on `seed`, after AUTH when a password is set.
+fn ask(seed: SocketAddr, settings: &RedisSettings) -> Result<BytesFrame, String> {
+    let mut stream = TcpStream::connect_timeout(&seed, settings.connect_timeout)
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(settings.io_timeout))
+        .and_then(|()| stream.set_write_timeout(Some(settings.io_timeout)))
+        .map_err(|e| e.to_string())?;
+    let mut out = BytesMut::new();
+    let mut commands = 1;
+    if !settings.password.is_empty() {
+        let mut auth: Vec<&[u8]> = vec![b"AUTH"];
+        if !settings.user.is_empty() {
+            auth.push(settings.user.as_bytes());
+        }
+        auth.push(settings.password.as_bytes());
+        encode_command(&mut out, &auth)?;
+        commands += 1;
+    }
+    encode_command(&mut out, &[b"CLUSTER", b"SLOTS"])?;
+    stream.write_all(&out).map_err(|e| e.to_string())?;
+    let mut input = BytesMut::new();
+    let mut chunk = [0u8; 16 << 10];
+    let mut answers = Vec::with_capacity(commands);
+    // Bounded by the read timeout and SLOTS_ANSWER_MAX_BYTES.
+    while answers.len() < commands {
+        match decode_bytes_mut(&mut input).map_err(|e| format!("bad RESP: {e}"))? {
+            Some((frame, _, _)) => answers.push(frame),
+            None => {
+                if input.len() > SLOTS_ANSWER_MAX_BYTES {
+                    return Err("the CLUSTER SLOTS answer is too large".into());
+                }
+                let n = stream.read(&mut chunk).map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("closed before answering".into());
+                }
+                input.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+    for answer in &answers {
+        if let BytesFrame::Error(e) = answer {
+            return Err(format!("{e}"));
+        }
+    }
+    answers.pop().ok_or_else(|| "no answer".to_owned())
+}
+
+/// The map a `CLUSTER SLOTS` answer gives: each item `[first, last, [host, port, ...],
+/// replicas...]`. A master that names no host ("" or "?") is at the seed's address.
+fn parse_slots(answer: &BytesFrame, seed: SocketAddr) -> Result<SlotMap, String> {
+    let BytesFrame::Array(ranges) = answer else {
+        return Err(format!("CLUSTER SLOTS answered {answer:?}"));
+    };
+    let mut masters: Vec<SocketAddr> = Vec::new();
+    let mut owner = vec![u16::MAX; SLOTS];
+    for range in ranges {
+        let malformed = || format!("a malformed CLUSTER SLOTS item: {range:?}");
+        let BytesFrame::Array(parts) = range else {
+            return Err(malformed());
+        };
+        let (Some(BytesFrame::Integer(first)), Some(BytesFrame::Integer(last))) =
+            (parts.first(), parts.get(1))
+        else {
+            return Err(malformed());
+        };
+        let Some(BytesFrame::Array(master)) = parts.get(2) else {
+            return Err(malformed());
+        };
+        let host = match master.first() {
+            Some(BytesFrame::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
+            _ => return Err(malformed()),
+        };
+        let Some(BytesFrame::Integer(port)) = master.get(1) else {
+            return Err(malformed());
+        };
+        let port = u16::try_from(*port).map_err(|_| malformed())?;
+        let address = match host.as_str() {
+            "" | "?" => SocketAddr::new(seed.ip(), port),
+            host => {
+                use std::net::ToSocketAddrs;
+                (host, port)
+                    .to_socket_addrs()
+                    .map_err(|e| format!("master {host}:{port}: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("master {host}:{port}: no address"))?
+            }
+        };
+        let index = match masters.iter().position(|m| *m == address) {
+            Some(i) => i,
+            None => {
+                masters.push(address);
+                masters.len() - 1
+            }
+        };
+        let index = u16::try_from(index).map_err(|_| "more masters than slots".to_owned())?;
+        let (first, last) = (usize::try_from(*first), usize::try_from(*last));
+        let (Ok(first), Ok(last)) = (first, last) else {
+            return Err(malformed());
+        };
+        if first > last || last >= SLOTS {
+            return Err(malformed());
+        }
+        owner[first..=last].fill(index);
+    }
+    if let Some(slot) = owner.iter().position(|&o| o == u16::MAX) {
+        return Err(format!(
+            "slot {slot} has no master (is the cluster's state ok? CLUSTER INFO says)"
+        ));
+    }
+    Ok(SlotMap { masters, owner })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn bulk(s: &str) -> BytesFrame {
+        BytesFrame::BulkString(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    fn range(first: i64, last: i64, host: &str, port: i64) -> BytesFrame {
+        BytesFrame::Array(vec![
+            BytesFrame::Integer(first),
+            BytesFrame::Integer(last),
+            BytesFrame::Array(vec![bulk(host), BytesFrame::Integer(port), bulk("id")]),
+        ])
+    }
+
+    #[test]
+    fn slots_map_to_their_masters() {
+        let seed: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        let answer = BytesFrame::Array(vec![
+            range(0, 5460, "127.0.0.1", 7000),
+            range(5461, 10922, "", 7001),
+            range(10923, 16383, "127.0.0.1", 7002),
+        ]);
+        let map = parse_slots(&answer, seed).unwrap();
+        assert_eq!(map.masters.len(), 3);
+        assert_eq!(map.masters[1], "127.0.0.1:7001".parse().unwrap());
+        // Redis's own examples: CLUSTER KEYSLOT "foo" is 12182, "{user1000}.following" 3443.
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"{user1000}.following"), 3443);
+        assert_eq!(map.master_of(b"foo"), 2);
+        assert_eq!(map.master_of(b"{user1000}.following"), 0);
+    }
+
+    #[test]
+    fn a_slot_without_master_is_an_error() {
+        let seed: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        let answer = BytesFrame::Array(vec![range(0, 100, "127.0.0.1", 7000)]);
+        let e = parse_slots(&answer, seed).unwrap_err();
+        assert!(e.contains("slot 101 has no master"), "{e}");
+    }
+}
