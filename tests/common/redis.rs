@@ -105,11 +105,15 @@ impl RedisCluster {
     pub fn start(masters: usize) -> RedisCluster {
         let nodes: Vec<RedisServer> = (0..masters)
             .map(|_| {
+                // The bus port defaults to the port + 10000, which may be past 65535.
+                let bus = super::haproxy::free_port().to_string();
                 RedisServer::start_with(&[
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
                     "nodes.conf",
+                    "--cluster-port",
+                    &bus,
                 ])
             })
             .collect();
