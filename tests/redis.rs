@@ -26,6 +26,7 @@ fn settings(server: &RedisServer, io_timeout: Duration) -> RedisSettings {
         password: String::new(),
         connect_timeout: Duration::from_secs(1),
         io_timeout,
+        tls: None,
     }
 }
 

@@ -17,6 +17,7 @@ pub mod channel;
 pub mod duration;
 mod keys;
 pub mod overrides;
+pub mod pem;
 mod source;
 pub mod template;
 mod validate;
@@ -100,6 +101,25 @@ pub struct RedisEngine {
     /// A node's presence entries expire this long after it last wrote them (it writes them
     /// again every third of it): a node that died leaves no entry behind for longer.
     pub presence_ttl: GoDuration,
+    /// TLS to every Redis (`rediss://` addresses use it whether enabled or not).
+    pub tls: RedisTls,
+}
+
+/// Centrifugo's client TLS object for Redis (`engine.redis.tls`). Each PEM value is PEM
+/// text, a file path or base64 PEM.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisTls {
+    pub enabled: bool,
+    /// A client certificate chain and key, for a Redis that asks for one.
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The CA Redis's certificate must chain to (empty: the Mozilla roots).
+    pub server_ca_pem: String,
+    /// Accept any certificate (testing only).
+    pub insecure_skip_verify: bool,
+    /// The name to verify (empty: the address's host).
+    pub server_name: String,
 }
 
 impl Default for RedisEngine {
@@ -114,6 +134,7 @@ impl Default for RedisEngine {
             connect_timeout: GoDuration::from_secs(1),
             io_timeout: GoDuration::from_secs(4),
             presence_ttl: GoDuration::from_secs(60),
+            tls: RedisTls::default(),
         }
     }
 }
@@ -126,14 +147,24 @@ pub struct RedisAddress {
     pub user: Option<String>,
     pub password: Option<String>,
     pub db: Option<u32>,
+    /// `rediss://`: TLS (with `engine.redis.tls`'s settings, enabled or not).
+    pub tls: bool,
 }
 
 impl RedisAddress {
-    /// `host:port` or `redis://[user:password@]host:port[/db]`.
+    /// `host:port` or `redis[s]://[user:password@]host:port[/db]`.
     pub fn parse(text: &str) -> Result<RedisAddress, String> {
-        let Some(rest) = text.strip_prefix("redis://") else {
+        let (tls, rest) = match (
+            text.strip_prefix("redis://"),
+            text.strip_prefix("rediss://"),
+        ) {
+            (Some(rest), _) => (false, Some(rest)),
+            (_, Some(rest)) => (true, Some(rest)),
+            _ => (false, None),
+        };
+        let Some(rest) = rest else {
             if text.contains("://") {
-                return Err(format!("{text:?}: only redis:// addresses (no TLS yet)"));
+                return Err(format!("{text:?}: only redis:// or rediss:// addresses"));
             }
             if !text.contains(':') {
                 return Err(format!("{text:?} is not host:port"));
@@ -143,6 +174,7 @@ impl RedisAddress {
                 user: None,
                 password: None,
                 db: None,
+                tls: false,
             });
         };
         let (credentials, rest) = match rest.rsplit_once('@') {
@@ -180,6 +212,7 @@ impl RedisAddress {
             user,
             password,
             db,
+            tls,
         })
     }
 }

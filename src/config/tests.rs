@@ -426,7 +426,9 @@ fn redis_addresses_parse_as_centrifugo_writes_them() {
         (bare.host_port.as_str(), bare.user, bare.password.as_deref()),
         ("localhost:6379", None, Some("pw"))
     );
-    assert!(RedisAddress::parse("rediss://x:1").is_err());
+    let tls = RedisAddress::parse("rediss://:pw@redis.internal:6380").unwrap();
+    assert!(tls.tls && !url.tls && !plain.tls);
+    assert!(RedisAddress::parse("http://x:1").is_err());
     assert!(RedisAddress::parse("localhost").is_err());
 }
 

@@ -31,6 +31,7 @@ use super::shard_set::ShardSet;
 use crate::broker::redis::cluster::{self, SlotMap};
 use crate::broker::redis::pubsub::Handler;
 use crate::broker::redis::stream::{channel_of_pubsub, pubsub_channel};
+use crate::broker::redis::tls::ClientTls;
 use crate::broker::redis::{
     Entry, History, Link, PubSub, PubSubMode, RedisConnection, RedisError, RedisSettings,
     StreamPolicy, Streams,
@@ -188,7 +189,17 @@ fn settings(
                 .map_err(|e| format!("{key} {text:?}: {e}"))?
                 .next()
                 .ok_or_else(|| format!("{key} {text:?}: no address"))?;
+            let tls = (redis.tls.enabled || address.tls)
+                .then(|| {
+                    let host = address.host_port.rsplit_once(':').map_or("", |(h, _)| h);
+                    ClientTls::new(
+                        &redis.tls,
+                        host.trim_start_matches('[').trim_end_matches(']'),
+                    )
+                })
+                .transpose()?;
             Ok(RedisSettings {
+                tls,
                 address: resolved,
                 db: address.db.unwrap_or(redis.db),
                 user: address.user.unwrap_or_else(|| redis.user.clone()),

@@ -10,13 +10,13 @@
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use base64::Engine as _;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::config::pem::pem_data;
 use crate::config::Tls;
 
 /// A listener's TLS: the configuration every handshake uses, and what reloads it.
@@ -126,26 +126,10 @@ fn certified_key(
         .map_err(|e| format!("{key}: the certificate and key do not go together: {e}"))
 }
 
-/// Centrifugo's `PEMData`: the PEM text itself, a path to a file holding it, or the PEM text
-/// in base64.
-fn pem_data(value: &str) -> Result<Vec<u8>, String> {
-    if value.contains("-----BEGIN") {
-        return Ok(value.as_bytes().to_vec());
-    }
-    // A path is not base64 of PEM text in practice, and a long base64 value is no path.
-    if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(value.trim()) {
-        if bytes.windows(10).any(|w| w == b"-----BEGIN") {
-            return Ok(bytes);
-        }
-    }
-    std::fs::read(value).map_err(|e| {
-        format!("{value:?} is not PEM text nor base64 PEM, and reading it as a file: {e}")
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     fn certificate(name: &str) -> (String, String) {
         let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();

@@ -65,14 +65,27 @@ pub fn discover(seeds: &[SocketAddr], settings: &RedisSettings) -> Result<SlotMa
     ))
 }
 
+/// A blocking socket, plain or TLS.
+trait Duplex: Read + Write {}
+impl<T: Read + Write> Duplex for T {}
+
 /// `CLUSTER SLOTS` on `seed`, after AUTH when a password is set.
 fn ask(seed: SocketAddr, settings: &RedisSettings) -> Result<BytesFrame, String> {
-    let mut stream = TcpStream::connect_timeout(&seed, settings.connect_timeout)
+    let socket = TcpStream::connect_timeout(&seed, settings.connect_timeout)
         .map_err(|e| format!("cannot connect: {e}"))?;
-    stream
+    socket
         .set_read_timeout(Some(settings.io_timeout))
-        .and_then(|()| stream.set_write_timeout(Some(settings.io_timeout)))
+        .and_then(|()| socket.set_write_timeout(Some(settings.io_timeout)))
         .map_err(|e| e.to_string())?;
+    let mut stream: Box<dyn Duplex> = match &settings.tls {
+        None => Box::new(socket),
+        Some(tls) => {
+            let connection =
+                rustls::ClientConnection::new(tls.config.clone(), tls.server_name.clone())
+                    .map_err(|e| e.to_string())?;
+            Box::new(rustls::StreamOwned::new(connection, socket))
+        }
+    };
     let mut out = BytesMut::new();
     let mut commands = 1;
     if !settings.password.is_empty() {

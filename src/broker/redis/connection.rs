@@ -28,6 +28,7 @@ use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::encode::extend_encode_borrowed;
 use redis_protocol::resp2::types::{BorrowedFrame, BytesFrame};
 
+use super::tls::{ClientTls, RedisStream};
 use crate::limits::{
     REDIS_IN_FLIGHT_MAX, REDIS_READ_BYTES, REDIS_RECONNECT_MAX_MS, REDIS_RECONNECT_MIN_MS,
 };
@@ -64,6 +65,8 @@ pub struct RedisSettings {
     pub connect_timeout: Duration,
     /// The longest an answer may take once its command was written.
     pub io_timeout: Duration,
+    /// TLS, if the connection speaks it.
+    pub tls: Option<ClientTls>,
 }
 
 /// The connection's state.
@@ -243,11 +246,17 @@ async fn run(
     }
 }
 
-/// A connected, authenticated socket on the configured database.
-pub(super) async fn connect(settings: &RedisSettings) -> io::Result<TcpStream> {
+/// A connected, authenticated socket on the configured database (TLS done, if configured).
+pub(super) async fn connect(settings: &RedisSettings) -> io::Result<RedisStream> {
     let connect = TcpStream::connect_timeout(settings.address, settings.connect_timeout);
-    let mut stream = connect.await.map_err(io::Error::from)?;
-    stream.set_nodelay(true).map_err(io::Error::from)?;
+    let socket = connect.await.map_err(io::Error::from)?;
+    socket.set_nodelay(true).map_err(io::Error::from)?;
+    let mut stream = RedisStream::new(socket, settings.tls.as_ref())?;
+    let timeout = Some(settings.connect_timeout);
+    let socket = stream.socket();
+    socket.set_read_timeout(timeout).map_err(io::Error::from)?;
+    socket.set_write_timeout(timeout).map_err(io::Error::from)?;
+    stream.handshake().await?;
     let mut handshake: Vec<Vec<Vec<u8>>> = Vec::new();
     if !settings.password.is_empty() {
         let mut auth = vec![b"AUTH".to_vec()];
@@ -280,17 +289,18 @@ pub(super) async fn connect(settings: &RedisSettings) -> io::Result<TcpStream> {
 
 /// One command and its answer on a socket nobody else uses yet.
 async fn call_once(
-    stream: &mut TcpStream,
+    stream: &mut RedisStream,
     args: &[&[u8]],
     timeout: Duration,
 ) -> io::Result<BytesFrame> {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
     let mut out = BytesMut::new();
     encode_command(&mut out, args).map_err(io::Error::other)?;
-    stream
+    let socket = stream.socket();
+    socket
         .set_write_timeout(Some(timeout))
         .map_err(io::Error::from)?;
-    stream
+    socket
         .set_read_timeout(Some(timeout))
         .map_err(io::Error::from)?;
     stream.write_all(&out).await?;
@@ -312,7 +322,7 @@ async fn call_once(
 /// Serves the connection until it breaks; returns why.
 async fn serve(
     shared: &std::rc::Weak<RefCell<Shared>>,
-    mut stream: TcpStream,
+    mut stream: RedisStream,
     io_timeout: Duration,
 ) -> String {
     let mut input = BytesMut::new();

@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::types::BytesFrame;
 
 use super::connection::{connect, encode_command, Link, RedisError, RedisSettings};
+use super::tls::RedisStream;
 use crate::limits::{
     REDIS_READ_BYTES, REDIS_RECONNECT_MAX_MS, REDIS_RECONNECT_MIN_MS, REDIS_SUBSCRIBE_BATCH,
 };
@@ -254,7 +254,7 @@ fn encode_changes(shared: &mut Shared, out: &mut BytesMut) -> Result<(), String>
 }
 
 /// Serves one connection until it breaks.
-async fn serve(shared: &Weak<RefCell<Shared>>, mut stream: TcpStream, handler: &mut Handler) {
+async fn serve(shared: &Weak<RefCell<Shared>>, mut stream: RedisStream, handler: &mut Handler) {
     let mut out = BytesMut::new();
     let mut input = BytesMut::new();
     let mut chunk = vec![0u8; REDIS_READ_BYTES];
