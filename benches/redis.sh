@@ -20,9 +20,12 @@ start_redis() {
   [ "$kind" != "$count" ] && cluster=(--cluster-enabled yes)
   for i in $(seq "$count"); do
     local port bus
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    # A cluster node's bus port defaults to port + 10000, which may not exist: name a free one.
-    bus=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    # Two free ports at once (bound together, so they differ): a cluster node's bus port
+    # defaults to port + 10000, which may not exist, so it is named.
+    read -r port bus < <(python3 -c 'import socket
+a, b = socket.socket(), socket.socket()
+a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1])')
     [ ${#cluster[@]} -gt 0 ] && cluster=(--cluster-enabled yes --cluster-port "$bus")
     mkdir -p "$redis_dir/$i"
     redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$redis_dir/$i" \
@@ -31,6 +34,7 @@ start_redis() {
     redis_ports+=("$port")
     # Bounded: 5 s for it to answer.
     for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+    redis-cli -p "$port" ping >/dev/null 2>&1 || { echo "redis-server on $port never answered" >&2; exit 1; }
   done
   local addresses=()
   for p in "${redis_ports[@]}"; do addresses+=("127.0.0.1:$p"); done
@@ -45,6 +49,7 @@ start_redis() {
       [ "$ok" -eq "$count" ] && break
       sleep 0.1
     done
+    [ "$ok" -eq "$count" ] || { echo "the cluster never became ok" >&2; exit 1; }
     redis_env="RINGCAST_ENGINE_REDIS_CLUSTER_ADDRESS=${addresses[*]}"
   else
     redis_env="RINGCAST_ENGINE_REDIS_ADDRESS=${addresses[*]}"

@@ -34,6 +34,8 @@ for name in a b; do
   ports+=("$port")
   # Bounded: 10 s for the node to answer.
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+  curl -sf "http://127.0.0.1:$port/health" >/dev/null \
+    || { echo "node $name never answered:" >&2; cat "$redis_dir/node-$name.log" >&2; exit 1; }
 done
 before=$(redis_ticks)
 "$load" fanout --ws-url "ws://127.0.0.1:${ports[0]}/connection/websocket" \

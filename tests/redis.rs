@@ -389,3 +389,30 @@ fn pubsub_batches_subscriptions_and_resubscribes_after_a_restart() {
         .await;
     });
 }
+
+/// Connections set up with deadlines (connect, AUTH as an ACL user) stay up while idle far
+/// past them: the set-up's socket timeouts do not outlive it.
+#[test]
+fn idle_connections_outlive_their_set_up_deadlines() {
+    let server = RedisServer::start_with(&["--user", "app", "on", ">secret", "~*", "&*", "+@all"]);
+    let mut settings = settings(&server, Duration::from_millis(200));
+    settings.connect_timeout = Duration::from_millis(200);
+    settings.user = "app".into();
+    settings.password = "secret".into();
+    on_executor(move || async move {
+        let connection = RedisConnection::start(settings.clone());
+        let received = Rc::new(RefCell::new(Received::default()));
+        let pubsub = PubSub::start(settings, PubSubMode::Classic, collecting(&received));
+        until(&connection, Link::Up).await;
+        pubsub.subscribe(b"rc.p.{idle}").await.unwrap();
+        // Five times the deadlines with nothing said either way.
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        assert_eq!(connection.failures(), 0, "the command connection stayed up");
+        assert_eq!(pubsub.link(), Link::Up);
+        assert_eq!(received.borrow().resubscribed, 0, "the pub/sub stayed up");
+        assert_eq!(
+            integer(connection.call(&[b"INCR", b"idle"]).await.unwrap()),
+            1
+        );
+    });
+}

@@ -548,7 +548,10 @@ fn nodes_reach_redis_over_tls_as_an_acl_user() {
     assert_eq!(publish(&b, "secure", 1)["result"]["offset"], 1);
     assert_eq!(next(&mut on_a), (1, 1));
 
+    // The wrong password: its connections never come up (AUTH refused), so publishing fails.
     let refused = node("wrong");
     let reply = publish(&refused, "secure", 2);
     assert!(reply["error"].is_object(), "{reply}");
+    assert!(refused.metric("redis_links_down") > 0);
+    assert_eq!(a.metric("redis_links_down"), 0);
 }

@@ -93,18 +93,24 @@ impl RedisTopology {
             &redis.cluster_address,
             "engine.redis.cluster_address",
         )?;
-        let map = cluster::discover(
-            &seeds.iter().map(|s| s.address).collect::<Vec<_>>(),
-            &seeds[0],
-        )?;
+        let map = cluster::discover(&seeds)?;
+        // Each master as the first seed says (credentials, timeouts, TLS), its certificate
+        // checked against its own address unless `server_name` says otherwise.
         let instances = map
             .masters
             .iter()
-            .map(|&address| RedisSettings {
-                address,
-                ..seeds[0].clone()
+            .map(|&address| {
+                let tls = match &seeds[0].tls {
+                    None => None,
+                    Some(_) => Some(ClientTls::new(&redis.tls, &address.ip().to_string())?),
+                };
+                Ok(RedisSettings {
+                    address,
+                    tls,
+                    ..seeds[0].clone()
+                })
             })
-            .collect();
+            .collect::<Result<_, String>>()?;
         Ok(RedisTopology {
             instances,
             placement: Placement::BySlot(Arc::new(map)),

@@ -7,8 +7,10 @@
 //! on the master of its channel's slot instead of sending it over the cluster bus to every
 //! node.
 //!
-//! The map is read at start only: after a resharding the nodes must be restarted (a command
-//! sent to a master that gave the slot away is answered MOVED, counted as an error).
+//! The map is read at start only: after a resharding or a failover (a replica promoted: a
+//! new master's address) the nodes must be restarted; until then a command sent to a master
+//! that no longer serves the slot is answered MOVED (counted as an error), or fails to
+//! connect.
 //!
 //! Owns the map and its parsing. Blocking I/O (std sockets): it runs before any executor.
 //! Imports nothing of the crate beyond this module's siblings.
@@ -49,14 +51,14 @@ pub fn slot(key: &[u8]) -> u16 {
     redis_protocol::redis_keyslot(key)
 }
 
-/// Reads the slot map from the first of `seeds` that answers (each with `settings`' user,
-/// password and timeouts).
-pub fn discover(seeds: &[SocketAddr], settings: &RedisSettings) -> Result<SlotMap, String> {
+/// Reads the slot map from the first of `seeds` that answers.
+pub fn discover(seeds: &[RedisSettings]) -> Result<SlotMap, String> {
     let mut failures = Vec::new();
     for seed in seeds {
-        match ask(*seed, settings).and_then(|answer| parse_slots(&answer, *seed)) {
+        let address = seed.address;
+        match ask(address, seed).and_then(|answer| parse_slots(&answer, address)) {
             Ok(map) => return Ok(map),
-            Err(e) => failures.push(format!("{seed}: {e}")),
+            Err(e) => failures.push(format!("{address}: {e}")),
         }
     }
     Err(format!(
@@ -69,7 +71,8 @@ pub fn discover(seeds: &[SocketAddr], settings: &RedisSettings) -> Result<SlotMa
 trait Duplex: Read + Write {}
 impl<T: Read + Write> Duplex for T {}
 
-/// `CLUSTER SLOTS` on `seed`, after AUTH when a password is set.
+/// `CLUSTER SLOTS` on `seed`, after AUTH when a password is set, and a check that it has
+/// sharded pub/sub.
 fn ask(seed: SocketAddr, settings: &RedisSettings) -> Result<BytesFrame, String> {
     let socket = TcpStream::connect_timeout(&seed, settings.connect_timeout)
         .map_err(|e| format!("cannot connect: {e}"))?;
@@ -87,7 +90,7 @@ fn ask(seed: SocketAddr, settings: &RedisSettings) -> Result<BytesFrame, String>
         }
     };
     let mut out = BytesMut::new();
-    let mut commands = 1;
+    let mut commands = 0;
     if !settings.password.is_empty() {
         let mut auth: Vec<&[u8]> = vec![b"AUTH"];
         if !settings.user.is_empty() {
@@ -98,6 +101,9 @@ fn ask(seed: SocketAddr, settings: &RedisSettings) -> Result<BytesFrame, String>
         commands += 1;
     }
     encode_command(&mut out, &[b"CLUSTER", b"SLOTS"])?;
+    // Sharded pub/sub came with Redis 7.0; an older Redis knows no SSUBSCRIBE.
+    encode_command(&mut out, &[b"COMMAND", b"INFO", b"SSUBSCRIBE"])?;
+    commands += 2;
     stream.write_all(&out).map_err(|e| e.to_string())?;
     let mut input = BytesMut::new();
     let mut chunk = [0u8; 16 << 10];
@@ -122,6 +128,14 @@ fn ask(seed: SocketAddr, settings: &RedisSettings) -> Result<BytesFrame, String>
         if let BytesFrame::Error(e) = answer {
             return Err(format!("{e}"));
         }
+    }
+    match answers.pop() {
+        Some(BytesFrame::Array(info)) if !matches!(info.first(), None | Some(BytesFrame::Null)) => {
+        }
+        _ => return Err(
+            "this Redis has no sharded pub/sub (SSUBSCRIBE): a cluster needs Redis 7.0 or later"
+                .into(),
+        ),
     }
     answers.pop().ok_or_else(|| "no answer".to_owned())
 }

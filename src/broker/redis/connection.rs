@@ -284,6 +284,11 @@ pub(super) async fn connect(settings: &RedisSettings) -> io::Result<RedisStream>
             _ => continue,
         }
     }
+    // The set-up's deadlines end here: a socket timeout would break an idle connection (a
+    // quiet pub/sub, a shard publishing nothing); `serve` keeps its own deadline per answer.
+    let socket = stream.socket();
+    socket.set_read_timeout(None).map_err(io::Error::from)?;
+    socket.set_write_timeout(None).map_err(io::Error::from)?;
     Ok(stream)
 }
 

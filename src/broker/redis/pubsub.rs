@@ -281,7 +281,14 @@ async fn serve(shared: &Weak<RefCell<Shared>>, mut stream: RedisStream, handler:
                     // Bounded by the input: each frame decoded shortens it.
                     loop {
                         match decode_bytes_mut(&mut input) {
-                            Ok(Some((frame, _, _))) => on_frame(&strong, frame, handler),
+                            Ok(Some((frame, _, _))) => {
+                                if let Err(why) = on_frame(&strong, frame, handler) {
+                                    // A refused subscribe would leave its waiters waiting:
+                                    // the connection starts again (with backoff) instead.
+                                    eprintln!("ringcast: redis pub/sub: {why}; reconnecting");
+                                    return Poll::Ready(());
+                                }
+                            }
                             Ok(None) => break,
                             Err(_) => return Poll::Ready(()),
                         }
@@ -297,10 +304,17 @@ async fn serve(shared: &Weak<RefCell<Shared>>, mut stream: RedisStream, handler:
     .await
 }
 
-/// One pushed frame: a message for the handler, or a confirmation.
-fn on_frame(shared: &Rc<RefCell<Shared>>, frame: BytesFrame, handler: &mut Handler) {
-    let BytesFrame::Array(parts) = frame else {
-        return;
+/// One pushed frame: a message for the handler, or a confirmation; an error answer (a
+/// subscribe refused: MOVED after a failover, a Redis without sharded pub/sub) is returned.
+fn on_frame(
+    shared: &Rc<RefCell<Shared>>,
+    frame: BytesFrame,
+    handler: &mut Handler,
+) -> Result<(), String> {
+    let parts = match frame {
+        BytesFrame::Array(parts) => parts,
+        BytesFrame::Error(e) => return Err(e.to_string()),
+        _ => return Ok(()),
     };
     let (message, confirmation) = shared.borrow().mode.pushes();
     match parts.as_slice() {
@@ -321,7 +335,7 @@ fn on_frame(shared: &Rc<RefCell<Shared>>, frame: BytesFrame, handler: &mut Handl
                     *n -= 1;
                     *n
                 }
-                None => return,
+                None => return Ok(()),
             };
             if left == 0 {
                 shared.outstanding.remove(&channel[..]);
@@ -334,4 +348,5 @@ fn on_frame(shared: &Rc<RefCell<Shared>>, frame: BytesFrame, handler: &mut Handl
         }
         _ => {}
     }
+    Ok(())
 }

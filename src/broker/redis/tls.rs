@@ -1,9 +1,9 @@
 //! TLS to Redis (`engine.redis.tls`, `rediss://` addresses): the rustls client configuration
 //! made once from the settings, and `RedisStream`, a connection's socket with or without TLS,
 //! which the command and pub/sub connections read and write alike. rustls's client connection
-//! runs over the glommio socket: ciphertext moves whenever the connection is polled, so the
-//! handshake happens on the first command (AUTH, or the first call) and needs no step of its
-//! own.
+//! runs over the glommio socket: ciphertext moves whenever the connection is polled. The
+//! handshake is completed at connect (`handshake`), before the first command, so no write
+//! waits on it.
 //!
 //! Owns the client configuration and the per-connection TLS state. Imports `config`.
 
