@@ -139,6 +139,13 @@ pub const NODE_INFO_TTL_MS: u64 = 3 * NODE_INFO_INTERVAL_MS;
 pub const REDIS_PUBLISH_BATCH: usize = 256;
 /// Channels one SUBSCRIBE or UNSUBSCRIBE names at most (churn is sent in such batches).
 pub const REDIS_SUBSCRIBE_BATCH: usize = 512;
+/// A subscription moved to another cluster master is tried this many times (a
+/// `REDIS_RECONNECT_MIN_MS` apart) while that master's connection comes up; past it, it is
+/// made once the connection is up.
+pub const REDIS_SUBSCRIBE_MOVE_TRIES: u32 = 40;
+/// How often a shard using a Redis Cluster checks whether to read the slot map again (a
+/// MOVED answer seen, or a master's connection down).
+pub const REDIS_CLUSTER_CHECK_MS: u64 = 1_000;
 /// The longest latency a method's histogram tells apart (60 s); longer calls count as it.
 pub const LATENCY_MAX_US: u64 = 60_000_000;
 /// Latency histograms keep two significant digits (1% error at any value).

@@ -281,6 +281,7 @@ fn collecting(received: &Rc<RefCell<Received>>) -> Box<dyn FnMut(PubSubEvent<'_>
                 .push((String::from_utf8_lossy(channel).into_owned(), entry));
         }
         PubSubEvent::Resubscribed => received.borrow_mut().resubscribed += 1,
+        PubSubEvent::Dropped => panic!("a standalone Redis drops no subscription"),
     })
 }
 

@@ -555,3 +555,110 @@ fn nodes_reach_redis_over_tls_as_an_acl_user() {
     assert!(refused.metric("redis_links_down") > 0);
     assert_eq!(a.metric("redis_links_down"), 0);
 }
+
+/// A Redis Cluster's failover is followed without restarting the nodes: the replica of a
+/// channel's master takes over (CLUSTER FAILOVER: the old master answers MOVED and drops its
+/// sharded subscriptions); the node publishing reads the slot map again and publishes there,
+/// offsets continuing, and the node with the subscriber moves its subscription: the
+/// subscriber gets the next publication, live or (if it came while the subscription moved)
+/// by recovering after a 3010. Then the new master is killed: its replica (the old master)
+/// is promoted once the cluster deems it failed, and the nodes follow again, having seen its
+/// connections go down.
+#[test]
+fn a_cluster_failover_is_followed_without_a_restart() {
+    let mut cluster = common::redis::RedisCluster::start(3, 1);
+    let master = cluster.serving("rt.m.{news}").address.port();
+    let redis = SharedRedis::Cluster(cluster);
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut on_a, _) = Client::connect(&a, "alice");
+    let reply = on_a.command("subscribe", json!({"channel": "news"}));
+    let epoch = reply["subscribe"]["epoch"].as_str().unwrap().to_owned();
+    assert_eq!(publish(&b, "news", 1)["result"]["offset"], 1);
+    assert_eq!(next(&mut on_a), (1, 1));
+
+    let SharedRedis::Cluster(cluster) = &redis else {
+        unreachable!()
+    };
+    let replica = cluster.replica_of(master);
+    assert_eq!(
+        replica.command(&["CLUSTER", "FAILOVER"]).as_deref(),
+        Some("+OK\r\n")
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !replica
+        .command(&["ROLE"])
+        .is_some_and(|role| role.contains("$6\r\nmaster\r\n"))
+    {
+        assert!(Instant::now() < deadline, "the replica never took over");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Through B: an error while B still sends to the old master, then the new one's answer.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let published = loop {
+        let reply = publish(&b, "news", 2);
+        if reply["result"].is_object() {
+            break reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "publishing never came back: {reply}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(published["result"]["offset"], 2, "{published}");
+    assert_eq!(
+        published["result"]["epoch"],
+        epoch.as_str(),
+        "the replica kept the stream"
+    );
+    let mut on_a = receive_or_recover(on_a, &a, &epoch, 2);
+
+    // The new master dies; the cluster promotes its replica (the first master).
+    let SharedRedis::Cluster(mut cluster) = redis else {
+        unreachable!()
+    };
+    let new_master = cluster.serving("rt.m.{news}").address.port();
+    assert_ne!(new_master, master);
+    cluster.kill(new_master);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let published = loop {
+        let reply = publish(&b, "news", 3);
+        if reply["result"].is_object() {
+            break reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "publishing never came back: {reply}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(published["result"]["offset"], 3, "{published}");
+    on_a = receive_or_recover(on_a, &a, &epoch, 3);
+    drop(on_a);
+}
+
+/// The publication at `offset` (its `n` the offset) reaches `client`, live, or by recovering
+/// on `server` after a 3010 (the node found the channel's stream moved past what it
+/// delivered); the client that has it.
+fn receive_or_recover(mut client: Client, server: &Server, epoch: &str, offset: u64) -> Client {
+    match client.next_value() {
+        Ok(value) => {
+            let publication = &value["push"]["pub"];
+            assert_eq!(publication["offset"], offset, "{value}");
+            assert_eq!(publication["data"]["n"], offset, "{value}");
+            client
+        }
+        Err(closed) => {
+            assert_eq!(closed, Closed::Code(3010));
+            let (mut back, _) = Client::connect(server, "alice");
+            let reply = back.command(
+                "subscribe",
+                json!({"channel": "news", "recover": true, "offset": offset - 1, "epoch": epoch}),
+            );
+            assert_eq!(reply["subscribe"]["recovered"], true, "{reply}");
+            let publications = &reply["subscribe"]["publications"];
+            assert_eq!(publications[0]["offset"], offset, "{reply}");
+            back
+        }
+    }
+}

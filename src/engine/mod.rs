@@ -11,6 +11,7 @@ pub mod owner;
 pub mod presence;
 mod recovery;
 pub mod redis;
+pub mod redis_instances;
 pub mod shard_set;
 
 use std::sync::Arc;

@@ -5,50 +5,38 @@
 //! a channel is the one subscribed to it, and fans out what arrives as the memory engine fans
 //! out what it assigned.
 //!
-//! Channels are spread over the configured Redis instances by a stable hash of their names
-//! (`partition`, the hash that places channels on shards), so every node picks the same
-//! instance for a channel; in a Redis Cluster each master is one instance, and a channel's is
-//! the master of its keys' hash slot (`Placement`).
+//! Which Redis instance keeps a channel is `redis_instances`' (a stable hash of the name, or
+//! a cluster's slot map, followed while it changes).
 //!
 //! A subscription step that needs Redis (the pub/sub confirmation, then the stream's position
 //! and what the client missed) takes time during which publications keep arriving: they are
 //! delivered to the shards already subscribed and also kept (`Syncing`), and the new
 //! subscriber gets those past the position it read, in order, before anything later.
 //!
-//! Owns the connections, the instance choice and the channels being synced. Imports
-//! `broker`, `config`, `protocol`, `router`, `limits`, `rand`.
+//! Owns the channels being synced, the subscribers and positions per channel; uses the
+//! instances. Imports `broker`, `config`, `protocol`, `router`, `limits`, `rand`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::ToSocketAddrs;
 use std::num::NonZeroU64;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
 
+use super::redis_instances::{Instance, RedisInstances};
+pub use super::redis_instances::{Placement, RedisTopology};
 use super::shard_set::ShardSet;
-use crate::broker::redis::cluster::{self, SlotMap};
 use crate::broker::redis::pubsub::Handler;
 use crate::broker::redis::stream::{channel_of_pubsub, pubsub_channel};
-use crate::broker::redis::tls::ClientTls;
-use crate::broker::redis::{
-    Entry, History, Link, PubSub, PubSubMode, RedisConnection, RedisError, RedisSettings,
-    StreamPolicy, Streams,
-};
-use crate::broker::redis::{Presences, Present};
-use crate::config::{ChannelOptions, Config, RedisAddress};
+use crate::broker::redis::Present;
+use crate::broker::redis::{Entry, History, RedisError, StreamPolicy};
+use crate::config::{ChannelOptions, Config};
 use crate::limits::{IDEMPOTENCY_WINDOW_MS, REDIS_SYNC_BUFFER_MAX};
 use crate::protocol::ClientId;
 use crate::protocol::{ErrorCode, Publication};
 use crate::router::msg::{ClientInfos, Excluded, PresenceItem, PresenceStats};
-
-/// One Redis instance as a shard uses it.
-struct Instance {
-    streams: Streams,
-    presences: Presences,
-    pubsub: PubSub,
-}
 
 /// Publications that arrived for a channel while subscription steps waited for Redis.
 #[derive(Default)]
@@ -60,98 +48,12 @@ struct Syncing {
     arrived: Option<Vec<(u64, Publication)>>,
 }
 
-/// How channels are placed on the instances.
-#[derive(Debug, Clone)]
-pub enum Placement {
-    /// Independent instances (`engine.redis.address`): by a stable hash of the name.
-    ByHash,
-    /// A cluster's masters (`engine.redis.cluster_address`): by the hash slot of the keys.
-    BySlot(Arc<SlotMap>),
-}
-
-/// The Redis instances every shard of the node uses, and how channels are placed on them;
-/// made once at start (a cluster's map is read then).
-#[derive(Debug, Clone)]
-pub struct RedisTopology {
-    pub instances: Vec<RedisSettings>,
-    pub placement: Placement,
-}
-
-impl RedisTopology {
-    /// The configured instances, or the masters of the configured cluster (blocking: asks a
-    /// seed for the slot map).
-    pub fn discover(config: &Config) -> Result<RedisTopology, String> {
-        let redis = &config.engine.redis;
-        if redis.cluster_address.is_empty() {
-            return Ok(RedisTopology {
-                instances: settings(config, &redis.address, "engine.redis.address")?,
-                placement: Placement::ByHash,
-            });
-        }
-        let seeds = settings(
-            config,
-            &redis.cluster_address,
-            "engine.redis.cluster_address",
-        )?;
-        let map = cluster::discover(&seeds)?;
-        // Each master as the first seed says (credentials, timeouts, TLS), its certificate
-        // checked against its own address unless `server_name` says otherwise.
-        let instances = map
-            .masters
-            .iter()
-            .map(|&address| {
-                let tls = match &seeds[0].tls {
-                    None => None,
-                    Some(_) => Some(ClientTls::new(&redis.tls, &address.ip().to_string())?),
-                };
-                Ok(RedisSettings {
-                    address,
-                    tls,
-                    ..seeds[0].clone()
-                })
-            })
-            .collect::<Result<_, String>>()?;
-        Ok(RedisTopology {
-            instances,
-            placement: Placement::BySlot(Arc::new(map)),
-        })
-    }
-
-    /// How pub/sub runs: sharded in a cluster.
-    pub fn mode(&self) -> PubSubMode {
-        match self.placement {
-            Placement::ByHash => PubSubMode::Classic,
-            Placement::BySlot(_) => PubSubMode::Sharded,
-        }
-    }
-
-    /// What the server logs at start.
-    pub fn describe(&self) -> String {
-        let list = |all: &[RedisSettings]| {
-            all.iter()
-                .map(|s| s.address.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match self.placement {
-            Placement::ByHash => format!("redis at {}", list(&self.instances)),
-            Placement::BySlot(_) => format!(
-                "Redis Cluster of {} masters ({}; sharded pub/sub)",
-                self.instances.len(),
-                list(&self.instances)
-            ),
-        }
-    }
-}
-
 /// A shard's Redis side.
 pub struct RedisChannels {
     prefix: String,
     /// `<prefix>.control`: user actions, node counts and surveys between nodes.
     control: String,
-    instances: Vec<Instance>,
-    placement: Placement,
-    mode: PubSubMode,
+    instances: RedisInstances,
     syncing: RefCell<HashMap<Arc<str>, Syncing>>,
     /// This node's shards with subscribers, per channel this shard owns.
     subscribers: RefCell<HashMap<Arc<str>, ShardSet>>,
@@ -176,45 +78,6 @@ pub enum Arrival {
     /// Something before it was missed, or the stream began again: the subscribers must
     /// recover from the stream.
     Lost,
-}
-
-/// The settings of each address in `addresses` (the configuration's `key`).
-fn settings(
-    config: &Config,
-    addresses: &[String],
-    key: &str,
-) -> Result<Vec<RedisSettings>, String> {
-    let redis = &config.engine.redis;
-    addresses
-        .iter()
-        .map(|text| {
-            let address = RedisAddress::parse(text)?;
-            let resolved = address
-                .host_port
-                .to_socket_addrs()
-                .map_err(|e| format!("{key} {text:?}: {e}"))?
-                .next()
-                .ok_or_else(|| format!("{key} {text:?}: no address"))?;
-            let tls = (redis.tls.enabled || address.tls)
-                .then(|| {
-                    let host = address.host_port.rsplit_once(':').map_or("", |(h, _)| h);
-                    ClientTls::new(
-                        &redis.tls,
-                        host.trim_start_matches('[').trim_end_matches(']'),
-                    )
-                })
-                .transpose()?;
-            Ok(RedisSettings {
-                tls,
-                address: resolved,
-                db: address.db.unwrap_or(redis.db),
-                user: address.user.unwrap_or_else(|| redis.user.clone()),
-                password: address.password.unwrap_or_else(|| redis.password.clone()),
-                connect_timeout: Duration::from_millis(redis.connect_timeout.as_millis().max(1)),
-                io_timeout: Duration::from_millis(redis.io_timeout.as_millis().max(1)),
-            })
-        })
-        .collect()
 }
 
 /// A publication's fields as nodes pass them through Redis: data, info and tags, each a
@@ -294,33 +157,16 @@ pub fn publication(entry: &Entry) -> Option<Publication> {
 
 impl RedisChannels {
     /// Connects to every instance of `topology` (the connections come up by themselves);
-    /// the pub/sub handler of instance `i` is `handler(i)`.
+    /// each pub/sub connection hands its events to a `handler()`.
     pub fn start(
         config: &Config,
         topology: &RedisTopology,
-        mut handler: impl FnMut(usize) -> Handler,
+        handler: Box<dyn Fn() -> Handler>,
     ) -> RedisChannels {
-        let mode = topology.mode();
-        let instances = topology
-            .instances
-            .iter()
-            .enumerate()
-            .map(|(i, settings)| {
-                let connection = RedisConnection::start(settings.clone());
-                let prefix = &config.engine.redis.prefix;
-                Instance {
-                    streams: Streams::new(connection.clone(), prefix, mode),
-                    presences: Presences::new(connection, prefix),
-                    pubsub: PubSub::start(settings.clone(), mode, handler(i)),
-                }
-            })
-            .collect();
         RedisChannels {
             prefix: config.engine.redis.prefix.clone(),
             control: format!("{}.control", config.engine.redis.prefix),
-            instances,
-            placement: topology.placement.clone(),
-            mode,
+            instances: RedisInstances::start(config, topology, handler),
             syncing: RefCell::default(),
             subscribers: RefCell::default(),
             errors: std::cell::Cell::new(0),
@@ -332,6 +178,7 @@ impl RedisChannels {
     /// (Redis down, or the call's fate unknown: the client may try again).
     fn failed(&self, e: RedisError) -> ErrorCode {
         self.errors.set(self.errors.get() + 1);
+        self.instances.note_failure(&e);
         if let RedisError::Reply(why) = e {
             eprintln!("ringcast: redis: {why}");
         }
@@ -345,17 +192,29 @@ impl RedisChannels {
 
     /// Redis connections down now (command and pub/sub connections of every instance).
     pub fn links_down(&self) -> u64 {
-        self.instances
-            .iter()
-            .map(|i| {
-                u64::from(i.streams.connection().link() == Link::Down)
-                    + u64::from(i.pubsub.link() == Link::Down)
-            })
-            .sum()
+        self.instances.links_down()
     }
 
-    fn instance(&self, channel: &str) -> &Instance {
-        &self.instances[self.instance_of(channel)]
+    /// Redis dropped a pub/sub subscription by itself (its slot moved): the cluster's slot
+    /// map is read again at the next check.
+    pub fn subscription_dropped(&self) {
+        self.instances.note_dropped();
+    }
+
+    /// Whether a cluster's slot map should be read again (`follow_cluster`).
+    pub fn should_follow_cluster(&self) -> bool {
+        self.instances.should_follow()
+    }
+
+    /// Reads a cluster's slot map again and follows it; true if a slot changed master (the
+    /// caller checks the streams it tracks: a moved subscription may have missed some).
+    pub async fn follow_cluster(&self) -> bool {
+        self.instances.follow_cluster().await
+    }
+
+    fn instance(&self, channel: &str) -> Rc<Instance> {
+        let key = pubsub_channel(&self.prefix, channel);
+        self.instances.of(key.as_bytes(), channel)
     }
 
     /// Writes (or renews) this node's presence `items` in `channel`.
@@ -424,7 +283,11 @@ impl RedisChannels {
         self.instance(channel)
             .streams
             .connection()
-            .call(&[self.mode.publish().as_bytes(), name.as_bytes(), &message])
+            .call(&[
+                self.instances.mode().publish().as_bytes(),
+                name.as_bytes(),
+                &message,
+            ])
             .await
             .map(drop)
             .map_err(|e| self.failed(e))
@@ -436,8 +299,8 @@ impl RedisChannels {
     }
 
     /// The instance of the control channel (every node publishes and listens there).
-    fn control_instance(&self) -> &Instance {
-        &self.instances[self.place(self.control.as_bytes(), &self.control)]
+    fn control_instance(&self) -> Rc<Instance> {
+        self.instances.of(self.control.as_bytes(), &self.control)
     }
 
     /// Publishes `message` on the control channel.
@@ -446,7 +309,7 @@ impl RedisChannels {
             .streams
             .connection()
             .call(&[
-                self.mode.publish().as_bytes(),
+                self.instances.mode().publish().as_bytes(),
                 self.control.as_bytes(),
                 message,
             ])
@@ -482,25 +345,10 @@ impl RedisChannels {
         }
     }
 
-    /// Which instance keeps `channel`.
+    /// Which instance keeps `channel` (an index for `publish_batch`).
     pub fn instance_of(&self, channel: &str) -> usize {
-        match &self.placement {
-            Placement::ByHash => self.place(channel.as_bytes(), channel),
-            Placement::BySlot(_) => {
-                let key = pubsub_channel(&self.prefix, channel);
-                self.place(key.as_bytes(), channel)
-            }
-        }
-    }
-
-    /// The instance of a key (in a cluster) or of a name (otherwise).
-    fn place(&self, key: &[u8], name: &str) -> usize {
-        match &self.placement {
-            Placement::ByHash => {
-                crate::router::partition::partition(name) as usize % self.instances.len()
-            }
-            Placement::BySlot(map) => map.master_of(key),
-        }
+        let key = pubsub_channel(&self.prefix, channel);
+        self.instances.route(key.as_bytes(), channel)
     }
 
     /// Publishes one payload to `channels` (all on instance `instance`, all with history and
@@ -513,7 +361,9 @@ impl RedisChannels {
         policy: StreamPolicy,
     ) -> Result<Vec<(NonZeroU64, Arc<str>)>, ErrorCode> {
         let candidate = crate::rand::fast_epoch().map_err(|_| ErrorCode::Internal)?;
-        let positions = self.instances[instance]
+        // Let go meanwhile (a cluster's map changed): the client tries again.
+        let instance = self.instances.get(instance).ok_or(ErrorCode::Internal)?;
+        let positions = instance
             .streams
             .publish_many(channels, payload, policy, &candidate)
             .await

@@ -20,7 +20,7 @@ use super::Shard;
 use crate::broker::redis::{Entry, PubSubEvent, StreamPolicy};
 use crate::engine::redis::{
     encode_payload, excluded, node_id, note_peer, publication, Arrival, JoinLeaveKind, PeerNode,
-    RedisChannels, RedisTopology,
+    Placement, RedisChannels, RedisTopology,
 };
 use crate::engine::{Outcome, Release};
 use crate::limits::{PRESENCE_REPLY_ENTRIES_MAX, REDIS_PUBLISH_BATCH};
@@ -73,18 +73,26 @@ impl Shard {
     ) -> Result<Option<glommio::task::JoinHandle<()>>, String> {
         let weak = Rc::downgrade(self);
         let _ = self.me.set(weak.clone());
-        let channels = RedisChannels::start(&self.config, topology, |_| {
-            let weak = weak.clone();
-            Box::new(move |event| {
-                if let Some(shard) = weak.upgrade() {
-                    shard.on_pubsub(event);
-                }
-            })
-        });
+        let handler_of = weak.clone();
+        let channels = RedisChannels::start(
+            &self.config,
+            topology,
+            Box::new(move || {
+                let weak = handler_of.clone();
+                Box::new(move |event| {
+                    if let Some(shard) = weak.upgrade() {
+                        shard.on_pubsub(event);
+                    }
+                })
+            }),
+        );
         self.redis
             .set(channels)
             .map_err(|_| "the Redis side is attached already".to_owned())?;
         glommio::spawn_local(self.clone().renew_presence()).detach();
+        if matches!(topology.placement, Placement::BySlot(_)) {
+            glommio::spawn_local(self.clone().follow_cluster()).detach();
+        }
         if self.id == 0 {
             // One shard per node hears the other nodes' user actions.
             let me = self.clone();
@@ -107,6 +115,24 @@ impl Shard {
             return Ok(Some(listening));
         }
         Ok(None)
+    }
+
+    /// Follows a Redis Cluster's slot map for as long as the shard runs: every
+    /// `REDIS_CLUSTER_CHECK_MS`, if a master answered MOVED or a connection is down, the map
+    /// is read again; when a slot changed master, the tracked streams are checked (a moved
+    /// subscription may have missed publications: their subscribers recover).
+    async fn follow_cluster(self: Rc<Self>) {
+        let every = std::time::Duration::from_millis(crate::limits::REDIS_CLUSTER_CHECK_MS);
+        // Bounded by the shard's life: one check per period.
+        loop {
+            glommio::timer::sleep(every).await;
+            let Some(redis) = self.redis() else {
+                return;
+            };
+            if redis.should_follow_cluster() && redis.follow_cluster().await {
+                self.check_streams().await;
+            }
+        }
     }
 
     /// Tells the other nodes how this node is, every `NODE_INFO_INTERVAL_MS`, for as long as
@@ -257,6 +283,7 @@ impl Shard {
                 };
                 self.fan_out(outcome, shards, exclude);
             }
+            PubSubEvent::Dropped => redis.subscription_dropped(),
             PubSubEvent::Resubscribed => {
                 eprintln!(
                     "ringcast: shard {}: Redis pub/sub is back; channels whose streams moved \

@@ -94,16 +94,16 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Redis Cluster of `masters` redis-servers (no replicas), made by `redis-cli --cluster
-/// create` (Debian's redis-tools, which redis-server brings); ready once every node says
-/// `cluster_state:ok`.
+/// A Redis Cluster of `masters` redis-servers, each with `replicas` replicas, made by
+/// `redis-cli --cluster create` (Debian's redis-tools, which redis-server brings); ready once
+/// every node says `cluster_state:ok`. A node is deemed failed after a second.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
-    pub fn start(masters: usize) -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..masters)
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| {
                 // The bus port defaults to the port + 10000, which may be past 65535.
                 let bus = super::haproxy::free_port().to_string();
@@ -114,6 +114,8 @@ impl RedisCluster {
                     "nodes.conf",
                     "--cluster-port",
                     &bus,
+                    "--cluster-node-timeout",
+                    "1000",
                 ])
             })
             .collect();
@@ -121,7 +123,7 @@ impl RedisCluster {
         let status = Command::new(cli)
             .args(["--cluster", "create"])
             .args(nodes.iter().map(|n| n.address.to_string()))
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .status()
             .expect("redis-cli runs");
@@ -137,6 +139,24 @@ impl RedisCluster {
             std::thread::sleep(Duration::from_millis(50));
         }
         cluster
+    }
+
+    /// The replica of the master on `port`.
+    pub fn replica_of(&self, port: u16) -> &RedisServer {
+        let of = format!(":{port}\r\n");
+        self.nodes
+            .iter()
+            .find(|n| {
+                n.command(&["ROLE"])
+                    .is_some_and(|role| role.contains("$5\r\nslave\r\n") && role.contains(&of))
+            })
+            .expect("a replica of that master")
+    }
+
+    /// Stops (SIGKILL) the node on `port`.
+    pub fn kill(&mut self, port: u16) {
+        let node = self.nodes.iter_mut().find(|n| n.address.port() == port);
+        node.expect("a node on that port").down();
     }
 
     /// The node serving `key`'s slot (the others answer MOVED).
@@ -164,7 +184,7 @@ impl SharedRedis {
 
     /// Three masters.
     pub fn cluster() -> SharedRedis {
-        SharedRedis::Cluster(RedisCluster::start(3))
+        SharedRedis::Cluster(RedisCluster::start(3, 0))
     }
 
     /// The engine setting that names it.

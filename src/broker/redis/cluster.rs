@@ -7,10 +7,8 @@
 //! on the master of its channel's slot instead of sending it over the cluster bus to every
 //! node.
 //!
-//! The map is read at start only: after a resharding or a failover (a replica promoted: a
-//! new master's address) the nodes must be restarted; until then a command sent to a master
-//! that no longer serves the slot is answered MOVED (counted as an error), or fails to
-//! connect.
+//! The map is read before the shards start, and again by each shard while it runs when a
+//! master answers MOVED or cannot be reached (`engine::redis_instances` follows it).
 //!
 //! Owns the map and its parsing. Blocking I/O (std sockets): it runs before any executor.
 //! Imports nothing of the crate beyond this module's siblings.
@@ -42,7 +40,12 @@ pub struct SlotMap {
 impl SlotMap {
     /// The master (index into `masters`) serving `key`'s slot.
     pub fn master_of(&self, key: &[u8]) -> usize {
-        usize::from(self.owner[usize::from(slot(key))])
+        self.master_of_slot(usize::from(slot(key)))
+    }
+
+    /// The master (index into `masters`) serving `slot`.
+    pub fn master_of_slot(&self, slot: usize) -> usize {
+        usize::from(self.owner[slot])
     }
 }
 
@@ -142,7 +145,7 @@ fn ask(seed: SocketAddr, settings: &RedisSettings) -> Result<BytesFrame, String>
 
 /// The map a `CLUSTER SLOTS` answer gives: each item `[first, last, [host, port, ...],
 /// replicas...]`. A master that names no host ("" or "?") is at the seed's address.
-fn parse_slots(answer: &BytesFrame, seed: SocketAddr) -> Result<SlotMap, String> {
+pub fn parse_slots(answer: &BytesFrame, seed: SocketAddr) -> Result<SlotMap, String> {
     let BytesFrame::Array(ranges) = answer else {
         return Err(format!("CLUSTER SLOTS answered {answer:?}"));
     };

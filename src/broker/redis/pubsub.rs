@@ -35,6 +35,9 @@ pub enum PubSubEvent<'a> {
     /// The connection was lost and is back (every wanted channel is being subscribed again,
     /// `subscribe` resolving once it is): messages published while it was away were missed.
     Resubscribed,
+    /// Redis dropped a subscription still wanted (a cluster master that gave the channel's
+    /// slot away): where the channel lives now is to be found out.
+    Dropped,
 }
 
 /// Which pub/sub Redis runs for a channel: the classic kind on a standalone Redis, or Redis
@@ -78,11 +81,12 @@ impl PubSubMode {
         }
     }
 
-    /// The kinds of a pushed message and of a subscription's confirmation.
-    fn pushes(self) -> (&'static [u8], &'static [u8]) {
+    /// The kinds of a pushed message, of a subscription's confirmation, and of an
+    /// unsubscription's.
+    fn pushes(self) -> (&'static [u8], &'static [u8], &'static [u8]) {
         match self {
-            PubSubMode::Classic => (b"message", b"subscribe"),
-            PubSubMode::Sharded => (b"smessage", b"ssubscribe"),
+            PubSubMode::Classic => (b"message", b"subscribe", b"unsubscribe"),
+            PubSubMode::Sharded => (b"smessage", b"ssubscribe", b"sunsubscribe"),
         }
     }
 }
@@ -184,6 +188,11 @@ impl PubSub {
     /// Channels wanted now.
     pub fn wanted(&self) -> usize {
         self.shared.borrow().wanted.len()
+    }
+
+    /// The channels wanted now, by name.
+    pub fn wanted_channels(&self) -> Vec<Bytes> {
+        self.shared.borrow().wanted.keys().cloned().collect()
     }
 }
 
@@ -316,7 +325,7 @@ fn on_frame(
         BytesFrame::Error(e) => return Err(e.to_string()),
         _ => return Ok(()),
     };
-    let (message, confirmation) = shared.borrow().mode.pushes();
+    let (message, confirmation, unsubscribed) = shared.borrow().mode.pushes();
     match parts.as_slice() {
         [BytesFrame::BulkString(kind), BytesFrame::BulkString(channel), BytesFrame::BulkString(payload)]
             if &kind[..] == message =>
@@ -325,6 +334,16 @@ fn on_frame(
                 channel,
                 payload: payload.clone(),
             });
+        }
+        [BytesFrame::BulkString(kind), BytesFrame::BulkString(channel), _]
+            if &kind[..] == unsubscribed =>
+        {
+            // The answer to an UNSUBSCRIBE sent, unless the channel is still wanted: then
+            // Redis dropped it by itself (a sharded channel whose slot moved away).
+            let wanted = shared.borrow().wanted.contains_key(&channel[..]);
+            if wanted {
+                handler(PubSubEvent::Dropped);
+            }
         }
         [BytesFrame::BulkString(kind), BytesFrame::BulkString(channel), _]
             if &kind[..] == confirmation =>
