@@ -593,18 +593,7 @@ fn a_cluster_failover_is_followed_without_a_restart() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Through B: an error while B still sends to the old master, then the new one's answer.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let published = loop {
-        let reply = publish(&b, "news", 2);
-        if reply["result"].is_object() {
-            break reply;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "publishing never came back: {reply}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let published = publish_until_accepted(&b, "news", 2);
     assert_eq!(published["result"]["offset"], 2, "{published}");
     assert_eq!(
         published["result"]["epoch"],
@@ -620,21 +609,27 @@ fn a_cluster_failover_is_followed_without_a_restart() {
     let new_master = cluster.serving("rt.m.{news}").address.port();
     assert_ne!(new_master, master);
     cluster.kill(new_master);
+    let published = publish_until_accepted(&b, "news", 3);
+    assert_eq!(published["result"]["offset"], 3, "{published}");
+    on_a = receive_or_recover(on_a, &a, &epoch, 3);
+    drop(on_a);
+}
+
+/// Publishes `n` on `channel` through `server` until it is accepted (30 s at most: calls
+/// fail with an error until the node follows the cluster); the accepted reply.
+fn publish_until_accepted(server: &Server, channel: &str, n: u64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let published = loop {
-        let reply = publish(&b, "news", 3);
+    loop {
+        let reply = publish(server, channel, n);
         if reply["result"].is_object() {
-            break reply;
+            return reply;
         }
         assert!(
             Instant::now() < deadline,
             "publishing never came back: {reply}"
         );
         std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(published["result"]["offset"], 3, "{published}");
-    on_a = receive_or_recover(on_a, &a, &epoch, 3);
-    drop(on_a);
+    }
 }
 
 /// The publication at `offset` (its `n` the offset) reaches `client`, live, or by recovering
@@ -661,4 +656,29 @@ fn receive_or_recover(mut client: Client, server: &Server, epoch: &str, offset: 
             back
         }
     }
+}
+
+/// `engine.redis.db` selects the database: the node's keys are there and not in db 0.
+#[test]
+fn the_configured_database_holds_the_keys() {
+    let redis = SharedRedis::one();
+    let server = node_with(
+        &redis,
+        &[
+            "engine.redis.db=3",
+            "channel.without_namespace.history_size=10",
+            "channel.without_namespace.history_ttl=300s",
+        ],
+    );
+    assert_eq!(publish(&server, "in-db", 1)["result"]["offset"], 1);
+    let SharedRedis::One(redis) = &redis else {
+        unreachable!()
+    };
+    let exists = |db: &str| {
+        redis
+            .command_in(db, &["EXISTS", "rt.m.{in-db}"])
+            .unwrap_or_default()
+    };
+    assert_eq!(exists("3"), ":1\r\n");
+    assert_eq!(exists("0"), ":0\r\n");
 }

@@ -73,18 +73,35 @@ impl RedisServer {
         }
     }
 
+    /// One command in database `db` over a fresh connection; its raw answer.
+    pub fn command_in(&self, db: &str, args: &[&str]) -> Option<String> {
+        let mut answers = self.exchange(&[&["SELECT", db], args])?;
+        let answer = answers.pop()?;
+        (answers.pop()?.as_str() == "+OK\r\n").then_some(answer)
+    }
+
     /// One command over a fresh connection; its raw answer (`None` if it cannot connect).
     pub fn command(&self, args: &[&str]) -> Option<String> {
+        self.exchange(&[args])?.pop()
+    }
+
+    /// Commands over one fresh connection, each answered before the next is sent; their raw
+    /// answers (each read in one go: they are small).
+    fn exchange(&self, commands: &[&[&str]]) -> Option<Vec<String>> {
         let mut stream = TcpStream::connect(self.address).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        let mut answers = Vec::with_capacity(commands.len());
+        for args in commands {
+            let mut request = format!("*{}\r\n", args.len());
+            for arg in *args {
+                request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+            }
+            stream.write_all(request.as_bytes()).ok()?;
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).ok()?;
+            answers.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
-        stream.write_all(request.as_bytes()).ok()?;
-        let mut buf = [0u8; 4096];
-        let n = stream.read(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+        Some(answers)
     }
 }
 
