@@ -213,8 +213,7 @@ impl RedisChannels {
     }
 
     fn instance(&self, channel: &str) -> Rc<Instance> {
-        let key = pubsub_channel(&self.prefix, channel);
-        self.instances.of(key.as_bytes(), channel)
+        self.instances.of_channel(channel)
     }
 
     /// Writes (or renews) this node's presence `items` in `channel`.
@@ -347,8 +346,7 @@ impl RedisChannels {
 
     /// Which instance keeps `channel` (an index for `publish_batch`).
     pub fn instance_of(&self, channel: &str) -> usize {
-        let key = pubsub_channel(&self.prefix, channel);
-        self.instances.route(key.as_bytes(), channel)
+        self.instances.route_channel(channel)
     }
 
     /// Publishes one payload to `channels` (all on instance `instance`, all with history and

@@ -24,6 +24,7 @@ use bytes::Bytes;
 
 use crate::broker::redis::cluster::{self, SlotMap, SLOTS};
 use crate::broker::redis::pubsub::Handler;
+use crate::broker::redis::stream::pubsub_channel;
 use crate::broker::redis::tls::ClientTls;
 use crate::broker::redis::{
     Link, Presences, PubSub, PubSubMode, RedisConnection, RedisError, RedisSettings, Streams,
@@ -239,6 +240,20 @@ impl RedisInstances {
         }
     }
 
+    /// The instance (index) keeping `channel`: its pub/sub channel's name (and slot) made
+    /// only in a cluster.
+    pub fn route_channel(&self, channel: &str) -> usize {
+        match &*self.routing.borrow() {
+            Routing::ByHash => {
+                crate::router::partition::partition(channel) as usize % self.all.borrow().len()
+            }
+            Routing::BySlot(slots) => {
+                let key = pubsub_channel(&self.prefix, channel);
+                usize::from(slots[usize::from(cluster::slot(key.as_bytes()))])
+            }
+        }
+    }
+
     /// The instance at `index`, unless it was let go.
     pub fn get(&self, index: usize) -> Option<Rc<Instance>> {
         self.all.borrow().get(index).cloned().flatten()
@@ -246,7 +261,15 @@ impl RedisInstances {
 
     /// The instance keeping `key`: routing names only instances in use.
     pub fn of(&self, key: &[u8], name: &str) -> Rc<Instance> {
-        let index = self.route(key, name);
+        self.live(self.route(key, name))
+    }
+
+    /// The instance keeping `channel`.
+    pub fn of_channel(&self, channel: &str) -> Rc<Instance> {
+        self.live(self.route_channel(channel))
+    }
+
+    fn live(&self, index: usize) -> Rc<Instance> {
         self.get(index)
             .unwrap_or_else(|| panic!("routing names instance {index}, which was let go"))
     }
@@ -394,6 +417,7 @@ impl RedisInstances {
             .collect();
         for (index, instance) in all {
             for name in instance.pubsub.wanted_channels() {
+                // By slot (this runs in a cluster only): the name is the key.
                 let to = self.route(&name, "");
                 if to == index {
                     continue;
