@@ -682,3 +682,61 @@ fn the_configured_database_holds_the_keys() {
     assert_eq!(exists("3"), ":1\r\n");
     assert_eq!(exists("0"), ":0\r\n");
 }
+
+/// A Redis Cluster over TLS (client connections, the cluster bus and replication): the nodes
+/// read the slot map from a `rediss://` seed (which reports the masters' TLS ports to a TLS
+/// client) and speak TLS to every master, checked against the test CA; channels on every
+/// master are shared between two nodes.
+#[test]
+fn a_cluster_over_tls_serves_two_nodes() {
+    use common::tls::TestCa;
+    let ca = TestCa::new("redis cluster test CA");
+    let (_, cert, key) = ca.issue();
+    let cluster = common::redis::RedisCluster::start_tls(3, &cert, &key, &ca.ca_file());
+    let seed = format!(
+        "engine.redis.cluster_address=rediss://127.0.0.1:{}",
+        cluster.tls_ports[0]
+    );
+    let trust = format!(
+        "engine.redis.tls.server_ca_pem={}",
+        ca.ca_file().to_str().unwrap()
+    );
+    let node = || {
+        Server::start(&[
+            "engine.type=redis",
+            &seed,
+            &trust,
+            "engine.redis.prefix=rt",
+            "channel.without_namespace.history_size=10",
+            "channel.without_namespace.history_ttl=300s",
+        ])
+    };
+    let (a, b) = (node(), node());
+    // Six channels: with three masters, some land on each (asserted below).
+    let channels: Vec<String> = (0..6).map(|i| format!("tls-{i}")).collect();
+    let mut masters: Vec<u16> = Vec::new();
+    let mut cluster = cluster;
+    for channel in &channels {
+        masters.push(
+            cluster
+                .serving(&format!("rt.m.{{{channel}}}"))
+                .address
+                .port(),
+        );
+    }
+    masters.sort_unstable();
+    masters.dedup();
+    assert!(masters.len() > 1, "the channels span masters: {masters:?}");
+    let (mut on_a, _) = Client::connect(&a, "alice");
+    for channel in &channels {
+        on_a.subscribe(channel);
+    }
+    for (i, channel) in channels.iter().enumerate() {
+        assert_eq!(publish(&b, channel, i as u64)["result"]["offset"], 1);
+        let (got, data, offset) = on_a.publication();
+        assert_eq!(
+            (got.as_str(), data["n"].as_u64(), offset),
+            (channel.as_str(), Some(i as u64), 1)
+        );
+    }
+}

@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -116,15 +117,44 @@ impl Drop for RedisServer {
 /// every node says `cluster_state:ok`. A node is deemed failed after a second.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
+    /// Each node's TLS port, when the cluster speaks TLS (`start_tls`).
+    pub tls_ports: Vec<u16>,
 }
 
 impl RedisCluster {
     pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        RedisCluster::start_with(masters, replicas, &[])
+    }
+
+    /// A cluster whose nodes also serve TLS (clients, the cluster bus and replication) with
+    /// the certificate, key and CA files given; clients need no certificate.
+    pub fn start_tls(masters: usize, cert: &Path, key: &Path, ca: &Path) -> RedisCluster {
+        let files = [cert, key, ca].map(|p| p.to_str().expect("a UTF-8 path").to_owned());
+        let tls = [
+            "--tls-cluster",
+            "yes",
+            "--tls-replication",
+            "yes",
+            "--tls-cert-file",
+            &files[0],
+            "--tls-key-file",
+            &files[1],
+            "--tls-ca-cert-file",
+            &files[2],
+            "--tls-auth-clients",
+            "no",
+        ];
+        RedisCluster::start_with(masters, 0, &tls)
+    }
+
+    /// With `tls` arguments, each node gets a TLS port too.
+    fn start_with(masters: usize, replicas: usize, tls: &[&str]) -> RedisCluster {
+        let mut tls_ports = Vec::new();
         let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| {
                 // The bus port defaults to the port + 10000, which may be past 65535.
                 let bus = super::haproxy::free_port().to_string();
-                RedisServer::start_with(&[
+                let mut args = vec![
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
@@ -133,7 +163,15 @@ impl RedisCluster {
                     &bus,
                     "--cluster-node-timeout",
                     "1000",
-                ])
+                ];
+                let tls_port = super::haproxy::free_port();
+                let tls_port_text = tls_port.to_string();
+                if !tls.is_empty() {
+                    tls_ports.push(tls_port);
+                    args.extend(["--tls-port", &tls_port_text]);
+                    args.extend_from_slice(tls);
+                }
+                RedisServer::start_with(&args)
             })
             .collect();
         let cli = super::debian_tool("redis-cli", "--version", "redis-tools");
@@ -145,7 +183,7 @@ impl RedisCluster {
             .status()
             .expect("redis-cli runs");
         assert!(status.success(), "redis-cli --cluster create failed");
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster { nodes, tls_ports };
         let deadline = Instant::now() + Duration::from_secs(20);
         // Bounded by the deadline.
         while !cluster.nodes.iter().all(|n| {
