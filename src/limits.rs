@@ -139,9 +139,8 @@ pub const NODE_INFO_TTL_MS: u64 = 3 * NODE_INFO_INTERVAL_MS;
 pub const REDIS_PUBLISH_BATCH: usize = 256;
 /// Channels one SUBSCRIBE or UNSUBSCRIBE names at most (churn is sent in such batches).
 pub const REDIS_SUBSCRIBE_BATCH: usize = 512;
-/// A subscription moved to another cluster master is tried this many times (a
-/// `REDIS_RECONNECT_MIN_MS` apart) while that master's connection comes up; past it, it is
-/// made once the connection is up.
+/// Subscriptions moved to another cluster master wait for its connection to come up at most
+/// this many times `REDIS_RECONNECT_MIN_MS`; past it, they are made once it is up.
 pub const REDIS_SUBSCRIBE_MOVE_TRIES: u32 = 40;
 /// How often a shard using a Redis Cluster checks whether to read the slot map again (a
 /// MOVED answer seen, or a master's connection down).

@@ -403,9 +403,9 @@ impl RedisInstances {
     }
 
     /// Every pub/sub channel held on an instance that no longer keeps it moves to the one
-    /// that does; resolves once each is confirmed there (or could not be, after
-    /// `REDIS_SUBSCRIBE_MOVE_TRIES` tries: it stays wanted and is subscribed once that
-    /// connection is up).
+    /// that does. Resolves once every moved channel is confirmed there, or its master's
+    /// connection did not come up within `REDIS_SUBSCRIBE_MOVE_TRIES` waits (the channel
+    /// stays wanted there and is subscribed once it is up).
     async fn move_subscriptions(&self) {
         let mut moves: Vec<(Rc<Instance>, Bytes)> = Vec::new();
         let all: Vec<(usize, Rc<Instance>)> = self
@@ -428,14 +428,32 @@ impl RedisInstances {
                 }
             }
         }
-        for (target, name) in moves {
-            // Bounded: a few tries while the new master's connection comes up.
+        // A new master's connection comes up first (bounded waits), so that its subscribes
+        // are sent now rather than at its first connection.
+        let mut targets: Vec<&Rc<Instance>> = moves.iter().map(|(target, _)| target).collect();
+        targets.sort_by_key(|t| t.address);
+        targets.dedup_by_key(|t| t.address);
+        for target in targets {
             for _ in 0..REDIS_SUBSCRIBE_MOVE_TRIES {
-                if target.pubsub.subscribe(&name).await.is_ok() {
+                if target.pubsub.link() == Link::Up {
                     break;
                 }
                 glommio::timer::sleep(Duration::from_millis(REDIS_RECONNECT_MIN_MS)).await;
             }
+        }
+        // All at once (each is one SSUBSCRIBE in the connection's next write), confirmations
+        // awaited together.
+        let confirmations: Vec<_> = moves
+            .into_iter()
+            .map(|(target, name)| {
+                glommio::spawn_local(async move {
+                    let _ = target.pubsub.subscribe(&name).await;
+                })
+                .detach()
+            })
+            .collect();
+        for confirmation in confirmations {
+            let _ = confirmation.await;
         }
     }
 
