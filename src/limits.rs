@@ -145,6 +145,9 @@ pub const REDIS_SUBSCRIBE_MOVE_TRIES: u32 = 40;
 /// How often a shard using a Redis Cluster checks whether to read the slot map again (a
 /// MOVED answer seen, or a master's connection down).
 pub const REDIS_CLUSTER_CHECK_MS: u64 = 1_000;
+/// Reads of an unchanged slot map after a sign of change (a MOVED answer, a dropped
+/// subscription) before the sign is taken as spurious.
+pub const REDIS_CLUSTER_UNCHANGED_READS_MAX: u32 = 10;
 /// The longest latency a method's histogram tells apart (60 s); longer calls count as it.
 pub const LATENCY_MAX_US: u64 = 60_000_000;
 /// Latency histograms keep two significant digits (1% error at any value).

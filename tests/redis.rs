@@ -268,6 +268,7 @@ fn a_redis_that_lost_its_data_gives_a_new_epoch_and_reloads_the_scripts() {
 struct Received {
     messages: Vec<(String, Entry)>,
     resubscribed: u32,
+    dropped: u32,
 }
 
 fn collecting(received: &Rc<RefCell<Received>>) -> Box<dyn FnMut(PubSubEvent<'_>)> {
@@ -281,7 +282,7 @@ fn collecting(received: &Rc<RefCell<Received>>) -> Box<dyn FnMut(PubSubEvent<'_>
                 .push((String::from_utf8_lossy(channel).into_owned(), entry));
         }
         PubSubEvent::Resubscribed => received.borrow_mut().resubscribed += 1,
-        PubSubEvent::Dropped => panic!("a standalone Redis drops no subscription"),
+        PubSubEvent::Dropped => received.borrow_mut().dropped += 1,
     })
 }
 
@@ -414,6 +415,45 @@ fn idle_connections_outlive_their_set_up_deadlines() {
         assert_eq!(
             integer(connection.call(&[b"INCR", b"idle"]).await.unwrap()),
             1
+        );
+    });
+}
+
+/// On a cluster master, a sharded subscribe for a channel of another master's slot is refused
+/// (MOVED): that subscribe fails and the handler is told (the engine then reads the slot map
+/// again), while the connection stays up and a channel of the master's own slots subscribes
+/// and delivers as usual.
+#[test]
+fn a_refused_sharded_subscribe_fails_alone() {
+    let mut cluster = common::redis::RedisCluster::start(3, 0);
+    let first = "rc.p.{first}";
+    let here = cluster.serving(first).address;
+    let elsewhere = (0..100)
+        .map(|i| format!("rc.p.{{other-{i}}}"))
+        .find(|c| cluster.serving(c).address != here)
+        .expect("a channel on another master");
+    let mut settings = settings(&cluster.nodes[0], Duration::from_secs(5));
+    settings.address = here;
+    on_executor(move || async move {
+        let received = Rc::new(RefCell::new(Received::default()));
+        let pubsub = PubSub::start(settings.clone(), PubSubMode::Sharded, collecting(&received));
+        until_true("connected", || pubsub.link() == Link::Up).await;
+        let e = pubsub.subscribe(elsewhere.as_bytes()).await.unwrap_err();
+        assert!(matches!(e, RedisError::Reply(_)), "{e}");
+        assert_eq!(received.borrow().dropped, 1, "the handler was told");
+        pubsub.subscribe(first.as_bytes()).await.unwrap();
+        assert_eq!(pubsub.link(), Link::Up);
+        let connection = RedisConnection::start(settings);
+        until(&connection, Link::Up).await;
+        connection
+            .call(&[b"SPUBLISH", first.as_bytes(), b"1:e:x"])
+            .await
+            .unwrap();
+        until_true("the message", || received.borrow().messages.len() == 1).await;
+        assert_eq!(
+            received.borrow().resubscribed,
+            0,
+            "the connection stayed up"
         );
     });
 }

@@ -612,6 +612,16 @@ fn a_cluster_failover_is_followed_without_a_restart() {
     let published = publish_until_accepted(&b, "news", 3);
     assert_eq!(published["result"]["offset"], 3, "{published}");
     on_a = receive_or_recover(on_a, &a, &epoch, 3);
+    // Every shard of both nodes saw the dead master's connections down, followed the map
+    // and let that master go: no connection is down any more.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a.metric("redis_links_down") + b.metric("redis_links_down") != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the dead master was never let go"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop(on_a);
 }
 

@@ -522,6 +522,19 @@ impl RedisChannels {
         }
     }
 
+    /// Where this node's delivery of `channel` stands, if it tracks it.
+    pub fn position(&self, channel: &str) -> Option<(Arc<str>, u64)> {
+        self.delivered.borrow().get(channel).cloned()
+    }
+
+    /// This node delivers `channel` from (`epoch`, `offset`) on, whatever it delivered
+    /// before (a check found the stream elsewhere).
+    pub fn reset_position(&self, channel: &Arc<str>, epoch: &str, offset: u64) {
+        self.delivered
+            .borrow_mut()
+            .insert(channel.clone(), (Arc::from(epoch), offset));
+    }
+
     /// The channels whose positions this node tracks.
     pub fn tracked(&self) -> Vec<(Arc<str>, Arc<str>, u64)> {
         self.delivered

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::broker::redis::cluster::{self, SlotMap, SLOTS};
+use crate::broker::redis::cluster::{self, Resolve, SlotMap, SLOTS};
 use crate::broker::redis::pubsub::Handler;
 use crate::broker::redis::stream::pubsub_channel;
 use crate::broker::redis::tls::ClientTls;
@@ -30,7 +30,9 @@ use crate::broker::redis::{
     Link, Presences, PubSub, PubSubMode, RedisConnection, RedisError, RedisSettings, Streams,
 };
 use crate::config::{Config, RedisAddress, RedisTls};
-use crate::limits::{REDIS_RECONNECT_MIN_MS, REDIS_SUBSCRIBE_MOVE_TRIES};
+use crate::limits::{
+    REDIS_CLUSTER_UNCHANGED_READS_MAX, REDIS_RECONNECT_MIN_MS, REDIS_SUBSCRIBE_MOVE_TRIES,
+};
 
 /// How channels are placed on the instances.
 #[derive(Debug, Clone)]
@@ -187,6 +189,8 @@ pub struct RedisInstances {
     stale: Cell<bool>,
     /// A `follow_cluster` runs.
     following: Cell<bool>,
+    /// Reads since `stale` was set that found the map unchanged.
+    unchanged_reads: Cell<u32>,
 }
 
 impl RedisInstances {
@@ -222,6 +226,7 @@ impl RedisInstances {
             handler,
             stale: Cell::new(false),
             following: Cell::new(false),
+            unchanged_reads: Cell::new(0),
         }
     }
 
@@ -329,6 +334,7 @@ impl RedisInstances {
             .cloned()
             .collect();
         let mut found = None;
+        let mut refused = None;
         for instance in reachable {
             let Ok(answer) = instance
                 .streams
@@ -338,19 +344,24 @@ impl RedisInstances {
             else {
                 continue;
             };
-            match cluster::parse_slots(&answer, instance.address) {
+            match cluster::parse_slots(&answer, instance.address, Resolve::IpOnly) {
                 Ok(map) => {
                     found = Some(map);
                     break;
                 }
                 // A node mid-change may not cover every slot yet: ask another, or later.
-                Err(_) => continue,
+                Err(e) => refused = Some(e),
             }
         }
         let Some(map) = found else {
+            let reads = self.unchanged_reads.get() + 1;
+            self.unchanged_reads
+                .set(reads % REDIS_CLUSTER_UNCHANGED_READS_MAX);
+            if let Some(e) = refused.filter(|_| reads == 1) {
+                eprintln!("ringcast: redis cluster: cannot follow the slot map: {e}");
+            }
             return false;
         };
-        self.stale.set(false);
         // Each master's instance: the one in use for its address, or a new one.
         let mut index_of = Vec::with_capacity(map.masters.len());
         for &address in &map.masters {
@@ -383,8 +394,18 @@ impl RedisInstances {
             Routing::ByHash => true,
         };
         if unchanged {
+            // The master asked may not know of the change yet: read again at the next
+            // checks, a bounded number of times (a spurious signal must not keep it going).
+            let reads = self.unchanged_reads.get() + 1;
+            self.unchanged_reads.set(reads);
+            if reads >= REDIS_CLUSTER_UNCHANGED_READS_MAX {
+                self.stale.set(false);
+                self.unchanged_reads.set(0);
+            }
             return false;
         }
+        self.stale.set(false);
+        self.unchanged_reads.set(0);
         self.routing.replace(Routing::BySlot(slots));
         eprintln!(
             "ringcast: redis cluster: the slot map changed; following it ({} masters)",
@@ -422,8 +443,11 @@ impl RedisInstances {
                 if to == index {
                     continue;
                 }
+                // Wanted on the new master at once, so that a subscriber leaving meanwhile
+                // unsubscribes it there.
                 instance.pubsub.unsubscribe(&name);
                 if let Some(target) = self.get(to) {
+                    target.pubsub.want(&name);
                     moves.push((target, name));
                 }
             }
@@ -441,13 +465,16 @@ impl RedisInstances {
                 glommio::timer::sleep(Duration::from_millis(REDIS_RECONNECT_MIN_MS)).await;
             }
         }
-        // All at once (each is one SSUBSCRIBE in the connection's next write), confirmations
-        // awaited together.
+        // The subscribes went out together (each one SSUBSCRIBE in the connection's next
+        // write); their confirmations are awaited together, each for at most the I/O timeout
+        // (a master that took the connection and then went silent does not hold this up).
+        let wait = self.template.io_timeout;
         let confirmations: Vec<_> = moves
             .into_iter()
             .map(|(target, name)| {
                 glommio::spawn_local(async move {
-                    let _ = target.pubsub.subscribe(&name).await;
+                    let confirmed = async { Ok(target.pubsub.subscribe(&name).await) };
+                    let _ = glommio::timer::timeout(wait, confirmed).await;
                 })
                 .detach()
             })

@@ -445,15 +445,24 @@ impl Shard {
         let Some(redis) = self.redis() else {
             return;
         };
-        for (channel, epoch, offset) in redis.tracked() {
+        for (channel, _, _) in redis.tracked() {
             let Some(options) = self.config.channel_options(&channel) else {
                 continue;
             };
             let Ok(history) = redis.read(&channel, u64::MAX, 1, &options).await else {
                 continue;
             };
-            if *history.top.epoch != *epoch || history.top.offset > offset {
-                let _ = redis.arrival(&channel, &history.top.epoch, history.top.offset);
+            // Compared with what was delivered by the time the answer came (publications
+            // keep arriving meanwhile), if the channel is still tracked.
+            let Some((epoch, offset)) = redis.position(&channel) else {
+                continue;
+            };
+            // Moved on (missed publications), began again, or went back (a replica promoted
+            // before it had the last writes: what follows would reuse offsets delivered
+            // already): the node delivers from the stream's top again, and the subscribers
+            // recover.
+            if *history.top.epoch != *epoch || history.top.offset != offset {
+                redis.reset_position(&channel, &history.top.epoch, history.top.offset);
                 self.resync(&channel);
             }
         }

@@ -49,6 +49,15 @@ impl SlotMap {
     }
 }
 
+/// How a master named by host name (not an IP address) is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolve {
+    /// Through DNS (blocking: at start, before the shards run).
+    Dns,
+    /// Not at all: the map is refused (a shard's loop must not block on DNS).
+    IpOnly,
+}
+
 /// `key`'s hash slot, by Redis's rule (the hash tag's text if it has a non-empty one).
 pub fn slot(key: &[u8]) -> u16 {
     redis_protocol::redis_keyslot(key)
@@ -59,7 +68,7 @@ pub fn discover(seeds: &[RedisSettings]) -> Result<SlotMap, String> {
     let mut failures = Vec::new();
     for seed in seeds {
         let address = seed.address;
-        match ask(address, seed).and_then(|answer| parse_slots(&answer, address)) {
+        match ask(address, seed).and_then(|answer| parse_slots(&answer, address, Resolve::Dns)) {
             Ok(map) => return Ok(map),
             Err(e) => failures.push(format!("{address}: {e}")),
         }
@@ -144,8 +153,13 @@ fn ask(seed: SocketAddr, settings: &RedisSettings) -> Result<BytesFrame, String>
 }
 
 /// The map a `CLUSTER SLOTS` answer gives: each item `[first, last, [host, port, ...],
-/// replicas...]`. A master that names no host ("" or "?") is at the seed's address.
-pub fn parse_slots(answer: &BytesFrame, seed: SocketAddr) -> Result<SlotMap, String> {
+/// replicas...]`. A master that names no host ("", "?" or null) is at the asked node's
+/// address; one named by host name is resolved as `resolve` says.
+pub fn parse_slots(
+    answer: &BytesFrame,
+    seed: SocketAddr,
+    resolve: Resolve,
+) -> Result<SlotMap, String> {
     let BytesFrame::Array(ranges) = answer else {
         return Err(format!("CLUSTER SLOTS answered {answer:?}"));
     };
@@ -166,6 +180,7 @@ pub fn parse_slots(answer: &BytesFrame, seed: SocketAddr) -> Result<SlotMap, Str
         };
         let host = match master.first() {
             Some(BytesFrame::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
+            Some(BytesFrame::Null) => String::new(),
             _ => return Err(malformed()),
         };
         let Some(BytesFrame::Integer(port)) = master.get(1) else {
@@ -174,6 +189,14 @@ pub fn parse_slots(answer: &BytesFrame, seed: SocketAddr) -> Result<SlotMap, Str
         let port = u16::try_from(*port).map_err(|_| malformed())?;
         let address = match host.as_str() {
             "" | "?" => SocketAddr::new(seed.ip(), port),
+            host if host.parse::<std::net::IpAddr>().is_ok() => {
+                SocketAddr::new(host.parse().map_err(|_| malformed())?, port)
+            }
+            host if resolve == Resolve::IpOnly => {
+                return Err(format!(
+                    "master {host}:{port} is named by host name, resolved at start only"
+                ))
+            }
             host => {
                 use std::net::ToSocketAddrs;
                 (host, port)
@@ -233,7 +256,7 @@ mod tests {
             range(5461, 10922, "", 7001),
             range(10923, 16383, "127.0.0.1", 7002),
         ]);
-        let map = parse_slots(&answer, seed).unwrap();
+        let map = parse_slots(&answer, seed, Resolve::IpOnly).unwrap();
         assert_eq!(map.masters.len(), 3);
         assert_eq!(map.masters[1], "127.0.0.1:7001".parse().unwrap());
         // Redis's own examples: CLUSTER KEYSLOT "foo" is 12182, "{user1000}.following" 3443.
@@ -244,10 +267,25 @@ mod tests {
     }
 
     #[test]
+    fn masters_by_host_name_are_resolved_only_when_asked() {
+        let seed: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        let answer = BytesFrame::Array(vec![range(0, 16383, "redis-a.invalid", 7000)]);
+        let e = parse_slots(&answer, seed, Resolve::IpOnly).unwrap_err();
+        assert!(e.contains("host name"), "{e}");
+        let unnamed = BytesFrame::Array(vec![BytesFrame::Array(vec![
+            BytesFrame::Integer(0),
+            BytesFrame::Integer(16383),
+            BytesFrame::Array(vec![BytesFrame::Null, BytesFrame::Integer(7001)]),
+        ])]);
+        let map = parse_slots(&unnamed, seed, Resolve::IpOnly).unwrap();
+        assert_eq!(map.masters, ["127.0.0.1:7001".parse().unwrap()]);
+    }
+
+    #[test]
     fn a_slot_without_master_is_an_error() {
         let seed: SocketAddr = "127.0.0.1:7000".parse().unwrap();
         let answer = BytesFrame::Array(vec![range(0, 100, "127.0.0.1", 7000)]);
-        let e = parse_slots(&answer, seed).unwrap_err();
+        let e = parse_slots(&answer, seed, Resolve::IpOnly).unwrap_err();
         assert!(e.contains("slot 101 has no master"), "{e}");
     }
 }

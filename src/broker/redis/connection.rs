@@ -96,6 +96,16 @@ struct Shared {
     room: Vec<Waker>,
 }
 
+impl Drop for Shared {
+    /// The last clone is gone: the connection's task learns it now (not at its next socket
+    /// event, which an idle connection may never have) and ends.
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.wake();
+        }
+    }
+}
+
 /// A pipelined connection to one Redis; cheap to clone (the same connection).
 #[derive(Clone)]
 pub struct RedisConnection {

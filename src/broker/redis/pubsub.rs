@@ -10,7 +10,7 @@
 //! Owns the socket, the wanted channels and their confirmations. Imports `limits`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -105,8 +105,31 @@ struct Shared {
     /// Changes not yet sent, in order.
     to_subscribe: Vec<Bytes>,
     to_unsubscribe: Vec<Bytes>,
+    /// Changes sent and not yet answered, one per channel, in the order sent: Redis answers
+    /// them in that order, so an error answer names its channel.
+    sent: VecDeque<(Change, Bytes)>,
+    /// Wanted channels Redis refused (MOVED: another master serves their slot now); they
+    /// stay wanted, for the caller to move, and their waiters are told.
+    refused: HashSet<Bytes>,
     task: Option<Waker>,
     mode: PubSubMode,
+}
+
+/// A change of subscription sent to Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Subscribe,
+    Unsubscribe,
+}
+
+impl Drop for Shared {
+    /// The last clone is gone: the connection's task learns it now (not at its next socket
+    /// event, which an idle connection may never have) and ends.
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.wake();
+        }
+    }
 }
 
 /// A subscriber connection; cheap to clone (the same connection).
@@ -121,9 +144,10 @@ impl PubSub {
     /// clone is dropped.
     pub fn start(settings: RedisSettings, mode: PubSubMode, handler: Handler) -> PubSub {
         let pubsub = PubSub {
-            shared: Rc::new(RefCell::new(Shared {
-                mode,
-                ..Shared::default()
+            shared: Rc::new(RefCell::new({
+                let mut shared = Shared::default();
+                shared.mode = mode;
+                shared
             })),
             link: Rc::new(Cell::new(Link::Down)),
         };
@@ -137,27 +161,38 @@ impl PubSub {
         self.link.get()
     }
 
-    /// Wants `channel`; resolves once Redis confirmed it (at once if it had), or fails with
-    /// `Unavailable` while the connection is down (it is subscribed once it is back).
-    pub async fn subscribe(&self, channel: &[u8]) -> Result<(), RedisError> {
+    /// Wants `channel` (sent with the connection's next write, or once it is up); returns
+    /// its name as kept.
+    pub fn want(&self, channel: &[u8]) -> Bytes {
         let key = Bytes::copy_from_slice(channel);
-        {
-            let mut shared = self.shared.borrow_mut();
-            if !shared.wanted.contains_key(&key) {
-                shared.wanted.insert(key.clone(), Vec::new());
-                *shared.outstanding.entry(key.clone()).or_default() += 1;
-                shared.to_subscribe.push(key.clone());
-                if let Some(task) = shared.task.take() {
-                    task.wake();
-                }
+        let mut shared = self.shared.borrow_mut();
+        if !shared.wanted.contains_key(&key) {
+            shared.wanted.insert(key.clone(), Vec::new());
+            *shared.outstanding.entry(key.clone()).or_default() += 1;
+            shared.to_subscribe.push(key.clone());
+            if let Some(task) = shared.task.take() {
+                task.wake();
             }
         }
-        // Bounded by the confirmation, or the connection going down.
+        key
+    }
+
+    /// Wants `channel`; resolves once Redis confirmed it (at once if it had), or fails with
+    /// `Unavailable` while the connection is down (it is subscribed once it is back), or
+    /// with a reply error if Redis refused it here (another master serves its slot).
+    pub async fn subscribe(&self, channel: &[u8]) -> Result<(), RedisError> {
+        let key = self.want(channel);
+        // Bounded by the confirmation, a refusal, or the connection going down.
         poll_fn(|cx| {
             if self.link.get() == Link::Down {
                 return Poll::Ready(Err(RedisError::Unavailable));
             }
             let mut shared = self.shared.borrow_mut();
+            if shared.refused.contains(&key) {
+                return Poll::Ready(Err(RedisError::Reply(
+                    "refused here: another master serves its slot".into(),
+                )));
+            }
             let confirmed = !shared.outstanding.contains_key(&key);
             match shared.wanted.get_mut(&key) {
                 None => Poll::Ready(Err(RedisError::Broken("unsubscribed meanwhile".into()))),
@@ -174,6 +209,7 @@ impl PubSub {
     /// No longer wants `channel`.
     pub fn unsubscribe(&self, channel: &[u8]) {
         let mut shared = self.shared.borrow_mut();
+        shared.refused.remove(channel);
         if let Some(waiters) = shared.wanted.remove(channel) {
             for waker in waiters {
                 waker.wake();
@@ -214,16 +250,22 @@ async fn run(
         drop(strong);
         if let Ok(stream) = connect(&settings).await {
             backoff = REDIS_RECONNECT_MIN_MS;
+            let mut had_wanted = false;
             if let Some(strong) = shared.upgrade() {
                 // Everything wanted is subscribed (again) on the new connection.
                 let mut s = strong.borrow_mut();
                 let all: Vec<Bytes> = s.wanted.keys().cloned().collect();
+                had_wanted = !all.is_empty();
                 s.outstanding = all.iter().map(|c| (c.clone(), 1)).collect();
                 s.to_subscribe = all;
                 s.to_unsubscribe.clear();
+                s.sent.clear();
+                s.refused.clear();
             }
             link.set(Link::Up);
-            if connected_before {
+            // Channels wanted before this connection (a reconnect, or channels moved here
+            // from another master before it first came up) may have missed publications.
+            if connected_before || had_wanted {
                 handler(PubSubEvent::Resubscribed);
             }
             connected_before = true;
@@ -243,23 +285,52 @@ async fn run(
     }
 }
 
-/// Encodes the queued changes, at most the mode's batch of channels a command.
+/// Encodes the queued changes, at most the mode's batch of channels a command. A channel
+/// wanted again before its unsubscribe went out is not unsubscribed; one let go before its
+/// subscribe went out is not subscribed (its confirmation no longer awaited).
 fn encode_changes(shared: &mut Shared, out: &mut BytesMut) -> Result<(), String> {
     let mode = shared.mode;
-    for (command, list) in [
-        (
-            mode.unsubscribe(),
-            std::mem::take(&mut shared.to_unsubscribe),
-        ),
-        (mode.subscribe(), std::mem::take(&mut shared.to_subscribe)),
+    let mut unsubscribe = std::mem::take(&mut shared.to_unsubscribe);
+    unsubscribe.retain(|c| !shared.wanted.contains_key(c));
+    let mut subscribe = std::mem::take(&mut shared.to_subscribe);
+    subscribe.retain(|c| {
+        let wanted = shared.wanted.contains_key(c);
+        if !wanted {
+            settle(&mut shared.outstanding, c);
+        }
+        wanted
+    });
+    for (change, list) in [
+        (Change::Unsubscribe, unsubscribe),
+        (Change::Subscribe, subscribe),
     ] {
+        let command = match change {
+            Change::Subscribe => mode.subscribe(),
+            Change::Unsubscribe => mode.unsubscribe(),
+        };
         for batch in list.chunks(mode.batch()) {
             let mut args: Vec<&[u8]> = vec![command];
             args.extend(batch.iter().map(|c| &c[..]));
             encode_command(out, &args)?;
+            shared
+                .sent
+                .extend(batch.iter().map(|c| (change, c.clone())));
         }
     }
     Ok(())
+}
+
+/// One subscribe of `channel` answered (or never sent); true once none is left.
+fn settle(outstanding: &mut HashMap<Bytes, u32>, channel: &[u8]) -> bool {
+    let Some(n) = outstanding.get_mut(channel) else {
+        return false;
+    };
+    *n -= 1;
+    if *n == 0 {
+        outstanding.remove(channel);
+        return true;
+    }
+    false
 }
 
 /// Serves one connection until it breaks.
@@ -322,7 +393,7 @@ fn on_frame(
 ) -> Result<(), String> {
     let parts = match frame {
         BytesFrame::Array(parts) => parts,
-        BytesFrame::Error(e) => return Err(e.to_string()),
+        BytesFrame::Error(e) => return on_refusal(shared, &e, handler),
         _ => return Ok(()),
     };
     let (message, confirmation, unsubscribed) = shared.borrow().mode.pushes();
@@ -338,10 +409,29 @@ fn on_frame(
         [BytesFrame::BulkString(kind), BytesFrame::BulkString(channel), _]
             if &kind[..] == unsubscribed =>
         {
-            // The answer to an UNSUBSCRIBE sent, unless the channel is still wanted: then
-            // Redis dropped it by itself (a sharded channel whose slot moved away).
-            let wanted = shared.borrow().wanted.contains_key(&channel[..]);
-            if wanted {
+            // The answer to an unsubscribe sent, or Redis dropping a channel by itself (a
+            // sharded channel whose slot moved away): then, if still wanted, it is asked for
+            // again here (refused if it moved) and the caller told.
+            let dropped = {
+                let mut shared = shared.borrow_mut();
+                let answered = shared
+                    .sent
+                    .front()
+                    .is_some_and(|(c, name)| *c == Change::Unsubscribe && name[..] == channel[..]);
+                if answered {
+                    shared.sent.pop_front();
+                }
+                let dropped = !answered && shared.wanted.contains_key(&channel[..]);
+                if dropped {
+                    *shared.outstanding.entry(channel.clone()).or_default() += 1;
+                    shared.to_subscribe.push(channel.clone());
+                    if let Some(task) = shared.task.take() {
+                        task.wake();
+                    }
+                }
+                dropped
+            };
+            if dropped {
                 handler(PubSubEvent::Dropped);
             }
         }
@@ -349,15 +439,14 @@ fn on_frame(
             if &kind[..] == confirmation =>
         {
             let mut shared = shared.borrow_mut();
-            let left = match shared.outstanding.get_mut(&channel[..]) {
-                Some(n) => {
-                    *n -= 1;
-                    *n
-                }
-                None => return Ok(()),
-            };
-            if left == 0 {
-                shared.outstanding.remove(&channel[..]);
+            let answered = shared
+                .sent
+                .front()
+                .is_some_and(|(c, name)| *c == Change::Subscribe && name[..] == channel[..]);
+            if answered {
+                shared.sent.pop_front();
+            }
+            if settle(&mut shared.outstanding, channel) {
                 if let Some(waiters) = shared.wanted.get_mut(&channel[..]) {
                     for waker in waiters.drain(..) {
                         waker.wake();
@@ -366,6 +455,40 @@ fn on_frame(
             }
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// An error answer: to the oldest change sent. A refused unsubscribe changes nothing (the
+/// channel is not subscribed here); a refused subscribe leaves the channel wanted but
+/// refused (its waiters are told) and the caller is told to find where it lives now. An
+/// error answering nothing sent breaks the connection.
+fn on_refusal(
+    shared: &Rc<RefCell<Shared>>,
+    error: &str,
+    handler: &mut Handler,
+) -> Result<(), String> {
+    let refused = {
+        let mut shared = shared.borrow_mut();
+        match shared.sent.pop_front() {
+            None => return Err(error.to_owned()),
+            Some((Change::Unsubscribe, _)) => return Ok(()),
+            Some((Change::Subscribe, channel)) => {
+                settle(&mut shared.outstanding, &channel);
+                if let Some(waiters) = shared.wanted.get_mut(&channel) {
+                    for waker in waiters.drain(..) {
+                        waker.wake();
+                    }
+                    shared.refused.insert(channel);
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    };
+    if refused {
+        handler(PubSubEvent::Dropped);
     }
     Ok(())
 }
