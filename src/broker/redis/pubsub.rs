@@ -122,6 +122,21 @@ enum Change {
     Unsubscribe,
 }
 
+impl Shared {
+    /// An answer of `change` for `channel` came: if it answers the oldest change sent, that
+    /// one is done (true); otherwise Redis said it unasked.
+    fn answered(&mut self, change: Change, channel: &[u8]) -> bool {
+        let answers = self
+            .sent
+            .front()
+            .is_some_and(|(c, name)| *c == change && name[..] == *channel);
+        if answers {
+            self.sent.pop_front();
+        }
+        answers
+    }
+}
+
 impl Drop for Shared {
     /// The last clone is gone: the connection's task learns it now (not at its next socket
     /// event, which an idle connection may never have) and ends.
@@ -414,13 +429,7 @@ fn on_frame(
             // again here (refused if it moved) and the caller told.
             let dropped = {
                 let mut shared = shared.borrow_mut();
-                let answered = shared
-                    .sent
-                    .front()
-                    .is_some_and(|(c, name)| *c == Change::Unsubscribe && name[..] == channel[..]);
-                if answered {
-                    shared.sent.pop_front();
-                }
+                let answered = shared.answered(Change::Unsubscribe, channel);
                 let dropped = !answered && shared.wanted.contains_key(&channel[..]);
                 if dropped {
                     *shared.outstanding.entry(channel.clone()).or_default() += 1;
@@ -439,13 +448,7 @@ fn on_frame(
             if &kind[..] == confirmation =>
         {
             let mut shared = shared.borrow_mut();
-            let answered = shared
-                .sent
-                .front()
-                .is_some_and(|(c, name)| *c == Change::Subscribe && name[..] == channel[..]);
-            if answered {
-                shared.sent.pop_front();
-            }
+            shared.answered(Change::Subscribe, channel);
             if settle(&mut shared.outstanding, channel) {
                 if let Some(waiters) = shared.wanted.get_mut(&channel[..]) {
                     for waker in waiters.drain(..) {
