@@ -7,15 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Client, Closed, DataDir, Server};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::json;
 
 const HISTORY: &str = r#"channel.namespaces=[{"name":"news","history_size":100,"history_ttl":"300s","force_recovery":true,"allow_subscribe_for_client":true}]"#;
-
-fn signal(server: &Server, signal: Signal) {
-    kill(Pid::from_raw(server.pid() as i32), signal).expect("the server takes signals");
-}
 
 #[test]
 fn sigterm_drains_clients_with_3001_syncs_the_history_and_exits_0() {
@@ -41,7 +36,7 @@ fn sigterm_drains_clients_with_3001_syncs_the_history_and_exits_0() {
     }
     assert_eq!(server.http("GET", "/health", &[], b"").0, 200);
 
-    signal(&server, Signal::SIGTERM);
+    server.signal(Signal::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.http("GET", "/health", &[], b"").0 != 503 {
         assert!(Instant::now() < deadline, "/health never failed");
@@ -79,12 +74,12 @@ fn sigterm_drains_clients_with_3001_syncs_the_history_and_exits_0() {
 fn a_second_signal_stops_at_once() {
     // A drain that would wait a minute before it stops accepting.
     let mut server = Server::start(&["shutdown.accept_delay=60s"]);
-    signal(&server, Signal::SIGTERM);
+    server.signal(Signal::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.http("GET", "/health", &[], b"").0 != 503 {
         assert!(Instant::now() < deadline, "/health never failed");
         std::thread::sleep(Duration::from_millis(10));
     }
-    signal(&server, Signal::SIGINT);
+    server.signal(Signal::SIGINT);
     assert_eq!(server.exit_code(Duration::from_secs(10)), Some(1));
 }

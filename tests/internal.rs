@@ -67,11 +67,7 @@ fn internal_endpoints_have_their_own_listener() {
     assert_eq!(metric(internal, "ringcast_draining"), 0);
     // The drain: health fails on the internal port, which stays reachable (the API answers)
     // while the public one stops accepting.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.pid() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    server.signal(nix::sys::signal::Signal::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(10);
     while status(internal, "GET", "/health", "") != 503 {
         assert!(Instant::now() < deadline, "health never failed");

@@ -294,11 +294,7 @@ fn js_sdk_clients_ride_a_drain_and_restart_behind_haproxy() {
     }
 
     // SIGTERM: the API still answers while the node drains.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.pid() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    server.signal(nix::sys::signal::Signal::SIGTERM);
     for n in 4..=6 {
         sdk::publish_n(&server, channel, n);
     }
@@ -393,11 +389,7 @@ fn js_sdk_clients_move_to_the_other_node_when_one_drains_behind_haproxy() {
         while lines.wait("publication", seen)["n"] != 3 {}
     }
     let mut a = a;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(a.pid() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    a.signal(nix::sys::signal::Signal::SIGTERM);
     for n in 4..=6 {
         sdk::publish_n(&b, channel, n);
     }

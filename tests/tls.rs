@@ -112,11 +112,7 @@ fn sighup_serves_a_new_certificate_to_new_connections_only() {
     let (second, cert_path, key_path) = ca.issue();
     assert_ne!(first, second);
     let hup = |count: usize| {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(server.pid() as i32),
-            nix::sys::signal::Signal::SIGHUP,
-        )
-        .unwrap();
+        server.signal(nix::sys::signal::Signal::SIGHUP);
         let deadline = Instant::now() + Duration::from_secs(10);
         // Bounded by the deadline: the signal thread logs each reload.
         loop {

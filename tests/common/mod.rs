@@ -223,6 +223,12 @@ impl Server {
         self.child.id()
     }
 
+    /// Sends the server `signal` (SIGTERM to drain, SIGHUP to reload, ...).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), signal)
+            .expect("the server takes signals");
+    }
+
     pub fn ws_url(&self) -> String {
         format!("ws://{}/connection/websocket", self.address)
     }
