@@ -55,6 +55,13 @@ async fn until(connection: &RedisConnection, link: Link) {
     }
 }
 
+/// A connection to `settings`' Redis, once it is up.
+async fn connected(settings: RedisSettings) -> RedisConnection {
+    let connection = RedisConnection::start(settings);
+    until(&connection, Link::Up).await;
+    connection
+}
+
 fn integer(frame: BytesFrame) -> i64 {
     match frame {
         BytesFrame::Integer(n) => n,
@@ -67,8 +74,7 @@ fn pipelined_calls_are_answered_in_order() {
     let server = RedisServer::start();
     let settings = settings(&server, Duration::from_secs(5));
     on_executor(move || async move {
-        let connection = RedisConnection::start(settings);
-        until(&connection, Link::Up).await;
+        let connection = connected(settings).await;
         // 10,000 INCRs at once, more than the in-flight limit: each caller gets its own
         // answer, and the answers are the counts in the order the calls were made.
         let calls: Vec<_> = (0..10_000)
@@ -102,8 +108,7 @@ fn a_lost_redis_fails_calls_at_once_and_a_returning_one_serves_again() {
     let settings = settings(&server.lock().unwrap(), Duration::from_secs(5));
     let control = server.clone();
     on_executor(move || async move {
-        let connection = RedisConnection::start(settings);
-        until(&connection, Link::Up).await;
+        let connection = connected(settings).await;
         connection.call(&[b"SET", b"k", b"1"]).await.unwrap();
         control.lock().unwrap().down();
         until(&connection, Link::Down).await;
@@ -127,8 +132,7 @@ fn an_answer_later_than_the_io_timeout_breaks_the_connection_which_recovers() {
     let server = RedisServer::start();
     let settings = settings(&server, Duration::from_millis(300));
     on_executor(move || async move {
-        let connection = RedisConnection::start(settings);
-        until(&connection, Link::Up).await;
+        let connection = connected(settings).await;
         let started = Instant::now();
         let e = connection
             .call(&[b"DEBUG", b"SLEEP", b"1"])
@@ -168,8 +172,7 @@ fn publish_assigns_offsets_in_one_step_and_history_reads_them_back() {
     let server = RedisServer::start();
     let settings = settings(&server, Duration::from_secs(5));
     on_executor(move || async move {
-        let connection = RedisConnection::start(settings);
-        until(&connection, Link::Up).await;
+        let connection = connected(settings).await;
         let streams = Streams::new(connection, "rc", PubSubMode::Classic);
         let mut epochs = Vec::new();
         for n in 1..=5u64 {
@@ -234,8 +237,7 @@ fn a_redis_that_lost_its_data_gives_a_new_epoch_and_reloads_the_scripts() {
     let settings = settings(&server.lock().unwrap(), Duration::from_secs(5));
     let control = server.clone();
     on_executor(move || async move {
-        let connection = RedisConnection::start(settings);
-        until(&connection, Link::Up).await;
+        let connection = connected(settings).await;
         let streams = Streams::new(connection.clone(), "rc", PubSubMode::Classic);
         for _ in 0..2 {
             streams
@@ -303,8 +305,7 @@ fn pubsub_delivers_after_the_confirmation_and_stops_after_unsubscribe() {
         let received = Rc::new(RefCell::new(Received::default()));
         let pubsub = PubSub::start(settings.clone(), PubSubMode::Classic, collecting(&received));
         until_true("pub/sub up", || pubsub.link() == Link::Up).await;
-        let connection = RedisConnection::start(settings);
-        until(&connection, Link::Up).await;
+        let connection = connected(settings).await;
         let streams = Streams::new(connection, "rc", PubSubMode::Classic);
         pubsub.subscribe(b"rc.p.{a}").await.unwrap();
         streams
@@ -372,8 +373,7 @@ fn pubsub_batches_subscriptions_and_resubscribes_after_a_restart() {
         until_true("pub/sub down", || pubsub.link() == Link::Down).await;
         control.lock().unwrap().up();
         until_true("resubscribed", || received.borrow().resubscribed == 1).await;
-        let connection = RedisConnection::start(settings);
-        until(&connection, Link::Up).await;
+        let connection = connected(settings).await;
         let streams = Streams::new(connection, "rc", PubSubMode::Classic);
         // Confirmed again (subscribe resolves once the new SUBSCRIBE's answer came).
         pubsub.subscribe(b"rc.p.{c1999}").await.unwrap();
@@ -443,8 +443,7 @@ fn a_refused_sharded_subscribe_fails_alone() {
         assert_eq!(received.borrow().dropped, 1, "the handler was told");
         pubsub.subscribe(first.as_bytes()).await.unwrap();
         assert_eq!(pubsub.link(), Link::Up);
-        let connection = RedisConnection::start(settings);
-        until(&connection, Link::Up).await;
+        let connection = connected(settings).await;
         connection
             .call(&[b"SPUBLISH", first.as_bytes(), b"1:e:x"])
             .await
