@@ -214,23 +214,7 @@ fn a_redis_restart_fails_publishes_then_delivery_resumes_with_a_new_epoch(mut re
     serving.up();
     // Back: publishes go through again and reach the client on the other node (its node
     // subscribed the channel again). Redis lost the stream: a new epoch, offset 1 again.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let position = loop {
-        let (status, body) = b.http(
-            "POST",
-            "/api/publish",
-            &[("X-API-Key", common::API_KEY)],
-            json!({"channel": "feed", "data": {"n": 3}})
-                .to_string()
-                .as_bytes(),
-        );
-        let reply: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        if status == 200 && reply.get("result").is_some() {
-            break reply["result"].clone();
-        }
-        assert!(Instant::now() < deadline, "publish never recovered: {body}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let position = publish_until_accepted(&b, "feed", 3)["result"].clone();
     assert_eq!(position["offset"], 1);
     assert_ne!(
         position["epoch"],
