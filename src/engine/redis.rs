@@ -279,14 +279,23 @@ impl RedisChannels {
             JoinLeaveKind::Leave => b"!l:",
         });
         message.extend_from_slice(client_info);
-        self.instance(channel)
+        self.publish_message(&self.instance(channel), name.as_bytes(), &message)
+            .await
+    }
+
+    /// PUBLISH (SPUBLISH in a cluster) `message` on the pub/sub channel `name` of
+    /// `instance`, outside any stream.
+    async fn publish_message(
+        &self,
+        instance: &Instance,
+        name: &[u8],
+        message: &[u8],
+    ) -> Result<(), ErrorCode> {
+        let command = self.instances.mode().publish().as_bytes();
+        instance
             .streams
             .connection()
-            .call(&[
-                self.instances.mode().publish().as_bytes(),
-                name.as_bytes(),
-                &message,
-            ])
+            .call(&[command, name, message])
             .await
             .map(drop)
             .map_err(|e| self.failed(e))
@@ -304,17 +313,8 @@ impl RedisChannels {
 
     /// Publishes `message` on the control channel.
     pub async fn publish_control(&self, message: &[u8]) -> Result<(), ErrorCode> {
-        self.control_instance()
-            .streams
-            .connection()
-            .call(&[
-                self.instances.mode().publish().as_bytes(),
-                self.control.as_bytes(),
-                message,
-            ])
+        self.publish_message(&self.control_instance(), self.control.as_bytes(), message)
             .await
-            .map(drop)
-            .map_err(|e| self.failed(e))
     }
 
     /// Listens on the control channel (one shard of the node does).
